@@ -1,0 +1,69 @@
+//! # mppi — model predictive path integral control as expectation–maximization
+//!
+//! MPPI samples control sequences around a plan, weights them by `exp(−cost/λ)` and moves the
+//! plan to the weighted mean. Seen as EM on the likelihood
+//! `L(μ) = log E_{U~N(μ,Σ)}[exp(−J(U)/λ)]`, the E-step is the weighting and the M-step is
+//! weighted moment matching; seen as score ascent, the same update is a natural-gradient step
+//! with step size `α = 1`. This crate writes that loop once ([`Planner`]) and makes every
+//! variant a setting of [`MppiConfig`].
+//!
+//! Layers (data flows down): [`objective`] (dynamics + cost → batched trajectory costs, or a
+//! black box) → [`gaussian`] (sampling) → [`weights`] (E-step, temperature rules) →
+//! [`planner`] (the loop, its workspace and diagnostics) → [`controller`] (receding horizon).
+//!
+//! ```
+//! use mppi::{Controller, Cost, Dynamics, MppiConfig};
+//!
+//! /// A point mass on a line: state (position, velocity), control = force.
+//! struct PointMass;
+//! impl Dynamics for PointMass {
+//!     fn state_dim(&self) -> usize { 2 }
+//!     fn control_dim(&self) -> usize { 1 }
+//!     fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
+//!         let dt = 0.05;
+//!         next[1] = x[1] + dt * u[0];
+//!         next[0] = x[0] + dt * next[1];
+//!     }
+//! }
+//! /// Reach position 1 and stop there.
+//! struct Goal;
+//! impl Cost for Goal {
+//!     fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 {
+//!         (x[0] - 1.0).powi(2) + 0.1 * x[1] * x[1] + 0.001 * u[0] * u[0]
+//!     }
+//! }
+//!
+//! let config = MppiConfig {
+//!     samples: 256, horizon: 30, lambda: 0.5, noise_sigma: vec![2.0],
+//!     u_min: Some(vec![-5.0]), u_max: Some(vec![5.0]), seed: 7,
+//!     ..MppiConfig::default()
+//! };
+//! let mut controller = Controller::new(PointMass, Goal, &config)?;
+//! let mut x = [0.0, 0.0];
+//! for _ in 0..100 {
+//!     let u = controller.act(&x)?.to_vec();
+//!     let mut next = [0.0; 2];
+//!     PointMass.step(&x, &u, &mut next);
+//!     x = next;
+//! }
+//! assert!((x[0] - 1.0).abs() < 0.05, "position {}", x[0]);
+//! # Ok::<(), mppi::MppiError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod gaussian;
+pub mod objective;
+pub mod planner;
+pub mod rng;
+pub mod weights;
+
+pub use config::{MppiConfig, ShiftFill};
+pub use controller::{Controller, StepReport};
+pub use error::MppiError;
+pub use objective::{BLOCK_LANES, Cost, Dynamics, FnObjective, Objective, RolloutObjective};
+pub use planner::{IterStats, Observer, Planner};
+pub use weights::{Temperature, TemperatureMode, WeightStats, compute_weights};

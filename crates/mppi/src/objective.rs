@@ -1,0 +1,349 @@
+//! The objective layer: what a sample costs.
+//!
+//! Two ways to describe a problem:
+//! - [`Dynamics`] + [`Cost`] (+ discount), turned into batched trajectory costs by
+//!   [`RolloutObjective`]:
+//!   `J(U; x₀) = Σ_{t<T} γᵗ c(x_t, u_t, t) + γᵀ φ(x_T)`, `x_{t+1} = F(x_t, u_t)`;
+//! - any black-box [`Objective`] over a decision vector, e.g. [`FnObjective`] around a closure.
+//!
+//! # Lane blocks
+//! Rollouts run over *blocks* of up to [`BLOCK_LANES`] samples at once, in structure-of-arrays
+//! layout: entry `i` of lane `l` lives at `buf[i * lanes + l]`. The inner loop of a
+//! block method therefore runs across samples, which is what lets dynamics and costs vectorize.
+//! Implementing the scalar [`Dynamics::step`] and [`Cost::running`] is enough; override the
+//! `*_block` methods for speed.
+
+use crate::error::{MppiError, check_finite, check_len};
+
+/// Number of samples rolled out together in one structure-of-arrays block.
+pub const BLOCK_LANES: usize = 32;
+
+/// Discrete-time dynamics `x_{t+1} = F(x_t, u_t)`.
+///
+/// ```
+/// use mppi::Dynamics;
+/// struct Integrator;
+/// impl Dynamics for Integrator {
+///     fn state_dim(&self) -> usize { 1 }
+///     fn control_dim(&self) -> usize { 1 }
+///     fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) { next[0] = x[0] + 0.1 * u[0]; }
+/// }
+/// let mut next = [0.0];
+/// Integrator.step(&[1.0], &[2.0], &mut next);
+/// assert!((next[0] - 1.2).abs() < 1e-15);
+/// ```
+pub trait Dynamics: Send + Sync {
+    /// Dimension `n` of the state.
+    fn state_dim(&self) -> usize;
+    /// Dimension `m` of the control.
+    fn control_dim(&self) -> usize;
+    /// One step: write `F(x, u)` into `next`. Slices have lengths `n`, `m`, `n`.
+    fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]);
+
+    /// One step for a block of `lanes` samples in SoA layout (`x[i * lanes + l]`).
+    ///
+    /// `tmp` has at least `2n + m` entries of scratch. The default gathers each lane and calls
+    /// [`Dynamics::step`]; override it so the loop over lanes is innermost.
+    fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], tmp: &mut [f64]) {
+        let (n, m) = (self.state_dim(), self.control_dim());
+        let (xs, rest) = tmp.split_at_mut(n);
+        let (us, rest) = rest.split_at_mut(m);
+        let xn = &mut rest[..n];
+        for l in 0..lanes {
+            for i in 0..n {
+                xs[i] = x[i * lanes + l];
+            }
+            for j in 0..m {
+                us[j] = u[j * lanes + l];
+            }
+            self.step(xs, us, xn);
+            for i in 0..n {
+                next[i * lanes + l] = xn[i];
+            }
+        }
+    }
+}
+
+/// Running cost `c(x, u, t)` and terminal cost `φ(x)`.
+///
+/// ```
+/// use mppi::Cost;
+/// struct Quadratic;
+/// impl Cost for Quadratic {
+///     fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 { x[0] * x[0] + 0.1 * u[0] * u[0] }
+/// }
+/// assert_eq!(Quadratic.running(&[2.0], &[0.0], 0), 4.0);
+/// assert_eq!(Quadratic.terminal(&[2.0]), 0.0);
+/// ```
+pub trait Cost: Send + Sync {
+    /// Cost of applying `u` in state `x` at step `t` of the horizon.
+    fn running(&self, x: &[f64], u: &[f64], t: usize) -> f64;
+    /// Cost of the final state; zero by default.
+    fn terminal(&self, _x: &[f64]) -> f64 {
+        0.0
+    }
+
+    /// Running cost of a block of `lanes` samples (SoA layout) into `out[l]`.
+    /// `tmp` has at least `2n + m` entries. The default gathers and calls [`Cost::running`].
+    fn running_block(&self, lanes: usize, t: usize, x: &[f64], u: &[f64], out: &mut [f64], tmp: &mut [f64]) {
+        let n = x.len() / lanes;
+        let m = u.len() / lanes;
+        let (xs, rest) = tmp.split_at_mut(n);
+        let us = &mut rest[..m];
+        for l in 0..lanes {
+            for i in 0..n {
+                xs[i] = x[i * lanes + l];
+            }
+            for j in 0..m {
+                us[j] = u[j * lanes + l];
+            }
+            out[l] = self.running(xs, us, t);
+        }
+    }
+
+    /// Terminal cost of a block of `lanes` samples into `out[l]`.
+    fn terminal_block(&self, lanes: usize, x: &[f64], out: &mut [f64], tmp: &mut [f64]) {
+        let n = x.len() / lanes;
+        let xs = &mut tmp[..n];
+        for l in 0..lanes {
+            for i in 0..n {
+                xs[i] = x[i * lanes + l];
+            }
+            out[l] = self.terminal(xs);
+        }
+    }
+}
+
+macro_rules! forward_impls {
+    ($($ptr:ty),*) => {$(
+        impl<D: Dynamics + ?Sized> Dynamics for $ptr {
+            fn state_dim(&self) -> usize { (**self).state_dim() }
+            fn control_dim(&self) -> usize { (**self).control_dim() }
+            fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) { (**self).step(x, u, next) }
+            fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], tmp: &mut [f64]) {
+                (**self).step_block(lanes, x, u, next, tmp)
+            }
+        }
+    )*};
+}
+forward_impls!(Box<D>, std::sync::Arc<D>, &D);
+
+macro_rules! forward_cost_impls {
+    ($($ptr:ty),*) => {$(
+        impl<C: Cost + ?Sized> Cost for $ptr {
+            fn running(&self, x: &[f64], u: &[f64], t: usize) -> f64 { (**self).running(x, u, t) }
+            fn terminal(&self, x: &[f64]) -> f64 { (**self).terminal(x) }
+            fn running_block(&self, lanes: usize, t: usize, x: &[f64], u: &[f64], out: &mut [f64], tmp: &mut [f64]) {
+                (**self).running_block(lanes, t, x, u, out, tmp)
+            }
+            fn terminal_block(&self, lanes: usize, x: &[f64], out: &mut [f64], tmp: &mut [f64]) {
+                (**self).terminal_block(lanes, x, out, tmp)
+            }
+        }
+    )*};
+}
+forward_cost_impls!(Box<C>, std::sync::Arc<C>, &C);
+
+/// A batched objective over decision vectors of dimension [`Objective::dim`]: the thing the
+/// optimizer minimizes.
+///
+/// `evaluate` is called on blocks of at most [`BLOCK_LANES`] samples, possibly from several
+/// threads at once, each with its own scratch of [`Objective::scratch_len`] entries.
+pub trait Objective: Send + Sync {
+    /// Decision dimension `d` (for trajectories, `T · m`).
+    fn dim(&self) -> usize;
+    /// Scratch entries needed by one call of `evaluate` on `lanes` samples.
+    fn scratch_len(&self, _lanes: usize) -> usize {
+        0
+    }
+    /// Costs of `costs.len()` decision vectors stored row-major in `decisions`
+    /// (`decisions.len() == costs.len() * dim`). NaN or infinite costs are allowed: they get
+    /// zero weight.
+    fn evaluate(&self, decisions: &[f64], costs: &mut [f64], scratch: &mut [f64]);
+}
+
+/// A black-box objective from a closure `f(u) -> J`.
+///
+/// ```
+/// use mppi::{FnObjective, Objective};
+/// let sphere = FnObjective::new(3, |u: &[f64]| u.iter().map(|v| v * v).sum());
+/// let mut j = [0.0; 2];
+/// sphere.evaluate(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &mut j, &mut []);
+/// assert_eq!(j, [1.0, 3.0]);
+/// ```
+pub struct FnObjective<F> {
+    dim: usize,
+    f: F,
+}
+
+impl<F: Fn(&[f64]) -> f64 + Send + Sync> FnObjective<F> {
+    /// Wrap `f` as an objective over `R^dim`.
+    pub fn new(dim: usize, f: F) -> Self {
+        FnObjective { dim, f }
+    }
+}
+
+impl<F: Fn(&[f64]) -> f64 + Send + Sync> Objective for FnObjective<F> {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn evaluate(&self, decisions: &[f64], costs: &mut [f64], _scratch: &mut [f64]) {
+        for (c, u) in costs.iter_mut().zip(decisions.chunks_exact(self.dim)) {
+            *c = (self.f)(u);
+        }
+    }
+}
+
+/// Trajectory costs from dynamics and cost: the objective of receding-horizon control.
+///
+/// ```
+/// use mppi::{Cost, Dynamics, Objective, RolloutObjective};
+/// struct Integrator;
+/// impl Dynamics for Integrator {
+///     fn state_dim(&self) -> usize { 1 }
+///     fn control_dim(&self) -> usize { 1 }
+///     fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) { next[0] = x[0] + u[0]; }
+/// }
+/// struct Square;
+/// impl Cost for Square {
+///     fn running(&self, x: &[f64], _u: &[f64], _t: usize) -> f64 { x[0] * x[0] }
+///     fn terminal(&self, x: &[f64]) -> f64 { 10.0 * x[0] * x[0] }
+/// }
+/// let mut obj = RolloutObjective::new(Integrator, Square, 2, 1.0).unwrap();
+/// obj.set_state(&[1.0]).unwrap();
+/// let mut j = [0.0];
+/// let mut scratch = vec![0.0; obj.scratch_len(1)];
+/// obj.evaluate(&[1.0, -2.0], &mut j, &mut scratch);
+/// // x: 1 -> 2 -> 0; J = 1 + 4 + 10 * 0
+/// assert_eq!(j[0], 5.0);
+/// ```
+pub struct RolloutObjective<D, C> {
+    dynamics: D,
+    cost: C,
+    horizon: usize,
+    discount: f64,
+    x0: Vec<f64>,
+}
+
+impl<D: Dynamics, C: Cost> RolloutObjective<D, C> {
+    /// Build a rollout objective over `horizon` controls with running-cost `discount`.
+    pub fn new(dynamics: D, cost: C, horizon: usize, discount: f64) -> Result<Self, MppiError> {
+        if horizon == 0 {
+            return Err(MppiError::config("horizon", "must be >= 1"));
+        }
+        if !(discount > 0.0 && discount <= 1.0) {
+            return Err(MppiError::config("discount", format!("must be in (0, 1], got {discount}")));
+        }
+        if dynamics.state_dim() == 0 || dynamics.control_dim() == 0 {
+            return Err(MppiError::config("dynamics", "state and control dimensions must be >= 1"));
+        }
+        let n = dynamics.state_dim();
+        Ok(RolloutObjective {
+            dynamics,
+            cost,
+            horizon,
+            discount,
+            x0: vec![0.0; n],
+        })
+    }
+
+    /// Set the initial state `x₀` of every rollout.
+    pub fn set_state(&mut self, x0: &[f64]) -> Result<(), MppiError> {
+        check_len("state", self.x0.len(), x0.len())?;
+        check_finite("state", x0)?;
+        self.x0.copy_from_slice(x0);
+        Ok(())
+    }
+
+    /// The current initial state.
+    #[must_use]
+    pub fn state(&self) -> &[f64] {
+        &self.x0
+    }
+    /// The dynamics.
+    #[must_use]
+    pub fn dynamics(&self) -> &D {
+        &self.dynamics
+    }
+    /// The cost.
+    #[must_use]
+    pub fn cost(&self) -> &C {
+        &self.cost
+    }
+    /// Number of controls in a plan.
+    #[must_use]
+    pub fn horizon(&self) -> usize {
+        self.horizon
+    }
+
+    /// Roll out one control sequence (`T·m` entries) from the current state, writing the
+    /// `T + 1` visited states row-major into `states` and returning its cost.
+    ///
+    /// This is the scalar reference path (used for plots and tests, not in the hot loop).
+    pub fn rollout(&self, controls: &[f64], states: &mut [f64]) -> Result<f64, MppiError> {
+        let (n, m) = (self.dynamics.state_dim(), self.dynamics.control_dim());
+        check_len("controls", self.horizon * m, controls.len())?;
+        check_len("states", (self.horizon + 1) * n, states.len())?;
+        states[..n].copy_from_slice(&self.x0);
+        let mut total = 0.0;
+        let mut disc = 1.0;
+        for t in 0..self.horizon {
+            let (cur, next) = states[t * n..(t + 2) * n].split_at_mut(n);
+            let u = &controls[t * m..(t + 1) * m];
+            total += disc * self.cost.running(cur, u, t);
+            self.dynamics.step(cur, u, next);
+            disc *= self.discount;
+        }
+        total += disc * self.cost.terminal(&states[self.horizon * n..]);
+        Ok(total)
+    }
+}
+
+impl<D: Dynamics, C: Cost> Objective for RolloutObjective<D, C> {
+    fn dim(&self) -> usize {
+        self.horizon * self.dynamics.control_dim()
+    }
+
+    fn scratch_len(&self, lanes: usize) -> usize {
+        let (n, m) = (self.dynamics.state_dim(), self.dynamics.control_dim());
+        // state, next state, controls, per-lane cost, gather scratch
+        2 * n * lanes + m * lanes + lanes + 2 * n + m
+    }
+
+    fn evaluate(&self, decisions: &[f64], costs: &mut [f64], scratch: &mut [f64]) {
+        let (n, m) = (self.dynamics.state_dim(), self.dynamics.control_dim());
+        let d = self.horizon * m;
+        for (dec, cst) in decisions.chunks(BLOCK_LANES * d).zip(costs.chunks_mut(BLOCK_LANES)) {
+            let lanes = cst.len();
+            let (mut x, rest) = scratch.split_at_mut(n * lanes);
+            let (mut xn, rest) = rest.split_at_mut(n * lanes);
+            let (u, rest) = rest.split_at_mut(m * lanes);
+            let (c, tmp) = rest.split_at_mut(lanes);
+            for i in 0..n {
+                x[i * lanes..(i + 1) * lanes].fill(self.x0[i]);
+            }
+            cst.fill(0.0);
+            let mut disc = 1.0;
+            for t in 0..self.horizon {
+                // gather u_t of every lane into SoA
+                for l in 0..lanes {
+                    let ut = &dec[l * d + t * m..l * d + (t + 1) * m];
+                    for j in 0..m {
+                        u[j * lanes + l] = ut[j];
+                    }
+                }
+                self.cost.running_block(lanes, t, x, u, c, tmp);
+                for (acc, ci) in cst.iter_mut().zip(c.iter()) {
+                    *acc += disc * ci;
+                }
+                self.dynamics.step_block(lanes, x, u, xn, tmp);
+                std::mem::swap(&mut x, &mut xn);
+                disc *= self.discount;
+            }
+            self.cost.terminal_block(lanes, x, c, tmp);
+            for (acc, ci) in cst.iter_mut().zip(c.iter()) {
+                *acc += disc * ci;
+            }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The E-step: importance weights from costs.
+//!
+//! For costs `J_i` and temperature `λ > 0`,
+//!
+//! ```text
+//! w_i = exp(-(J_i - J_min)/λ) / Σ_j exp(-(J_j - J_min)/λ)
+//! ```
+//!
+//! computed in log-sum-exp form, so the weights stay finite for any cost spread. A sample whose
+//! cost is NaN or infinite gets weight exactly zero and is counted. The same pass returns the
+//! diagnostics the theory talks about: the log-likelihood estimate
+//! `L̂ = log( (1/N) Σ_i exp(-J_i/λ) )` (theory-spec C.1, `N` counts every sample, finite or not)
+//! and the effective sample size `ESS = 1 / Σ w_i²`.
+//!
+//! The temperature is chosen by a [`TemperatureMode`]:
+//! - `fixed`: `λ` as configured, in cost units;
+//! - `std_normalized`: `λ = κ · std(J)` over the finite costs (as DIAL-MPC / model-based
+//!   diffusion do), so `κ` is scale free;
+//! - `ess_target`: bisection on `log λ` until `ESS / N` hits a target fraction (ESS is
+//!   increasing in `λ`, so the bisection is well posed).
+
+use serde::{Deserialize, Serialize};
+
+/// How the temperature `λ` is chosen at every iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TemperatureMode {
+    /// `λ` is the configured `lambda`, in cost units.
+    #[default]
+    Fixed,
+    /// `λ = std_temperature · std(J)` over the finite costs of this iteration.
+    StdNormalized,
+    /// `λ` is found by bisection so that `ESS / N = ess_target`.
+    EssTarget,
+}
+
+/// The temperature rule with its parameter, as used by [`compute_weights`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Temperature {
+    /// Fixed `λ > 0` in cost units.
+    Fixed(f64),
+    /// `λ = κ · std(J)`, with `κ > 0`.
+    StdNormalized(f64),
+    /// Target `ESS / N` in `(0, 1]`.
+    EssTarget(f64),
+}
+
+/// What one weighting pass measured.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct WeightStats {
+    /// The temperature that was used.
+    pub lambda: f64,
+    /// `L̂ = logsumexp(-J/λ) - log N` (theory-spec C.1); `-inf` if no cost is finite.
+    pub log_likelihood: f64,
+    /// Effective sample size `1 / Σ w²`; 0 if no cost is finite.
+    pub ess: f64,
+    /// Smallest finite cost (`inf` if none).
+    pub min_cost: f64,
+    /// Mean of the finite costs (`NaN`-free: 0 if none).
+    pub mean_cost: f64,
+    /// Largest weight.
+    pub max_weight: f64,
+    /// Number of samples whose cost was NaN or infinite (they got weight 0).
+    pub nonfinite: usize,
+}
+
+impl WeightStats {
+    /// True when no sample had a finite cost, so the weights are all zero and the
+    /// planner must keep its previous plan.
+    #[must_use]
+    pub fn all_nonfinite(&self, samples: usize) -> bool {
+        self.nonfinite == samples
+    }
+}
+
+/// Unnormalized exponentials `e_i = exp(-(J_i - J_min)/λ)` into `out`, returning `(Σe, Σe²)`.
+/// Non-finite costs give 0.
+fn exponentials(costs: &[f64], min_cost: f64, lambda: f64, out: &mut [f64]) -> (f64, f64) {
+    let inv = 1.0 / lambda;
+    let mut s1 = 0.0;
+    let mut s2 = 0.0;
+    for (e, &j) in out.iter_mut().zip(costs) {
+        *e = if j.is_finite() {
+            (-(j - min_cost) * inv).exp()
+        } else {
+            0.0
+        };
+        s1 += *e;
+        s2 += *e * *e;
+    }
+    (s1, s2)
+}
+
+/// Compute normalized weights for `costs` into `weights` and return the diagnostics.
+///
+/// Invariances (theory-spec B.2): adding a constant to every cost, or scaling costs and a
+/// fixed `λ` together, leaves the weights unchanged. If no cost is finite, every weight is 0
+/// and `stats.nonfinite == costs.len()`.
+///
+/// # Panics
+/// If `weights.len() != costs.len()` (a programming error inside the planner, not user data).
+///
+/// ```
+/// use mppi::weights::{compute_weights, Temperature};
+/// let costs = [1.0, 2.0, f64::NAN, 1.0];
+/// let mut w = [0.0; 4];
+/// let s = compute_weights(&costs, Temperature::Fixed(1.0), &mut w);
+/// assert_eq!(w[2], 0.0);
+/// assert_eq!(s.nonfinite, 1);
+/// assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-15);
+/// assert!((w[0] - w[3]).abs() < 1e-15 && w[0] > w[1]);
+/// ```
+pub fn compute_weights(costs: &[f64], temperature: Temperature, weights: &mut [f64]) -> WeightStats {
+    assert_eq!(costs.len(), weights.len(), "weights buffer length");
+    let n = costs.len();
+    let mut min_cost = f64::INFINITY;
+    let mut sum = 0.0;
+    let mut finite = 0usize;
+    for &j in costs {
+        if j.is_finite() {
+            finite += 1;
+            sum += j;
+            if j < min_cost {
+                min_cost = j;
+            }
+        }
+    }
+    let nonfinite = n - finite;
+    if finite == 0 {
+        weights.fill(0.0);
+        return WeightStats {
+            lambda: match temperature {
+                Temperature::Fixed(l) => l,
+                _ => f64::NAN,
+            },
+            log_likelihood: f64::NEG_INFINITY,
+            ess: 0.0,
+            min_cost,
+            mean_cost: 0.0,
+            max_weight: 0.0,
+            nonfinite,
+        };
+    }
+    let mean_cost = sum / finite as f64;
+
+    let lambda = match temperature {
+        Temperature::Fixed(l) => l,
+        Temperature::StdNormalized(kappa) => {
+            let mut var = 0.0;
+            for &j in costs {
+                if j.is_finite() {
+                    let d = j - mean_cost;
+                    var += d * d;
+                }
+            }
+            let std = (var / finite as f64).sqrt();
+            // All finite costs equal: any λ gives uniform weights; keep λ positive and finite.
+            if std > 0.0 && std.is_finite() {
+                kappa * std
+            } else {
+                kappa
+            }
+        }
+        Temperature::EssTarget(fraction) => {
+            ess_target_lambda(costs, min_cost, fraction * n as f64, weights)
+        }
+    };
+
+    let (s1, s2) = exponentials(costs, min_cost, lambda, weights);
+    let inv = 1.0 / s1;
+    let mut max_weight = 0.0f64;
+    for w in weights.iter_mut() {
+        *w *= inv;
+        max_weight = max_weight.max(*w);
+    }
+    WeightStats {
+        lambda,
+        log_likelihood: -min_cost / lambda + s1.ln() - (n as f64).ln(),
+        ess: s1 * s1 / s2,
+        min_cost,
+        mean_cost,
+        max_weight,
+        nonfinite,
+    }
+}
+
+/// Bisection on `log λ` so that `ESS = target` (clamped to the reachable range
+/// `[1, #finite]`). Uses `scratch` for the exponentials.
+fn ess_target_lambda(costs: &[f64], min_cost: f64, target: f64, scratch: &mut [f64]) -> f64 {
+    // Scale of the cost spread sets the bracket; ESS(λ) rises from ~1 to #finite.
+    let mut spread = 0.0f64;
+    for &j in costs {
+        if j.is_finite() {
+            spread = spread.max(j - min_cost);
+        }
+    }
+    if spread <= 0.0 {
+        return 1.0; // every finite cost is equal: weights are uniform for any λ
+    }
+    let ess_at = |log_lambda: f64, scratch: &mut [f64]| {
+        let (s1, s2) = exponentials(costs, min_cost, log_lambda.exp(), scratch);
+        s1 * s1 / s2
+    };
+    let mut lo = spread.ln() - 40.0; // ESS ≈ number of ties at the minimum
+    let mut hi = spread.ln() + 40.0; // ESS ≈ number of finite samples
+    if ess_at(hi, scratch) <= target {
+        return hi.exp();
+    }
+    if ess_at(lo, scratch) >= target {
+        return lo.exp();
+    }
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        let ess = ess_at(mid, scratch);
+        if (ess - target).abs() <= 1e-6 * target {
+            return mid.exp();
+        }
+        if ess < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (0.5 * (lo + hi)).exp()
+}
