@@ -100,7 +100,10 @@ fn positive(field: &'static str, v: f64) -> Result<(), MppiError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(MppiError::config(field, format!("must be a finite number > 0, got {v}")))
+        Err(MppiError::config(
+            field,
+            format!("must be a finite number > 0, got {v}"),
+        ))
     }
 }
 
@@ -153,10 +156,16 @@ impl MppiConfig {
 
     pub(crate) fn validated(&self, m: usize) -> Result<Validated, MppiError> {
         if m == 0 {
-            return Err(MppiError::config("control_dim", "the problem has no controls"));
+            return Err(MppiError::config(
+                "control_dim",
+                "the problem has no controls",
+            ));
         }
         if self.samples < 2 {
-            return Err(MppiError::config("samples", format!("must be >= 2, got {}", self.samples)));
+            return Err(MppiError::config(
+                "samples",
+                format!("must be >= 2, got {}", self.samples),
+            ));
         }
         if self.horizon == 0 {
             return Err(MppiError::config("horizon", "must be >= 1"));
@@ -195,7 +204,10 @@ impl MppiConfig {
         if !(self.control_cost_gamma.is_finite() && self.control_cost_gamma >= 0.0) {
             return Err(MppiError::config(
                 "control_cost_gamma",
-                format!("must be a finite number >= 0, got {}", self.control_cost_gamma),
+                format!(
+                    "must be a finite number >= 0, got {}",
+                    self.control_cost_gamma
+                ),
             ));
         }
         if !(self.discount > 0.0 && self.discount <= 1.0) {
@@ -214,7 +226,10 @@ impl MppiConfig {
                 }
                 let flat: Vec<f64> = rows.iter().flatten().copied().collect();
                 if flat.iter().any(|v| !v.is_finite()) {
-                    return Err(MppiError::config("noise_covariance", "has a non-finite entry"));
+                    return Err(MppiError::config(
+                        "noise_covariance",
+                        "has a non-finite entry",
+                    ));
                 }
                 for i in 0..m {
                     for j in 0..i {
@@ -222,7 +237,9 @@ impl MppiConfig {
                         if (a - b).abs() > 1e-12 * (1.0 + a.abs().max(b.abs())) {
                             return Err(MppiError::config(
                                 "noise_covariance",
-                                format!("is not symmetric: entry ({i},{j}) = {a} but ({j},{i}) = {b}"),
+                                format!(
+                                    "is not symmetric: entry ({i},{j}) = {a} but ({j},{i}) = {b}"
+                                ),
                             ));
                         }
                     }
@@ -231,7 +248,11 @@ impl MppiConfig {
             }
             None => {
                 let sigma = per_dim("noise_sigma", &self.noise_sigma, m)?;
-                if let Some((i, s)) = sigma.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {
+                if let Some((i, s)) = sigma
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| !(s.is_finite() && **s > 0.0))
+                {
                     return Err(MppiError::config(
                         "noise_sigma",
                         format!("entry {i} must be a finite number > 0, got {s}"),
@@ -256,7 +277,10 @@ impl MppiConfig {
             if !(u_min[i] < u_max[i]) {
                 return Err(MppiError::config(
                     "u_min",
-                    format!("u_min[{i}] = {} must be below u_max[{i}] = {}", u_min[i], u_max[i]),
+                    format!(
+                        "u_min[{i}] = {} must be below u_max[{i}] = {}",
+                        u_min[i], u_max[i]
+                    ),
                 ));
             }
         }

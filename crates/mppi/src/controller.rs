@@ -97,7 +97,11 @@ impl<D: Dynamics, C: Cost> Controller<D, C> {
     }
 
     /// [`Controller::act`], reporting every EM iteration to `observer`.
-    pub fn act_observed(&mut self, state: &[f64], observer: &mut dyn Observer) -> Result<&[f64], MppiError> {
+    pub fn act_observed(
+        &mut self,
+        state: &[f64],
+        observer: &mut dyn Observer,
+    ) -> Result<&[f64], MppiError> {
         self.objective.set_state(state)?;
         let start = Instant::now();
         if self.started {
@@ -160,7 +164,12 @@ impl<D: Dynamics, C: Cost> Controller<D, C> {
                 got: index,
             });
         }
-        check_len("states", (self.objective.horizon() + 1) * self.objective.dynamics().state_dim(), states.len())?;
-        self.objective.rollout(&self.planner.samples()[index * d..(index + 1) * d], states)
+        check_len(
+            "states",
+            (self.objective.horizon() + 1) * self.objective.dynamics().state_dim(),
+            states.len(),
+        )?;
+        self.objective
+            .rollout(&self.planner.samples()[index * d..(index + 1) * d], states)
     }
 }

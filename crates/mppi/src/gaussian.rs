@@ -41,7 +41,10 @@ impl GaussianNoise {
         }
         let cov = DMatrix::from_row_slice(m, m, covariance);
         let chol = cov.clone().cholesky().ok_or_else(|| {
-            MppiError::config("noise_covariance", "is not positive definite (Cholesky failed)")
+            MppiError::config(
+                "noise_covariance",
+                "is not positive definite (Cholesky failed)",
+            )
         })?;
         let l = chol.l();
         let inv = chol.inverse();

@@ -85,7 +85,15 @@ pub trait Cost: Send + Sync {
 
     /// Running cost of a block of `lanes` samples (SoA layout) into `out[l]`.
     /// `tmp` has at least `2n + m` entries. The default gathers and calls [`Cost::running`].
-    fn running_block(&self, lanes: usize, t: usize, x: &[f64], u: &[f64], out: &mut [f64], tmp: &mut [f64]) {
+    fn running_block(
+        &self,
+        lanes: usize,
+        t: usize,
+        x: &[f64],
+        u: &[f64],
+        out: &mut [f64],
+        tmp: &mut [f64],
+    ) {
         let n = x.len() / lanes;
         let m = u.len() / lanes;
         let (xs, rest) = tmp.split_at_mut(n);
@@ -232,10 +240,16 @@ impl<D: Dynamics, C: Cost> RolloutObjective<D, C> {
             return Err(MppiError::config("horizon", "must be >= 1"));
         }
         if !(discount > 0.0 && discount <= 1.0) {
-            return Err(MppiError::config("discount", format!("must be in (0, 1], got {discount}")));
+            return Err(MppiError::config(
+                "discount",
+                format!("must be in (0, 1], got {discount}"),
+            ));
         }
         if dynamics.state_dim() == 0 || dynamics.control_dim() == 0 {
-            return Err(MppiError::config("dynamics", "state and control dimensions must be >= 1"));
+            return Err(MppiError::config(
+                "dynamics",
+                "state and control dimensions must be >= 1",
+            ));
         }
         let n = dynamics.state_dim();
         Ok(RolloutObjective {
@@ -313,7 +327,10 @@ impl<D: Dynamics, C: Cost> Objective for RolloutObjective<D, C> {
     fn evaluate(&self, decisions: &[f64], costs: &mut [f64], scratch: &mut [f64]) {
         let (n, m) = (self.dynamics.state_dim(), self.dynamics.control_dim());
         let d = self.horizon * m;
-        for (dec, cst) in decisions.chunks(BLOCK_LANES * d).zip(costs.chunks_mut(BLOCK_LANES)) {
+        for (dec, cst) in decisions
+            .chunks(BLOCK_LANES * d)
+            .zip(costs.chunks_mut(BLOCK_LANES))
+        {
             let lanes = cst.len();
             let (mut x, rest) = scratch.split_at_mut(n * lanes);
             let (mut xn, rest) = rest.split_at_mut(n * lanes);

@@ -90,7 +90,9 @@ impl Planner {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(cfg.threads)
                     .build()
-                    .map_err(|e| MppiError::config("threads", format!("could not start thread pool: {e}")))?,
+                    .map_err(|e| {
+                        MppiError::config("threads", format!("could not start thread pool: {e}"))
+                    })?,
             )
         } else {
             None
@@ -190,8 +192,16 @@ impl Planner {
         let per_block = self.scratch_per_block;
 
         // Sample, clamp, evaluate: one fused pass per block of samples.
-        let block = |b: usize, (((us, eps), costs), scratch): (((&mut [f64], &mut [f64]), &mut [f64]), &mut [f64])| {
-            for (l, (u, e)) in us.chunks_exact_mut(d).zip(eps.chunks_exact_mut(d)).enumerate() {
+        let block = |b: usize,
+                     (((us, eps), costs), scratch): (
+            ((&mut [f64], &mut [f64]), &mut [f64]),
+            &mut [f64],
+        )| {
+            for (l, (u, e)) in us
+                .chunks_exact_mut(d)
+                .zip(eps.chunks_exact_mut(d))
+                .enumerate()
+            {
                 let mut rng = sample_rng(seed, step, iteration, (b * BLOCK_LANES + l) as u64);
                 noise.fill(&mut rng, e);
                 for (i, ((ui, ei), mi)) in u.iter_mut().zip(e.iter_mut()).zip(mean).enumerate() {
@@ -256,7 +266,11 @@ impl Planner {
         let alpha = self.cfg.step_size;
         let mut norm2 = 0.0;
         for (i, (mu, new)) in self.mean.iter_mut().zip(&self.update).enumerate() {
-            let mut next = if alpha == 1.0 { *new } else { (1.0 - alpha) * *mu + alpha * new };
+            let mut next = if alpha == 1.0 {
+                *new
+            } else {
+                (1.0 - alpha) * *mu + alpha * new
+            };
             if alpha > 1.0 {
                 next = next.clamp(self.cfg.u_min[i % m], self.cfg.u_max[i % m]);
             }

@@ -110,7 +110,11 @@ fn exponentials(costs: &[f64], min_cost: f64, lambda: f64, out: &mut [f64]) -> (
 /// assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-15);
 /// assert!((w[0] - w[3]).abs() < 1e-15 && w[0] > w[1]);
 /// ```
-pub fn compute_weights(costs: &[f64], temperature: Temperature, weights: &mut [f64]) -> WeightStats {
+pub fn compute_weights(
+    costs: &[f64],
+    temperature: Temperature,
+    weights: &mut [f64],
+) -> WeightStats {
     assert_eq!(costs.len(), weights.len(), "weights buffer length");
     let n = costs.len();
     let mut min_cost = f64::INFINITY;

@@ -1,0 +1,147 @@
+//! Pendulum swing-up with exactly gymnasium `Pendulum-v1`'s dynamics and cost.
+//!
+//! State `(θ, θ̇)` with `θ = 0` upright; control: torque `u ∈ [−2, 2]`.
+//!
+//! ```text
+//! θ̇' = clip(θ̇ + (3g/(2l) sin θ + 3/(m l²) u) dt, −8, 8)
+//! θ'  = θ + θ̇' dt
+//! c   = wrap(θ)² + 0.1 θ̇² + 0.001 u²
+//! ```
+//! with `g = 10`, `m = 1`, `l = 1`, `dt = 0.05`.
+
+use std::sync::Arc;
+
+use mppi::{Cost, Dynamics, MppiConfig};
+
+use crate::{Episode, Outcome, Task, wrap_angle};
+
+/// Gravity of Pendulum-v1.
+pub const G: f64 = 10.0;
+/// Mass.
+pub const M: f64 = 1.0;
+/// Length.
+pub const L: f64 = 1.0;
+/// Time step.
+pub const DT: f64 = 0.05;
+/// Torque limit.
+pub const MAX_TORQUE: f64 = 2.0;
+/// Speed limit.
+pub const MAX_SPEED: f64 = 8.0;
+
+/// Pendulum-v1 dynamics (also its cost).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PendulumModel;
+
+impl Dynamics for PendulumModel {
+    fn state_dim(&self) -> usize {
+        2
+    }
+    fn control_dim(&self) -> usize {
+        1
+    }
+    fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
+        let u = u[0].clamp(-MAX_TORQUE, MAX_TORQUE);
+        let thdot = (x[1] + (3.0 * G / (2.0 * L) * x[0].sin() + 3.0 / (M * L * L) * u) * DT)
+            .clamp(-MAX_SPEED, MAX_SPEED);
+        next[0] = x[0] + thdot * DT;
+        next[1] = thdot;
+    }
+    fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
+        let (th, thd) = x.split_at(lanes);
+        let (nth, nthd) = next.split_at_mut(lanes);
+        for l in 0..lanes {
+            let uc = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
+            let v = (thd[l] + (3.0 * G / (2.0 * L) * th[l].sin() + 3.0 / (M * L * L) * uc) * DT)
+                .clamp(-MAX_SPEED, MAX_SPEED);
+            nth[l] = th[l] + v * DT;
+            nthd[l] = v;
+        }
+    }
+}
+
+impl Cost for PendulumModel {
+    fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 {
+        let u = u[0].clamp(-MAX_TORQUE, MAX_TORQUE);
+        let th = wrap_angle(x[0]);
+        th * th + 0.1 * x[1] * x[1] + 0.001 * u * u
+    }
+    fn running_block(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f64],
+        u: &[f64],
+        out: &mut [f64],
+        _tmp: &mut [f64],
+    ) {
+        let (th, thd) = x.split_at(lanes);
+        for l in 0..lanes {
+            let uc = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
+            let a = wrap_angle(th[l]);
+            out[l] = a * a + 0.1 * thd[l] * thd[l] + 0.001 * uc * uc;
+        }
+    }
+}
+
+/// The pendulum swing-up task.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pendulum;
+
+impl Task for Pendulum {
+    fn name(&self) -> &'static str {
+        "pendulum"
+    }
+    fn description(&self) -> &'static str {
+        "gymnasium Pendulum-v1 swing-up from hanging down (|u| <= 2, dt 0.05)"
+    }
+    fn state_names(&self) -> &'static [&'static str] {
+        &["theta", "theta_dot"]
+    }
+    fn control_names(&self) -> &'static [&'static str] {
+        &["torque"]
+    }
+    fn dt(&self) -> f64 {
+        DT
+    }
+    fn default_config(&self) -> MppiConfig {
+        MppiConfig {
+            samples: 1000,
+            horizon: 30,
+            iterations: 1,
+            noise_sigma: vec![1.0],
+            lambda: 1.0,
+            u_min: Some(vec![-MAX_TORQUE]),
+            u_max: Some(vec![MAX_TORQUE]),
+            ..MppiConfig::default()
+        }
+    }
+    fn default_steps(&self) -> usize {
+        200
+    }
+    fn initial_state(&self) -> Vec<f64> {
+        vec![std::f64::consts::PI, 0.0]
+    }
+    fn dynamics(&self) -> Arc<dyn Dynamics> {
+        Arc::new(PendulumModel)
+    }
+    fn cost(&self) -> Arc<dyn Cost> {
+        Arc::new(PendulumModel)
+    }
+    /// Upright (`|θ| < 0.1`, `|θ̇| < 0.5`) for the last 50 steps.
+    fn success(&self, episode: &Episode) -> Outcome {
+        let tail = 50.min(episode.states.len());
+        let last = &episode.states[episode.states.len() - tail..];
+        let worst_angle = last
+            .iter()
+            .map(|x| wrap_angle(x[0]).abs())
+            .fold(0.0, f64::max);
+        let worst_speed = last.iter().map(|x| x[1].abs()).fold(0.0, f64::max);
+        let success = episode.states.len() > 50 && worst_angle < 0.1 && worst_speed < 0.5;
+        Outcome {
+            success,
+            message: format!(
+                "last {tail} states: max |angle| {worst_angle:.4} (< 0.1), max |speed| {worst_speed:.4} (< 0.5)"
+            ),
+        }
+    }
+}
