@@ -1,0 +1,148 @@
+//! Integration tests of the built-in tasks (one test binary for the crate):
+//! closed-loop success of every task with its default config and a fixed seed, zero heap
+//! allocations per control step, and thread-count determinism of whole episodes.
+
+// The allocation counter below wraps the system allocator, which needs `unsafe impl`.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use mppi_tasks::{EpisodeOptions, Task, all_tasks, controller, run_episode, task_by_name};
+
+/// Counts allocations made by the current thread while `COUNTING` is set.
+struct CountingAllocator;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // try_with: thread-locals may be gone during thread teardown
+    let _ = COUNTING.try_with(|c| {
+        if c.get() {
+            let _ = COUNT.try_with(|n| n.set(n.get() + 1));
+        }
+    });
+}
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Allocations made by the calling thread while `f` runs. (Rayon workers are other threads;
+/// the 2-thread case is checked by the divan bench, which counts every thread.)
+fn allocations_during(f: impl FnOnce()) -> usize {
+    COUNT.with(|n| n.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    COUNT.with(|n| n.get())
+}
+
+fn run_default(task: &dyn Task, seed: u64) -> (bool, String, f64) {
+    let mut config = task.default_config();
+    config.seed = seed;
+    let options = EpisodeOptions {
+        steps: task.default_steps(),
+        ..EpisodeOptions::default()
+    };
+    let episode = run_episode(task, &config, &options, |_| {}).expect("episode runs");
+    let outcome = task.success(&episode);
+    (outcome.success, outcome.message, episode.total_cost())
+}
+
+#[test]
+fn pendulum_swings_up() {
+    let task = task_by_name("pendulum").expect("pendulum is registered");
+    for seed in [0, 1] {
+        let (success, message, cost) = run_default(task.as_ref(), seed);
+        assert!(success, "pendulum failed (seed {seed}, total cost {cost:.3}): {message}");
+    }
+}
+
+#[test]
+fn every_registered_task_succeeds_with_defaults() {
+    for task in all_tasks() {
+        let (success, message, cost) = run_default(task.as_ref(), 0);
+        assert!(success, "{} failed (seed 0, total cost {cost:.3}): {message}", task.name());
+    }
+}
+
+#[test]
+fn every_task_has_consistent_metadata() {
+    let tasks = all_tasks();
+    assert!(!tasks.is_empty());
+    let mut names: Vec<_> = tasks.iter().map(|t| t.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), tasks.len(), "task names are unique");
+    for task in &tasks {
+        let dynamics = task.dynamics();
+        assert_eq!(task.state_names().len(), dynamics.state_dim(), "{}", task.name());
+        assert_eq!(task.control_names().len(), dynamics.control_dim(), "{}", task.name());
+        assert_eq!(task.initial_state().len(), dynamics.state_dim(), "{}", task.name());
+        assert!(task.dt() > 0.0 && task.default_steps() > 0);
+        task.default_config()
+            .validate(dynamics.control_dim())
+            .unwrap_or_else(|e| panic!("{}: default config invalid: {e}", task.name()));
+        assert!(!task.description().is_empty());
+    }
+}
+
+#[test]
+fn control_step_allocates_nothing() {
+    for task in all_tasks() {
+        for threads in [1, 2] {
+            let mut config = task.default_config();
+            config.threads = threads;
+            config.samples = config.samples.min(300);
+            let mut ctrl = controller(task.as_ref(), &config).expect("controller");
+            let x = task.initial_state();
+            ctrl.act(&x).expect("first step");
+            let n = allocations_during(|| {
+                for _ in 0..5 {
+                    ctrl.act(&x).expect("step");
+                }
+            });
+            assert_eq!(n, 0, "{} with {threads} thread(s): {n} allocations in 5 control steps", task.name());
+        }
+    }
+}
+
+#[test]
+fn episodes_are_bit_identical_across_thread_counts() {
+    for task in all_tasks() {
+        let options = EpisodeOptions {
+            steps: 15,
+            ..EpisodeOptions::default()
+        };
+        let run = |threads: usize, seed: u64| {
+            let mut config = task.default_config();
+            config.threads = threads;
+            config.seed = seed;
+            config.samples = 333; // not a multiple of the block width
+            run_episode(task.as_ref(), &config, &options, |_| {}).expect("episode")
+        };
+        let one = run(1, 5);
+        let two = run(2, 5);
+        assert_eq!(one.states, two.states, "{}: states differ between 1 and 2 threads", task.name());
+        assert_eq!(one.controls, two.controls);
+        let other_seed = run(1, 6);
+        assert_ne!(one.controls, other_seed.controls, "{}: seed has no effect", task.name());
+    }
+}
