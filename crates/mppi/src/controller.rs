@@ -173,3 +173,147 @@ impl<D: Dynamics, C: Cost> Controller<D, C> {
             .rollout(&self.planner.samples()[index * d..(index + 1) * d], states)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ShiftFill;
+
+    /// x' = x + u, cost x² (optionally NaN everywhere).
+    struct Line;
+    impl Dynamics for Line {
+        fn state_dim(&self) -> usize {
+            1
+        }
+        fn control_dim(&self) -> usize {
+            1
+        }
+        fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
+            next[0] = x[0] + u[0];
+        }
+    }
+    struct Square(bool);
+    impl Cost for Square {
+        fn running(&self, x: &[f64], _u: &[f64], _t: usize) -> f64 {
+            if self.0 { f64::NAN } else { x[0] * x[0] }
+        }
+    }
+
+    fn config() -> MppiConfig {
+        MppiConfig {
+            samples: 64,
+            horizon: 5,
+            lambda: 1.0,
+            ..MppiConfig::default()
+        }
+    }
+
+    #[test]
+    fn bad_state_is_an_error_not_a_panic() {
+        let mut c = Controller::new(Line, Square(false), &config()).unwrap();
+        assert!(matches!(
+            c.act(&[1.0, 2.0]),
+            Err(MppiError::DimensionMismatch { .. })
+        ));
+        assert!(matches!(
+            c.act(&[f64::NAN]),
+            Err(MppiError::NonFinite { index: 0, .. })
+        ));
+        assert!(c.act(&[1.0]).is_ok());
+    }
+
+    #[test]
+    fn all_nonfinite_costs_keep_the_plan() {
+        let mut c = Controller::new(Line, Square(true), &config()).unwrap();
+        c.set_plan(&[0.5, 0.4, 0.3, 0.2, 0.1]).unwrap();
+        let u = c.act(&[1.0]).unwrap()[0];
+        assert_eq!(u, 0.5);
+        let last = c.report().last();
+        assert!(last.kept_plan);
+        assert_eq!(last.weights.nonfinite, 64);
+        assert_eq!(c.plan(), &[0.5, 0.4, 0.3, 0.2, 0.1]);
+        // the next step shifts the kept plan (warm start), repeating the last control
+        c.act(&[1.0]).unwrap();
+        assert_eq!(c.plan(), &[0.4, 0.3, 0.2, 0.1, 0.1]);
+    }
+
+    #[test]
+    fn shift_fill_zero() {
+        let cfg = MppiConfig {
+            shift_fill: ShiftFill::Zero,
+            ..config()
+        };
+        let mut c = Controller::new(Line, Square(true), &cfg).unwrap();
+        c.set_plan(&[0.5, 0.4, 0.3, 0.2, 0.1]).unwrap();
+        c.act(&[1.0]).unwrap();
+        c.act(&[1.0]).unwrap();
+        assert_eq!(c.plan(), &[0.4, 0.3, 0.2, 0.1, 0.0]);
+    }
+
+    #[test]
+    fn control_cost_term_is_added_to_every_sample() {
+        // Same seed with and without γ: samples are identical, costs differ by γ Σ μᵀΣ⁻¹ε.
+        let sigma = 0.7;
+        let plan = [0.3, -0.2, 0.1, 0.4, -0.5];
+        let base = MppiConfig {
+            noise_sigma: vec![sigma],
+            ..config()
+        };
+        let gamma = 2.5;
+        let with = MppiConfig {
+            control_cost_gamma: gamma,
+            ..base.clone()
+        };
+        let mut a = Controller::new(Line, Square(false), &base).unwrap();
+        let mut b = Controller::new(Line, Square(false), &with).unwrap();
+        a.set_plan(&plan).unwrap();
+        b.set_plan(&plan).unwrap();
+        a.act(&[1.0]).unwrap();
+        b.act(&[1.0]).unwrap();
+        let (pa, pb) = (a.planner(), b.planner());
+        assert_eq!(pa.samples(), pb.samples());
+        for i in 0..64 {
+            let eps = &pa.perturbations()[i * 5..(i + 1) * 5];
+            let term: f64 = plan
+                .iter()
+                .zip(eps)
+                .map(|(u, e)| u * e / (sigma * sigma))
+                .sum();
+            let diff = pb.costs()[i] - pa.costs()[i];
+            assert!(
+                (diff - gamma * term).abs() < 1e-12 * (1.0 + diff.abs()),
+                "sample {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn clamped_samples_respect_bounds_and_perturbations_are_recomputed() {
+        let cfg = MppiConfig {
+            noise_sigma: vec![5.0],
+            u_min: Some(vec![-1.0]),
+            u_max: Some(vec![0.5]),
+            ..config()
+        };
+        let mut c = Controller::new(Line, Square(false), &cfg).unwrap();
+        c.act(&[1.0]).unwrap();
+        let p = c.planner();
+        for (u, e) in p.samples().iter().zip(p.perturbations()) {
+            assert!((-1.0..=0.5).contains(u));
+            // plan was 0 before the update, so ε = U − 0
+            assert_eq!(*e, *u);
+        }
+        assert!(c.plan().iter().all(|u| (-1.0..=0.5).contains(u)));
+    }
+
+    #[test]
+    fn sample_rollout_checks_its_arguments() {
+        let mut c = Controller::new(Line, Square(false), &config()).unwrap();
+        c.act(&[1.0]).unwrap();
+        let mut states = vec![0.0; 6];
+        assert!(c.sample_rollout(0, &mut states).is_ok());
+        assert_eq!(states[0], 1.0);
+        assert!(c.sample_rollout(64, &mut states).is_err());
+        assert!(c.sample_rollout(0, &mut [0.0; 3]).is_err());
+    }
+}
