@@ -244,6 +244,15 @@ impl MppiConfig {
                         }
                     }
                 }
+                if nalgebra::DMatrix::from_row_slice(m, m, &flat)
+                    .cholesky()
+                    .is_none()
+                {
+                    return Err(MppiError::config(
+                        "noise_covariance",
+                        "is not positive definite (Cholesky failed)",
+                    ));
+                }
                 flat
             }
             None => {
@@ -274,7 +283,8 @@ impl MppiConfig {
             None => vec![f64::INFINITY; m],
         };
         for i in 0..m {
-            if !(u_min[i] < u_max[i]) {
+            // NaN bounds were rejected by `per_dim`, so `>=` is the complement of `<`
+            if u_min[i] >= u_max[i] {
                 return Err(MppiError::config(
                     "u_min",
                     format!(

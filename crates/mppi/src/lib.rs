@@ -59,6 +59,7 @@ pub mod gaussian;
 pub mod objective;
 pub mod planner;
 pub mod rng;
+pub mod theory;
 pub mod weights;
 
 pub use config::{MppiConfig, ShiftFill};

@@ -25,6 +25,12 @@ use crate::objective::{BLOCK_LANES, Objective};
 use crate::rng::sample_rng;
 use crate::weights::{WeightStats, compute_weights};
 
+/// One block's slices of (samples, perturbations, costs) and its rollout scratch.
+type BlockParts<'a> = (
+    ((&'a mut [f64], &'a mut [f64]), &'a mut [f64]),
+    &'a mut [f64],
+);
+
 /// Diagnostics of one EM iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct IterStats {
@@ -192,11 +198,7 @@ impl Planner {
         let per_block = self.scratch_per_block;
 
         // Sample, clamp, evaluate: one fused pass per block of samples.
-        let block = |b: usize,
-                     (((us, eps), costs), scratch): (
-            ((&mut [f64], &mut [f64]), &mut [f64]),
-            &mut [f64],
-        )| {
+        let block = |b: usize, (((us, eps), costs), scratch): BlockParts<'_>| {
             for (l, (u, e)) in us
                 .chunks_exact_mut(d)
                 .zip(eps.chunks_exact_mut(d))
