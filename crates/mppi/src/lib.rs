@@ -68,3 +68,8 @@ pub use error::MppiError;
 pub use objective::{BLOCK_LANES, Cost, Dynamics, FnObjective, Objective, RolloutObjective};
 pub use planner::{IterStats, Observer, Planner};
 pub use weights::{Temperature, TemperatureMode, WeightStats, compute_weights};
+
+/// The README's library example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
