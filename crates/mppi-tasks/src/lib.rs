@@ -20,7 +20,15 @@ use std::sync::Arc;
 use mppi::{Controller, Cost, Dynamics, MppiConfig, MppiError, StepReport};
 use serde::Serialize;
 
+pub mod acrobot;
+pub mod cartpole;
+pub mod diff_drive;
+pub mod double_integrator;
+pub mod geometry;
 pub mod pendulum;
+pub mod quadrotor;
+pub mod racing;
+pub mod unicycle;
 
 /// A circular obstacle in the plane.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -105,12 +113,26 @@ pub trait Task: Send + Sync {
     fn scene(&self) -> Option<Scene> {
         None
     }
+    /// The first plan (`horizon · m` entries), e.g. a hover or trim control; `None` starts
+    /// from zeros clamped into the bounds.
+    fn initial_plan(&self, _horizon: usize) -> Option<Vec<f64>> {
+        None
+    }
 }
 
 /// Every built-in task, in the order `mppi tasks` lists them.
 #[must_use]
 pub fn all_tasks() -> Vec<Box<dyn Task>> {
-    vec![Box::new(pendulum::Pendulum::default())]
+    vec![
+        Box::new(pendulum::Pendulum),
+        Box::new(cartpole::CartPole),
+        Box::new(acrobot::Acrobot),
+        Box::new(quadrotor::Quadrotor),
+        Box::new(double_integrator::DoubleIntegrator::default()),
+        Box::new(unicycle::Unicycle::default()),
+        Box::new(racing::Racing::default()),
+        Box::new(diff_drive::DiffDrive::default()),
+    ]
 }
 
 /// Look a task up by its name.
@@ -211,6 +233,9 @@ pub fn run_episode(
     mut on_step: impl FnMut(Progress<'_>),
 ) -> Result<Episode, MppiError> {
     let mut ctrl = controller(task, config)?;
+    if let Some(plan) = task.initial_plan(config.horizon) {
+        ctrl.set_plan(&plan)?;
+    }
     let x0 = options
         .initial_state
         .clone()

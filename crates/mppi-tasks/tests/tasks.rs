@@ -71,7 +71,10 @@ fn pendulum_swings_up() {
     let task = task_by_name("pendulum").expect("pendulum is registered");
     for seed in [0, 1] {
         let (success, message, cost) = run_default(task.as_ref(), seed);
-        assert!(success, "pendulum failed (seed {seed}, total cost {cost:.3}): {message}");
+        assert!(
+            success,
+            "pendulum failed (seed {seed}, total cost {cost:.3}): {message}"
+        );
     }
 }
 
@@ -79,7 +82,11 @@ fn pendulum_swings_up() {
 fn every_registered_task_succeeds_with_defaults() {
     for task in all_tasks() {
         let (success, message, cost) = run_default(task.as_ref(), 0);
-        assert!(success, "{} failed (seed 0, total cost {cost:.3}): {message}", task.name());
+        assert!(
+            success,
+            "{} failed (seed 0, total cost {cost:.3}): {message}",
+            task.name()
+        );
     }
 }
 
@@ -93,9 +100,24 @@ fn every_task_has_consistent_metadata() {
     assert_eq!(names.len(), tasks.len(), "task names are unique");
     for task in &tasks {
         let dynamics = task.dynamics();
-        assert_eq!(task.state_names().len(), dynamics.state_dim(), "{}", task.name());
-        assert_eq!(task.control_names().len(), dynamics.control_dim(), "{}", task.name());
-        assert_eq!(task.initial_state().len(), dynamics.state_dim(), "{}", task.name());
+        assert_eq!(
+            task.state_names().len(),
+            dynamics.state_dim(),
+            "{}",
+            task.name()
+        );
+        assert_eq!(
+            task.control_names().len(),
+            dynamics.control_dim(),
+            "{}",
+            task.name()
+        );
+        assert_eq!(
+            task.initial_state().len(),
+            dynamics.state_dim(),
+            "{}",
+            task.name()
+        );
         assert!(task.dt() > 0.0 && task.default_steps() > 0);
         task.default_config()
             .validate(dynamics.control_dim())
@@ -119,7 +141,12 @@ fn control_step_allocates_nothing() {
                     ctrl.act(&x).expect("step");
                 }
             });
-            assert_eq!(n, 0, "{} with {threads} thread(s): {n} allocations in 5 control steps", task.name());
+            assert_eq!(
+                n,
+                0,
+                "{} with {threads} thread(s): {n} allocations in 5 control steps",
+                task.name()
+            );
         }
     }
 }
@@ -140,9 +167,19 @@ fn episodes_are_bit_identical_across_thread_counts() {
         };
         let one = run(1, 5);
         let two = run(2, 5);
-        assert_eq!(one.states, two.states, "{}: states differ between 1 and 2 threads", task.name());
+        assert_eq!(
+            one.states,
+            two.states,
+            "{}: states differ between 1 and 2 threads",
+            task.name()
+        );
         assert_eq!(one.controls, two.controls);
         let other_seed = run(1, 6);
-        assert_ne!(one.controls, other_seed.controls, "{}: seed has no effect", task.name());
+        assert_ne!(
+            one.controls,
+            other_seed.controls,
+            "{}: seed has no effect",
+            task.name()
+        );
     }
 }

@@ -1,0 +1,451 @@
+//! A differential-drive robot reaching a goal through an obstacle costmap: the benchmark
+//! problem of MPPI-Generic (Vlahov et al., 2024: horizon `T = 100`, `dt = 0.02`, `λ = 1`,
+//! `σ = 0.2`, goal + angle + costmap cost).
+//!
+//! State `(x, y, θ)`, control `(v, ω)`: forward speed `v ∈ [V_MIN, V_MAX]` and turn rate
+//! `|ω| ≤ OMEGA_MAX`. Explicit Euler:
+//!
+//! ```text
+//! x' = x + v cos θ dt
+//! y' = y + v sin θ dt
+//! θ' = θ + ω dt
+//! ```
+//! The obstacles (discs) are rasterized once into a [`Costmap`] of `RESOLUTION`-meter cells
+//! over `EXTENT`: a cell is lethal when its center is within `ROBOT_RADIUS` of an obstacle,
+//! otherwise it carries an inflation value `0.9 (1 − clearance / INFLATION)^FALLOFF` within
+//! `INFLATION` of one; cells outside the map are lethal. With `d = |(x, y) − g|`,
+//! `(dx, dy) = g − (x, y)`, and `m = 1` if the cell containing `(x, y)` is lethal, else the
+//! bilinear interpolation of the cell values (capped just below 1):
+//!
+//! ```text
+//! heading = d − (cos θ dx + sin θ dy)          if d < 1     (≈ d (1 − cos(θ − φ)),
+//!         = 1 − (cos θ dx + sin θ dy) / d      otherwise     φ the bearing of the goal)
+//! c = W_GOAL d + W_HEADING heading + (W_LETHAL if m ≥ 1 else W_INFLATION m) + W_CTRL (v² + ω²)
+//! ```
+//!
+//! With `σ = 0.2` the iid exploration noise moves a 2 s rollout only a few centimeters, so the
+//! planner behaves like a smoothed gradient method: the scene is a slalom in which the straight
+//! line to the goal grazes the inflation bands and brushes one disc, so a small swerve (driven
+//! by the inflation gradient) suffices. A head-on blockage needs more exploration (`σ ≈ 0.5`).
+
+use std::sync::Arc;
+
+use mppi::{Cost, Dynamics, MppiConfig};
+
+use crate::geometry::{Costmap, LETHAL, Shape};
+use crate::{Circle, Episode, Outcome, Scene, Task};
+
+/// Time step in seconds.
+pub const DT: f64 = 0.02;
+/// Lowest forward speed (reverse), m/s.
+pub const V_MIN: f64 = -0.5;
+/// Highest forward speed, m/s.
+pub const V_MAX: f64 = 1.0;
+/// Turn-rate bound (rad/s).
+pub const OMEGA_MAX: f64 = 2.0;
+/// Costmap cell side (m).
+pub const RESOLUTION: f64 = 0.05;
+/// Map extent `((x_min, x_max), (y_min, y_max))`.
+pub const EXTENT: ((f64, f64), (f64, f64)) = ((-1.0, 6.0), (-2.0, 2.5));
+/// Robot radius: cells whose center is closer than this to an obstacle are lethal (m).
+pub const ROBOT_RADIUS: f64 = 0.2;
+/// Width of the inflation band around the lethal cells (m).
+pub const INFLATION: f64 = 0.6;
+/// Exponent of the inflation ramp `0.9 (1 − clearance / INFLATION)^FALLOFF`.
+pub const FALLOFF: f64 = 2.0;
+/// Start pose `(x, y, θ)`.
+pub const START: (f64, f64, f64) = (0.0, 0.0, 0.0);
+/// Goal position.
+pub const GOAL: (f64, f64) = (5.0, 0.5);
+/// Radius of the goal region (m).
+pub const GOAL_RADIUS: f64 = 0.15;
+/// Weight of the distance to the goal.
+pub const W_GOAL: f64 = 1.0;
+/// Weight of the heading error.
+pub const W_HEADING: f64 = 0.2;
+/// Cost of one step in a lethal cell.
+pub const W_LETHAL: f64 = 1000.0;
+/// Weight of the inflation value.
+pub const W_INFLATION: f64 = 1.0;
+/// Weight of the squared controls.
+pub const W_CTRL: f64 = 0.01;
+
+/// The obstacles between start and goal.
+pub const OBSTACLES: [Circle; 5] = [
+    Circle {
+        x: 1.3,
+        y: 0.9,
+        r: 0.35,
+    },
+    Circle {
+        x: 1.5,
+        y: -0.5,
+        r: 0.3,
+    },
+    Circle {
+        x: 2.7,
+        y: -0.25,
+        r: 0.3,
+    },
+    Circle {
+        x: 3.5,
+        y: 1.4,
+        r: 0.35,
+    },
+    Circle {
+        x: 3.9,
+        y: -0.6,
+        r: 0.35,
+    },
+];
+
+/// Differential-drive dynamics and the goal/heading/costmap cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffDriveModel {
+    /// Goal position.
+    pub goal: (f64, f64),
+    /// The obstacles the costmap was built from.
+    pub obstacles: Vec<Circle>,
+    /// The precomputed costmap.
+    pub costmap: Costmap,
+}
+
+impl DiffDriveModel {
+    /// Build the model for `goal` and `obstacles`, rasterizing the costmap over [`EXTENT`].
+    /// `None` if the costmap cannot be built (non-finite obstacle data).
+    #[must_use]
+    pub fn new(goal: (f64, f64), obstacles: &[Circle]) -> Option<Self> {
+        let shapes: Vec<Shape> = obstacles.iter().map(|c| Shape::Circle(*c)).collect();
+        let costmap = Costmap::from_shapes(
+            EXTENT,
+            RESOLUTION,
+            &shapes,
+            ROBOT_RADIUS,
+            INFLATION,
+            FALLOFF,
+        )?;
+        Some(DiffDriveModel {
+            goal,
+            obstacles: obstacles.to_vec(),
+            costmap,
+        })
+    }
+
+    /// [`LETHAL`] if the nearest cell is lethal, else the bilinear interpolation of the map.
+    #[inline(always)]
+    fn map_value(&self, px: f64, py: f64) -> f64 {
+        if self.costmap.is_lethal(px, py) {
+            LETHAL
+        } else {
+            self.costmap.bilinear(px, py).min(LETHAL - 1e-9)
+        }
+    }
+
+    /// The cost of one state–control pair given its costmap value `m`.
+    #[inline(always)]
+    fn stage(&self, px: f64, py: f64, th: f64, v: f64, w: f64, m: f64) -> f64 {
+        let (dx, dy) = (self.goal.0 - px, self.goal.1 - py);
+        let d = (dx * dx + dy * dy).sqrt();
+        let (s, c) = th.sin_cos();
+        let along = c * dx + s * dy;
+        let heading = if d < 1.0 { d - along } else { 1.0 - along / d };
+        let map = if m >= LETHAL {
+            W_LETHAL
+        } else {
+            W_INFLATION * m
+        };
+        let v = v.clamp(V_MIN, V_MAX);
+        let w = w.clamp(-OMEGA_MAX, OMEGA_MAX);
+        W_GOAL * d + W_HEADING * heading + map + W_CTRL * (v * v + w * w)
+    }
+}
+
+impl Default for DiffDriveModel {
+    /// The benchmark scene. (The constant obstacles are finite, so the fallback, an
+    /// obstacle-free placeholder map, is never used.)
+    fn default() -> Self {
+        DiffDriveModel::new(GOAL, &OBSTACLES).unwrap_or_else(|| DiffDriveModel {
+            goal: GOAL,
+            obstacles: Vec::new(),
+            costmap: Costmap::empty(),
+        })
+    }
+}
+
+impl Dynamics for DiffDriveModel {
+    fn state_dim(&self) -> usize {
+        3
+    }
+    fn control_dim(&self) -> usize {
+        2
+    }
+    fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
+        let v = u[0].clamp(V_MIN, V_MAX);
+        let w = u[1].clamp(-OMEGA_MAX, OMEGA_MAX);
+        let (s, c) = x[2].sin_cos();
+        next[0] = x[0] + v * c * DT;
+        next[1] = x[1] + v * s * DT;
+        next[2] = x[2] + w * DT;
+    }
+    fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
+        let (px, rest) = x.split_at(lanes);
+        let (py, th) = rest.split_at(lanes);
+        let (uv, uw) = u.split_at(lanes);
+        let (npx, rest) = next.split_at_mut(lanes);
+        let (npy, nth) = rest.split_at_mut(lanes);
+        for l in 0..lanes {
+            let v = uv[l].clamp(V_MIN, V_MAX);
+            let w = uw[l].clamp(-OMEGA_MAX, OMEGA_MAX);
+            let (s, c) = th[l].sin_cos();
+            npx[l] = px[l] + v * c * DT;
+            npy[l] = py[l] + v * s * DT;
+            nth[l] = th[l] + w * DT;
+        }
+    }
+}
+
+impl Cost for DiffDriveModel {
+    fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 {
+        let m = self.map_value(x[0], x[1]);
+        self.stage(x[0], x[1], x[2], u[0], u[1], m)
+    }
+    fn running_block(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f64],
+        u: &[f64],
+        out: &mut [f64],
+        _tmp: &mut [f64],
+    ) {
+        let (px, rest) = x.split_at(lanes);
+        let (py, th) = rest.split_at(lanes);
+        let (uv, uw) = u.split_at(lanes);
+        // gather the map values first (the only non-vectorizable part) ...
+        for l in 0..lanes {
+            out[l] = self.map_value(px[l], py[l]);
+        }
+        // ... then the arithmetic, lanes innermost
+        for l in 0..lanes {
+            out[l] = self.stage(px[l], py[l], th[l], uv[l], uw[l], out[l]);
+        }
+    }
+}
+
+/// The differential-drive costmap navigation task.
+#[derive(Debug, Clone, Default)]
+pub struct DiffDrive {
+    model: Arc<DiffDriveModel>,
+}
+
+impl Task for DiffDrive {
+    fn name(&self) -> &'static str {
+        "diff_drive"
+    }
+    fn description(&self) -> &'static str {
+        "differential drive (v in [-0.5, 1], |omega| <= 2, dt 0.02) through a 0.05 m costmap (MPPI-Generic benchmark setup)"
+    }
+    fn state_names(&self) -> &'static [&'static str] {
+        &["x", "y", "theta"]
+    }
+    fn control_names(&self) -> &'static [&'static str] {
+        &["v", "omega"]
+    }
+    fn dt(&self) -> f64 {
+        DT
+    }
+    fn default_config(&self) -> MppiConfig {
+        MppiConfig {
+            samples: 512,
+            horizon: 100,
+            iterations: 1,
+            noise_sigma: vec![0.2, 0.2],
+            lambda: 1.0,
+            u_min: Some(vec![V_MIN, -OMEGA_MAX]),
+            u_max: Some(vec![V_MAX, OMEGA_MAX]),
+            ..MppiConfig::default()
+        }
+    }
+    fn default_steps(&self) -> usize {
+        400
+    }
+    fn initial_state(&self) -> Vec<f64> {
+        vec![START.0, START.1, START.2]
+    }
+    fn dynamics(&self) -> Arc<dyn Dynamics> {
+        self.model.clone()
+    }
+    fn cost(&self) -> Arc<dyn Cost> {
+        self.model.clone()
+    }
+    /// The final position is within [`GOAL_RADIUS`] of the goal and no visited position lies
+    /// in a lethal costmap cell (an obstacle inflated by the robot radius, or off the map).
+    /// Consecutive positions are at most `V_MAX · dt = 0.02 m` apart, under a cell side.
+    fn success(&self, episode: &Episode) -> Outcome {
+        let model = &self.model;
+        let pos = |x: &Vec<f64>| match (x.first(), x.get(1)) {
+            (Some(&px), Some(&py)) => (px, py),
+            _ => (f64::NAN, f64::NAN),
+        };
+        let lethal = episode
+            .states
+            .iter()
+            .filter(|x| {
+                let (px, py) = pos(x);
+                model.costmap.is_lethal(px, py)
+            })
+            .count();
+        let clearance = episode
+            .states
+            .iter()
+            .map(|x| {
+                let (px, py) = pos(x);
+                model
+                    .obstacles
+                    .iter()
+                    .map(|c| c.signed_distance(px, py))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .fold(f64::INFINITY, f64::min);
+        let dist = |x: &Vec<f64>| {
+            let (px, py) = pos(x);
+            (px - model.goal.0).hypot(py - model.goal.1)
+        };
+        let final_dist = episode.states.last().map_or(f64::INFINITY, dist);
+        let first = episode.states.iter().position(|x| dist(x) < GOAL_RADIUS);
+        let arrival = match first {
+            Some(k) => format!("first at goal at t = {:.2} s", k as f64 * episode.dt),
+            None => "never at goal".to_string(),
+        };
+        Outcome {
+            success: final_dist < GOAL_RADIUS && lethal == 0 && episode.states.len() > 1,
+            message: format!(
+                "final distance to goal {final_dist:.3} (< {GOAL_RADIUS}), states in lethal cells \
+                 {lethal} (= 0), min center clearance {clearance:.3} m (robot radius {ROBOT_RADIUS}), {arrival}"
+            ),
+        }
+    }
+    fn scene(&self) -> Option<Scene> {
+        Some(Scene {
+            position: (0, 1),
+            obstacles: self.model.obstacles.clone(),
+            goal: Some(Circle {
+                x: self.model.goal.0,
+                y: self.model.goal.1,
+                r: GOAL_RADIUS,
+            }),
+            track: None,
+            extent: EXTENT,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mppi::BLOCK_LANES;
+
+    /// Deterministic pseudo-random numbers in `[lo, hi)` (64-bit LCG, top 53 bits).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, lo: f64, hi: f64) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            lo + (hi - lo) * ((self.0 >> 11) as f64 / (1u64 << 53) as f64)
+        }
+    }
+
+    #[test]
+    fn step_matches_hand_computation() {
+        let m = DiffDriveModel::default();
+        let mut next = [0.0; 3];
+        m.step(&[1.0, 2.0, 0.0], &[0.5, 1.0], &mut next);
+        assert_eq!(next, [1.01, 2.0, 0.02]);
+        // clipped: v 3 -> 1, omega -5 -> -2
+        m.step(
+            &[0.0, 0.0, std::f64::consts::FRAC_PI_2],
+            &[3.0, -5.0],
+            &mut next,
+        );
+        assert!(next[0].abs() < 1e-17);
+        assert_eq!(next[1], 0.02);
+        assert_eq!(next[2], std::f64::consts::FRAC_PI_2 - 0.04);
+    }
+
+    #[test]
+    fn costmap_lookups() {
+        let m = DiffDriveModel::default();
+        assert_eq!(m.costmap.size(), (140, 90));
+        // obstacle centers are lethal; the cell of (1.5, 0.1) is (50, 42)
+        assert_eq!(m.costmap.cell(1.5, 0.1), Some((50, 42)));
+        for c in &OBSTACLES {
+            assert!(m.costmap.is_lethal(c.x, c.y));
+        }
+        // start and goal cells are free
+        assert_eq!(m.costmap.value(START.0, START.1), 0.0);
+        assert_eq!(m.costmap.value(GOAL.0, GOAL.1), 0.0);
+        // cell (36, 42) has center (0.825, 0.125); its value follows from its clearance
+        let (cx, cy) = (-1.0 + 36.5 * RESOLUTION, -2.0 + 42.5 * RESOLUTION);
+        assert!((cx - 0.825f64).abs() < 1e-12 && (cy - 0.125f64).abs() < 1e-12);
+        let d = OBSTACLES
+            .iter()
+            .map(|c| c.signed_distance(cx, cy))
+            .fold(f64::INFINITY, f64::min)
+            - ROBOT_RADIUS;
+        assert!(d > 0.0 && d < INFLATION, "{d}");
+        let expect = 0.9 * (1.0 - d / INFLATION).powf(FALLOFF);
+        assert!((m.costmap.cell_value(36, 42) - expect).abs() < 1e-12);
+        // off the map is lethal and costs W_LETHAL
+        assert!(m.costmap.is_lethal(-1.5, 0.0));
+        assert!(m.running(&[6.5, 0.0, 0.0], &[0.0, 0.0], 0) >= W_LETHAL);
+    }
+
+    #[test]
+    fn cost_terms() {
+        let m = DiffDriveModel::default();
+        // at the goal, no control
+        assert_eq!(m.running(&[GOAL.0, GOAL.1, 0.3], &[0.0, 0.0], 0), 0.0);
+        // 1.5 m above the goal (free cell), facing it: distance only (+ controls)
+        let half_pi = std::f64::consts::FRAC_PI_2;
+        let c = m.running(&[GOAL.0, GOAL.1 + 1.5, -half_pi], &[1.0, 0.0], 0);
+        assert_eq!(c, 1.5 + 0.01);
+        // facing away: heading term 1 - (-1) = 2
+        let c = m.running(&[GOAL.0, GOAL.1 + 1.5, half_pi], &[0.0, 0.0], 0);
+        assert!((c - (1.5 + W_HEADING * 2.0)).abs() < 1e-12);
+        // in the inflation band of the third disc: an extra W_INFLATION * value
+        let (px, py) = (2.7, -0.25 + 0.3 + ROBOT_RADIUS + 0.1);
+        let extra = m.running(&[px, py, 0.0], &[0.0, 0.0], 0) - m.stage(px, py, 0.0, 0.0, 0.0, 0.0);
+        assert!(extra > 0.0 && extra < W_INFLATION, "{extra}");
+    }
+
+    #[test]
+    fn block_equals_scalar() {
+        let m = DiffDriveModel::default();
+        let mut rng = Lcg(11);
+        for lanes in [1, 6, BLOCK_LANES] {
+            let lo = [-1.5, -2.5, -4.0];
+            let hi = [6.5, 3.0, 4.0];
+            let x: Vec<f64> = (0..3 * lanes)
+                .map(|k| rng.next(lo[k / lanes], hi[k / lanes]))
+                .collect();
+            let u: Vec<f64> = (0..2 * lanes).map(|_| rng.next(-2.5, 2.5)).collect();
+            let mut next = vec![0.0; 3 * lanes];
+            let mut out = vec![0.0; lanes];
+            let mut tmp = vec![0.0; 8];
+            m.step_block(lanes, &x, &u, &mut next, &mut tmp);
+            m.running_block(lanes, 0, &x, &u, &mut out, &mut tmp);
+            for l in 0..lanes {
+                let xs: Vec<f64> = (0..3).map(|i| x[i * lanes + l]).collect();
+                let us: Vec<f64> = (0..2).map(|j| u[j * lanes + l]).collect();
+                let mut ns = [0.0; 3];
+                m.step(&xs, &us, &mut ns);
+                for i in 0..3 {
+                    assert_eq!(ns[i], next[i * lanes + l]);
+                }
+                assert_eq!(m.running(&xs, &us, 0), out[l]);
+            }
+        }
+    }
+}

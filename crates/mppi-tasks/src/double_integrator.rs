@@ -1,0 +1,422 @@
+//! A planar double integrator (point mass) flying from a start to a goal among circular
+//! obstacles.
+//!
+//! State `(px, py, vx, vy)`, control: acceleration `(ax, ay)` with `|ax|, |ay| ≤ A_MAX`.
+//! Exact zero-order-hold discretization:
+//!
+//! ```text
+//! a   = clip(u, −A_MAX, A_MAX)             (per axis)
+//! p'  = p + v dt + ½ a dt²
+//! v'  = v + a dt
+//! ```
+//! Cost, with `d = |p − g|` the distance to the goal `g`:
+//!
+//! ```text
+//! c = W_GOAL d + W_VEL |v|² / (1 + d²) + W_CTRL |a|² + W_COLLISION · [∃ i: |p − cᵢ| < rᵢ + MARGIN]
+//! ```
+//! The velocity term only matters near the goal (it makes the mass stop there); the collision
+//! term is an indicator over the obstacles inflated by a safety margin.
+
+use std::sync::Arc;
+
+use mppi::{Cost, Dynamics, MppiConfig};
+
+use crate::geometry::path_clearance;
+use crate::{Circle, Episode, Outcome, Scene, Task};
+
+/// Time step in seconds.
+pub const DT: f64 = 0.05;
+/// Acceleration bound per axis (m/s²).
+pub const A_MAX: f64 = 3.0;
+/// Start position.
+pub const START: (f64, f64) = (0.0, 0.0);
+/// Goal position.
+pub const GOAL: (f64, f64) = (8.0, 8.0);
+/// Radius of the goal region.
+pub const GOAL_RADIUS: f64 = 0.3;
+/// Largest speed counted as "stopped" at the goal (m/s).
+pub const GOAL_SPEED: f64 = 0.3;
+/// Weight of the distance to the goal.
+pub const W_GOAL: f64 = 1.0;
+/// Weight of the squared speed, scaled by `1 / (1 + d²)`.
+pub const W_VEL: f64 = 1.0;
+/// Weight of the squared acceleration.
+pub const W_CTRL: f64 = 0.01;
+/// Cost of one step inside an (inflated) obstacle.
+pub const W_COLLISION: f64 = 1000.0;
+/// Safety margin added to every obstacle radius in the cost.
+pub const MARGIN: f64 = 0.15;
+
+/// The obstacles between start and goal.
+pub const OBSTACLES: [Circle; 6] = [
+    Circle {
+        x: 2.0,
+        y: 2.2,
+        r: 0.8,
+    },
+    Circle {
+        x: 4.2,
+        y: 3.8,
+        r: 1.0,
+    },
+    Circle {
+        x: 2.2,
+        y: 5.2,
+        r: 0.8,
+    },
+    Circle {
+        x: 5.6,
+        y: 1.8,
+        r: 0.8,
+    },
+    Circle {
+        x: 6.2,
+        y: 6.0,
+        r: 0.9,
+    },
+    Circle {
+        x: 4.0,
+        y: 7.2,
+        r: 0.7,
+    },
+];
+
+/// Double-integrator dynamics and the goal/obstacle cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoubleIntegratorModel {
+    /// Goal position.
+    pub goal: (f64, f64),
+    /// Obstacles (the cost inflates them by [`MARGIN`]).
+    pub obstacles: Vec<Circle>,
+}
+
+impl Default for DoubleIntegratorModel {
+    fn default() -> Self {
+        DoubleIntegratorModel {
+            goal: GOAL,
+            obstacles: OBSTACLES.to_vec(),
+        }
+    }
+}
+
+impl DoubleIntegratorModel {
+    /// Every term of the cost but the collision indicator, in the order the cost sums them.
+    #[inline(always)]
+    fn smooth_cost(&self, px: f64, py: f64, vx: f64, vy: f64, ax: f64, ay: f64) -> f64 {
+        let (dx, dy) = (px - self.goal.0, py - self.goal.1);
+        let d2 = dx * dx + dy * dy;
+        let ax = ax.clamp(-A_MAX, A_MAX);
+        let ay = ay.clamp(-A_MAX, A_MAX);
+        W_GOAL * d2.sqrt() + W_VEL * (vx * vx + vy * vy) / (1.0 + d2) + W_CTRL * (ax * ax + ay * ay)
+    }
+
+    /// Is `(px, py)` inside an obstacle inflated by [`MARGIN`]?
+    #[inline(always)]
+    fn hit(c: &Circle, px: f64, py: f64) -> bool {
+        let (dx, dy) = (px - c.x, py - c.y);
+        let r = c.r + MARGIN;
+        dx * dx + dy * dy < r * r
+    }
+}
+
+impl Dynamics for DoubleIntegratorModel {
+    fn state_dim(&self) -> usize {
+        4
+    }
+    fn control_dim(&self) -> usize {
+        2
+    }
+    fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
+        let ax = u[0].clamp(-A_MAX, A_MAX);
+        let ay = u[1].clamp(-A_MAX, A_MAX);
+        next[0] = x[0] + x[2] * DT + 0.5 * ax * DT * DT;
+        next[1] = x[1] + x[3] * DT + 0.5 * ay * DT * DT;
+        next[2] = x[2] + ax * DT;
+        next[3] = x[3] + ay * DT;
+    }
+    fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
+        let (px, rest) = x.split_at(lanes);
+        let (py, rest) = rest.split_at(lanes);
+        let (vx, vy) = rest.split_at(lanes);
+        let (ux, uy) = u.split_at(lanes);
+        let (npx, rest) = next.split_at_mut(lanes);
+        let (npy, rest) = rest.split_at_mut(lanes);
+        let (nvx, nvy) = rest.split_at_mut(lanes);
+        for l in 0..lanes {
+            let ax = ux[l].clamp(-A_MAX, A_MAX);
+            let ay = uy[l].clamp(-A_MAX, A_MAX);
+            npx[l] = px[l] + vx[l] * DT + 0.5 * ax * DT * DT;
+            npy[l] = py[l] + vy[l] * DT + 0.5 * ay * DT * DT;
+            nvx[l] = vx[l] + ax * DT;
+            nvy[l] = vy[l] + ay * DT;
+        }
+    }
+}
+
+impl Cost for DoubleIntegratorModel {
+    fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 {
+        let hit = self.obstacles.iter().any(|c| Self::hit(c, x[0], x[1]));
+        let base = self.smooth_cost(x[0], x[1], x[2], x[3], u[0], u[1]);
+        if hit { base + W_COLLISION } else { base }
+    }
+    fn running_block(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f64],
+        u: &[f64],
+        out: &mut [f64],
+        _tmp: &mut [f64],
+    ) {
+        let (px, rest) = x.split_at(lanes);
+        let (py, rest) = rest.split_at(lanes);
+        let (vx, vy) = rest.split_at(lanes);
+        let (ux, uy) = u.split_at(lanes);
+        let out = &mut out[..lanes];
+        // out[l] first holds the collision flag (0 or 1)
+        out.fill(0.0);
+        for c in &self.obstacles {
+            for l in 0..lanes {
+                out[l] = if Self::hit(c, px[l], py[l]) {
+                    1.0
+                } else {
+                    out[l]
+                };
+            }
+        }
+        for l in 0..lanes {
+            let base = self.smooth_cost(px[l], py[l], vx[l], vy[l], ux[l], uy[l]);
+            out[l] = if out[l] > 0.5 {
+                base + W_COLLISION
+            } else {
+                base
+            };
+        }
+    }
+}
+
+/// The double-integrator navigation task.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DoubleIntegrator {
+    model: DoubleIntegratorModel,
+}
+
+impl Task for DoubleIntegrator {
+    fn name(&self) -> &'static str {
+        "double_integrator"
+    }
+    fn description(&self) -> &'static str {
+        "2-D point mass (|a| <= 3 per axis, dt 0.05) from (0,0) to (8,8) among 6 discs"
+    }
+    fn state_names(&self) -> &'static [&'static str] {
+        &["px", "py", "vx", "vy"]
+    }
+    fn control_names(&self) -> &'static [&'static str] {
+        &["ax", "ay"]
+    }
+    fn dt(&self) -> f64 {
+        DT
+    }
+    fn default_config(&self) -> MppiConfig {
+        MppiConfig {
+            samples: 512,
+            horizon: 40,
+            iterations: 1,
+            noise_sigma: vec![2.0],
+            lambda: 1.0,
+            u_min: Some(vec![-A_MAX]),
+            u_max: Some(vec![A_MAX]),
+            ..MppiConfig::default()
+        }
+    }
+    fn default_steps(&self) -> usize {
+        200
+    }
+    fn initial_state(&self) -> Vec<f64> {
+        vec![START.0, START.1, 0.0, 0.0]
+    }
+    fn dynamics(&self) -> Arc<dyn Dynamics> {
+        Arc::new(self.model.clone())
+    }
+    fn cost(&self) -> Arc<dyn Cost> {
+        Arc::new(self.model.clone())
+    }
+    /// The final state is within [`GOAL_RADIUS`] of the goal with speed below [`GOAL_SPEED`],
+    /// and no straight segment between consecutive states touches an obstacle (uninflated).
+    fn success(&self, episode: &Episode) -> Outcome {
+        navigation_outcome(
+            episode,
+            &self.model.obstacles,
+            self.model.goal,
+            GOAL_RADIUS,
+            GOAL_SPEED,
+            |x| x[2].hypot(x[3]),
+        )
+    }
+    fn scene(&self) -> Option<Scene> {
+        Some(Scene {
+            position: (0, 1),
+            obstacles: self.model.obstacles.clone(),
+            goal: Some(Circle {
+                x: self.model.goal.0,
+                y: self.model.goal.1,
+                r: GOAL_RADIUS,
+            }),
+            track: None,
+            extent: ((-1.0, 9.5), (-1.0, 9.5)),
+        })
+    }
+}
+
+/// Shared success test of the goal-reaching tasks: the last state is within `goal_radius` of
+/// `goal` with `speed(x) < max_speed`, and the piecewise-linear path through the states stays
+/// out of every obstacle. States are rows whose first two entries are the position.
+pub(crate) fn navigation_outcome(
+    episode: &Episode,
+    obstacles: &[Circle],
+    goal: (f64, f64),
+    goal_radius: f64,
+    max_speed: f64,
+    speed: impl Fn(&[f64]) -> f64,
+) -> Outcome {
+    let pos = |x: &[f64]| (x.first().copied(), x.get(1).copied());
+    let dist = |x: &[f64]| match pos(x) {
+        (Some(px), Some(py)) => (px - goal.0).hypot(py - goal.1),
+        _ => f64::INFINITY,
+    };
+    let mut clearance = f64::INFINITY;
+    for w in episode.states.windows(2) {
+        if let ((Some(ax), Some(ay)), (Some(bx), Some(by))) = (pos(&w[0]), pos(&w[1])) {
+            clearance = clearance.min(path_clearance((ax, ay), (bx, by), obstacles));
+        } else {
+            clearance = f64::NEG_INFINITY;
+        }
+    }
+    let first = episode
+        .states
+        .iter()
+        .position(|x| dist(x) < goal_radius && speed(x) < max_speed);
+    let (final_dist, final_speed) = match episode.states.last() {
+        Some(x) => (dist(x), speed(x)),
+        None => (f64::INFINITY, f64::INFINITY),
+    };
+    let success = final_dist < goal_radius
+        && final_speed < max_speed
+        && clearance >= 0.0
+        && episode.states.len() > 1;
+    let arrival = match first {
+        Some(k) => format!("first at goal at t = {:.2} s", k as f64 * episode.dt),
+        None => "never at goal".to_string(),
+    };
+    Outcome {
+        success,
+        message: format!(
+            "final distance to goal {final_dist:.3} (< {goal_radius}), final speed \
+             {final_speed:.3} (< {max_speed}), min obstacle clearance {clearance:.3} (>= 0), {arrival}"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mppi::BLOCK_LANES;
+
+    /// Deterministic pseudo-random numbers in `[lo, hi)` (64-bit LCG, top 53 bits).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, lo: f64, hi: f64) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            lo + (hi - lo) * ((self.0 >> 11) as f64 / (1u64 << 53) as f64)
+        }
+    }
+
+    #[test]
+    fn step_matches_hand_computation() {
+        let m = DoubleIntegratorModel::default();
+        let mut next = [0.0; 4];
+        m.step(&[1.0, 2.0, 0.5, -1.0], &[2.0, -10.0], &mut next);
+        // ay clipped to -3; dt = 0.05
+        assert_eq!(next[0], 1.0 + 0.5 * 0.05 + 0.5 * 2.0 * 0.0025);
+        assert_eq!(next[1], 2.0 - 0.05 - 0.5 * 3.0 * 0.0025);
+        assert_eq!(next[2], 0.5 + 0.1);
+        assert_eq!(next[3], -1.0 - 0.15);
+        assert!((next[0] - 1.0275).abs() < 1e-15 && (next[1] - 1.946_25).abs() < 1e-15);
+    }
+
+    #[test]
+    fn cost_terms() {
+        let m = DoubleIntegratorModel::default();
+        // at the goal, at rest, no control: zero
+        assert_eq!(m.running(&[8.0, 8.0, 0.0, 0.0], &[0.0, 0.0], 0), 0.0);
+        // 3-4-5 away (clear of the obstacles), speed 1, a = (1, 0): 5 + 1/26 + 0.01
+        let c = m.running(&[5.0, 12.0, 1.0, 0.0], &[1.0, 0.0], 0);
+        assert!((c - (5.0 + 1.0 / 26.0 + 0.01)).abs() < 1e-12);
+        // inside the first obstacle: collision cost
+        assert!(m.running(&[2.0, 2.2, 0.0, 0.0], &[0.0, 0.0], 0) > W_COLLISION);
+    }
+
+    #[test]
+    fn block_equals_scalar() {
+        let m = DoubleIntegratorModel::default();
+        let mut rng = Lcg(42);
+        for lanes in [1, 5, BLOCK_LANES] {
+            let x: Vec<f64> = (0..4 * lanes)
+                .map(|i| {
+                    if i < 2 * lanes {
+                        rng.next(-1.0, 9.0)
+                    } else {
+                        rng.next(-3.0, 3.0)
+                    }
+                })
+                .collect();
+            let u: Vec<f64> = (0..2 * lanes).map(|_| rng.next(-5.0, 5.0)).collect();
+            let mut next = vec![0.0; 4 * lanes];
+            let mut out = vec![0.0; lanes];
+            let mut tmp = vec![0.0; 10];
+            m.step_block(lanes, &x, &u, &mut next, &mut tmp);
+            m.running_block(lanes, 0, &x, &u, &mut out, &mut tmp);
+            for l in 0..lanes {
+                let xs: Vec<f64> = (0..4).map(|i| x[i * lanes + l]).collect();
+                let us: Vec<f64> = (0..2).map(|j| u[j * lanes + l]).collect();
+                let mut ns = [0.0; 4];
+                m.step(&xs, &us, &mut ns);
+                for i in 0..4 {
+                    assert_eq!(ns[i], next[i * lanes + l]);
+                }
+                assert_eq!(m.running(&xs, &us, 0), out[l]);
+            }
+        }
+    }
+
+    #[test]
+    fn success_criterion() {
+        let task = DoubleIntegrator::default();
+        let ep = |states: Vec<Vec<f64>>| Episode {
+            dt: DT,
+            states,
+            controls: vec![],
+            stage_costs: vec![],
+            reports: vec![],
+            rollouts: vec![],
+        };
+        // straight through the obstacle at (4.2, 3.8)
+        let bad = task.success(&ep(vec![
+            vec![0.0, 0.0, 0.0, 0.0],
+            vec![8.0, 8.0, 0.0, 0.0],
+        ]));
+        assert!(!bad.success, "{}", bad.message);
+        // around the obstacles, along x = 8 then up
+        let good = task.success(&ep(vec![
+            vec![0.0, 0.0, 0.0, 0.0],
+            vec![0.0, -0.5, 0.0, 0.0],
+            vec![8.0, -0.5, 0.0, 0.0],
+            vec![8.0, 8.0, 0.1, 0.0],
+        ]));
+        assert!(good.success, "{}", good.message);
+        assert!(!task.success(&ep(vec![])).success);
+    }
+}

@@ -1,0 +1,415 @@
+//! Planar quadrotor (a "birotor" in the vertical x–z plane) flying from rest at the origin to a
+//! goal point and hovering there.
+//!
+//! State `(x, z, θ, ẋ, ż, ω)`: position, pitch angle (counter-clockwise, `θ = 0` level) and
+//! their rates. Controls: the thrusts of the left and right rotors, `T_l, T_r ∈ [0, T_max]`.
+//! The body's thrust axis is `(−sin θ, cos θ)`, so
+//!
+//! ```text
+//! ẍ = −(T_l + T_r) sin θ / m
+//! z̈ =  (T_l + T_r) cos θ / m − g
+//! ω̇ =  a (T_r − T_l) / J
+//! ```
+//! with mass `m = 1` kg, arm length (center to rotor) `a = 0.25` m, pitch inertia
+//! `J = 0.05` kg·m², `g = 9.81` and `T_max = m g` (so hover takes half of the full thrust of
+//! each rotor, `T_l = T_r = m g / 2`), integrated with one classic Runge–Kutta (RK4) step of
+//! `dt = 0.05` per control (zero-order hold).
+//!
+//! With the goal `p* = (2, 1)` (start at the origin), the running cost is
+//! ```text
+//! c = 10 ‖p − p*‖² + ‖v‖² + θ² + 0.3 ω² + 0.2 ((T_l − T_h)² + (T_r − T_h)²)
+//! ```
+//! with `T_h = m g / 2` the hover thrust per rotor. The first plan is hover thrust on both
+//! rotors ([`Task::initial_plan`]).
+
+use std::sync::Arc;
+
+use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
+
+use crate::{Circle, Episode, Outcome, Scene, Task};
+
+/// Gravity in m/s².
+pub const G: f64 = 9.81;
+/// Mass in kg.
+pub const MASS: f64 = 1.0;
+/// Distance from the center of mass to each rotor in m.
+pub const ARM: f64 = 0.25;
+/// Moment of inertia about the pitch axis in kg·m².
+pub const INERTIA: f64 = 0.05;
+/// Time step in s.
+pub const DT: f64 = 0.05;
+/// Largest thrust of one rotor in N (`m g`: the two rotors together lift twice the weight).
+pub const MAX_THRUST: f64 = MASS * G;
+/// Thrust of one rotor at hover in N (`m g / 2`).
+pub const HOVER_THRUST: f64 = 0.5 * MASS * G;
+/// Goal position `(x, z)` in m.
+pub const GOAL: (f64, f64) = (2.0, 1.0);
+/// Standard deviation (N) of the planner's exploration noise on each rotor's thrust.
+pub const NOISE_STD: f64 = 1.0;
+/// Correlation of the exploration noise between the two rotors.
+pub const NOISE_CORRELATION: f64 = 0.7;
+/// Success: largest distance to the goal (m) over the final stretch.
+pub const SUCCESS_RADIUS: f64 = 0.1;
+/// Success: largest speed `‖(ẋ, ż)‖` (m/s) over the final stretch.
+pub const SUCCESS_SPEED: f64 = 0.2;
+/// Success: length of the final stretch in steps.
+pub const SUCCESS_STEPS: usize = 40;
+
+/// Time derivative of the state `(x, z, θ, ẋ, ż, ω)` under rotor thrusts `(tl, tr)` (clamped).
+#[inline(always)]
+fn deriv(s: [f64; 6], tl: f64, tr: f64) -> [f64; 6] {
+    let (sin, cos) = s[2].sin_cos();
+    let thrust = tl + tr;
+    [
+        s[3],
+        s[4],
+        s[5],
+        -thrust * sin / MASS,
+        thrust * cos / MASS - G,
+        ARM * (tr - tl) / INERTIA,
+    ]
+}
+
+/// One RK4 step of length [`DT`] with the thrusts held constant.
+#[inline(always)]
+fn rk4(s: [f64; 6], tl: f64, tr: f64) -> [f64; 6] {
+    let h = DT;
+    let add = |a: [f64; 6], k: [f64; 6], c: f64| {
+        let mut out = a;
+        for i in 0..6 {
+            out[i] += c * k[i];
+        }
+        out
+    };
+    let k1 = deriv(s, tl, tr);
+    let k2 = deriv(add(s, k1, 0.5 * h), tl, tr);
+    let k3 = deriv(add(s, k2, 0.5 * h), tl, tr);
+    let k4 = deriv(add(s, k3, h), tl, tr);
+    let mut out = [0.0; 6];
+    for i in 0..6 {
+        out[i] = s[i] + h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i]);
+    }
+    out
+}
+
+/// Running cost of one state and (clamped) thrusts; see the module docs.
+#[inline(always)]
+fn stage(s: [f64; 6], tl: f64, tr: f64) -> f64 {
+    let (ex, ez) = (s[0] - GOAL.0, s[1] - GOAL.1);
+    let (dl, dr) = (tl - HOVER_THRUST, tr - HOVER_THRUST);
+    10.0 * (ex * ex + ez * ez)
+        + s[3] * s[3]
+        + s[4] * s[4]
+        + s[2] * s[2]
+        + 0.3 * s[5] * s[5]
+        + 0.2 * (dl * dl + dr * dr)
+}
+
+/// Planar quadrotor dynamics (RK4, `dt = 0.05`) and go-to-goal cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuadrotorModel;
+
+impl Dynamics for QuadrotorModel {
+    fn state_dim(&self) -> usize {
+        6
+    }
+    fn control_dim(&self) -> usize {
+        2
+    }
+    fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
+        let tl = u[0].clamp(0.0, MAX_THRUST);
+        let tr = u[1].clamp(0.0, MAX_THRUST);
+        let s = rk4([x[0], x[1], x[2], x[3], x[4], x[5]], tl, tr);
+        next[..6].copy_from_slice(&s);
+    }
+    fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
+        let (ul, ur) = u.split_at(lanes);
+        for l in 0..lanes {
+            let tl = ul[l].clamp(0.0, MAX_THRUST);
+            let tr = ur[l].clamp(0.0, MAX_THRUST);
+            let s = [
+                x[l],
+                x[lanes + l],
+                x[2 * lanes + l],
+                x[3 * lanes + l],
+                x[4 * lanes + l],
+                x[5 * lanes + l],
+            ];
+            let s = rk4(s, tl, tr);
+            for (i, v) in s.iter().enumerate() {
+                next[i * lanes + l] = *v;
+            }
+        }
+    }
+}
+
+impl Cost for QuadrotorModel {
+    fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 {
+        let tl = u[0].clamp(0.0, MAX_THRUST);
+        let tr = u[1].clamp(0.0, MAX_THRUST);
+        stage([x[0], x[1], x[2], x[3], x[4], x[5]], tl, tr)
+    }
+    fn running_block(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f64],
+        u: &[f64],
+        out: &mut [f64],
+        _tmp: &mut [f64],
+    ) {
+        let (ul, ur) = u.split_at(lanes);
+        for l in 0..lanes {
+            let tl = ul[l].clamp(0.0, MAX_THRUST);
+            let tr = ur[l].clamp(0.0, MAX_THRUST);
+            let s = [
+                x[l],
+                x[lanes + l],
+                x[2 * lanes + l],
+                x[3 * lanes + l],
+                x[4 * lanes + l],
+                x[5 * lanes + l],
+            ];
+            out[l] = stage(s, tl, tr);
+        }
+    }
+}
+
+/// The planar quadrotor go-to-goal task.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quadrotor;
+
+impl Task for Quadrotor {
+    fn name(&self) -> &'static str {
+        "quadrotor"
+    }
+    fn description(&self) -> &'static str {
+        "planar quadrotor flies from rest at (0, 0) to hover at (2, 1) (two rotors, 0 <= T <= m g, RK4 dt 0.05)"
+    }
+    fn state_names(&self) -> &'static [&'static str] {
+        &["x", "z", "theta", "x_dot", "z_dot", "omega"]
+    }
+    fn control_names(&self) -> &'static [&'static str] {
+        &["thrust_left", "thrust_right"]
+    }
+    fn dt(&self) -> f64 {
+        DT
+    }
+    /// 1000 samples over a 1.5 s horizon, `λ = 5`, and exploration noise with per-rotor
+    /// standard deviation 1 N and correlation 0.7 between the rotors, so the collective thrust
+    /// (std `√(2·1.7)` ≈ 1.84 N) is explored more than the differential thrust that tilts the
+    /// body (std `√(2·0.3)` ≈ 0.77 N).
+    fn default_config(&self) -> MppiConfig {
+        let var = NOISE_STD * NOISE_STD;
+        MppiConfig {
+            samples: 1000,
+            horizon: 30,
+            iterations: 1,
+            noise_sigma: vec![NOISE_STD],
+            noise_covariance: Some(vec![
+                vec![var, NOISE_CORRELATION * var],
+                vec![NOISE_CORRELATION * var, var],
+            ]),
+            lambda: 5.0,
+            temperature_mode: TemperatureMode::Fixed,
+            u_min: Some(vec![0.0]),
+            u_max: Some(vec![MAX_THRUST]),
+            ..MppiConfig::default()
+        }
+    }
+    fn default_steps(&self) -> usize {
+        150
+    }
+    fn initial_state(&self) -> Vec<f64> {
+        vec![0.0; 6]
+    }
+    fn dynamics(&self) -> Arc<dyn Dynamics> {
+        Arc::new(QuadrotorModel)
+    }
+    fn cost(&self) -> Arc<dyn Cost> {
+        Arc::new(QuadrotorModel)
+    }
+    /// Within 0.1 m of the goal at a speed below 0.2 m/s for the last 40 states.
+    fn success(&self, episode: &Episode) -> Outcome {
+        let len = episode.states.len();
+        let tail = SUCCESS_STEPS.min(len);
+        let last = &episode.states[len - tail..];
+        let (mut worst_dist, mut worst_speed) = (0.0f64, 0.0f64);
+        for x in last {
+            match x.as_slice() {
+                [px, pz, _, vx, vz, ..] => {
+                    worst_dist = worst_dist.max((px - GOAL.0).hypot(pz - GOAL.1));
+                    worst_speed = worst_speed.max(vx.hypot(*vz));
+                }
+                _ => {
+                    worst_dist = f64::INFINITY;
+                    worst_speed = f64::INFINITY;
+                }
+            }
+        }
+        let success =
+            len > SUCCESS_STEPS && worst_dist < SUCCESS_RADIUS && worst_speed < SUCCESS_SPEED;
+        Outcome {
+            success,
+            message: format!(
+                "last {tail} states: max distance to goal {worst_dist:.4} m (< {SUCCESS_RADIUS}), max speed {worst_speed:.4} m/s (< {SUCCESS_SPEED})"
+            ),
+        }
+    }
+    fn initial_plan(&self, horizon: usize) -> Option<Vec<f64>> {
+        Some(vec![HOVER_THRUST; 2 * horizon])
+    }
+    fn scene(&self) -> Option<Scene> {
+        Some(Scene {
+            position: (0, 1),
+            obstacles: Vec::new(),
+            goal: Some(Circle {
+                x: GOAL.0,
+                y: GOAL.1,
+                r: SUCCESS_RADIUS,
+            }),
+            track: None,
+            extent: ((-0.5, 2.5), (-0.75, 1.5)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic uniform numbers in `[lo, hi)` from a 64-bit LCG.
+    struct Lcg(u64);
+    impl Lcg {
+        fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            lo + (hi - lo) * ((self.0 >> 11) as f64 / (1u64 << 53) as f64)
+        }
+    }
+
+    #[test]
+    fn hover_thrust_is_an_exact_equilibrium() {
+        let x = [0.7, -1.3, 0.0, 0.0, 0.0, 0.0];
+        let mut next = [0.0; 6];
+        QuadrotorModel.step(&x, &[HOVER_THRUST, HOVER_THRUST], &mut next);
+        assert_eq!(next, x);
+        // At the goal, hovering costs nothing.
+        let goal = [GOAL.0, GOAL.1, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(
+            QuadrotorModel.running(&goal, &[HOVER_THRUST, HOVER_THRUST], 0),
+            0.0
+        );
+    }
+
+    #[test]
+    fn free_fall_and_pure_torque_match_hand_computation() {
+        // No thrust: z = −g dt²/2, ż = −g dt (RK4 is exact for constant acceleration).
+        let mut next = [0.0; 6];
+        QuadrotorModel.step(&[0.0; 6], &[0.0, 0.0], &mut next);
+        assert!((next[1] + 0.5 * G * DT * DT).abs() < 1e-12, "{next:?}");
+        assert!((next[4] + G * DT).abs() < 1e-12, "{next:?}");
+        assert_eq!((next[0], next[2], next[3], next[5]), (0.0, 0.0, 0.0, 0.0));
+        // Differential thrust ΔT: ω̇ = a ΔT / J, constant over the step.
+        let (tl, tr) = (HOVER_THRUST - 1.0, HOVER_THRUST + 1.0);
+        QuadrotorModel.step(&[0.0; 6], &[tl, tr], &mut next);
+        let alpha = ARM * 2.0 / INERTIA;
+        assert!((next[5] - alpha * DT).abs() < 1e-12, "{next:?}");
+        assert!((next[2] - 0.5 * alpha * DT * DT).abs() < 1e-12, "{next:?}");
+        // Tilting counter-clockwise pushes the vehicle towards −x.
+        assert!(next[3] < 0.0 && next[0] < 0.0, "{next:?}");
+    }
+
+    #[test]
+    fn tilted_thrust_derivative() {
+        let th = 0.3f64;
+        let d = deriv([0.0, 0.0, th, 1.0, 2.0, 3.0], 4.0, 6.0);
+        assert_eq!((d[0], d[1], d[2]), (1.0, 2.0, 3.0));
+        assert!((d[3] + 10.0 * th.sin() / MASS).abs() < 1e-12);
+        assert!((d[4] - (10.0 * th.cos() / MASS - G)).abs() < 1e-12);
+        assert!((d[5] - ARM * 2.0 / INERTIA).abs() < 1e-12);
+    }
+
+    #[test]
+    fn thrusts_are_clamped() {
+        let x = [0.0, 0.0, 0.1, 0.0, 0.0, 0.0];
+        let (mut a, mut b) = ([0.0; 6], [0.0; 6]);
+        QuadrotorModel.step(&x, &[-5.0, 1e9], &mut a);
+        QuadrotorModel.step(&x, &[0.0, MAX_THRUST], &mut b);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn block_methods_equal_scalar_ones() {
+        let mut rng = Lcg(3);
+        for lanes in [1, 5, 32] {
+            let states: Vec<[f64; 6]> = (0..lanes)
+                .map(|_| {
+                    [
+                        rng.uniform(-3.0, 3.0),
+                        rng.uniform(-3.0, 3.0),
+                        rng.uniform(-7.0, 7.0),
+                        rng.uniform(-5.0, 5.0),
+                        rng.uniform(-5.0, 5.0),
+                        rng.uniform(-10.0, 10.0),
+                    ]
+                })
+                .collect();
+            let controls: Vec<[f64; 2]> = (0..lanes)
+                .map(|_| [rng.uniform(-2.0, 12.0), rng.uniform(-2.0, 12.0)])
+                .collect();
+            let mut soa = vec![0.0; 6 * lanes];
+            for (l, s) in states.iter().enumerate() {
+                for i in 0..6 {
+                    soa[i * lanes + l] = s[i];
+                }
+            }
+            let mut usoa = vec![0.0; 2 * lanes];
+            for (l, u) in controls.iter().enumerate() {
+                usoa[l] = u[0];
+                usoa[lanes + l] = u[1];
+            }
+            let mut next = vec![0.0; 6 * lanes];
+            let mut costs = vec![0.0; lanes];
+            let mut tmp = vec![0.0; 14];
+            QuadrotorModel.step_block(lanes, &soa, &usoa, &mut next, &mut tmp);
+            QuadrotorModel.running_block(lanes, 0, &soa, &usoa, &mut costs, &mut tmp);
+            for l in 0..lanes {
+                let mut want = [0.0; 6];
+                QuadrotorModel.step(&states[l], &controls[l], &mut want);
+                for i in 0..6 {
+                    assert_eq!(next[i * lanes + l].to_bits(), want[i].to_bits());
+                }
+                let c = QuadrotorModel.running(&states[l], &controls[l], 0);
+                assert_eq!(costs[l].to_bits(), c.to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn success_criterion_and_scene() {
+        let episode = |x: f64, vx: f64| Episode {
+            dt: DT,
+            states: vec![vec![x, GOAL.1, 0.0, vx, 0.0, 0.0]; 101],
+            controls: vec![vec![HOVER_THRUST; 2]; 100],
+            stage_costs: vec![0.0; 100],
+            reports: Vec::new(),
+            rollouts: Vec::new(),
+        };
+        assert!(Quadrotor.success(&episode(GOAL.0 + 0.05, 0.1)).success);
+        assert!(!Quadrotor.success(&episode(GOAL.0 + 0.2, 0.0)).success);
+        assert!(!Quadrotor.success(&episode(GOAL.0, 0.5)).success);
+        assert!(
+            !Quadrotor
+                .success(&Episode {
+                    states: vec![vec![GOAL.0]; 101],
+                    ..episode(GOAL.0, 0.0)
+                })
+                .success
+        );
+        let scene = Quadrotor.scene();
+        assert!(scene.is_some_and(|s| s.position == (0, 1) && s.goal.is_some()));
+    }
+}
