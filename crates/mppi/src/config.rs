@@ -114,9 +114,15 @@ fn per_dim(field: &'static str, v: &[f64], m: usize) -> Result<Vec<f64>, MppiErr
     match v.len() {
         1 => Ok(vec![v[0]; m]),
         n if n == m => Ok(v.to_vec()),
+        n if m == 1 => Err(MppiError::config(
+            field,
+            format!("has {n} entries but the task has 1 control dimension (give 1 value)"),
+        )),
         n => Err(MppiError::config(
             field,
-            format!("has {n} entries but the task has {m} control dimensions (give 1 or {m})"),
+            format!(
+                "has {n} entries but the task has {m} control dimensions (give 1 or {m} values)"
+            ),
         )),
     }
 }

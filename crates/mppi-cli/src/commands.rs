@@ -1,0 +1,211 @@
+//! What the subcommands do.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mppi::MppiError;
+use mppi_tasks::{EpisodeOptions, Task, all_tasks, run_episode, task_by_name, task_names};
+
+use crate::cli::{Cli, Command, RunArgs};
+use crate::config::{Overrides, build_config};
+use crate::error::CliError;
+use crate::output::{RunSummary, write_data_files};
+use crate::plots::{register_font, rollout_interval, write_plots};
+
+/// Sampled rollouts drawn per capture in the path plot.
+const ROLLOUTS_PER_CAPTURE: usize = 10;
+
+/// Run the parsed command line.
+pub fn dispatch(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Tasks => print_stdout(&tasks_table()),
+        Command::Run(args) => run(&args),
+    }
+}
+
+/// Write to stdout; a closed pipe (e.g. `mppi tasks | head -1`) is not an error.
+fn print_stdout(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::runtime(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The aligned table printed by `mppi tasks`.
+#[must_use]
+pub fn tasks_table() -> String {
+    let tasks = all_tasks();
+    let rows: Vec<[String; 4]> = tasks
+        .iter()
+        .map(|t| {
+            let dynamics = t.dynamics();
+            [
+                t.name().to_string(),
+                format!("{}/{}", dynamics.state_dim(), dynamics.control_dim()),
+                t.default_steps().to_string(),
+                t.description().to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "TASK".to_string(),
+        "X/U".to_string(),
+        "STEPS".to_string(),
+        "DESCRIPTION".to_string(),
+    ];
+    let mut widths = [0usize; 3];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line = format!(
+            "{:<w0$}  {:>w1$}  {:>w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+/// Look a task up, or explain which names exist.
+pub fn find_task(name: &str) -> Result<Box<dyn Task>, CliError> {
+    task_by_name(name).ok_or_else(|| {
+        CliError::usage(format!(
+            "unknown task `{name}`; valid tasks: {} (see `mppi tasks`)",
+            task_names().join(", ")
+        ))
+    })
+}
+
+fn episode_error(e: MppiError) -> CliError {
+    match e {
+        MppiError::InvalidConfig { .. } => CliError::usage(e.to_string()),
+        other => CliError::runtime(format!("the episode failed: {other}")),
+    }
+}
+
+fn progress_bar(steps: usize, task: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:.bold} [{bar:32.cyan/blue}] {pos}/{len} steps  {elapsed_precise} (eta {eta})  {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(task.to_string());
+    bar
+}
+
+fn create_out_dir(dir: &Path) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        CliError::runtime(format!(
+            "cannot create output directory `{}`: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// `mppi run`.
+pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    let task = find_task(&args.task)?;
+    let control_dim = task.dynamics().control_dim();
+    let config = build_config(
+        &task.default_config(),
+        &Overrides {
+            file: args.config.as_deref(),
+            set: &args.set,
+            seed: args.seed,
+            threads: args.threads,
+        },
+        control_dim,
+    )?;
+    let steps = args.steps.unwrap_or_else(|| task.default_steps());
+    let out = args.out.as_deref();
+    if let Some(dir) = out {
+        create_out_dir(dir)?;
+        register_font().map_err(|e| CliError::from_anyhow(&e))?;
+    }
+    let capture = out.is_some() && task.scene().is_some();
+    let options = EpisodeOptions {
+        steps,
+        rollout_every: if capture { rollout_interval(steps) } else { 0 },
+        rollouts_per_capture: ROLLOUTS_PER_CAPTURE,
+        initial_state: None,
+    };
+
+    let bar = progress_bar(steps, task.name(), args.quiet);
+    let started = Instant::now();
+    let result = run_episode(task.as_ref(), &config, &options, |p| {
+        bar.set_position(p.done as u64);
+        let last = p.report.last();
+        bar.set_message(format!(
+            "ESS {:.0}  λ {:.3}",
+            last.weights.ess, last.weights.lambda
+        ));
+    });
+    let wall = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let episode = result.map_err(episode_error)?;
+
+    let outcome = task.success(&episode);
+    let summary = RunSummary::new(task.as_ref(), &config, &episode, &outcome, wall);
+    if let Some(dir) = out {
+        write_data_files(dir, task.as_ref(), &episode, &summary)
+            .map_err(|e| CliError::from_anyhow(&e))?;
+        write_plots(dir, task.as_ref(), &config, &episode)
+            .map_err(|e| CliError::from_anyhow(&e))?;
+    }
+    print_stdout(&summary.render(out))?;
+    if args.require_success && !outcome.success {
+        return Err(CliError::runtime(format!(
+            "task `{}` did not meet its success criterion (--require-success): {}",
+            task.name(),
+            outcome.message
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_lists_every_task_aligned() {
+        let table = tasks_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 1 + all_tasks().len());
+        assert!(lines[0].starts_with("TASK"));
+        let col = lines[0].find("DESCRIPTION").expect("header");
+        for (line, task) in lines[1..].iter().zip(all_tasks()) {
+            assert!(line.starts_with(task.name()));
+            assert_eq!(line.find(task.description()), Some(col), "{line}");
+        }
+    }
+
+    #[test]
+    fn unknown_task_lists_names() {
+        let Err(err) = find_task("nope") else {
+            panic!("found a task called nope");
+        };
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("pendulum"), "{err}");
+    }
+}

@@ -1,0 +1,323 @@
+//! End-to-end tests of the `mppi` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn mppi(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mppi"))
+        .args(args)
+        .output()
+        .expect("the mppi binary starts")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh directory under the system temp dir, unique to this process and call.
+fn temp_dir(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mppi-cli-test-{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The command failed cleanly: expected status, exactly one `error: ` line, no panic.
+#[track_caller]
+fn assert_clean_error(o: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` missing from: {err}");
+    }
+}
+
+#[test]
+fn tasks_lists_pendulum_with_description() {
+    let o = mppi(&["tasks"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("pendulum "))
+        .unwrap_or_else(|| panic!("no pendulum row in:\n{out}"));
+    assert!(line.contains("Pendulum-v1"), "{line}");
+}
+
+#[test]
+fn help_describes_options_and_keys() {
+    let o = mppi(&["--help"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("tasks") && out.contains("run"), "{out}");
+    let o = mppi(&["run", "--help"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    for word in [
+        "--config",
+        "--set",
+        "--steps",
+        "--seed",
+        "--threads",
+        "--out",
+        "--require-success",
+        "samples",
+        "horizon",
+        "lambda",
+        "noise_sigma",
+        "temperature_mode",
+    ] {
+        assert!(
+            out.contains(word),
+            "`{word}` missing from run --help:\n{out}"
+        );
+    }
+}
+
+fn csv_rows(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn run_pendulum_writes_every_output() {
+    let dir = temp_dir("pendulum");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "200",
+        "--out",
+        &dir_arg,
+        "--require-success",
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+    for needle in [
+        "pendulum",
+        "total cost",
+        "success",
+        "yes",
+        "median",
+        "p99",
+        "ESS",
+        &dir_arg,
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing from:\n{out}");
+    }
+
+    for name in [
+        "trajectory.csv",
+        "diagnostics.csv",
+        "summary.json",
+        "episode.json",
+        "states.png",
+        "states.svg",
+        "controls.png",
+        "controls.svg",
+        "cost.png",
+        "cost.svg",
+        "diagnostics.png",
+        "diagnostics.svg",
+    ] {
+        let path = dir.join(name);
+        let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(meta.len() > 100, "{name} is too small");
+        if name.ends_with(".png") {
+            let bytes = std::fs::read(&path).expect("readable");
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name}");
+        }
+        if name.ends_with(".svg") {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            assert!(text.contains("<svg"), "{name}");
+        }
+    }
+    // pendulum has no scene, so no path plot
+    assert!(!dir.join("path.png").exists());
+
+    let traj = csv_rows(&dir.join("trajectory.csv"));
+    assert_eq!(
+        traj[0], "step,time,theta,theta_dot,torque,stage_cost",
+        "trajectory header"
+    );
+    assert_eq!(traj.len(), 1 + 201, "header + steps + 1 states");
+    let diag = csv_rows(&dir.join("diagnostics.csv"));
+    assert_eq!(
+        diag[0],
+        "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,kept_plan,update_norm,planning_time_ms"
+    );
+    assert_eq!(diag.len(), 1 + 200, "header + one row per EM iteration");
+
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"),
+    )
+    .expect("valid JSON");
+    assert_eq!(summary["task"], "pendulum");
+    assert_eq!(summary["success"], true);
+    assert_eq!(summary["steps"], 200);
+    assert_eq!(summary["config"]["samples"], 1000);
+    assert!(summary["total_cost"].as_f64().is_some());
+    assert!(summary["planning_time"]["p99_ms"].as_f64().is_some());
+
+    let episode: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("episode.json")).expect("episode.json"),
+    )
+    .expect("valid JSON");
+    assert_eq!(episode["states"].as_array().map(Vec::len), Some(201));
+    assert_eq!(episode["controls"].as_array().map(Vec::len), Some(200));
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn overrides_reach_the_planner() {
+    let dir = temp_dir("overrides");
+    let cfg = dir.join("cfg.toml");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(&cfg, "samples = 64\nhorizon = 10\n").expect("write config");
+    let out_dir = dir.join("out");
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--config",
+        &cfg.to_string_lossy(),
+        "--set",
+        "horizon=12",
+        "--set",
+        "u_max=[3.0]",
+        "--set",
+        "temperature_mode=ess_target",
+        "--set",
+        "iterations=2",
+        "--seed",
+        "5",
+        "--threads",
+        "2",
+        "--steps",
+        "6",
+        "--out",
+        &out_dir.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("summary.json")).expect("summary.json"),
+    )
+    .expect("valid JSON");
+    let c = &summary["config"];
+    assert_eq!(c["samples"], 64, "from the file");
+    assert_eq!(c["horizon"], 12, "--set wins over the file");
+    assert_eq!(c["u_max"], serde_json::json!([3.0]));
+    assert_eq!(c["u_min"], serde_json::json!([-2.0]), "task default kept");
+    assert_eq!(c["temperature_mode"], "ess_target");
+    assert_eq!(c["seed"], 5);
+    assert_eq!(c["threads"], 2);
+    // 6 steps x 2 EM iterations
+    assert_eq!(csv_rows(&out_dir.join("diagnostics.csv")).len(), 1 + 12);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn require_success_fails_a_failed_episode() {
+    // 3 steps cannot swing the pendulum up
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "3",
+        "--set",
+        "samples=32",
+        "--require-success",
+    ]);
+    assert!(stdout(&o).contains("NO"), "{}", stdout(&o));
+    assert_clean_error(&o, 1, &["success criterion"]);
+    // without the flag the same run exits 0
+    let o = mppi(&["run", "pendulum", "--steps", "3", "--set", "samples=32"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn unknown_task_lists_valid_names() {
+    let o = mppi(&["run", "pendlum"]);
+    assert_clean_error(&o, 2, &["pendlum", "pendulum"]);
+}
+
+#[test]
+fn unknown_key_via_set() {
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "sampels=10"]);
+    assert_clean_error(&o, 2, &["sampels", "samples"]);
+}
+
+#[test]
+fn unknown_key_via_config_file() {
+    let dir = temp_dir("badkey");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "samples = 64\nlamda = 0.5\n").expect("write config");
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "--config",
+        &cfg.to_string_lossy(),
+    ]);
+    assert_clean_error(&o, 2, &["lamda", "bad.toml"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_config_file_names_the_path() {
+    let path = temp_dir("missing").join("nope.toml");
+    let o = mppi(&["run", "pendulum", "--config", &path.to_string_lossy()]);
+    assert_clean_error(&o, 2, &["nope.toml"]);
+}
+
+#[test]
+fn wrong_type() {
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "samples=many"]);
+    assert_clean_error(&o, 2, &["samples"]);
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "lambda=[1.0]"]);
+    assert_clean_error(&o, 2, &["lambda"]);
+}
+
+#[test]
+fn negative_lambda() {
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "lambda=-1"]);
+    assert_clean_error(&o, 2, &["lambda"]);
+}
+
+#[test]
+fn zero_samples() {
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "samples=0"]);
+    assert_clean_error(&o, 2, &["samples"]);
+}
+
+#[test]
+fn bad_flags() {
+    let o = mppi(&["run", "pendulum", "--stpes", "2"]);
+    assert_clean_error(&o, 2, &["--stpes"]);
+    let o = mppi(&["run", "pendulum", "--steps", "lots"]);
+    assert_clean_error(&o, 2, &["--steps"]);
+    let o = mppi(&["run", "pendulum", "--set", "samples"]);
+    assert_clean_error(&o, 2, &["KEY=VALUE"]);
+    let o = mppi(&["frobnicate"]);
+    assert_clean_error(&o, 2, &["frobnicate"]);
+    let o = mppi(&["run"]);
+    assert_clean_error(&o, 2, &["TASK"]);
+}
