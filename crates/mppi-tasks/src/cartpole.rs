@@ -61,24 +61,7 @@ fn deriv(s: [f64; 4], f: f64) -> [f64; 4] {
 /// One RK4 step of length [`DT`] with the force held constant.
 #[inline(always)]
 fn rk4(s: [f64; 4], f: f64) -> [f64; 4] {
-    let h = DT;
-    let add = |a: [f64; 4], k: [f64; 4], c: f64| {
-        [
-            a[0] + c * k[0],
-            a[1] + c * k[1],
-            a[2] + c * k[2],
-            a[3] + c * k[3],
-        ]
-    };
-    let k1 = deriv(s, f);
-    let k2 = deriv(add(s, k1, 0.5 * h), f);
-    let k3 = deriv(add(s, k2, 0.5 * h), f);
-    let k4 = deriv(add(s, k3, h), f);
-    let mut out = [0.0; 4];
-    for i in 0..4 {
-        out[i] = s[i] + h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i]);
-    }
-    out
+    crate::ode::rk4(s, DT, |s| deriv(s, f))
 }
 
 /// Running cost of one state and (clamped) force; see the module docs.
@@ -238,18 +221,7 @@ impl Task for CartPole {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Deterministic uniform numbers in `[lo, hi)` from a 64-bit LCG.
-    struct Lcg(u64);
-    impl Lcg {
-        fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            lo + (hi - lo) * ((self.0 >> 11) as f64 / (1u64 << 53) as f64)
-        }
-    }
+    use crate::test_support::assert_block_matches_scalar;
 
     #[test]
     fn derivative_matches_hand_computation() {
@@ -301,40 +273,9 @@ mod tests {
 
     #[test]
     fn block_methods_equal_scalar_ones() {
-        let mut rng = Lcg(42);
-        for lanes in [1, 5, 32] {
-            let states: Vec<[f64; 4]> = (0..lanes)
-                .map(|_| {
-                    [
-                        rng.uniform(-3.0, 3.0),
-                        rng.uniform(-7.0, 7.0),
-                        rng.uniform(-5.0, 5.0),
-                        rng.uniform(-10.0, 10.0),
-                    ]
-                })
-                .collect();
-            let controls: Vec<f64> = (0..lanes).map(|_| rng.uniform(-15.0, 15.0)).collect();
-            let mut soa = vec![0.0; 4 * lanes];
-            for (l, s) in states.iter().enumerate() {
-                for i in 0..4 {
-                    soa[i * lanes + l] = s[i];
-                }
-            }
-            let mut next = vec![0.0; 4 * lanes];
-            let mut costs = vec![0.0; lanes];
-            let mut tmp = vec![0.0; 9];
-            CartPoleModel.step_block(lanes, &soa, &controls, &mut next, &mut tmp);
-            CartPoleModel.running_block(lanes, 0, &soa, &controls, &mut costs, &mut tmp);
-            for l in 0..lanes {
-                let mut want = [0.0; 4];
-                CartPoleModel.step(&states[l], &[controls[l]], &mut want);
-                for i in 0..4 {
-                    assert_eq!(next[i * lanes + l].to_bits(), want[i].to_bits());
-                }
-                let c = CartPoleModel.running(&states[l], &[controls[l]], 0);
-                assert_eq!(costs[l].to_bits(), c.to_bits());
-            }
-        }
+        // θ over two turns, force beyond the bound to exercise the clamp
+        let states = [(-3.0, 3.0), (-7.0, 7.0), (-5.0, 5.0), (-10.0, 10.0)];
+        assert_block_matches_scalar(&CartPoleModel, &states, &[(-15.0, 15.0)], &[1, 5, 32], 42);
     }
 
     #[test]

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::geometry::{Costmap, LETHAL, Shape};
+use crate::navigation::{arrival_message, goal_distance, position};
 use crate::{Circle, Episode, Outcome, Scene, Task};
 
 /// Time step in seconds.
@@ -283,10 +284,7 @@ impl Task for DiffDrive {
     /// Consecutive positions are at most `V_MAX · dt = 0.02 m` apart, under a cell side.
     fn success(&self, episode: &Episode) -> Outcome {
         let model = &self.model;
-        let pos = |x: &Vec<f64>| match (x.first(), x.get(1)) {
-            (Some(&px), Some(&py)) => (px, py),
-            _ => (f64::NAN, f64::NAN),
-        };
+        let pos = |x: &[f64]| position(x).unwrap_or((f64::NAN, f64::NAN));
         let lethal = episode
             .states
             .iter()
@@ -307,16 +305,11 @@ impl Task for DiffDrive {
                     .fold(f64::INFINITY, f64::min)
             })
             .fold(f64::INFINITY, f64::min);
-        let dist = |x: &Vec<f64>| {
-            let (px, py) = pos(x);
-            (px - model.goal.0).hypot(py - model.goal.1)
-        };
-        let final_dist = episode.states.last().map_or(f64::INFINITY, dist);
-        let first = episode.states.iter().position(|x| dist(x) < GOAL_RADIUS);
-        let arrival = match first {
-            Some(k) => format!("first at goal at t = {:.2} s", k as f64 * episode.dt),
-            None => "never at goal".to_string(),
-        };
+        let final_dist = episode
+            .states
+            .last()
+            .map_or(f64::INFINITY, |x| goal_distance(x, model.goal));
+        let arrival = arrival_message(episode, |x| goal_distance(x, model.goal) < GOAL_RADIUS);
         Outcome {
             success: final_dist < GOAL_RADIUS && lethal == 0 && episode.states.len() > 1,
             message: format!(
@@ -343,19 +336,8 @@ impl Task for DiffDrive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::assert_block_matches_scalar;
     use mppi::BLOCK_LANES;
-
-    /// Deterministic pseudo-random numbers in `[lo, hi)` (64-bit LCG, top 53 bits).
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, lo: f64, hi: f64) -> f64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            lo + (hi - lo) * ((self.0 >> 11) as f64 / (1u64 << 53) as f64)
-        }
-    }
 
     #[test]
     fn step_matches_hand_computation() {
@@ -423,29 +405,8 @@ mod tests {
     #[test]
     fn block_equals_scalar() {
         let m = DiffDriveModel::default();
-        let mut rng = Lcg(11);
-        for lanes in [1, 6, BLOCK_LANES] {
-            let lo = [-1.5, -2.5, -4.0];
-            let hi = [6.5, 3.0, 4.0];
-            let x: Vec<f64> = (0..3 * lanes)
-                .map(|k| rng.next(lo[k / lanes], hi[k / lanes]))
-                .collect();
-            let u: Vec<f64> = (0..2 * lanes).map(|_| rng.next(-2.5, 2.5)).collect();
-            let mut next = vec![0.0; 3 * lanes];
-            let mut out = vec![0.0; lanes];
-            let mut tmp = vec![0.0; 8];
-            m.step_block(lanes, &x, &u, &mut next, &mut tmp);
-            m.running_block(lanes, 0, &x, &u, &mut out, &mut tmp);
-            for l in 0..lanes {
-                let xs: Vec<f64> = (0..3).map(|i| x[i * lanes + l]).collect();
-                let us: Vec<f64> = (0..2).map(|j| u[j * lanes + l]).collect();
-                let mut ns = [0.0; 3];
-                m.step(&xs, &us, &mut ns);
-                for i in 0..3 {
-                    assert_eq!(ns[i], next[i * lanes + l]);
-                }
-                assert_eq!(m.running(&xs, &us, 0), out[l]);
-            }
-        }
+        let states = [(-1.5, 6.5), (-2.5, 3.0), (-4.0, 4.0)];
+        let controls = [(-2.5, 2.5), (-2.5, 2.5)];
+        assert_block_matches_scalar(&m, &states, &controls, &[1, 6, BLOCK_LANES], 11);
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use mppi::{Cost, Dynamics, MppiConfig};
 
-use crate::geometry::path_clearance;
+use crate::navigation::{collision_flags, goal_cost, goal_outcome, in_collision, with_collision};
 use crate::{Circle, Episode, Outcome, Scene, Task};
 
 /// Time step in seconds.
@@ -103,19 +103,10 @@ impl DoubleIntegratorModel {
     /// Every term of the cost but the collision indicator, in the order the cost sums them.
     #[inline(always)]
     fn smooth_cost(&self, px: f64, py: f64, vx: f64, vy: f64, ax: f64, ay: f64) -> f64 {
-        let (dx, dy) = (px - self.goal.0, py - self.goal.1);
-        let d2 = dx * dx + dy * dy;
         let ax = ax.clamp(-A_MAX, A_MAX);
         let ay = ay.clamp(-A_MAX, A_MAX);
-        W_GOAL * d2.sqrt() + W_VEL * (vx * vx + vy * vy) / (1.0 + d2) + W_CTRL * (ax * ax + ay * ay)
-    }
-
-    /// Is `(px, py)` inside an obstacle inflated by [`MARGIN`]?
-    #[inline(always)]
-    fn hit(c: &Circle, px: f64, py: f64) -> bool {
-        let (dx, dy) = (px - c.x, py - c.y);
-        let r = c.r + MARGIN;
-        dx * dx + dy * dy < r * r
+        goal_cost(self.goal, px, py, vx * vx + vy * vy, W_GOAL, W_VEL)
+            + W_CTRL * (ax * ax + ay * ay)
     }
 }
 
@@ -155,9 +146,9 @@ impl Dynamics for DoubleIntegratorModel {
 
 impl Cost for DoubleIntegratorModel {
     fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 {
-        let hit = self.obstacles.iter().any(|c| Self::hit(c, x[0], x[1]));
+        let hit = in_collision(&self.obstacles, MARGIN, x[0], x[1]);
         let base = self.smooth_cost(x[0], x[1], x[2], x[3], u[0], u[1]);
-        if hit { base + W_COLLISION } else { base }
+        with_collision(base, hit, W_COLLISION)
     }
     fn running_block(
         &self,
@@ -174,23 +165,10 @@ impl Cost for DoubleIntegratorModel {
         let (ux, uy) = u.split_at(lanes);
         let out = &mut out[..lanes];
         // out[l] first holds the collision flag (0 or 1)
-        out.fill(0.0);
-        for c in &self.obstacles {
-            for l in 0..lanes {
-                out[l] = if Self::hit(c, px[l], py[l]) {
-                    1.0
-                } else {
-                    out[l]
-                };
-            }
-        }
+        collision_flags(&self.obstacles, MARGIN, px, py, out);
         for l in 0..lanes {
             let base = self.smooth_cost(px[l], py[l], vx[l], vy[l], ux[l], uy[l]);
-            out[l] = if out[l] > 0.5 {
-                base + W_COLLISION
-            } else {
-                base
-            };
+            out[l] = with_collision(base, out[l] > 0.5, W_COLLISION);
         }
     }
 }
@@ -244,7 +222,7 @@ impl Task for DoubleIntegrator {
     /// The final state is within [`GOAL_RADIUS`] of the goal with speed below [`GOAL_SPEED`],
     /// and no straight segment between consecutive states touches an obstacle (uninflated).
     fn success(&self, episode: &Episode) -> Outcome {
-        navigation_outcome(
+        goal_outcome(
             episode,
             &self.model.obstacles,
             self.model.goal,
@@ -268,71 +246,11 @@ impl Task for DoubleIntegrator {
     }
 }
 
-/// Shared success test of the goal-reaching tasks: the last state is within `goal_radius` of
-/// `goal` with `speed(x) < max_speed`, and the piecewise-linear path through the states stays
-/// out of every obstacle. States are rows whose first two entries are the position.
-pub(crate) fn navigation_outcome(
-    episode: &Episode,
-    obstacles: &[Circle],
-    goal: (f64, f64),
-    goal_radius: f64,
-    max_speed: f64,
-    speed: impl Fn(&[f64]) -> f64,
-) -> Outcome {
-    let pos = |x: &[f64]| (x.first().copied(), x.get(1).copied());
-    let dist = |x: &[f64]| match pos(x) {
-        (Some(px), Some(py)) => (px - goal.0).hypot(py - goal.1),
-        _ => f64::INFINITY,
-    };
-    let mut clearance = f64::INFINITY;
-    for w in episode.states.windows(2) {
-        if let ((Some(ax), Some(ay)), (Some(bx), Some(by))) = (pos(&w[0]), pos(&w[1])) {
-            clearance = clearance.min(path_clearance((ax, ay), (bx, by), obstacles));
-        } else {
-            clearance = f64::NEG_INFINITY;
-        }
-    }
-    let first = episode
-        .states
-        .iter()
-        .position(|x| dist(x) < goal_radius && speed(x) < max_speed);
-    let (final_dist, final_speed) = match episode.states.last() {
-        Some(x) => (dist(x), speed(x)),
-        None => (f64::INFINITY, f64::INFINITY),
-    };
-    let success = final_dist < goal_radius
-        && final_speed < max_speed
-        && clearance >= 0.0
-        && episode.states.len() > 1;
-    let arrival = match first {
-        Some(k) => format!("first at goal at t = {:.2} s", k as f64 * episode.dt),
-        None => "never at goal".to_string(),
-    };
-    Outcome {
-        success,
-        message: format!(
-            "final distance to goal {final_dist:.3} (< {goal_radius}), final speed \
-             {final_speed:.3} (< {max_speed}), min obstacle clearance {clearance:.3} (>= 0), {arrival}"
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::assert_block_matches_scalar;
     use mppi::BLOCK_LANES;
-
-    /// Deterministic pseudo-random numbers in `[lo, hi)` (64-bit LCG, top 53 bits).
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, lo: f64, hi: f64) -> f64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            lo + (hi - lo) * ((self.0 >> 11) as f64 / (1u64 << 53) as f64)
-        }
-    }
 
     #[test]
     fn step_matches_hand_computation() {
@@ -362,34 +280,9 @@ mod tests {
     #[test]
     fn block_equals_scalar() {
         let m = DoubleIntegratorModel::default();
-        let mut rng = Lcg(42);
-        for lanes in [1, 5, BLOCK_LANES] {
-            let x: Vec<f64> = (0..4 * lanes)
-                .map(|i| {
-                    if i < 2 * lanes {
-                        rng.next(-1.0, 9.0)
-                    } else {
-                        rng.next(-3.0, 3.0)
-                    }
-                })
-                .collect();
-            let u: Vec<f64> = (0..2 * lanes).map(|_| rng.next(-5.0, 5.0)).collect();
-            let mut next = vec![0.0; 4 * lanes];
-            let mut out = vec![0.0; lanes];
-            let mut tmp = vec![0.0; 10];
-            m.step_block(lanes, &x, &u, &mut next, &mut tmp);
-            m.running_block(lanes, 0, &x, &u, &mut out, &mut tmp);
-            for l in 0..lanes {
-                let xs: Vec<f64> = (0..4).map(|i| x[i * lanes + l]).collect();
-                let us: Vec<f64> = (0..2).map(|j| u[j * lanes + l]).collect();
-                let mut ns = [0.0; 4];
-                m.step(&xs, &us, &mut ns);
-                for i in 0..4 {
-                    assert_eq!(ns[i], next[i * lanes + l]);
-                }
-                assert_eq!(m.running(&xs, &us, 0), out[l]);
-            }
-        }
+        let states = [(-1.0, 9.0), (-1.0, 9.0), (-3.0, 3.0), (-3.0, 3.0)];
+        let controls = [(-5.0, 5.0), (-5.0, 5.0)];
+        assert_block_matches_scalar(&m, &states, &controls, &[1, 5, BLOCK_LANES], 42);
     }
 
     #[test]

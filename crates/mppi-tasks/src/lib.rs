@@ -25,9 +25,13 @@ pub mod cartpole;
 pub mod diff_drive;
 pub mod double_integrator;
 pub mod geometry;
+mod navigation;
+mod ode;
 pub mod pendulum;
 pub mod quadrotor;
 pub mod racing;
+#[cfg(test)]
+mod test_support;
 pub mod unicycle;
 
 /// A circular obstacle in the plane.

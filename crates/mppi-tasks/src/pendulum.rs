@@ -145,3 +145,16 @@ impl Task for Pendulum {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::assert_block_matches_scalar;
+
+    #[test]
+    fn block_methods_equal_scalar_ones() {
+        // speeds beyond MAX_SPEED and torques beyond MAX_TORQUE exercise both clamps
+        let states = [(-7.0, 7.0), (-10.0, 10.0)];
+        assert_block_matches_scalar(&PendulumModel, &states, &[(-3.0, 3.0)], &[1, 5, 32], 5);
+    }
+}

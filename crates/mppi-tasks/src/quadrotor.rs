@@ -73,23 +73,7 @@ fn deriv(s: [f64; 6], tl: f64, tr: f64) -> [f64; 6] {
 /// One RK4 step of length [`DT`] with the thrusts held constant.
 #[inline(always)]
 fn rk4(s: [f64; 6], tl: f64, tr: f64) -> [f64; 6] {
-    let h = DT;
-    let add = |a: [f64; 6], k: [f64; 6], c: f64| {
-        let mut out = a;
-        for i in 0..6 {
-            out[i] += c * k[i];
-        }
-        out
-    };
-    let k1 = deriv(s, tl, tr);
-    let k2 = deriv(add(s, k1, 0.5 * h), tl, tr);
-    let k3 = deriv(add(s, k2, 0.5 * h), tl, tr);
-    let k4 = deriv(add(s, k3, h), tl, tr);
-    let mut out = [0.0; 6];
-    for i in 0..6 {
-        out[i] = s[i] + h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i]);
-    }
-    out
+    crate::ode::rk4(s, DT, |s| deriv(s, tl, tr))
 }
 
 /// Running cost of one state and (clamped) thrusts; see the module docs.
@@ -103,6 +87,12 @@ fn stage(s: [f64; 6], tl: f64, tr: f64) -> f64 {
         + s[2] * s[2]
         + 0.3 * s[5] * s[5]
         + 0.2 * (dl * dl + dr * dr)
+}
+
+/// The state of lane `l` of a block of `lanes` states in SoA layout.
+#[inline(always)]
+fn lane(x: &[f64], lanes: usize, l: usize) -> [f64; 6] {
+    std::array::from_fn(|i| x[i * lanes + l])
 }
 
 /// Planar quadrotor dynamics (RK4, `dt = 0.05`) and go-to-goal cost.
@@ -127,15 +117,7 @@ impl Dynamics for QuadrotorModel {
         for l in 0..lanes {
             let tl = ul[l].clamp(0.0, MAX_THRUST);
             let tr = ur[l].clamp(0.0, MAX_THRUST);
-            let s = [
-                x[l],
-                x[lanes + l],
-                x[2 * lanes + l],
-                x[3 * lanes + l],
-                x[4 * lanes + l],
-                x[5 * lanes + l],
-            ];
-            let s = rk4(s, tl, tr);
+            let s = rk4(lane(x, lanes, l), tl, tr);
             for (i, v) in s.iter().enumerate() {
                 next[i * lanes + l] = *v;
             }
@@ -162,15 +144,7 @@ impl Cost for QuadrotorModel {
         for l in 0..lanes {
             let tl = ul[l].clamp(0.0, MAX_THRUST);
             let tr = ur[l].clamp(0.0, MAX_THRUST);
-            let s = [
-                x[l],
-                x[lanes + l],
-                x[2 * lanes + l],
-                x[3 * lanes + l],
-                x[4 * lanes + l],
-                x[5 * lanes + l],
-            ];
-            out[l] = stage(s, tl, tr);
+            out[l] = stage(lane(x, lanes, l), tl, tr);
         }
     }
 }
@@ -277,18 +251,7 @@ impl Task for Quadrotor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Deterministic uniform numbers in `[lo, hi)` from a 64-bit LCG.
-    struct Lcg(u64);
-    impl Lcg {
-        fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            lo + (hi - lo) * ((self.0 >> 11) as f64 / (1u64 << 53) as f64)
-        }
-    }
+    use crate::test_support::assert_block_matches_scalar;
 
     #[test]
     fn hover_thrust_is_an_exact_equilibrium() {
@@ -343,49 +306,17 @@ mod tests {
 
     #[test]
     fn block_methods_equal_scalar_ones() {
-        let mut rng = Lcg(3);
-        for lanes in [1, 5, 32] {
-            let states: Vec<[f64; 6]> = (0..lanes)
-                .map(|_| {
-                    [
-                        rng.uniform(-3.0, 3.0),
-                        rng.uniform(-3.0, 3.0),
-                        rng.uniform(-7.0, 7.0),
-                        rng.uniform(-5.0, 5.0),
-                        rng.uniform(-5.0, 5.0),
-                        rng.uniform(-10.0, 10.0),
-                    ]
-                })
-                .collect();
-            let controls: Vec<[f64; 2]> = (0..lanes)
-                .map(|_| [rng.uniform(-2.0, 12.0), rng.uniform(-2.0, 12.0)])
-                .collect();
-            let mut soa = vec![0.0; 6 * lanes];
-            for (l, s) in states.iter().enumerate() {
-                for i in 0..6 {
-                    soa[i * lanes + l] = s[i];
-                }
-            }
-            let mut usoa = vec![0.0; 2 * lanes];
-            for (l, u) in controls.iter().enumerate() {
-                usoa[l] = u[0];
-                usoa[lanes + l] = u[1];
-            }
-            let mut next = vec![0.0; 6 * lanes];
-            let mut costs = vec![0.0; lanes];
-            let mut tmp = vec![0.0; 14];
-            QuadrotorModel.step_block(lanes, &soa, &usoa, &mut next, &mut tmp);
-            QuadrotorModel.running_block(lanes, 0, &soa, &usoa, &mut costs, &mut tmp);
-            for l in 0..lanes {
-                let mut want = [0.0; 6];
-                QuadrotorModel.step(&states[l], &controls[l], &mut want);
-                for i in 0..6 {
-                    assert_eq!(next[i * lanes + l].to_bits(), want[i].to_bits());
-                }
-                let c = QuadrotorModel.running(&states[l], &controls[l], 0);
-                assert_eq!(costs[l].to_bits(), c.to_bits());
-            }
-        }
+        let states = [
+            (-3.0, 3.0),
+            (-3.0, 3.0),
+            (-7.0, 7.0),
+            (-5.0, 5.0),
+            (-5.0, 5.0),
+            (-10.0, 10.0),
+        ];
+        // thrusts below 0 and above MAX_THRUST exercise the clamp
+        let controls = [(-2.0, 12.0), (-2.0, 12.0)];
+        assert_block_matches_scalar(&QuadrotorModel, &states, &controls, &[1, 5, 32], 3);
     }
 
     #[test]

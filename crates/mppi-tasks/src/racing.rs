@@ -28,6 +28,7 @@ use std::sync::Arc;
 use mppi::{BLOCK_LANES, Cost, Dynamics, MppiConfig};
 
 use crate::geometry::ClosedPolyline;
+use crate::navigation::position;
 use crate::{Episode, Outcome, Scene, Task};
 
 /// Time step in seconds.
@@ -188,7 +189,7 @@ fn laps(track: &ClosedPolyline, states: &[Vec<f64>]) -> f64 {
     let mut total = 0.0;
     let mut prev: Option<f64> = None;
     for x in states {
-        if let (Some(&px), Some(&py)) = (x.first(), x.get(1)) {
+        if let Some((px, py)) = position(x) {
             let s = track.project(px, py).s;
             if let Some(p) = prev {
                 total += track.progress(p, s);
@@ -255,10 +256,7 @@ impl Task for Racing {
         let worst = episode
             .states
             .iter()
-            .map(|x| match (x.first(), x.get(1)) {
-                (Some(&px), Some(&py)) => track.project(px, py).distance,
-                _ => f64::INFINITY,
-            })
+            .map(|x| position(x).map_or(f64::INFINITY, |(px, py)| track.project(px, py).distance))
             .fold(0.0, f64::max);
         let mut acc = 0.0;
         let mut lap_time = None;
@@ -304,18 +302,7 @@ fn laps_between(track: &ClosedPolyline, a: &[f64], b: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Deterministic pseudo-random numbers in `[lo, hi)` (64-bit LCG, top 53 bits).
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, lo: f64, hi: f64) -> f64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            lo + (hi - lo) * ((self.0 >> 11) as f64 / (1u64 << 53) as f64)
-        }
-    }
+    use crate::test_support::assert_block_matches_scalar;
 
     #[test]
     fn step_matches_hand_computation() {
@@ -353,30 +340,11 @@ mod tests {
     #[test]
     fn block_equals_scalar() {
         let m = RacingModel::default();
-        let mut rng = Lcg(3);
-        for lanes in [1, 7, BLOCK_LANES, BLOCK_LANES + 5] {
-            let lo = [-25.0, -14.0, -4.0, 0.0];
-            let hi = [25.0, 14.0, 4.0, 20.0];
-            let x: Vec<f64> = (0..4 * lanes)
-                .map(|k| rng.next(lo[k / lanes], hi[k / lanes]))
-                .collect();
-            let u: Vec<f64> = (0..2 * lanes).map(|_| rng.next(-8.0, 8.0)).collect();
-            let mut next = vec![0.0; 4 * lanes];
-            let mut out = vec![0.0; lanes];
-            let mut tmp = vec![0.0; 10];
-            m.step_block(lanes, &x, &u, &mut next, &mut tmp);
-            m.running_block(lanes, 0, &x, &u, &mut out, &mut tmp);
-            for l in 0..lanes {
-                let xs: Vec<f64> = (0..4).map(|i| x[i * lanes + l]).collect();
-                let us: Vec<f64> = (0..2).map(|j| u[j * lanes + l]).collect();
-                let mut ns = [0.0; 4];
-                m.step(&xs, &us, &mut ns);
-                for i in 0..4 {
-                    assert_eq!(ns[i], next[i * lanes + l]);
-                }
-                assert_eq!(m.running(&xs, &us, 0), out[l]);
-            }
-        }
+        let states = [(-25.0, 25.0), (-14.0, 14.0), (-4.0, 4.0), (0.0, 20.0)];
+        let controls = [(-8.0, 8.0), (-8.0, 8.0)];
+        // BLOCK_LANES + 5 spans two chunks of the blocked projection
+        let lanes = [1, 7, BLOCK_LANES, BLOCK_LANES + 5];
+        assert_block_matches_scalar(&m, &states, &controls, &lanes, 3);
     }
 
     #[test]

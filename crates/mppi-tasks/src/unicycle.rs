@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use mppi::{Cost, Dynamics, MppiConfig};
 
-use crate::double_integrator::navigation_outcome;
+use crate::navigation::{collision_flags, goal_cost, goal_outcome, in_collision, with_collision};
 use crate::{Circle, Episode, Outcome, Scene, Task};
 
 /// Time step in seconds.
@@ -109,19 +109,9 @@ impl UnicycleModel {
     /// Every term of the cost but the collision indicator, in the order the cost sums them.
     #[inline(always)]
     fn smooth_cost(&self, px: f64, py: f64, v: f64, a: f64, w: f64) -> f64 {
-        let (dx, dy) = (px - self.goal.0, py - self.goal.1);
-        let d2 = dx * dx + dy * dy;
         let a = a.clamp(-A_MAX, A_MAX);
         let w = w.clamp(-OMEGA_MAX, OMEGA_MAX);
-        W_GOAL * d2.sqrt() + W_VEL * v * v / (1.0 + d2) + W_ACC * a * a + W_TURN * w * w
-    }
-
-    /// Is `(px, py)` inside an obstacle inflated by [`MARGIN`]?
-    #[inline(always)]
-    fn hit(c: &Circle, px: f64, py: f64) -> bool {
-        let (dx, dy) = (px - c.x, py - c.y);
-        let r = c.r + MARGIN;
-        dx * dx + dy * dy < r * r
+        goal_cost(self.goal, px, py, v * v, W_GOAL, W_VEL) + W_ACC * a * a + W_TURN * w * w
     }
 }
 
@@ -163,9 +153,9 @@ impl Dynamics for UnicycleModel {
 
 impl Cost for UnicycleModel {
     fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 {
-        let hit = self.obstacles.iter().any(|c| Self::hit(c, x[0], x[1]));
+        let hit = in_collision(&self.obstacles, MARGIN, x[0], x[1]);
         let base = self.smooth_cost(x[0], x[1], x[3], u[0], u[1]);
-        if hit { base + W_COLLISION } else { base }
+        with_collision(base, hit, W_COLLISION)
     }
     fn running_block(
         &self,
@@ -182,23 +172,10 @@ impl Cost for UnicycleModel {
         let (ua, uw) = u.split_at(lanes);
         let out = &mut out[..lanes];
         // out[l] first holds the collision flag (0 or 1)
-        out.fill(0.0);
-        for c in &self.obstacles {
-            for l in 0..lanes {
-                out[l] = if Self::hit(c, px[l], py[l]) {
-                    1.0
-                } else {
-                    out[l]
-                };
-            }
-        }
+        collision_flags(&self.obstacles, MARGIN, px, py, out);
         for l in 0..lanes {
             let base = self.smooth_cost(px[l], py[l], v[l], ua[l], uw[l]);
-            out[l] = if out[l] > 0.5 {
-                base + W_COLLISION
-            } else {
-                base
-            };
+            out[l] = with_collision(base, out[l] > 0.5, W_COLLISION);
         }
     }
 }
@@ -252,7 +229,7 @@ impl Task for Unicycle {
     /// The final state is within [`GOAL_RADIUS`] of the goal with `|v|` below [`GOAL_SPEED`],
     /// and no straight segment between consecutive positions touches an obstacle (uninflated).
     fn success(&self, episode: &Episode) -> Outcome {
-        navigation_outcome(
+        goal_outcome(
             episode,
             &self.model.obstacles,
             self.model.goal,
@@ -279,19 +256,8 @@ impl Task for Unicycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::assert_block_matches_scalar;
     use mppi::BLOCK_LANES;
-
-    /// Deterministic pseudo-random numbers in `[lo, hi)` (64-bit LCG, top 53 bits).
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, lo: f64, hi: f64) -> f64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            lo + (hi - lo) * ((self.0 >> 11) as f64 / (1u64 << 53) as f64)
-        }
-    }
 
     #[test]
     fn step_matches_hand_computation() {
@@ -324,30 +290,9 @@ mod tests {
     #[test]
     fn block_equals_scalar() {
         let m = UnicycleModel::default();
-        let mut rng = Lcg(7);
-        for lanes in [1, 3, BLOCK_LANES] {
-            let lo = [-1.0, -1.0, -4.0, -1.5];
-            let hi = [10.0, 7.0, 4.0, 2.5];
-            let x: Vec<f64> = (0..4 * lanes)
-                .map(|k| rng.next(lo[k / lanes], hi[k / lanes]))
-                .collect();
-            let u: Vec<f64> = (0..2 * lanes).map(|_| rng.next(-3.0, 3.0)).collect();
-            let mut next = vec![0.0; 4 * lanes];
-            let mut out = vec![0.0; lanes];
-            let mut tmp = vec![0.0; 10];
-            m.step_block(lanes, &x, &u, &mut next, &mut tmp);
-            m.running_block(lanes, 0, &x, &u, &mut out, &mut tmp);
-            for l in 0..lanes {
-                let xs: Vec<f64> = (0..4).map(|i| x[i * lanes + l]).collect();
-                let us: Vec<f64> = (0..2).map(|j| u[j * lanes + l]).collect();
-                let mut ns = [0.0; 4];
-                m.step(&xs, &us, &mut ns);
-                for i in 0..4 {
-                    assert_eq!(ns[i], next[i * lanes + l]);
-                }
-                assert_eq!(m.running(&xs, &us, 0), out[l]);
-            }
-        }
+        let states = [(-1.0, 10.0), (-1.0, 7.0), (-4.0, 4.0), (-1.5, 2.5)];
+        let controls = [(-3.0, 3.0), (-3.0, 3.0)];
+        assert_block_matches_scalar(&m, &states, &controls, &[1, 3, BLOCK_LANES], 7);
     }
 
     #[test]
