@@ -23,6 +23,65 @@ pub enum ShiftFill {
     Zero,
 }
 
+/// The sampling distribution `p(U; θ)` (theory-spec B.4). See [`crate::family`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FamilyKind {
+    /// Gaussian with a fixed per-step covariance: classic MPPI (B.4.1).
+    #[default]
+    Gaussian,
+    /// Gaussian whose per-step, per-dimension variance is adapted (B.4.2; TD-MPC2's planner).
+    GaussianDiag,
+    /// Gaussian with an adapted, regularized full covariance (B.4.3).
+    GaussianFull,
+    /// Time-correlated Gaussian: AR(1) noise with correlation `noise_correlation` (B.4.4).
+    Colored,
+    /// Gaussian over `spline_knots` knots, interpolated to the horizon (DIAL-MPC style, B.4.4).
+    Spline,
+    /// Independent Beta distributions on the control box (B.4.5).
+    Beta,
+    /// Categorical over the control values `categories` (B.4.6).
+    Categorical,
+    /// Mixture of `mixture_components` diagonal Gaussians, fitted by inner EM (B.4.7).
+    Mixture,
+}
+
+/// Block structure of the `gaussian_full` covariance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CovarianceBlock {
+    /// One `m x m` block per time step (block diagonal; scales to long horizons).
+    #[default]
+    Step,
+    /// One `T·m x T·m` covariance over the whole sequence.
+    Sequence,
+}
+
+/// How the M-step result is turned into the next parameters (theory-spec D.2, D.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Acceleration {
+    /// `θ ← θ + α (θ_EM − θ)` in mean parameters; `α = 1` is plain EM.
+    #[default]
+    None,
+    /// Over-relaxed EM: the same step with `α > 1` allowed (up to 4), safeguarded.
+    OverRelaxed,
+    /// Heavy ball: `θ ← θ + α (θ_EM − θ) + β (θ − θ_prev)`, `β = momentum`, safeguarded.
+    HeavyBall,
+}
+
+/// How much the planner measures per iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DiagnosticsLevel {
+    /// `L̂`, ESS, temperature, costs: free by-products of the weighting.
+    #[default]
+    Basic,
+    /// Also the KL step, the sufficient-increase margin and the contraction estimate (one
+    /// extra log-density pass over the samples per iteration).
+    Full,
+}
+
 /// Every setting of the MPPI / EM loop and the receding-horizon controller.
 ///
 /// ```
@@ -70,6 +129,47 @@ pub struct MppiConfig {
     pub seed: u64,
     /// Worker threads for rollouts (1 = run on the calling thread).
     pub threads: usize,
+    /// The sampling family: `gaussian`, `gaussian_diag`, `gaussian_full`, `colored`, `spline`,
+    /// `beta`, `categorical` or `mixture`.
+    pub family: FamilyKind,
+    /// Floor on adapted standard deviations (`gaussian_diag`, `gaussian_full`, `mixture`).
+    pub std_min: f64,
+    /// Ceiling on adapted standard deviations.
+    pub std_max: f64,
+    /// Reset the adapted spread to its initial value at every control step (TD-MPC2 does).
+    pub std_reset: bool,
+    /// Block structure of the `gaussian_full` covariance: `step` or `sequence`.
+    pub covariance_block: CovarianceBlock,
+    /// Shrinkage `β ∈ [0, 1]` of an adapted covariance toward its diagonal.
+    pub shrinkage: f64,
+    /// Conjugate-prior pseudo-count `ν ≥ 0` pulling adapted second moments toward the initial
+    /// covariance: `T̄ ← (ν T₀ + T̄) / (1 + ν)`.
+    pub prior_weight: f64,
+    /// AR(1) correlation `ρ ∈ [0, 1)` between consecutive steps of `colored` noise.
+    pub noise_correlation: f64,
+    /// Number of spline knots (`spline` family), at least 2 and at most the horizon.
+    pub spline_knots: usize,
+    /// Cap on the Beta concentration `α + β` (the Beta analogue of a variance floor).
+    pub beta_concentration_max: f64,
+    /// Control values of the `categorical` family (every control dimension uses this list).
+    pub categories: Vec<f64>,
+    /// Floor `ε` of categorical probabilities: `π ← (1 − ε) π + ε / K`.
+    pub category_floor: f64,
+    /// Number of components of the `mixture` family.
+    pub mixture_components: usize,
+    /// Inner EM iterations of the `mixture` M-step.
+    pub mixture_inner_iterations: usize,
+    /// Keep only the best `elites` samples in the weighting (CEM / TD-MPC2 truncation).
+    pub elites: Option<usize>,
+    /// Step rule: `none` (step size only), `over_relaxed` or `heavy_ball`.
+    pub acceleration: Acceleration,
+    /// Heavy-ball momentum `β ∈ [0, 1)`.
+    pub momentum: f64,
+    /// Accept an accelerated step only if it beats the EM step on the surrogate `L̂(θ; θ_k)`
+    /// over the current samples (theory-spec D.3).
+    pub safeguard: bool,
+    /// Per-iteration diagnostics: `basic` or `full`.
+    pub diagnostics: DiagnosticsLevel,
 }
 
 impl Default for MppiConfig {
@@ -92,6 +192,25 @@ impl Default for MppiConfig {
             shift_fill: ShiftFill::Last,
             seed: 0,
             threads: 1,
+            family: FamilyKind::Gaussian,
+            std_min: 1e-3,
+            std_max: 1e3,
+            std_reset: false,
+            covariance_block: CovarianceBlock::Step,
+            shrinkage: 0.0,
+            prior_weight: 0.0,
+            noise_correlation: 0.0,
+            spline_knots: 4,
+            beta_concentration_max: 1e3,
+            categories: Vec::new(),
+            category_floor: 1e-3,
+            mixture_components: 2,
+            mixture_inner_iterations: 1,
+            elites: None,
+            acceleration: Acceleration::None,
+            momentum: 0.0,
+            safeguard: true,
+            diagnostics: DiagnosticsLevel::Basic,
         }
     }
 }
@@ -145,6 +264,37 @@ pub(crate) struct Validated {
     pub shift_fill: ShiftFill,
     pub seed: u64,
     pub threads: usize,
+    pub elites: Option<usize>,
+    pub acceleration: Acceleration,
+    pub momentum: f64,
+    pub safeguard: bool,
+    pub diagnostics: DiagnosticsLevel,
+    /// The whole config, for the family-specific keys (read by `family::build`).
+    pub raw: MppiConfig,
+}
+
+fn in_range(
+    field: &'static str,
+    v: f64,
+    lo: f64,
+    hi: f64,
+    lo_closed: bool,
+    hi_closed: bool,
+) -> Result<(), MppiError> {
+    let above = if lo_closed { v >= lo } else { v > lo };
+    let below = if hi_closed { v <= hi } else { v < hi };
+    if v.is_finite() && above && below {
+        Ok(())
+    } else {
+        let (l, r) = (
+            if lo_closed { "[" } else { "(" },
+            if hi_closed { "]" } else { ")" },
+        );
+        Err(MppiError::config(
+            field,
+            format!("must be in {l}{lo}, {hi}{r}, got {v}"),
+        ))
+    }
 }
 
 impl MppiConfig {
@@ -201,10 +351,95 @@ impl MppiConfig {
                 Temperature::EssTarget(self.ess_target)
             }
         };
-        if !(self.step_size > 0.0 && self.step_size < 2.0) {
+        let max_step = if self.acceleration == Acceleration::None {
+            2.0
+        } else {
+            4.0
+        };
+        if !(self.step_size > 0.0 && self.step_size < max_step) {
             return Err(MppiError::config(
                 "step_size",
-                format!("must be in (0, 2) (1 = MPPI), got {}", self.step_size),
+                format!(
+                    "must be in (0, {max_step}) (1 = MPPI/EM; up to 4 with acceleration = \"over_relaxed\" or \"heavy_ball\"), got {}",
+                    self.step_size
+                ),
+            ));
+        }
+        in_range("momentum", self.momentum, 0.0, 1.0, true, false)?;
+        if let Some(e) = self.elites {
+            if e == 0 || e > self.samples {
+                return Err(MppiError::config(
+                    "elites",
+                    format!("must be between 1 and samples = {}, got {e}", self.samples),
+                ));
+            }
+        }
+        positive("std_min", self.std_min)?;
+        positive("std_max", self.std_max)?;
+        if self.std_max < self.std_min {
+            return Err(MppiError::config(
+                "std_max",
+                format!(
+                    "must be >= std_min = {}, got {}",
+                    self.std_min, self.std_max
+                ),
+            ));
+        }
+        in_range("shrinkage", self.shrinkage, 0.0, 1.0, true, true)?;
+        if !(self.prior_weight.is_finite() && self.prior_weight >= 0.0) {
+            return Err(MppiError::config(
+                "prior_weight",
+                format!("must be a finite number >= 0, got {}", self.prior_weight),
+            ));
+        }
+        in_range(
+            "noise_correlation",
+            self.noise_correlation,
+            0.0,
+            1.0,
+            true,
+            false,
+        )?;
+        if self.family == FamilyKind::Spline && !(2..=self.horizon).contains(&self.spline_knots) {
+            return Err(MppiError::config(
+                "spline_knots",
+                format!(
+                    "must be between 2 and horizon = {}, got {}",
+                    self.horizon, self.spline_knots
+                ),
+            ));
+        }
+        if !(self.beta_concentration_max.is_finite() && self.beta_concentration_max > 2.0) {
+            return Err(MppiError::config(
+                "beta_concentration_max",
+                format!(
+                    "must be a finite number > 2, got {}",
+                    self.beta_concentration_max
+                ),
+            ));
+        }
+        if self.family == FamilyKind::Categorical {
+            if self.categories.len() < 2 {
+                return Err(MppiError::config(
+                    "categories",
+                    "the categorical family needs at least 2 control values, e.g. categories = [-1.0, 0.0, 1.0]",
+                ));
+            }
+            if let Some(i) = self.categories.iter().position(|v| !v.is_finite()) {
+                return Err(MppiError::config(
+                    "categories",
+                    format!("entry {i} is not finite"),
+                ));
+            }
+        }
+        in_range("category_floor", self.category_floor, 0.0, 1.0, true, false)?;
+        if self.mixture_components == 0 {
+            return Err(MppiError::config("mixture_components", "must be >= 1"));
+        }
+        if self.mixture_inner_iterations == 0 {
+            return Err(MppiError::config(
+                "mixture_inner_iterations",
+                "must be >= 1",
             ));
         }
         if !(self.control_cost_gamma.is_finite() && self.control_cost_gamma >= 0.0) {
@@ -315,6 +550,12 @@ impl MppiConfig {
             shift_fill: self.shift_fill,
             seed: self.seed,
             threads: self.threads,
+            elites: self.elites,
+            acceleration: self.acceleration,
+            momentum: self.momentum,
+            safeguard: self.safeguard,
+            diagnostics: self.diagnostics,
+            raw: self.clone(),
         })
     }
 }

@@ -55,6 +55,7 @@
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod family;
 pub mod gaussian;
 pub mod objective;
 pub mod planner;
@@ -62,12 +63,17 @@ pub mod rng;
 pub mod theory;
 pub mod weights;
 
-pub use config::{MppiConfig, ShiftFill};
+pub use config::{
+    Acceleration, CovarianceBlock, DiagnosticsLevel, FamilyKind, MppiConfig, ShiftFill,
+};
 pub use controller::{Controller, StepReport};
 pub use error::MppiError;
+pub use family::Family;
 pub use objective::{BLOCK_LANES, Cost, Dynamics, FnObjective, Objective, RolloutObjective};
 pub use planner::{IterStats, Observer, Planner};
-pub use weights::{Temperature, TemperatureMode, WeightStats, compute_weights};
+pub use weights::{
+    Temperature, TemperatureMode, WeightStats, compute_weights, compute_weights_elite,
+};
 
 /// The README's library example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -3,33 +3,37 @@
 //! One iteration (theory-spec B.1):
 //!
 //! ```text
-//! U_i = clamp(μ + ε_i),  ε_i ~ N(0, Σ) per step,  ε_i ← U_i − μ      (sample)
-//! J_i = objective(U_i) + γ Σ_t μ_tᵀ Σ⁻¹ ε_{i,t}                       (batched rollouts)
-//! w   = softmax(−J/λ)                                                 (E-step, crate::weights)
-//! μ⁺  = Σ_i w_i U_i                                                   (M-step)
-//! μ   ← (1 − α) μ + α μ⁺                                              (step size; α = 1 is MPPI)
+//! U_i ~ p(·; θ_k)                                   (sample, family.sample)
+//! J_i = objective(U_i) + γ Σ_t μ_tᵀ Σ⁻¹ ε_{i,t}     (batched rollouts; control-cost term)
+//! w   = softmax(−J/λ) [over the elites]             (E-step, crate::weights)
+//! θ_EM = argmax_θ Σ_i w_i log p(U_i; θ)             (M-step, family.fit)
+//! θ_{k+1} = θ_k + α (θ_EM − θ_k) + β (θ_k − θ_{k−1})  (step rule in mean parameters)
 //! ```
 //!
-//! The planner owns a workspace allocated once at construction (samples, perturbations, costs,
-//! weights, rollout scratch), so [`Planner::iterate`] allocates nothing. Randomness is a pure
-//! function of `(seed, step, iteration, sample)`, and every reduction runs in a fixed order, so
-//! results are bit-identical for any number of threads.
+//! `α = 1, β = 0` is exact EM (MPPI for the fixed-covariance Gaussian). Over-relaxed and
+//! heavy-ball steps are accepted only if they stay in the family's domain and, with the
+//! safeguard on, only if they beat the EM step on the importance-sampled surrogate
+//! `L̂(θ; θ_k) = log Σ_i w_i p(U_i; θ)/p(U_i; θ_k) + L̂(θ_k)` over the current samples
+//! (theory-spec C.1, D.3).
+//!
+//! With `diagnostics = "full"` every iteration also reports `KL(p_{θ_EM} ‖ p_{θ_k})`, the
+//! empirical sufficient-increase margin `ΔL̂ − ΔQ̂` (theory-spec C.2: it is `≥ 0` for every
+//! family, by Jensen) and a contraction estimate `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖`.
+//!
+//! The planner owns a workspace allocated once at construction, so [`Planner::iterate`]
+//! allocates nothing. Randomness is a pure function of `(seed, step, iteration, sample)`, and
+//! every reduction runs in a fixed order, so results are bit-identical for any number of
+//! threads.
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::config::{MppiConfig, ShiftFill, Validated};
-use crate::error::{MppiError, check_finite, check_len};
-use crate::gaussian::GaussianNoise;
+use crate::config::{Acceleration, DiagnosticsLevel, MppiConfig, ShiftFill, Validated};
+use crate::error::{MppiError, check_len};
+use crate::family::{self, Family};
 use crate::objective::{BLOCK_LANES, Objective};
 use crate::rng::sample_rng;
-use crate::weights::{WeightStats, compute_weights};
-
-/// One block's slices of (samples, perturbations, costs) and its rollout scratch.
-type BlockParts<'a> = (
-    ((&'a mut [f64], &'a mut [f64]), &'a mut [f64]),
-    &'a mut [f64],
-);
+use crate::weights::{WeightStats, compute_weights_elite};
 
 /// Diagnostics of one EM iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
@@ -43,8 +47,23 @@ pub struct IterStats {
     pub weights: WeightStats,
     /// True when no cost was finite and the plan was kept unchanged.
     pub kept_plan: bool,
-    /// `‖μ_new − μ_old‖₂`, the size of the update.
+    /// `‖plan_new − plan_old‖₂`, the size of the update of the plan.
     pub update_norm: f64,
+    /// True when an accelerated step was proposed but the EM step was taken instead (outside
+    /// the domain, or worse on the surrogate).
+    pub fell_back: bool,
+    /// `KL(p_{θ_EM} ‖ p_{θ_k})` (full diagnostics; NaN otherwise).
+    pub kl_step: f64,
+    /// Surrogate gain `L̂(θ_EM; θ_k) − L̂(θ_k; θ_k)` (full diagnostics; NaN otherwise).
+    pub surrogate_gain: f64,
+    /// M-step gain `Q̂(θ_EM) − Q̂(θ_k)` (full diagnostics; NaN otherwise).
+    pub q_gain: f64,
+    /// Sufficient-increase margin `surrogate_gain − q_gain`, `≥ 0` by theory (NaN if not
+    /// measured).
+    pub increase_margin: f64,
+    /// `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖` within a control step (NaN on its first iteration
+    /// or without full diagnostics): the local contraction rate of theory-spec C.3.
+    pub contraction: f64,
 }
 
 /// Receives diagnostics as the loop runs. Every method has a no-op default.
@@ -71,13 +90,25 @@ impl Observer for () {}
 pub struct Planner {
     cfg: Validated,
     dim: usize,
-    noise: GaussianNoise,
-    mean: Vec<f64>,
+    /// `p(·; θ_k)`: what the next iteration samples from.
+    family: Box<dyn Family>,
+    /// Scratch instances for `θ_EM` and an accelerated proposal.
+    em_family: Box<dyn Family>,
+    candidate: Box<dyn Family>,
+    plan: Vec<f64>,
+    new_plan: Vec<f64>,
     samples: Vec<f64>,
     perturbations: Vec<f64>,
     costs: Vec<f64>,
     weights: Vec<f64>,
-    update: Vec<f64>,
+    sort_scratch: Vec<f64>,
+    log_p_k: Vec<f64>,
+    log_p_em: Vec<f64>,
+    theta_k: Vec<f64>,
+    theta_em: Vec<f64>,
+    theta_prev: Vec<f64>,
+    theta_new: Vec<f64>,
+    last_step_norm: f64,
     scratch: Vec<f64>,
     scratch_per_block: usize,
     pool: Option<rayon::ThreadPool>,
@@ -85,12 +116,38 @@ pub struct Planner {
 }
 
 impl Planner {
-    /// Build a planner for plans of `config.horizon` steps of `control_dim` controls.
+    /// Build a planner for plans of `config.horizon` steps of `control_dim` controls, with the
+    /// family `config.family`.
     pub fn new(config: &MppiConfig, control_dim: usize) -> Result<Self, MppiError> {
         let cfg = config.validated(control_dim)?;
-        let noise = GaussianNoise::new(control_dim, &cfg.covariance)?;
-        let dim = cfg.horizon * control_dim;
+        let family = family::build(&cfg)?;
+        Self::assemble(cfg, family)
+    }
+
+    /// Build a planner around a custom [`Family`] (its dimensions must match the config).
+    pub fn with_family(config: &MppiConfig, family: Box<dyn Family>) -> Result<Self, MppiError> {
+        let cfg = config.validated(family.control_dim())?;
+        check_len(
+            "family dimension",
+            cfg.horizon * cfg.control_dim,
+            family.dim(),
+        )?;
+        Self::assemble(cfg, family)
+    }
+
+    fn assemble(cfg: Validated, family: Box<dyn Family>) -> Result<Self, MppiError> {
+        if cfg.control_cost_gamma > 0.0 && family.control_cost(&[], &[]).is_none() {
+            return Err(MppiError::config(
+                "control_cost_gamma",
+                format!(
+                    "the control-cost term needs a Gaussian family; `{}` has none (set it to 0)",
+                    family.name()
+                ),
+            ));
+        }
+        let dim = cfg.horizon * cfg.control_dim;
         let k = cfg.samples;
+        let p = family.params().len();
         let pool = if cfg.threads > 1 {
             Some(
                 rayon::ThreadPoolBuilder::new()
@@ -105,13 +162,23 @@ impl Planner {
         };
         let mut planner = Planner {
             dim,
-            noise,
-            mean: vec![0.0; dim],
+            em_family: family.clone_box(),
+            candidate: family.clone_box(),
+            family,
+            plan: vec![0.0; dim],
+            new_plan: vec![0.0; dim],
             samples: vec![0.0; k * dim],
             perturbations: vec![0.0; k * dim],
             costs: vec![0.0; k],
             weights: vec![0.0; k],
-            update: vec![0.0; dim],
+            sort_scratch: vec![0.0; k],
+            log_p_k: vec![0.0; k],
+            log_p_em: vec![0.0; k],
+            theta_k: vec![0.0; p],
+            theta_em: vec![0.0; p],
+            theta_prev: vec![0.0; p],
+            theta_new: vec![0.0; p],
+            last_step_norm: f64::NAN,
             scratch: Vec::new(),
             scratch_per_block: 0,
             pool,
@@ -134,35 +201,31 @@ impl Planner {
         }
     }
 
-    /// Reset the plan to zeros (clamped into the control bounds).
+    /// Reset the distribution to its initial parameters (plan: zeros clamped into the bounds).
     pub fn reset(&mut self) {
-        let m = self.cfg.control_dim;
-        for (i, v) in self.mean.iter_mut().enumerate() {
-            *v = 0.0f64.clamp(self.cfg.u_min[i % m], self.cfg.u_max[i % m]);
-        }
+        self.family.reset();
+        self.family.plan(&mut self.plan);
     }
 
-    /// Replace the plan (`T·m` entries); values are clamped into the control bounds.
+    /// Replace the plan (`T·m` entries), keeping the distribution's spread.
     pub fn set_mean(&mut self, mean: &[f64]) -> Result<(), MppiError> {
-        check_len("plan", self.dim, mean.len())?;
-        check_finite("plan", mean)?;
-        let m = self.cfg.control_dim;
-        for (i, (dst, src)) in self.mean.iter_mut().zip(mean).enumerate() {
-            *dst = src.clamp(self.cfg.u_min[i % m], self.cfg.u_max[i % m]);
-        }
+        self.family.set_plan(mean)?;
+        self.family.plan(&mut self.plan);
         Ok(())
     }
 
-    /// Receding-horizon warm start: drop the first control and fill the last slot.
+    /// Receding-horizon warm start: drop the first control and fill the last slot. With
+    /// `std_reset` the family's spread goes back to its initial value (TD-MPC2).
     pub fn shift(&mut self, fill: ShiftFill) {
-        let m = self.cfg.control_dim;
-        self.mean.copy_within(m.., 0);
-        if fill == ShiftFill::Zero {
-            let n = self.dim;
-            for j in 0..m {
-                self.mean[n - m + j] = 0.0f64.clamp(self.cfg.u_min[j], self.cfg.u_max[j]);
-            }
+        self.family.shift(fill);
+        if self.cfg.raw.std_reset {
+            // keep the shifted plan, restore the initial spread
+            self.family.plan(&mut self.plan);
+            self.family.reset();
+            // set_plan only fails on a wrong length or non-finite values: neither can occur
+            let _ = self.family.set_plan(&self.plan);
         }
+        self.family.plan(&mut self.plan);
     }
 
     /// Run `config.iterations` EM iterations for control step `step`, reporting each to
@@ -181,7 +244,8 @@ impl Planner {
     }
 
     /// One EM iteration (sample, evaluate, weight, update). Allocates nothing once
-    /// [`Planner::prepare`] has seen the objective.
+    /// [`Planner::prepare`] has seen the objective. Iteration 0 of a step starts a fresh
+    /// momentum history.
     pub fn iterate<O: Objective + ?Sized>(
         &mut self,
         objective: &O,
@@ -190,14 +254,150 @@ impl Planner {
     ) -> Result<IterStats, MppiError> {
         check_len("objective dimension", self.dim, objective.dim())?;
         self.prepare(objective);
-        let d = self.dim;
-        let m = self.cfg.control_dim;
-        let gamma = self.cfg.control_cost_gamma;
-        let (seed, u_min, u_max) = (self.cfg.seed, &self.cfg.u_min, &self.cfg.u_max);
-        let (noise, mean) = (&self.noise, &self.mean);
-        let per_block = self.scratch_per_block;
+        self.sample_and_evaluate(objective, step, iteration);
 
-        // Sample, clamp, evaluate: one fused pass per block of samples.
+        // E-step.
+        let stats = compute_weights_elite(
+            &self.costs,
+            self.cfg.temperature,
+            self.cfg.elites,
+            &mut self.weights,
+            &mut self.sort_scratch,
+        );
+        let mut result = IterStats {
+            step,
+            iteration,
+            weights: stats,
+            kept_plan: false,
+            update_norm: 0.0,
+            fell_back: false,
+            kl_step: f64::NAN,
+            surrogate_gain: f64::NAN,
+            q_gain: f64::NAN,
+            increase_margin: f64::NAN,
+            contraction: f64::NAN,
+        };
+        if stats.all_nonfinite(self.cfg.samples) {
+            result.kept_plan = true;
+            self.last = result;
+            return Ok(result);
+        }
+
+        // M-step.
+        self.theta_k.copy_from_slice(self.family.params());
+        if iteration == 0 {
+            self.theta_prev.copy_from_slice(&self.theta_k);
+            self.last_step_norm = f64::NAN;
+        }
+        self.family
+            .fit(&self.samples, &self.weights, &mut self.theta_em);
+        // θ_EM comes from a valid M-step; if the family still refuses it, keep θ_k.
+        if self.em_family.set_params(&self.theta_em).is_err() {
+            self.theta_em.copy_from_slice(&self.theta_k);
+            self.em_family.set_params(&self.theta_em)?;
+        }
+
+        let full = self.cfg.diagnostics == DiagnosticsLevel::Full;
+        let (alpha, beta) = (
+            self.cfg.step_size,
+            if self.cfg.acceleration == Acceleration::HeavyBall {
+                self.cfg.momentum
+            } else {
+                0.0
+            },
+        );
+        let accelerated = alpha > 1.0 || beta > 0.0;
+        if full || (accelerated && self.cfg.safeguard) {
+            self.log_densities();
+        }
+        if full {
+            let (gain, q) = self.surrogate_gains(&self.log_p_em);
+            result.kl_step = self.em_family.kl(self.family.as_ref());
+            result.surrogate_gain = gain;
+            result.q_gain = q;
+            result.increase_margin = gain - q;
+        }
+
+        // Step rule in mean parameters.
+        for (((new, k), em), prev) in self
+            .theta_new
+            .iter_mut()
+            .zip(&self.theta_k)
+            .zip(&self.theta_em)
+            .zip(&self.theta_prev)
+        {
+            *new = if alpha == 1.0 && beta == 0.0 {
+                *em
+            } else {
+                k + alpha * (em - k) + beta * (k - prev)
+            };
+        }
+        let mut take_em = alpha == 1.0 && beta == 0.0;
+        if !take_em && self.candidate.set_params(&self.theta_new).is_err() {
+            take_em = true;
+            result.fell_back = true;
+        }
+        if !take_em && accelerated && self.cfg.safeguard {
+            // compare L̂(θ_new; θ_k) with L̂(θ_EM; θ_k) on the current samples
+            for (lp, u) in self
+                .sort_scratch
+                .iter_mut()
+                .zip(self.samples.chunks_exact(self.dim))
+            {
+                *lp = self.candidate.log_prob(u);
+            }
+            let (gain_new, _) = self.surrogate_gains(&self.sort_scratch);
+            let (gain_em, _) = self.surrogate_gains(&self.log_p_em);
+            if !(gain_new >= gain_em) {
+                take_em = true;
+                result.fell_back = true;
+            }
+        }
+        if take_em {
+            std::mem::swap(&mut self.family, &mut self.em_family);
+            self.theta_new.copy_from_slice(&self.theta_em);
+        } else {
+            std::mem::swap(&mut self.family, &mut self.candidate);
+        }
+        self.theta_prev.copy_from_slice(&self.theta_k);
+
+        // Contraction estimate from successive parameter steps within this control step.
+        let step_norm = self
+            .theta_new
+            .iter()
+            .zip(&self.theta_k)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt();
+        if full && self.last_step_norm > 0.0 {
+            result.contraction = step_norm / self.last_step_norm;
+        }
+        self.last_step_norm = step_norm;
+
+        // plan ← family.plan(), measuring the change
+        self.family.plan(&mut self.new_plan);
+        let mut norm2 = 0.0;
+        for (old, new) in self.plan.iter_mut().zip(&self.new_plan) {
+            norm2 += (new - *old) * (new - *old);
+            *old = *new;
+        }
+        result.update_norm = norm2.sqrt();
+        self.last = result;
+        Ok(result)
+    }
+
+    /// Sample, clamp, evaluate: one fused pass per block of samples.
+    fn sample_and_evaluate<O: Objective + ?Sized>(
+        &mut self,
+        objective: &O,
+        step: u64,
+        iteration: u64,
+    ) {
+        let d = self.dim;
+        let gamma = self.cfg.control_cost_gamma;
+        let seed = self.cfg.seed;
+        let (family, plan) = (self.family.as_ref(), &self.plan);
+        let per_block = self.scratch_per_block;
         let block = |b: usize, (((us, eps), costs), scratch): BlockParts<'_>| {
             for (l, (u, e)) in us
                 .chunks_exact_mut(d)
@@ -205,17 +405,15 @@ impl Planner {
                 .enumerate()
             {
                 let mut rng = sample_rng(seed, step, iteration, (b * BLOCK_LANES + l) as u64);
-                noise.fill(&mut rng, e);
-                for (i, ((ui, ei), mi)) in u.iter_mut().zip(e.iter_mut()).zip(mean).enumerate() {
-                    let j = i % m;
-                    *ui = (mi + *ei).clamp(u_min[j], u_max[j]);
-                    *ei = *ui - mi;
+                family.sample(&mut rng, u);
+                for ((ei, ui), pi) in e.iter_mut().zip(u.iter()).zip(plan) {
+                    *ei = ui - pi;
                 }
             }
             objective.evaluate(us, costs, &mut scratch[..per_block]);
             if gamma > 0.0 {
                 for (c, e) in costs.iter_mut().zip(eps.chunks_exact(d)) {
-                    *c += gamma * noise.control_cost(mean, e);
+                    *c += gamma * family.control_cost(plan, e).unwrap_or(0.0);
                 }
             }
         };
@@ -239,55 +437,58 @@ impl Planner {
                 .enumerate()
                 .for_each(|(b, parts)| block(b, parts)),
         }
+    }
 
-        // E-step.
-        let stats = compute_weights(&self.costs, self.cfg.temperature, &mut self.weights);
-        let mut result = IterStats {
-            step,
-            iteration,
-            weights: stats,
-            kept_plan: false,
-            update_norm: 0.0,
-        };
-        if stats.all_nonfinite(self.cfg.samples) {
-            result.kept_plan = true;
-            self.last = result;
-            return Ok(result);
-        }
-
-        // M-step: μ⁺ = Σ w_i U_i, in sample order (deterministic).
-        self.update.fill(0.0);
-        for (w, u) in self.weights.iter().zip(self.samples.chunks_exact(d)) {
-            if *w != 0.0 {
-                for (acc, ui) in self.update.iter_mut().zip(u) {
-                    *acc += w * ui;
-                }
-            }
-        }
-        // Step in mean parameters: μ ← (1 − α) μ + α μ⁺.
-        let alpha = self.cfg.step_size;
-        let mut norm2 = 0.0;
-        for (i, (mu, new)) in self.mean.iter_mut().zip(&self.update).enumerate() {
-            let mut next = if alpha == 1.0 {
-                *new
+    /// `log p(U_i; θ_k)` and `log p(U_i; θ_EM)` for every sample with positive weight.
+    fn log_densities(&mut self) {
+        let d = self.dim;
+        for (((lk, le), u), w) in self
+            .log_p_k
+            .iter_mut()
+            .zip(self.log_p_em.iter_mut())
+            .zip(self.samples.chunks_exact(d))
+            .zip(&self.weights)
+        {
+            if *w > 0.0 {
+                *lk = self.family.log_prob(u);
+                *le = self.em_family.log_prob(u);
             } else {
-                (1.0 - alpha) * *mu + alpha * new
-            };
-            if alpha > 1.0 {
-                next = next.clamp(self.cfg.u_min[i % m], self.cfg.u_max[i % m]);
+                *lk = 0.0;
+                *le = 0.0;
             }
-            norm2 += (next - *mu) * (next - *mu);
-            *mu = next;
         }
-        result.update_norm = norm2.sqrt();
-        self.last = result;
-        Ok(result)
+    }
+
+    /// For `log p(U_i; θ)` in `log_p`: the surrogate gain `log Σ w_i r_i` and the M-step gain
+    /// `Σ w_i log r_i`, with `r_i = p(U_i; θ) / p(U_i; θ_k)` (theory-spec C.1, C.2).
+    fn surrogate_gains(&self, log_p: &[f64]) -> (f64, f64) {
+        let mut max = f64::NEG_INFINITY;
+        let mut q = 0.0;
+        for ((w, lp), lk) in self.weights.iter().zip(log_p).zip(&self.log_p_k) {
+            if *w > 0.0 {
+                let r = lp - lk;
+                q += w * r;
+                max = max.max(r);
+            }
+        }
+        let mut s = 0.0;
+        for ((w, lp), lk) in self.weights.iter().zip(log_p).zip(&self.log_p_k) {
+            if *w > 0.0 {
+                s += w * (lp - lk - max).exp();
+            }
+        }
+        (max + s.ln(), q)
     }
 
     /// The current plan `μ` (`T·m` entries, row-major by time step).
     #[must_use]
     pub fn mean(&self) -> &[f64] {
-        &self.mean
+        &self.plan
+    }
+    /// The sampling family with its current parameters `θ_k`.
+    #[must_use]
+    pub fn family(&self) -> &dyn Family {
+        self.family.as_ref()
     }
     /// The samples `U_i` of the last iteration (`N × T·m`, row-major).
     #[must_use]
@@ -308,11 +509,6 @@ impl Planner {
     #[must_use]
     pub fn weights(&self) -> &[f64] {
         &self.weights
-    }
-    /// The exploration noise model.
-    #[must_use]
-    pub fn noise(&self) -> &GaussianNoise {
-        &self.noise
     }
     /// Statistics of the last iteration.
     #[must_use]
@@ -348,3 +544,9 @@ impl Planner {
         self.cfg.shift_fill
     }
 }
+
+/// The per-block slices of the sample, perturbation, cost and scratch buffers.
+type BlockParts<'a> = (
+    ((&'a mut [f64], &'a mut [f64]), &'a mut [f64]),
+    &'a mut [f64],
+);

@@ -62,6 +62,8 @@ pub struct WeightStats {
     pub max_weight: f64,
     /// Number of samples whose cost was NaN or infinite (they got weight 0).
     pub nonfinite: usize,
+    /// Number of finite samples left out by elite truncation (they got weight 0).
+    pub truncated: usize,
 }
 
 impl WeightStats {
@@ -74,13 +76,19 @@ impl WeightStats {
 }
 
 /// Unnormalized exponentials `e_i = exp(-(J_i - J_min)/λ)` into `out`, returning `(Σe, Σe²)`.
-/// Non-finite costs give 0.
-fn exponentials(costs: &[f64], min_cost: f64, lambda: f64, out: &mut [f64]) -> (f64, f64) {
+/// Non-finite costs and costs above `threshold` give 0.
+fn exponentials(
+    costs: &[f64],
+    min_cost: f64,
+    threshold: f64,
+    lambda: f64,
+    out: &mut [f64],
+) -> (f64, f64) {
     let inv = 1.0 / lambda;
     let mut s1 = 0.0;
     let mut s2 = 0.0;
     for (e, &j) in out.iter_mut().zip(costs) {
-        *e = if j.is_finite() {
+        *e = if j.is_finite() && j <= threshold {
             (-(j - min_cost) * inv).exp()
         } else {
             0.0
@@ -115,22 +123,81 @@ pub fn compute_weights(
     temperature: Temperature,
     weights: &mut [f64],
 ) -> WeightStats {
+    weights_below(costs, temperature, f64::INFINITY, weights)
+}
+
+/// [`compute_weights`] keeping only the `elites` lowest costs (CEM / TD-MPC2 truncation,
+/// theory-spec B.2, B.4.9): every other finite sample gets weight 0 and is counted in
+/// `truncated`. Ties at the threshold are all kept. `scratch` needs `costs.len()` entries.
+///
+/// ```
+/// use mppi::weights::{compute_weights_elite, Temperature};
+/// let costs = [4.0, 1.0, 3.0, 2.0];
+/// let (mut w, mut scratch) = ([0.0; 4], [0.0; 4]);
+/// let s = compute_weights_elite(&costs, Temperature::Fixed(1.0), Some(2), &mut w, &mut scratch);
+/// assert_eq!((w[0], w[2]), (0.0, 0.0));
+/// assert!(w[1] > w[3] && w[3] > 0.0);
+/// assert_eq!(s.truncated, 2);
+/// ```
+///
+/// # Panics
+/// If `weights` or `scratch` is shorter than `costs`.
+pub fn compute_weights_elite(
+    costs: &[f64],
+    temperature: Temperature,
+    elites: Option<usize>,
+    weights: &mut [f64],
+    scratch: &mut [f64],
+) -> WeightStats {
+    let threshold = match elites {
+        Some(e) if e > 0 => {
+            let mut n = 0;
+            for &j in costs {
+                if j.is_finite() {
+                    scratch[n] = j;
+                    n += 1;
+                }
+            }
+            if e < n {
+                let (_, kth, _) = scratch[..n].select_nth_unstable_by(e - 1, f64::total_cmp);
+                *kth
+            } else {
+                f64::INFINITY
+            }
+        }
+        _ => f64::INFINITY,
+    };
+    weights_below(costs, temperature, threshold, weights)
+}
+
+/// Weights of the samples whose cost is finite and `≤ threshold`; the rest get 0.
+fn weights_below(
+    costs: &[f64],
+    temperature: Temperature,
+    threshold: f64,
+    weights: &mut [f64],
+) -> WeightStats {
     assert_eq!(costs.len(), weights.len(), "weights buffer length");
     let n = costs.len();
     let mut min_cost = f64::INFINITY;
     let mut sum = 0.0;
-    let mut finite = 0usize;
+    let mut kept = 0usize;
+    let mut truncated = 0usize;
     for &j in costs {
         if j.is_finite() {
-            finite += 1;
+            if j > threshold {
+                truncated += 1;
+                continue;
+            }
+            kept += 1;
             sum += j;
             if j < min_cost {
                 min_cost = j;
             }
         }
     }
-    let nonfinite = n - finite;
-    if finite == 0 {
+    let nonfinite = n - kept - truncated;
+    if kept == 0 {
         weights.fill(0.0);
         return WeightStats {
             lambda: match temperature {
@@ -143,22 +210,23 @@ pub fn compute_weights(
             mean_cost: 0.0,
             max_weight: 0.0,
             nonfinite,
+            truncated,
         };
     }
-    let mean_cost = sum / finite as f64;
+    let mean_cost = sum / kept as f64;
 
     let lambda = match temperature {
         Temperature::Fixed(l) => l,
         Temperature::StdNormalized(kappa) => {
             let mut var = 0.0;
             for &j in costs {
-                if j.is_finite() {
+                if j.is_finite() && j <= threshold {
                     let d = j - mean_cost;
                     var += d * d;
                 }
             }
-            let std = (var / finite as f64).sqrt();
-            // All finite costs equal: any λ gives uniform weights; keep λ positive and finite.
+            let std = (var / kept as f64).sqrt();
+            // All kept costs equal: any λ gives uniform weights; keep λ positive and finite.
             if std > 0.0 && std.is_finite() {
                 kappa * std
             } else {
@@ -166,11 +234,11 @@ pub fn compute_weights(
             }
         }
         Temperature::EssTarget(fraction) => {
-            ess_target_lambda(costs, min_cost, fraction * n as f64, weights)
+            ess_target_lambda(costs, min_cost, threshold, fraction * n as f64, weights)
         }
     };
 
-    let (s1, s2) = exponentials(costs, min_cost, lambda, weights);
+    let (s1, s2) = exponentials(costs, min_cost, threshold, lambda, weights);
     let inv = 1.0 / s1;
     let mut max_weight = 0.0f64;
     for w in weights.iter_mut() {
@@ -185,28 +253,35 @@ pub fn compute_weights(
         mean_cost,
         max_weight,
         nonfinite,
+        truncated,
     }
 }
 
 /// Bisection on `log λ` so that `ESS = target` (clamped to the reachable range
-/// `[1, #finite]`). Uses `scratch` for the exponentials.
-fn ess_target_lambda(costs: &[f64], min_cost: f64, target: f64, scratch: &mut [f64]) -> f64 {
-    // Scale of the cost spread sets the bracket; ESS(λ) rises from ~1 to #finite.
+/// `[1, #kept]`). Uses `scratch` for the exponentials.
+fn ess_target_lambda(
+    costs: &[f64],
+    min_cost: f64,
+    threshold: f64,
+    target: f64,
+    scratch: &mut [f64],
+) -> f64 {
+    // Scale of the cost spread sets the bracket; ESS(λ) rises from ~1 to #kept.
     let mut spread = 0.0f64;
     for &j in costs {
-        if j.is_finite() {
+        if j.is_finite() && j <= threshold {
             spread = spread.max(j - min_cost);
         }
     }
     if spread <= 0.0 {
-        return 1.0; // every finite cost is equal: weights are uniform for any λ
+        return 1.0; // every kept cost is equal: weights are uniform for any λ
     }
     let ess_at = |log_lambda: f64, scratch: &mut [f64]| {
-        let (s1, s2) = exponentials(costs, min_cost, log_lambda.exp(), scratch);
+        let (s1, s2) = exponentials(costs, min_cost, threshold, log_lambda.exp(), scratch);
         s1 * s1 / s2
     };
     let mut lo = spread.ln() - 40.0; // ESS ≈ number of ties at the minimum
-    let mut hi = spread.ln() + 40.0; // ESS ≈ number of finite samples
+    let mut hi = spread.ln() + 40.0; // ESS ≈ number of kept samples
     if ess_at(hi, scratch) <= target {
         return hi.exp();
     }

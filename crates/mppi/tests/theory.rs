@@ -1046,6 +1046,7 @@ prop_compose! {
             },
             std_temperature, ess_target, step_size, control_cost_gamma, u_min, u_max,
             discount, seed, threads, shift_fill: ShiftFill::Last,
+            ..MppiConfig::default()
         }
     }
 }

@@ -1,0 +1,169 @@
+//! Gaussian with a fixed per-step covariance: classic MPPI (theory-spec B.4.1).
+//!
+//! `U = clamp(μ + ε)`, `ε_t ~ N(0, Σ)` independently per time step. With `Σ` fixed the
+//! sufficient statistic is `U` itself, the mean parameter is `μ`, and the M-step is
+//! `μ⁺ = Σ_i w_i U_i`. `log_prob` is the Gaussian density of the unclamped distribution
+//! evaluated at the (possibly clamped) sample.
+
+use std::any::Any;
+
+use crate::config::ShiftFill;
+use crate::error::{MppiError, check_finite, check_len};
+use crate::gaussian::GaussianNoise;
+use crate::rng::SampleRng;
+
+use super::{Family, clamp_plan, shift_rows};
+
+/// Fixed-covariance Gaussian over plans (`family = "gaussian"`).
+///
+/// ```
+/// use mppi::family::{Family, GaussianFixed};
+/// let f = GaussianFixed::new(3, 1, &[0.25], &[-1.0], &[1.0]).unwrap();
+/// assert_eq!(f.params(), &[0.0, 0.0, 0.0]);
+/// // log N(0; 0, 0.25) per step, three steps
+/// let expected = 3.0 * (-0.5 * (2.0 * std::f64::consts::PI * 0.25).ln());
+/// assert!((f.log_prob(&[0.0, 0.0, 0.0]) - expected).abs() < 1e-12);
+/// ```
+#[derive(Debug, Clone)]
+pub struct GaussianFixed {
+    m: usize,
+    noise: GaussianNoise,
+    mean: Vec<f64>,
+    u_min: Vec<f64>,
+    u_max: Vec<f64>,
+    zero_row: Vec<f64>,
+    /// `−½ log det(2π Σ)` of one step.
+    log_norm: f64,
+}
+
+impl GaussianFixed {
+    /// A Gaussian over `horizon` steps of `m` controls with per-step covariance `covariance`
+    /// (row-major `m x m`), clamped into `[u_min, u_max]`.
+    pub fn new(
+        horizon: usize,
+        m: usize,
+        covariance: &[f64],
+        u_min: &[f64],
+        u_max: &[f64],
+    ) -> Result<Self, MppiError> {
+        check_len("u_min", m, u_min.len())?;
+        check_len("u_max", m, u_max.len())?;
+        let noise = GaussianNoise::new(m, covariance)?;
+        let log_det: f64 = (0..m).map(|i| 2.0 * noise.cholesky()[i * m + i].ln()).sum();
+        let zero_row: Vec<f64> = (0..m).map(|j| 0.0f64.clamp(u_min[j], u_max[j])).collect();
+        let mut family = GaussianFixed {
+            m,
+            noise,
+            mean: vec![0.0; horizon * m],
+            u_min: u_min.to_vec(),
+            u_max: u_max.to_vec(),
+            zero_row,
+            log_norm: -0.5 * (m as f64 * (2.0 * std::f64::consts::PI).ln() + log_det),
+        };
+        family.reset();
+        Ok(family)
+    }
+
+    /// The per-step noise model (Cholesky factor and precision).
+    #[must_use]
+    pub fn noise(&self) -> &GaussianNoise {
+        &self.noise
+    }
+
+    /// `Σ_t (a_t − b_t)ᵀ Σ⁻¹ (a_t − b_t)`.
+    fn mahalanobis(&self, a: &[f64], b: &[f64]) -> f64 {
+        let m = self.m;
+        let p = self.noise.precision();
+        let mut total = 0.0;
+        for (at, bt) in a.chunks_exact(m).zip(b.chunks_exact(m)) {
+            for i in 0..m {
+                let di = at[i] - bt[i];
+                let mut row = 0.0;
+                for j in 0..m {
+                    row += p[i * m + j] * (at[j] - bt[j]);
+                }
+                total += di * row;
+            }
+        }
+        total
+    }
+}
+
+impl Family for GaussianFixed {
+    fn name(&self) -> &'static str {
+        "gaussian"
+    }
+    fn dim(&self) -> usize {
+        self.mean.len()
+    }
+    fn control_dim(&self) -> usize {
+        self.m
+    }
+    fn params(&self) -> &[f64] {
+        &self.mean
+    }
+    /// Any finite mean is valid; it is projected into the control box.
+    fn set_params(&mut self, theta: &[f64]) -> Result<(), MppiError> {
+        check_len("gaussian parameters", self.mean.len(), theta.len())?;
+        check_finite("gaussian parameters", theta)?;
+        self.mean.copy_from_slice(theta);
+        clamp_plan(&mut self.mean, &self.u_min, &self.u_max);
+        Ok(())
+    }
+    fn reset(&mut self) {
+        for row in self.mean.chunks_exact_mut(self.m) {
+            row.copy_from_slice(&self.zero_row);
+        }
+    }
+    fn shift(&mut self, fill: ShiftFill) {
+        shift_rows(&mut self.mean, self.m, fill, &self.zero_row);
+    }
+    fn plan(&self, out: &mut [f64]) {
+        out.copy_from_slice(&self.mean);
+    }
+    fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
+        check_len("plan", self.mean.len(), plan.len())?;
+        check_finite("plan", plan)?;
+        self.set_params(plan)
+    }
+    fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
+        self.noise.fill(rng, u);
+        for (ui, mi) in u.iter_mut().zip(&self.mean) {
+            *ui += mi;
+        }
+        clamp_plan(u, &self.u_min, &self.u_max);
+    }
+    fn log_prob(&self, u: &[f64]) -> f64 {
+        let steps = (self.mean.len() / self.m) as f64;
+        steps * self.log_norm - 0.5 * self.mahalanobis(u, &self.mean)
+    }
+    fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
+        let d = self.mean.len();
+        out.fill(0.0);
+        for (w, u) in weights.iter().zip(samples.chunks_exact(d)) {
+            if *w != 0.0 {
+                for (acc, ui) in out.iter_mut().zip(u) {
+                    *acc += w * ui;
+                }
+            }
+        }
+    }
+    /// Same covariance: `KL = ½ Σ_t (μ_a − μ_b)ᵀ Σ⁻¹ (μ_a − μ_b)`.
+    fn kl(&self, other: &dyn Family) -> f64 {
+        match other.as_any().downcast_ref::<GaussianFixed>() {
+            Some(o) if o.mean.len() == self.mean.len() && o.noise == self.noise => {
+                0.5 * self.mahalanobis(&self.mean, &o.mean)
+            }
+            _ => f64::NAN,
+        }
+    }
+    fn control_cost(&self, plan: &[f64], eps: &[f64]) -> Option<f64> {
+        Some(self.noise.control_cost(plan, eps))
+    }
+    fn clone_box(&self) -> Box<dyn Family> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
