@@ -366,13 +366,13 @@ impl MppiConfig {
             ));
         }
         in_range("momentum", self.momentum, 0.0, 1.0, true, false)?;
-        if let Some(e) = self.elites {
-            if e == 0 || e > self.samples {
-                return Err(MppiError::config(
-                    "elites",
-                    format!("must be between 1 and samples = {}, got {e}", self.samples),
-                ));
-            }
+        if let Some(e) = self.elites
+            && (e == 0 || e > self.samples)
+        {
+            return Err(MppiError::config(
+                "elites",
+                format!("must be between 1 and samples = {}, got {e}", self.samples),
+            ));
         }
         positive("std_min", self.std_min)?;
         positive("std_max", self.std_max)?;
