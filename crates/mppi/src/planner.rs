@@ -348,7 +348,8 @@ impl Planner {
             }
             let (gain_new, _) = self.surrogate_gains(&self.sort_scratch);
             let (gain_em, _) = self.surrogate_gains(&self.log_p_em);
-            if !(gain_new >= gain_em) {
+            // NaN (a sample outside the proposal's support) also rejects the proposal
+            if gain_new.is_nan() || gain_new < gain_em {
                 take_em = true;
                 result.fell_back = true;
             }
