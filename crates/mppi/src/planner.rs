@@ -52,6 +52,9 @@ pub struct IterStats {
     /// True when an accelerated step was proposed but the EM step was taken instead (outside
     /// the domain, or worse on the surrogate).
     pub fell_back: bool,
+    /// True when the family refused its own M-step result (a numerical edge at a floor) and
+    /// the parameters were kept.
+    pub em_rejected: bool,
     /// `KL(p_{θ_EM} ‖ p_{θ_k})` (full diagnostics; NaN otherwise).
     pub kl_step: f64,
     /// Surrogate gain `L̂(θ_EM; θ_k) − L̂(θ_k; θ_k)` (full diagnostics; NaN otherwise).
@@ -271,6 +274,7 @@ impl Planner {
             kept_plan: false,
             update_norm: 0.0,
             fell_back: false,
+            em_rejected: false,
             kl_step: f64::NAN,
             surrogate_gain: f64::NAN,
             q_gain: f64::NAN,
@@ -291,10 +295,12 @@ impl Planner {
         }
         self.family
             .fit(&self.samples, &self.weights, &mut self.theta_em);
-        // θ_EM comes from a valid M-step; if the family still refuses it, keep θ_k.
+        // θ_EM comes from a valid M-step; if the family still refuses it (round-off at a
+        // floor), keep θ_k and say so.
         if self.em_family.set_params(&self.theta_em).is_err() {
             self.theta_em.copy_from_slice(&self.theta_k);
             self.em_family.set_params(&self.theta_em)?;
+            result.em_rejected = true;
         }
 
         let full = self.cfg.diagnostics == DiagnosticsLevel::Full;

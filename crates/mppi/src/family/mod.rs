@@ -10,6 +10,13 @@
 //! | `family =` | type | parameters (mean coordinates) |
 //! | --- | --- | --- |
 //! | `gaussian` | [`GaussianFixed`] | `μ` (covariance fixed) |
+//! | `gaussian_diag` | [`GaussianDiag`] | `μ`, then `E[U_j²]` per coordinate (`std` clamped, prior toward `s₀²`) |
+//! | `gaussian_full` | [`GaussianFull`] | `μ`, then `E[U_k U_kᵀ]` per block (step `m x m` or sequence `d x d`; shrinkage, prior, eigenvalue clip) |
+//! | `colored` | [`ColoredGaussian`] | `μ` (covariance `K ⊗ Σ_u`, `K_ts = ρ^{|t−s|}`, fixed) |
+//! | `spline` | [`SplineGaussian`] | knot means `μ_Y` (`K·m`; plan `B μ_Y`, knot covariance fixed) |
+//! | `mixture` | [`GaussianMixture`] | `π` (`C`), then per component `μ_c`, `E_c[U²]` (diagonal; inner EM) |
+//! | `beta` | [`BetaFamily`] | `(E log y, E log(1−y))` per coordinate, `y = (u−a)/(b−a)` (capped concentration) |
+//! | `categorical` | [`Categorical`] | `π` (`d·K` probabilities over `categories`, floored) |
 //!
 //! A conformance suite (`tests/families.rs`) runs against every family.
 
@@ -20,9 +27,23 @@ use crate::config::{FamilyKind, ShiftFill, Validated};
 use crate::error::MppiError;
 use crate::rng::SampleRng;
 
+mod beta;
+mod categorical;
+mod colored;
+mod gaussian_diag;
 mod gaussian_fixed;
+mod gaussian_full;
+mod mixture;
+mod spline;
 
+pub use beta::{BetaFamily, digamma, ln_gamma, trigamma};
+pub use categorical::Categorical;
+pub use colored::ColoredGaussian;
+pub use gaussian_diag::GaussianDiag;
 pub use gaussian_fixed::GaussianFixed;
+pub use gaussian_full::GaussianFull;
+pub use mixture::{GaussianMixture, MixtureSettings};
+pub use spline::SplineGaussian;
 
 /// A sampling distribution over plans, with the operations the EM loop needs.
 ///
@@ -83,10 +104,39 @@ pub(crate) fn build(cfg: &Validated) -> Result<Box<dyn Family>, MppiError> {
             &cfg.u_min,
             &cfg.u_max,
         )?)),
-        other => Err(MppiError::config(
-            "family",
-            format!("`{other:?}` is not available in this build"),
-        )),
+        FamilyKind::GaussianDiag => Ok(Box::new(GaussianDiag::from_config(cfg)?)),
+        FamilyKind::GaussianFull => Ok(Box::new(GaussianFull::from_config(cfg)?)),
+        FamilyKind::Mixture => Ok(Box::new(GaussianMixture::from_validated(cfg)?)),
+        FamilyKind::Colored => Ok(Box::new(ColoredGaussian::new(
+            cfg.horizon,
+            cfg.control_dim,
+            &cfg.covariance,
+            cfg.raw.noise_correlation,
+            &cfg.u_min,
+            &cfg.u_max,
+        )?)),
+        FamilyKind::Spline => Ok(Box::new(SplineGaussian::new(
+            cfg.horizon,
+            cfg.raw.spline_knots,
+            cfg.control_dim,
+            &cfg.covariance,
+            &cfg.u_min,
+            &cfg.u_max,
+        )?)),
+        FamilyKind::Beta => Ok(Box::new(BetaFamily::new(
+            cfg.horizon,
+            cfg.control_dim,
+            &cfg.covariance,
+            &cfg.u_min,
+            &cfg.u_max,
+            cfg.raw.beta_concentration_max,
+        )?)),
+        FamilyKind::Categorical => Ok(Box::new(Categorical::new(
+            cfg.horizon,
+            cfg.control_dim,
+            &cfg.raw.categories,
+            cfg.raw.category_floor,
+        )?)),
     }
 }
 

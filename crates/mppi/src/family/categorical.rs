@@ -1,0 +1,527 @@
+//! Categorical distributions over a list of control values (theory-spec B.4.6).
+//!
+//! Every coordinate `(t, j)` of a plan takes one of the `K` values `v_1, …, v_K` of the config
+//! list `categories`, independently with probabilities `π_{tj}`:
+//!
+//! ```text
+//! p(U) = Π_{t,j} π_{tj}(k(u_{tj})),   T = one-hot(k),   mean parameters = π (d x K)
+//! M-step: π⁺_{tj}(k) = Σ_i w_i 1[u_{i,tj} = v_k]            (weighted counts, exact)
+//! floor:  π ← (1 − ε) π + ε/K                                (ε = category_floor)
+//! ```
+//!
+//! The floor is the MAP M-step under a symmetric Dirichlet prior; it keeps every category
+//! alive so `KL` and `log_prob` stay finite. A value is mapped to its category by exact match
+//! with the list; a value not in the list (which the family never samples) is mapped to the
+//! nearest entry (ties: the lowest index), in `fit` and `log_prob` alike.
+
+use std::any::Any;
+
+use rand::RngExt;
+
+use crate::config::ShiftFill;
+use crate::error::{MppiError, check_finite, check_len};
+use crate::rng::SampleRng;
+
+use super::{Family, shift_rows};
+
+/// Row sums of the probabilities may deviate from 1 by at most this in `set_params`.
+const SUM_TOL: f64 = 1e-9;
+
+/// Independent categoricals over `categories` (`family = "categorical"`).
+///
+/// Parameters (mean coordinates): the probabilities `π_c(k)` at entry `c·K + k` for
+/// coordinate `c = t·m + j`. The plan is the value of the most probable category of each
+/// coordinate (ties: the lowest index). The initial distribution is uniform.
+///
+/// ```
+/// use mppi::family::{Family, Categorical};
+/// // 2 steps, 1 control, values {-1, 0, 1}, floor 0.01
+/// let mut f = Categorical::new(2, 1, &[-1.0, 0.0, 1.0], 0.01).unwrap();
+/// assert!((f.log_prob(&[1.0, -1.0]) - 2.0 * (1.0f64 / 3.0).ln()).abs() < 1e-12);
+/// f.set_plan(&[1.0, 0.2]).unwrap(); // mass on the nearest categories: 1 and 0
+/// let mut plan = [0.0; 2];
+/// f.plan(&mut plan);
+/// assert_eq!(plan, [1.0, 0.0]);
+/// assert!((f.params()[2] - (0.99 + 0.01 / 3.0)).abs() < 1e-15);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Categorical {
+    m: usize,
+    values: Vec<f64>,
+    floor: f64,
+    /// `π`, `d·K` entries.
+    probs: Vec<f64>,
+    /// `log π` (cached for `log_prob`).
+    log_probs: Vec<f64>,
+    /// The uniform row (`K` entries per control dimension, `m·K`).
+    uniform_row: Vec<f64>,
+}
+
+impl Categorical {
+    /// Categoricals over `horizon` steps of `m` controls, each over `categories` (at least 2
+    /// distinct finite values), with floor `floor ∈ [0, 1)`.
+    pub fn new(
+        horizon: usize,
+        m: usize,
+        categories: &[f64],
+        floor: f64,
+    ) -> Result<Self, MppiError> {
+        let k = categories.len();
+        if k < 2 {
+            return Err(MppiError::config(
+                "categories",
+                "the categorical family needs at least 2 control values, e.g. categories = [-1.0, 0.0, 1.0]",
+            ));
+        }
+        if let Some(i) = categories.iter().position(|v| !v.is_finite()) {
+            return Err(MppiError::config(
+                "categories",
+                format!("entry {i} is not finite"),
+            ));
+        }
+        for i in 0..k {
+            if let Some(j) = (0..i).find(|&j| categories[j] == categories[i]) {
+                return Err(MppiError::config(
+                    "categories",
+                    format!(
+                        "entries {j} and {i} are both {}; values must be distinct",
+                        categories[i]
+                    ),
+                ));
+            }
+        }
+        if !(floor.is_finite() && (0.0..1.0).contains(&floor)) {
+            return Err(MppiError::config(
+                "category_floor",
+                format!("must be in [0, 1), got {floor}"),
+            ));
+        }
+        let d = horizon * m;
+        let mut family = Categorical {
+            m,
+            values: categories.to_vec(),
+            floor,
+            probs: vec![0.0; d * k],
+            log_probs: vec![0.0; d * k],
+            uniform_row: vec![1.0 / k as f64; m * k],
+        };
+        family.reset();
+        Ok(family)
+    }
+
+    /// Number of categories `K`.
+    #[must_use]
+    pub fn num_categories(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The control values `v_1, …, v_K`.
+    #[must_use]
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// The category index of a control value: exact match, else the nearest value (ties: the
+    /// lowest index).
+    #[must_use]
+    pub fn index_of(&self, u: f64) -> usize {
+        if let Some(i) = self.values.iter().position(|v| *v == u) {
+            return i;
+        }
+        let mut best = 0;
+        let mut best_dist = f64::INFINITY;
+        for (i, v) in self.values.iter().enumerate() {
+            let dist = (v - u).abs();
+            if dist < best_dist {
+                best = i;
+                best_dist = dist;
+            }
+        }
+        best
+    }
+
+    fn refresh_logs(&mut self) {
+        for (l, p) in self.log_probs.iter_mut().zip(&self.probs) {
+            *l = p.ln();
+        }
+    }
+}
+
+impl Family for Categorical {
+    fn name(&self) -> &'static str {
+        "categorical"
+    }
+    fn dim(&self) -> usize {
+        self.probs.len() / self.values.len()
+    }
+    fn control_dim(&self) -> usize {
+        self.m
+    }
+    fn params(&self) -> &[f64] {
+        &self.probs
+    }
+    /// Valid iff every row is a probability vector: entries finite and `≥ 0`, sum within
+    /// `1e-9` of 1 (rows are stored renormalized).
+    fn set_params(&mut self, theta: &[f64]) -> Result<(), MppiError> {
+        check_len("categorical parameters", self.probs.len(), theta.len())?;
+        check_finite("categorical parameters", theta)?;
+        let k = self.values.len();
+        for (c, row) in theta.chunks_exact(k).enumerate() {
+            let sum: f64 = row.iter().sum();
+            if row.iter().any(|p| *p < 0.0) || (sum - 1.0).abs() > SUM_TOL {
+                return Err(MppiError::config(
+                    "family",
+                    format!(
+                        "categorical probabilities of coordinate {c} are not a probability vector (sum {sum}, min {})",
+                        row.iter().copied().fold(f64::INFINITY, f64::min)
+                    ),
+                ));
+            }
+        }
+        for (dst, src) in self.probs.chunks_exact_mut(k).zip(theta.chunks_exact(k)) {
+            let sum: f64 = src.iter().sum();
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = s / sum;
+            }
+        }
+        self.refresh_logs();
+        Ok(())
+    }
+    /// Uniform over the categories.
+    fn reset(&mut self) {
+        let k = self.values.len();
+        self.probs.fill(1.0 / k as f64);
+        self.refresh_logs();
+    }
+    /// Shift one step left; `Last` repeats the last step's probabilities, `Zero` makes the last
+    /// step uniform (the uninformed initial distribution; there may be no zero category).
+    fn shift(&mut self, fill: ShiftFill) {
+        let width = self.m * self.values.len();
+        shift_rows(&mut self.probs, width, fill, &self.uniform_row);
+        shift_rows(&mut self.log_probs, width, ShiftFill::Last, &[]);
+        let n = self.probs.len();
+        for i in n - width..n {
+            self.log_probs[i] = self.probs[i].ln();
+        }
+    }
+    /// The value of the most probable category (ties: the lowest index).
+    fn plan(&self, out: &mut [f64]) {
+        let k = self.values.len();
+        for (o, row) in out.iter_mut().zip(self.probs.chunks_exact(k)) {
+            let mut best = 0;
+            for i in 1..k {
+                if row[i] > row[best] {
+                    best = i;
+                }
+            }
+            *o = self.values[best];
+        }
+    }
+    /// All mass on the category nearest to the plan's value, then the floor:
+    /// `π = (1 − ε) e_k + ε/K`. (With `ε = 0` the distribution becomes deterministic; with
+    /// `std_reset = true` this replaces the uniform reset by a near-one-hot distribution.)
+    fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
+        check_len("plan", self.dim(), plan.len())?;
+        check_finite("plan", plan)?;
+        let k = self.values.len();
+        let base = self.floor / k as f64;
+        for c in 0..plan.len() {
+            let idx = self.index_of(plan[c]);
+            let row = &mut self.probs[c * k..(c + 1) * k];
+            row.fill(base);
+            row[idx] += 1.0 - self.floor;
+        }
+        self.refresh_logs();
+        Ok(())
+    }
+    /// Inverse-CDF draw of a category per coordinate; writes its value.
+    fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
+        let k = self.values.len();
+        for (ui, row) in u.iter_mut().zip(self.probs.chunks_exact(k)) {
+            let r: f64 = rng.random::<f64>();
+            let mut cum = 0.0;
+            let mut pick = k - 1;
+            for (i, p) in row.iter().enumerate() {
+                cum += p;
+                if r < cum {
+                    pick = i;
+                    break;
+                }
+            }
+            // never pick a zero-probability category through rounding of the last bin
+            if row[pick] == 0.0 {
+                pick = (0..k).rev().find(|&i| row[i] > 0.0).unwrap_or(pick);
+            }
+            *ui = self.values[pick];
+        }
+    }
+    /// `Σ_c log π_c(k(u_c))`.
+    fn log_prob(&self, u: &[f64]) -> f64 {
+        let k = self.values.len();
+        u.iter()
+            .enumerate()
+            .map(|(c, ui)| self.log_probs[c * k + self.index_of(*ui)])
+            .sum()
+    }
+    /// Weighted counts `π⁺_c(k) = Σ_i w_i 1[u_{i,c} = v_k] / Σ_i w_i`, then the floor.
+    fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
+        let d = self.dim();
+        let k = self.values.len();
+        out.fill(0.0);
+        let mut total = 0.0;
+        for (w, u) in weights.iter().zip(samples.chunks_exact(d)) {
+            if *w > 0.0 {
+                total += w;
+                for (c, ui) in u.iter().enumerate() {
+                    out[c * k + self.index_of(*ui)] += w;
+                }
+            }
+        }
+        if total.is_nan() || total <= 0.0 {
+            out.copy_from_slice(&self.probs);
+            return;
+        }
+        let (keep, add) = ((1.0 - self.floor) / total, self.floor / k as f64);
+        for p in out.iter_mut() {
+            *p = *p * keep + add;
+        }
+    }
+    /// `Σ_c Σ_k π_c(k) log(π_c(k)/π⁰_c(k))` (`0 log 0 = 0`; `+∞` if `other` gives zero mass
+    /// where `self` does not).
+    fn kl(&self, other: &dyn Family) -> f64 {
+        match other.as_any().downcast_ref::<Categorical>() {
+            Some(o) if o.probs.len() == self.probs.len() && o.values == self.values => self
+                .probs
+                .iter()
+                .zip(&self.log_probs)
+                .zip(&o.log_probs)
+                .map(|((p, lp), lq)| if *p > 0.0 { p * (lp - lq) } else { 0.0 })
+                .sum(),
+            _ => f64::NAN,
+        }
+    }
+    fn clone_box(&self) -> Box<dyn Family> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::sample_rng;
+
+    fn softmax(costs: &[f64], lambda: f64) -> Vec<f64> {
+        let min = costs.iter().copied().fold(f64::INFINITY, f64::min);
+        let e: Vec<f64> = costs.iter().map(|c| (-(c - min) / lambda).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    }
+
+    fn draw(f: &Categorical, n: usize, seed: u64) -> Vec<f64> {
+        let d = f.dim();
+        let mut out = vec![0.0; n * d];
+        for (i, u) in out.chunks_exact_mut(d).enumerate() {
+            f.sample(&mut sample_rng(seed, 0, 0, i as u64), u);
+        }
+        out
+    }
+
+    /// A non-uniform starting distribution.
+    fn skewed(floor: f64) -> Categorical {
+        let mut f = Categorical::new(3, 2, &[-10.0, 0.0, 10.0], floor).unwrap();
+        let theta: Vec<f64> = (0..6)
+            .flat_map(|c| {
+                let raw = [1.0 + c as f64, 2.0, 3.0 + (c % 2) as f64];
+                let s: f64 = raw.iter().sum();
+                raw.map(|r| r / s)
+            })
+            .collect();
+        f.set_params(&theta).unwrap();
+        f
+    }
+
+    /// H17: π⁺ equals the weighted counts (≤ 1e-12) without a floor; the floor is respected.
+    #[test]
+    fn h17_weighted_counts_and_floor() {
+        let f = skewed(0.0);
+        let (n, d, k) = (500, f.dim(), 3);
+        let samples = draw(&f, n, 2);
+        let costs: Vec<f64> = samples
+            .chunks_exact(d)
+            .map(|u| u.iter().map(|v| (v - 3.0).abs()).sum())
+            .collect();
+        let w = softmax(&costs, 5.0);
+        let mut out = vec![0.0; d * k];
+        let mut g = f.clone();
+        g.fit(&samples, &w, &mut out);
+        let mut worst: f64 = 0.0;
+        for c in 0..d {
+            for (i, v) in [-10.0, 0.0, 10.0].iter().enumerate() {
+                let count: f64 = w
+                    .iter()
+                    .zip(samples.chunks_exact(d))
+                    .filter(|(_, u)| u[c] == *v)
+                    .map(|(wi, _)| wi)
+                    .sum();
+                worst = worst.max((out[c * k + i] - count).abs());
+            }
+        }
+        eprintln!("H17 counts: max |π⁺ − counts| = {worst:e}");
+        assert!(worst <= 1e-12);
+        let eps = 0.05;
+        let mut g = skewed(eps);
+        let mut w1 = vec![0.0; n];
+        w1[0] = 1.0; // all weight on one sample: the floor is all that is left elsewhere
+        g.fit(&samples, &w1, &mut out);
+        for row in out.chunks_exact(k) {
+            assert!(row.iter().all(|p| *p >= eps / 3.0 - 1e-15));
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            assert!(
+                row.iter()
+                    .any(|p| (p - (1.0 - eps + eps / 3.0)).abs() < 1e-12)
+            );
+        }
+        g.set_params(&out).unwrap();
+    }
+
+    /// H17: the exact single-decision iteration is multiplicative weights,
+    /// `π_k ∝ π_0 e^{−k c/λ}` (≤ 1e-12).
+    #[test]
+    fn h17_exact_single_decision_iteration() {
+        let values = [-2.0, -1.0, 0.0, 1.0, 2.0];
+        let costs: [f64; 5] = [0.9, 0.3, 0.5, 0.35, 1.4];
+        let lambda: f64 = 0.7;
+        let mut f = Categorical::new(1, 1, &values, 0.0).unwrap();
+        let pi0 = [0.1, 0.15, 0.4, 0.3, 0.05];
+        f.set_params(&pi0).unwrap();
+        let mut out = [0.0; 5];
+        let mut worst: f64 = 0.0;
+        for k in 1..=40 {
+            // exact E-step: each category once, weighted by π_k(j) e^{−c_j/λ}
+            let mut w: Vec<f64> = (0..5)
+                .map(|j| f.params()[j] * (-costs[j] / lambda).exp())
+                .collect();
+            let s: f64 = w.iter().sum();
+            w.iter_mut().for_each(|x| *x /= s);
+            f.fit(&values, &w, &mut out);
+            f.set_params(&out).unwrap();
+            let theory: Vec<f64> = (0..5)
+                .map(|j| pi0[j] * (-(k as f64) * costs[j] / lambda).exp())
+                .collect();
+            let z: f64 = theory.iter().sum();
+            for j in 0..5 {
+                worst = worst.max((f.params()[j] - theory[j] / z).abs());
+            }
+        }
+        eprintln!("H17 exact iteration: max error {worst:e}");
+        assert!(worst <= 1e-12);
+        let mut plan = [9.0];
+        f.plan(&mut plan);
+        assert_eq!(plan, [-1.0]); // the cheapest action wins
+    }
+
+    /// H4 for the categorical family.
+    #[test]
+    fn h4_sufficient_increase() {
+        let f = skewed(0.0);
+        let (n, d) = (800, f.dim());
+        let samples = draw(&f, n, 9);
+        let costs: Vec<f64> = samples
+            .chunks_exact(d)
+            .map(|u| {
+                u.iter()
+                    .enumerate()
+                    .map(|(c, v)| (v - if c % 2 == 0 { 10.0 } else { -4.0 }).abs())
+                    .sum()
+            })
+            .collect();
+        let w = softmax(&costs, 8.0);
+        let mut g = f.clone();
+        let mut out = vec![0.0; f.params().len()];
+        g.fit(&samples, &w, &mut out);
+        g.set_params(&out).unwrap();
+        let r: Vec<f64> = samples
+            .chunks_exact(d)
+            .map(|u| g.log_prob(u) - f.log_prob(u))
+            .collect();
+        let q: f64 = w.iter().zip(&r).map(|(wi, ri)| wi * ri).sum();
+        let max = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let gain = max
+            + w.iter()
+                .zip(&r)
+                .map(|(wi, ri)| wi * (ri - max).exp())
+                .sum::<f64>()
+                .ln();
+        let kl = g.kl(&f);
+        eprintln!(
+            "H4 categorical: ΔL̂ {gain:.6} ≥ ΔQ̂ {q:.6}; KL {kl:.6}, rel {:e}",
+            (q - kl).abs() / kl
+        );
+        assert!(gain >= q - 1e-10);
+        assert!((q - kl).abs() <= 1e-8 * kl);
+        assert!(kl > 0.1);
+    }
+
+    #[test]
+    fn domain_plan_shift_sampling() {
+        let f = skewed(0.01);
+        let mut g = f.clone();
+        let before = g.params().to_vec();
+        let mut bad = before.clone();
+        bad[0] -= 0.5;
+        bad[1] += 0.5; // negative entry
+        assert!(g.set_params(&bad).is_err());
+        let mut bad = before.clone();
+        bad[0] += 0.1; // sum ≠ 1
+        assert!(g.set_params(&bad).is_err());
+        assert_eq!(g.params(), &before[..]);
+        assert!(
+            Categorical::new(1, 1, &[1.0, 1.0], 0.0)
+                .unwrap_err()
+                .to_string()
+                .contains("categories")
+        );
+        assert!(Categorical::new(1, 1, &[1.0], 0.0).is_err());
+        // ties go to the lowest index; the plan is a category value
+        let mut u = Categorical::new(2, 1, &[-1.0, 0.0, 1.0], 0.0).unwrap();
+        let mut plan = [9.0; 2];
+        u.plan(&mut plan);
+        assert_eq!(plan, [-1.0, -1.0]);
+        u.set_plan(&[0.6, -7.0]).unwrap();
+        u.plan(&mut plan);
+        assert_eq!(plan, [1.0, -1.0]);
+        assert_eq!(u.params()[..3], [0.0, 0.0, 1.0]);
+        // shift
+        u.shift(ShiftFill::Last);
+        assert_eq!(u.params(), &[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+        u.shift(ShiftFill::Zero);
+        assert!(
+            u.params()[3..]
+                .iter()
+                .all(|p| (p - 1.0 / 3.0).abs() < 1e-15)
+        );
+        assert!((u.log_prob(&[-1.0, 0.0]) - (1.0f64 / 3.0).ln()).abs() < 1e-15);
+        assert_eq!(u.log_prob(&[0.0, 0.0]), f64::NEG_INFINITY);
+        // sampling frequencies, never a zero-probability category, deterministic
+        let n = 20_000;
+        let s = draw(&f, n, 5);
+        assert_eq!(s, draw(&f, n, 5));
+        for c in 0..f.dim() {
+            for (i, v) in [-10.0, 0.0, 10.0].iter().enumerate() {
+                let freq = s.chunks_exact(f.dim()).filter(|x| x[c] == *v).count() as f64 / n as f64;
+                let p = f.params()[c * 3 + i];
+                assert!(
+                    (freq - p).abs() < 4.0 * (p * (1.0 - p) / n as f64).sqrt() + 1e-3,
+                    "{freq} vs {p}"
+                );
+            }
+        }
+        let s = draw(&u, 2000, 1);
+        assert!(s.chunks_exact(2).all(|x| x[0] == -1.0));
+        let uniform = Categorical::new(3, 2, &[-10.0, 0.0, 10.0], 0.0).unwrap();
+        assert!(f.kl(&f).abs() < 1e-15 && f.kl(&uniform) > 0.0 && f.kl(&u).is_nan());
+    }
+}

@@ -1,0 +1,586 @@
+//! Time-correlated ("colored") Gaussian with AR(1) noise (theory-spec B.4.4).
+//!
+//! `U = clamp(μ + ε)` with `ε` an AR(1) / Ornstein–Uhlenbeck sequence started in its
+//! stationary law:
+//!
+//! ```text
+//! ε_0 = η_0,   ε_t = ρ ε_{t−1} + √(1−ρ²) η_t,   η_t ~ N(0, Σ_u) i.i.d.
+//! ```
+//!
+//! so that `Cov(ε_t, ε_s) = ρ^{|t−s|} Σ_u`, i.e. `Σ_full = K ⊗ Σ_u` with `K_ts = ρ^{|t−s|}`.
+//! The covariance is fixed, so (as for [`super::GaussianFixed`]) the sufficient statistic is
+//! `U`, the mean parameter is `μ` and the M-step is `μ⁺ = Σ_i w_i U_i`; only sampling and the
+//! densities see the correlation.
+//!
+//! The precision is block tridiagonal: writing the innovations `ν_0 = ε_0`,
+//! `ν_t = ε_t − ρ ε_{t−1}` (`t ≥ 1`),
+//!
+//! ```text
+//! εᵀ Σ_full⁻¹ ε = ν_0ᵀ Σ_u⁻¹ ν_0 + Σ_{t≥1} ν_tᵀ Σ_u⁻¹ ν_t / (1 − ρ²),
+//! log det Σ_full = T log det Σ_u + m (T − 1) log(1 − ρ²),
+//! ```
+//!
+//! which gives the exact log-density, the KL divergence and the Williams control-cost term
+//! `μᵀ Σ_full⁻¹ ε` (theory-spec B.4.8: the correction must use the *full* sequence precision,
+//! not the per-step `Σ_u⁻¹`) in `O(T m²)` without forming any `Tm × Tm` matrix.
+//! With `ρ = 0` the family coincides with `gaussian`.
+
+use std::any::Any;
+
+use crate::config::ShiftFill;
+use crate::error::{MppiError, check_finite, check_len};
+use crate::gaussian::GaussianNoise;
+use crate::rng::SampleRng;
+
+use super::{Family, clamp_plan, shift_rows};
+
+/// AR(1)-correlated Gaussian over plans with a fixed covariance `K ⊗ Σ_u`
+/// (`family = "colored"`, correlation `noise_correlation`).
+///
+/// ```
+/// use mppi::family::{ColoredGaussian, Family};
+/// let inf = f64::INFINITY;
+/// let f = ColoredGaussian::new(3, 1, &[1.0], 0.5, &[-inf], &[inf]).unwrap();
+/// // εᵀ K⁻¹ ε for ε = (1, 1, 1), K_ts = 0.5^|t−s|: 1 + 2 · (1 − 0.5)² / (1 − 0.25) = 5/3
+/// let log_det = 2.0 * (0.75f64).ln();
+/// let expected = -0.5 * (3.0 * (2.0 * std::f64::consts::PI).ln() + log_det + 5.0 / 3.0);
+/// assert!((f.log_prob(&[1.0, 1.0, 1.0]) - expected).abs() < 1e-12);
+/// // the control-cost term uses the full sequence precision
+/// assert!((f.control_cost(&[1.0, 1.0, 1.0], &[1.0, 1.0, 1.0]).unwrap() - 5.0 / 3.0).abs() < 1e-12);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ColoredGaussian {
+    m: usize,
+    noise: GaussianNoise,
+    /// AR(1) correlation `ρ ∈ [0, 1)`.
+    rho: f64,
+    /// `√(1 − ρ²)`, the innovation scale.
+    innovation_scale: f64,
+    /// `1 / (1 − ρ²)`, the innovation precision factor.
+    innovation_precision: f64,
+    mean: Vec<f64>,
+    u_min: Vec<f64>,
+    u_max: Vec<f64>,
+    zero_row: Vec<f64>,
+    /// `−½ log det(2π Σ_full)`.
+    log_norm: f64,
+}
+
+impl ColoredGaussian {
+    /// A colored Gaussian over `horizon` steps of `m` controls with per-step covariance
+    /// `covariance` (row-major `m x m`, the stationary marginal `Σ_u`), AR(1) correlation
+    /// `rho ∈ [0, 1)` between consecutive steps, and samples clamped into `[u_min, u_max]`.
+    pub fn new(
+        horizon: usize,
+        m: usize,
+        covariance: &[f64],
+        rho: f64,
+        u_min: &[f64],
+        u_max: &[f64],
+    ) -> Result<Self, MppiError> {
+        check_len("u_min", m, u_min.len())?;
+        check_len("u_max", m, u_max.len())?;
+        if !(rho.is_finite() && (0.0..1.0).contains(&rho)) {
+            return Err(MppiError::config(
+                "noise_correlation",
+                format!("must be in [0, 1) for family = \"colored\", got {rho}"),
+            ));
+        }
+        let noise = GaussianNoise::new(m, covariance)?;
+        let log_det_u: f64 = (0..m).map(|i| 2.0 * noise.cholesky()[i * m + i].ln()).sum();
+        let one_minus = 1.0 - rho * rho;
+        let t = horizon as f64;
+        let log_det =
+            t * log_det_u + (m as f64) * (horizon.saturating_sub(1) as f64) * one_minus.ln();
+        let zero_row: Vec<f64> = (0..m).map(|j| 0.0f64.clamp(u_min[j], u_max[j])).collect();
+        let mut family = ColoredGaussian {
+            m,
+            noise,
+            rho,
+            innovation_scale: one_minus.sqrt(),
+            innovation_precision: 1.0 / one_minus,
+            mean: vec![0.0; horizon * m],
+            u_min: u_min.to_vec(),
+            u_max: u_max.to_vec(),
+            zero_row,
+            log_norm: -0.5 * (t * m as f64 * (2.0 * std::f64::consts::PI).ln() + log_det),
+        };
+        family.reset();
+        Ok(family)
+    }
+
+    /// The AR(1) correlation `ρ`.
+    #[must_use]
+    pub fn correlation(&self) -> f64 {
+        self.rho
+    }
+
+    /// The per-step (stationary marginal) noise model `Σ_u`.
+    #[must_use]
+    pub fn noise(&self) -> &GaussianNoise {
+        &self.noise
+    }
+
+    /// The bilinear form `aᵀ Σ_full⁻¹ b` with `a = x − x₀`, `b = y − y₀` (pass empty
+    /// offsets for zero), via the innovations:
+    /// `a_0ᵀ Σ_u⁻¹ b_0 + Σ_{t≥1} (a_t − ρ a_{t−1})ᵀ Σ_u⁻¹ (b_t − ρ b_{t−1}) / (1 − ρ²)`.
+    fn bilinear(&self, x: &[f64], x0: &[f64], y: &[f64], y0: &[f64]) -> f64 {
+        let m = self.m;
+        let p = self.noise.precision();
+        let rho = self.rho;
+        let n = x.len().min(y.len());
+        let steps = n / m;
+        let at = |v: &[f64], o: &[f64], k: usize| v[k] - if o.is_empty() { 0.0 } else { o[k] };
+        let mut total = 0.0;
+        for t in 0..steps {
+            let factor = if t == 0 {
+                1.0
+            } else {
+                self.innovation_precision
+            };
+            let mut step_sum = 0.0;
+            for i in 0..m {
+                let k = t * m + i;
+                let ai = if t == 0 {
+                    at(x, x0, k)
+                } else {
+                    at(x, x0, k) - rho * at(x, x0, k - m)
+                };
+                if ai == 0.0 {
+                    continue;
+                }
+                let mut row = 0.0;
+                for j in 0..m {
+                    let l = t * m + j;
+                    let bj = if t == 0 {
+                        at(y, y0, l)
+                    } else {
+                        at(y, y0, l) - rho * at(y, y0, l - m)
+                    };
+                    row += p[i * m + j] * bj;
+                }
+                step_sum += ai * row;
+            }
+            total += factor * step_sum;
+        }
+        total
+    }
+}
+
+impl Family for ColoredGaussian {
+    fn name(&self) -> &'static str {
+        "colored"
+    }
+    fn dim(&self) -> usize {
+        self.mean.len()
+    }
+    fn control_dim(&self) -> usize {
+        self.m
+    }
+    fn params(&self) -> &[f64] {
+        &self.mean
+    }
+    /// Any finite mean is valid; it is projected into the control box.
+    fn set_params(&mut self, theta: &[f64]) -> Result<(), MppiError> {
+        check_len("colored parameters", self.mean.len(), theta.len())?;
+        check_finite("colored parameters", theta)?;
+        self.mean.copy_from_slice(theta);
+        clamp_plan(&mut self.mean, &self.u_min, &self.u_max);
+        Ok(())
+    }
+    fn reset(&mut self) {
+        for row in self.mean.chunks_exact_mut(self.m) {
+            row.copy_from_slice(&self.zero_row);
+        }
+    }
+    fn shift(&mut self, fill: ShiftFill) {
+        shift_rows(&mut self.mean, self.m, fill, &self.zero_row);
+    }
+    fn plan(&self, out: &mut [f64]) {
+        out.copy_from_slice(&self.mean);
+    }
+    fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
+        check_len("plan", self.mean.len(), plan.len())?;
+        check_finite("plan", plan)?;
+        self.set_params(plan)
+    }
+    /// White per-step noise `L_u z_t`, then the AR(1) recursion in place, then `μ`, then the
+    /// clamp.
+    fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
+        let m = self.m;
+        self.noise.fill(rng, u);
+        if self.rho != 0.0 {
+            for k in m..u.len() {
+                u[k] = self.rho * u[k - m] + self.innovation_scale * u[k];
+            }
+        }
+        for (ui, mi) in u.iter_mut().zip(&self.mean) {
+            *ui += mi;
+        }
+        clamp_plan(u, &self.u_min, &self.u_max);
+    }
+    /// `−½ log det(2π Σ_full) − ½ (u − μ)ᵀ Σ_full⁻¹ (u − μ)` of the unclamped distribution.
+    fn log_prob(&self, u: &[f64]) -> f64 {
+        self.log_norm - 0.5 * self.bilinear(u, &self.mean, u, &self.mean)
+    }
+    /// `μ⁺ = Σ_i w_i U_i` (zero weights skipped).
+    fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
+        let d = self.mean.len();
+        out.fill(0.0);
+        for (w, u) in weights.iter().zip(samples.chunks_exact(d)) {
+            if *w != 0.0 {
+                for (acc, ui) in out.iter_mut().zip(u) {
+                    *acc += w * ui;
+                }
+            }
+        }
+    }
+    /// Same covariance: `KL = ½ (μ_a − μ_b)ᵀ Σ_full⁻¹ (μ_a − μ_b)`; NaN unless `other` is a
+    /// colored Gaussian with the same `Σ_u`, `ρ` and horizon.
+    fn kl(&self, other: &dyn Family) -> f64 {
+        match other.as_any().downcast_ref::<ColoredGaussian>() {
+            Some(o)
+                if o.mean.len() == self.mean.len()
+                    && o.noise == self.noise
+                    && o.rho == self.rho =>
+            {
+                0.5 * self.bilinear(&self.mean, &o.mean, &self.mean, &o.mean)
+            }
+            _ => f64::NAN,
+        }
+    }
+    /// `planᵀ Σ_full⁻¹ ε` with the full AR(1) sequence precision (theory-spec B.4.4, B.4.8).
+    fn control_cost(&self, plan: &[f64], eps: &[f64]) -> Option<f64> {
+        Some(self.bilinear(plan, &[], eps, &[]))
+    }
+    fn clone_box(&self) -> Box<dyn Family> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Theory checks for the colored family (theory-spec B.4.4, B.4.8, H4, H14, H15).
+
+    use super::*;
+    use crate::family::GaussianFixed;
+    use crate::rng::sample_rng;
+    use nalgebra::{DMatrix, DVector};
+
+    const INF: f64 = f64::INFINITY;
+
+    /// `K ⊗ Σ_u` as a dense matrix.
+    fn dense_cov(t: usize, m: usize, sigma_u: &[f64], rho: f64) -> DMatrix<f64> {
+        DMatrix::from_fn(t * m, t * m, |a, b| {
+            let (ta, ia) = (a / m, a % m);
+            let (tb, ib) = (b / m, b % m);
+            rho.powi((ta as i32 - tb as i32).abs()) * sigma_u[ia * m + ib]
+        })
+    }
+
+    fn family(t: usize, m: usize, sigma_u: &[f64], rho: f64) -> ColoredGaussian {
+        ColoredGaussian::new(t, m, sigma_u, rho, &vec![-INF; m], &vec![INF; m]).unwrap()
+    }
+
+    /// `log_prob`, `control_cost` and `kl` agree with the dense `K ⊗ Σ_u` formulas.
+    #[test]
+    fn densities_match_dense_sequence_covariance() {
+        let (t, m, rho) = (5, 2, 0.7);
+        let sigma_u = [1.0, 0.3, 0.3, 0.5];
+        let cov = dense_cov(t, m, &sigma_u, rho);
+        let prec = cov.clone().try_inverse().unwrap();
+        let log_det = cov.determinant().ln();
+        let mut a = family(t, m, &sigma_u, rho);
+        let mut b = a.clone();
+        let mu_a: Vec<f64> = (0..t * m).map(|k| (k as f64 * 0.37).sin()).collect();
+        let mu_b: Vec<f64> = (0..t * m).map(|k| (k as f64 * 0.91).cos()).collect();
+        a.set_params(&mu_a).unwrap();
+        b.set_params(&mu_b).unwrap();
+        let u: Vec<f64> = (0..t * m).map(|k| 0.2 * k as f64 - 0.8).collect();
+        let e = DVector::from_vec(u.iter().zip(&mu_a).map(|(x, y)| x - y).collect());
+        let dense_lp = -0.5
+            * ((t * m) as f64 * (2.0 * std::f64::consts::PI).ln()
+                + log_det
+                + (e.transpose() * &prec * &e)[(0, 0)]);
+        assert!((a.log_prob(&u) - dense_lp).abs() < 1e-10);
+        let dm = DVector::from_vec(mu_a.iter().zip(&mu_b).map(|(x, y)| x - y).collect());
+        let dense_kl = 0.5 * (dm.transpose() * &prec * &dm)[(0, 0)];
+        assert!((a.kl(&b) - dense_kl).abs() < 1e-10);
+        let p = DVector::from_vec(mu_a.clone());
+        let dense_cc = (p.transpose() * &prec * &e)[(0, 0)];
+        assert!((a.control_cost(&mu_a, e.as_slice()).unwrap() - dense_cc).abs() < 1e-10);
+        // the planner's probe with empty slices
+        assert_eq!(a.control_cost(&[], &[]), Some(0.0));
+        // a different correlation is a different family
+        assert!(a.kl(&family(t, m, &sigma_u, 0.5)).is_nan());
+    }
+
+    /// `ρ = 0` is the white `gaussian` family.
+    #[test]
+    fn zero_correlation_is_the_white_gaussian() {
+        let sigma_u = [0.5, 0.1, 0.1, 0.3];
+        let c = family(4, 2, &sigma_u, 0.0);
+        let g = GaussianFixed::new(4, 2, &sigma_u, &[-INF; 2], &[INF; 2]).unwrap();
+        let u = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8];
+        assert!((c.log_prob(&u) - g.log_prob(&u)).abs() < 1e-12);
+        let (mut r1, mut r2) = (sample_rng(3, 0, 0, 0), sample_rng(3, 0, 0, 0));
+        let (mut a, mut b) = ([0.0; 8], [0.0; 8]);
+        c.sample(&mut r1, &mut a);
+        g.sample(&mut r2, &mut b);
+        assert_eq!(a, b);
+    }
+
+    /// The empirical covariance of 1e5 samples matches `ρ^{|t−s|} Σ_u` entrywise within
+    /// 5 Monte-Carlo standard errors `√((Σ_aa Σ_bb + Σ_ab²)/N)`.
+    #[test]
+    fn sample_covariance_is_kron_of_ar1_and_step_covariance() {
+        let (t, m, rho, n) = (6, 2, 0.9, 100_000);
+        let sigma_u = [0.8, -0.3, -0.3, 0.4];
+        let f = family(t, m, &sigma_u, rho);
+        let d = t * m;
+        let mut sum = vec![0.0; d];
+        let mut outer = vec![0.0; d * d];
+        let mut u = vec![0.0; d];
+        for i in 0..n {
+            let mut rng = sample_rng(11, 0, 0, i as u64);
+            f.sample(&mut rng, &mut u);
+            for a in 0..d {
+                sum[a] += u[a];
+                for b in 0..d {
+                    outer[a * d + b] += u[a] * u[b];
+                }
+            }
+        }
+        let cov = dense_cov(t, m, &sigma_u, rho);
+        let mut worst: f64 = 0.0;
+        for a in 0..d {
+            for b in 0..d {
+                let emp = outer[a * d + b] / n as f64 - sum[a] * sum[b] / (n as f64).powi(2);
+                let se = ((cov[(a, a)] * cov[(b, b)] + cov[(a, b)].powi(2)) / n as f64).sqrt();
+                worst = worst.max((emp - cov[(a, b)]).abs() / se);
+            }
+        }
+        eprintln!("colored sample covariance: worst |emp − ρ^|t−s| Σ_u| = {worst:.2} SE (≤ 5)");
+        assert!(worst <= 5.0);
+    }
+
+    /// H4: `L̂(θ⁺;θ_k) − L̂(θ_k;θ_k) ≥ Q̂(θ⁺) − Q̂(θ_k) − 1e-10` and `Q̂ gap == KL` (1e-8 rel).
+    #[test]
+    fn h4_empirical_sufficient_increase() {
+        let (t, m, n) = (6, 2, 400);
+        let mut f = family(t, m, &[0.6, 0.2, 0.2, 0.5], 0.8);
+        let d = t * m;
+        let mut samples = vec![0.0; n * d];
+        for (i, u) in samples.chunks_exact_mut(d).enumerate() {
+            f.sample(&mut sample_rng(5, 0, 0, i as u64), u);
+        }
+        // a nonconvex cost
+        let cost = |u: &[f64]| -> f64 {
+            u.iter()
+                .enumerate()
+                .map(|(k, v)| (v - 0.3 * k as f64 / d as f64).powi(2) + 0.5 * (3.0 * v).cos())
+                .sum()
+        };
+        let lambda = 0.7;
+        let logits: Vec<f64> = samples.chunks_exact(d).map(|u| -cost(u) / lambda).collect();
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+        let w: Vec<f64> = logits.iter().map(|l| (l - max).exp() / z).collect();
+        let mut theta = vec![0.0; d];
+        f.fit(&samples, &w, &mut theta);
+        let mut g = f.clone();
+        g.set_params(&theta).unwrap();
+        let r: Vec<f64> = samples
+            .chunks_exact(d)
+            .map(|u| g.log_prob(u) - f.log_prob(u))
+            .collect();
+        let q_gain: f64 = w.iter().zip(&r).map(|(a, b)| a * b).sum();
+        let rmax = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let l_gain = rmax
+            + w.iter()
+                .zip(&r)
+                .map(|(a, b)| a * (b - rmax).exp())
+                .sum::<f64>()
+                .ln();
+        let kl = g.kl(&f);
+        eprintln!("colored H4: ΔL̂ = {l_gain:.6} ≥ ΔQ̂ = {q_gain:.6}; KL = {kl:.6}");
+        assert!(l_gain >= q_gain - 1e-10);
+        assert!((q_gain - kl).abs() <= 1e-8 * kl.abs());
+        assert!(kl > 0.0);
+    }
+
+    /// One control-prior (Williams) step `U_1 = U_0 + Σ_i w_i ε_i` with log-weights
+    /// `−J(U_i)/λ − (U_0 − Ũ)ᵀ P ε_i`, for `P` the full precision or the per-step one.
+    fn williams_step(
+        f: &ColoredGaussian,
+        u0: &[f64],
+        base: &[f64],
+        cost: &dyn Fn(&[f64]) -> f64,
+        lambda: f64,
+        n: usize,
+        full: bool,
+    ) -> (Vec<f64>, f64) {
+        let d = u0.len();
+        let diff: Vec<f64> = u0.iter().zip(base).map(|(a, b)| a - b).collect();
+        let mut g = f.clone();
+        g.set_params(u0).unwrap();
+        let mut eps = vec![0.0; n * d];
+        let mut logits = vec![0.0; n];
+        for (i, (e, l)) in eps.chunks_exact_mut(d).zip(logits.iter_mut()).enumerate() {
+            g.sample(&mut sample_rng(7, 0, 0, i as u64), e);
+            let j = cost(e);
+            for (x, m) in e.iter_mut().zip(u0) {
+                *x -= m;
+            }
+            let corr = if full {
+                g.control_cost(&diff, e).unwrap()
+            } else {
+                g.noise().control_cost(&diff, e)
+            };
+            *l = -j / lambda - corr;
+        }
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+        let mut u1 = u0.to_vec();
+        let mut w2 = 0.0;
+        for (e, l) in eps.chunks_exact(d).zip(&logits) {
+            let w = (l - max).exp() / z;
+            w2 += w * w;
+            for (a, x) in u1.iter_mut().zip(e) {
+                *a += w * x;
+            }
+        }
+        (u1, 1.0 / w2)
+    }
+
+    /// H15 (with H14's tolerance): for AR(1) noise with ρ = 0.9, the control-prior one-step
+    /// update with the full-`Σ⁻¹` correction lands within `0.05 √tr Σ_post` of
+    /// `m* = (Σ⁻¹ + H/λ)⁻¹ (Σ⁻¹ Ũ + H u*/λ)` (MC N = 2e5), and the per-step-`Σ_u⁻¹`
+    /// correction does not.
+    #[test]
+    fn h15_colored_correction_uses_the_full_precision() {
+        let (t, m, rho, lambda, n) = (8, 1, 0.9, 1.0, 200_000);
+        let f = family(t, m, &[1.0], rho);
+        let d = t * m;
+        let sigma = dense_cov(t, m, &[1.0], rho);
+        let sigma_inv = sigma.clone().try_inverse().unwrap();
+        // H = tridiagonal smoothness-plus-tracking Hessian (positive definite)
+        let h = DMatrix::from_fn(d, d, |a, b| {
+            if a == b {
+                1.5
+            } else if a.abs_diff(b) == 1 {
+                -0.4
+            } else {
+                0.0
+            }
+        });
+        let u_star = DVector::from_fn(d, |k, _| 0.8 * (0.7 * k as f64).sin());
+        let base = DVector::from_fn(d, |k, _| 0.3 * if k % 2 == 0 { 1.0 } else { -1.0 });
+        let post_prec = &sigma_inv + &h / lambda;
+        let sigma_post = post_prec.clone().try_inverse().unwrap();
+        let m_star = &sigma_post * (&sigma_inv * &base + &h * &u_star / lambda);
+        let tol = 0.05 * sigma_post.trace().sqrt();
+        // start at m* + δ with ‖Σ^{-1/2} δ‖ = 0.5
+        let dir = DVector::from_fn(d, |k, _| ((k as f64) * 1.3).cos());
+        let chol = sigma.clone().cholesky().unwrap();
+        let delta = chol.l() * &dir * (0.5 / dir.norm());
+        let u0 = &m_star + &delta;
+        assert!((delta.transpose() * &sigma_inv * &delta)[(0, 0)].sqrt() <= 1.0 + 1e-12);
+        assert!((&u0 - &base).norm() > 0.1); // base mean ≠ U_0
+        let (hq, us) = (h.clone(), u_star.clone());
+        let cost = move |u: &[f64]| {
+            let e = DVector::from_column_slice(u) - &us;
+            0.5 * (e.transpose() * &hq * &e)[(0, 0)]
+        };
+        let (full, ess_full) =
+            williams_step(&f, u0.as_slice(), base.as_slice(), &cost, lambda, n, true);
+        let (per_step, ess_step) =
+            williams_step(&f, u0.as_slice(), base.as_slice(), &cost, lambda, n, false);
+        let err_full = (DVector::from_vec(full) - &m_star).norm();
+        let err_step = (DVector::from_vec(per_step) - &m_star).norm();
+        // exact (N → ∞) bias of the per-step estimator: (Σ⁻¹ + H/λ)⁻¹ (Σ⁻¹ − I ⊗ Σ_u⁻¹)(U_0 − Ũ)
+        let bias = (&sigma_post * (&sigma_inv - DMatrix::identity(d, d)) * (&u0 - &base)).norm();
+        eprintln!(
+            "H15: ‖U_1 − m*‖ full Σ⁻¹ = {err_full:.4} (ESS {ess_full:.0}), per-step Σ_u⁻¹ = \
+             {err_step:.4} (ESS {ess_step:.0}, exact bias {bias:.4}); tolerance {tol:.4}"
+        );
+        assert!(err_full <= tol);
+        assert!(err_step > tol);
+        assert!(bias > 2.0 * tol);
+    }
+
+    /// H14/H15 through the planner: `control_cost_gamma = λ` adds the W17 correction
+    /// `μᵀ Σ_full⁻¹ ε` (base mean `Ũ = 0`), so one iteration from `U_0` near
+    /// `m* = (Σ⁻¹ + H/λ)⁻¹ H u*/λ` lands within `0.05 √tr Σ_post` of it (N = 2e5, ρ = 0.9).
+    /// With `ρ = 0` the same check is H14 for the white Gaussian.
+    #[test]
+    fn h14_h15_planner_control_cost_term_reaches_the_prior_fixed_point() {
+        use crate::{FamilyKind, FnObjective, MppiConfig, Planner};
+        for rho in [0.9, 0.0] {
+            let (t, lambda) = (8, 0.5);
+            let sigma = dense_cov(t, 1, &[0.7], rho);
+            let sigma_inv = sigma.clone().try_inverse().unwrap();
+            let h = DMatrix::from_fn(t, t, |a, b| match a.abs_diff(b) {
+                0 => 1.2,
+                1 => -0.3,
+                _ => 0.0,
+            });
+            let u_star = DVector::from_fn(t, |k, _| 0.6 - 0.1 * k as f64);
+            let sigma_post = (&sigma_inv + &h / lambda).try_inverse().unwrap();
+            let m_star = &sigma_post * (&h * &u_star / lambda);
+            let tol = 0.05 * sigma_post.trace().sqrt();
+            let dir = DVector::from_fn(t, |k, _| ((k as f64) * 2.1).sin() + 0.3);
+            let delta = sigma.clone().cholesky().unwrap().l() * &dir * (0.8 / dir.norm());
+            let u0 = &m_star + &delta;
+            let cfg = MppiConfig {
+                samples: 200_000,
+                horizon: t,
+                iterations: 1,
+                lambda,
+                noise_sigma: vec![0.7f64.sqrt()],
+                control_cost_gamma: lambda,
+                family: FamilyKind::Colored,
+                noise_correlation: rho,
+                seed: 4,
+                ..MppiConfig::default()
+            };
+            let mut planner = Planner::new(&cfg, 1).unwrap();
+            planner.set_mean(u0.as_slice()).unwrap();
+            let (hq, us) = (h.clone(), u_star.clone());
+            let objective = FnObjective::new(t, move |u: &[f64]| {
+                let e = DVector::from_column_slice(u) - &us;
+                0.5 * (e.transpose() * &hq * &e)[(0, 0)]
+            });
+            planner.optimize(&objective, 0, &mut ()).unwrap();
+            let err = (DVector::from_column_slice(planner.mean()) - &m_star).norm();
+            eprintln!("planner W17 step, rho = {rho}: ‖U_1 − m*‖ = {err:.4} (tolerance {tol:.4})");
+            assert!(err <= tol);
+        }
+    }
+
+    #[test]
+    fn set_params_rejects_and_keeps_state_and_config_errors_name_the_key() {
+        let mut f = family(3, 1, &[1.0], 0.5);
+        f.set_params(&[0.1, 0.2, 0.3]).unwrap();
+        assert!(f.set_params(&[0.0, f64::NAN, 0.0]).is_err());
+        assert!(f.set_params(&[0.0, 0.0]).is_err());
+        assert_eq!(f.params(), &[0.1, 0.2, 0.3]);
+        for rho in [1.0, -0.1, f64::NAN] {
+            match ColoredGaussian::new(3, 1, &[1.0], rho, &[-INF], &[INF]) {
+                Err(MppiError::InvalidConfig { field, .. }) => {
+                    assert_eq!(field, "noise_correlation")
+                }
+                other => panic!("expected a config error, got {other:?}"),
+            }
+        }
+        // samples at the bounds: finite density, clamped
+        let g = ColoredGaussian::new(4, 1, &[4.0], 0.9, &[-0.1], &[0.1]).unwrap();
+        let mut u = [0.0; 4];
+        g.sample(&mut sample_rng(1, 0, 0, 0), &mut u);
+        assert!(u.iter().all(|v| (-0.1..=0.1).contains(v)));
+        assert!(g.log_prob(&u).is_finite());
+    }
+}

@@ -1,0 +1,1076 @@
+//! Mixture of diagonal Gaussians over whole plans, fitted by EM within EM (theory-spec B.4.7).
+//!
+//! ```text
+//! p(U; θ) = Σ_c π_c N(U; μ_c, diag s_c²),      c = 0..C−1,  U ∈ R^d, d = T·m
+//! ```
+//!
+//! A mixture is not an exponential family (the component is latent), so the outer M-step
+//! `max_θ Q̂(θ) = Σ_i w_i log p(U_i; θ)` has no closed form; [`Family::fit`] solves it
+//! approximately with `mixture_inner_iterations` iterations of an inner EM started at the
+//! current parameters:
+//!
+//! ```text
+//! r_ic  = π_c N(U_i; μ_c, s_c²) / Σ_c' π_c' N(U_i; μ_c', s_c'²)      (inner E-step, log space)
+//! π_c   = Σ_i w_i r_ic
+//! μ_c   = Σ_i w_i r_ic U_i / π_c
+//! s_c²  = clamp( Σ_i w_i r_ic (U_i − μ_c)² / π_c , std_min², std_max² )   (per coordinate)
+//! ```
+//!
+//! Each inner iteration is an exact (box-constrained) M-step for the responsibilities it
+//! uses, so `Q̂` never decreases over inner iterations (generalized EM; acceptance check H18),
+//! and already one iteration gives the outer empirical sufficient increase of theory-spec C.2.
+//! The variance clamp keeps this property: for fixed responsibilities the complete-data
+//! objective is unimodal in each `s²_cj`, so clamping is the constrained maximizer. With
+//! `prior_weight = ν > 0` the component variances are pulled toward the initial spread,
+//! `s_c² ← (ν s₀² + S_c) / (1 + ν)` (`S_c` the component's weighted variance: the family-level
+//! conjugate-prior rule applied per component); monotonicity then holds for the penalized
+//! objective.
+//!
+//! **Parameters** (mean coordinates, `C + 2·C·d` entries): `π_0..π_{C−1}`, then per component
+//! `μ_c` (`d`) followed by the second moments `E_c[U²] = μ_c² + s_c²` (`d`).
+//! [`Family::set_params`] requires `π ≥ 0` summing to 1 (within 1e-6; renormalized) and
+//! `E_c[U²] − μ_c² > 0`; it clamps the variances into `[std_min², std_max²]` and the means into
+//! the control box.
+//!
+//! **Initial distribution**: `π_c = 1/C`; component `c`'s mean is the zero plan plus the
+//! constant offset `(c − (C−1)/2) · 2σ_j` in every control dimension `j` of every step (clamped
+//! into the bounds), `σ_j = √Σ_jj` of `noise_sigma` / the diagonal of `noise_covariance` (its
+//! off-diagonal entries are ignored); every component starts with variance `σ_j²`. Identical
+//! components would receive identical responsibilities and never separate, hence the spread.
+//!
+//! **Component death**: after the inner EM, a component with `π_c < 1e-3` is re-seeded at the
+//! best-weighted sample (largest `w_i`, lowest index on ties) with the initial spread and
+//! `π_c = 0.05` (the others are scaled to keep `Σ π = 1`). Re-seeding is a projection outside
+//! EM: it can lower `Q̂` slightly (by about `−log 0.95`); the H18 checks hold for every fit in
+//! which no component dies.
+//!
+//! **Sampling**: one uniform draw picks the component by `π`, then `U = μ_c + s_c ⊙ z` is
+//! clamped into the control box. `log_prob` is the exact mixture density of the unclamped
+//! distribution (log-sum-exp over components) evaluated at the sample.
+//!
+//! **Plan** ([`Family::plan`]): the mean of the component with the largest `π` (lowest index on
+//! ties) — mode seeking: a controller must commit to one route, and the mixture mean of two
+//! routes around an obstacle goes through it. [`Family::set_plan`] moves that component's mean
+//! and keeps the others. [`Family::shift`] shifts every component's per-step means and
+//! variances (`shift_fill = "zero"` fills the mean with zeros and the variance with the
+//! initial spread).
+//!
+//! **KL**: there is no closed form between mixtures; [`Family::kl`] returns NaN (theory-spec
+//! B.5: mixtures are tested with H18 instead).
+//!
+//! **Allocation**: the `N × C` responsibilities are allocated by the constructor for
+//! [`MixtureSettings::samples`] samples; `sample`, `log_prob` and `fit` allocate nothing unless
+//! `fit` is handed more samples than that (then the buffer grows once).
+
+use std::any::Any;
+use std::f64::consts::PI;
+
+use rand::RngExt;
+use rand_distr::StandardNormal;
+
+use crate::config::{ShiftFill, Validated};
+use crate::error::{MppiError, check_finite, check_len};
+use crate::rng::SampleRng;
+
+use super::{Family, clamp_plan, shift_rows};
+
+/// A component whose weight falls below this after the inner EM is re-seeded.
+pub const PI_DEAD: f64 = 1e-3;
+/// Weight given to a re-seeded component.
+pub const PI_RESEED: f64 = 0.05;
+
+/// The mixture-specific settings (config keys `mixture_components`,
+/// `mixture_inner_iterations`, `std_min`, `std_max`, `prior_weight`, `samples`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MixtureSettings {
+    /// Number of components `C` (`mixture_components`).
+    pub components: usize,
+    /// Inner EM iterations per fit (`mixture_inner_iterations`).
+    pub inner_iterations: usize,
+    /// Floor on the component standard deviations (`std_min`).
+    pub std_min: f64,
+    /// Ceiling on the component standard deviations (`std_max`).
+    pub std_max: f64,
+    /// Pseudo-count `ν ≥ 0` pulling variances toward the initial spread (`prior_weight`).
+    pub prior_weight: f64,
+    /// Samples per fit the responsibilities are preallocated for (`samples`).
+    pub samples: usize,
+}
+
+impl Default for MixtureSettings {
+    fn default() -> Self {
+        MixtureSettings {
+            components: 2,
+            inner_iterations: 1,
+            std_min: 1e-3,
+            std_max: 1e3,
+            prior_weight: 0.0,
+            samples: 1000,
+        }
+    }
+}
+
+/// Component parameters in natural form, with the caches the densities need.
+#[derive(Debug, Clone, PartialEq)]
+struct Components {
+    c: usize,
+    d: usize,
+    pi: Vec<f64>,
+    /// `C × d` means.
+    mu: Vec<f64>,
+    /// `C × d` variances.
+    var: Vec<f64>,
+    /// `C × d` standard deviations.
+    sd: Vec<f64>,
+    /// `C × d` inverse variances.
+    inv_var: Vec<f64>,
+    /// `log π_c − ½ Σ_j log(2π s²_cj)` (−∞ for `π_c = 0`).
+    log_norm: Vec<f64>,
+}
+
+impl Components {
+    fn new(c: usize, d: usize) -> Self {
+        Components {
+            c,
+            d,
+            pi: vec![0.0; c],
+            mu: vec![0.0; c * d],
+            var: vec![1.0; c * d],
+            sd: vec![1.0; c * d],
+            inv_var: vec![1.0; c * d],
+            log_norm: vec![0.0; c],
+        }
+    }
+
+    /// Recompute the caches from `pi`, `var`.
+    fn refresh(&mut self) {
+        let d = self.d;
+        for c in 0..self.c {
+            let range = c * d..(c + 1) * d;
+            let mut log_det = 0.0;
+            for ((v, s), iv) in self.var[range.clone()]
+                .iter()
+                .zip(&mut self.sd[range.clone()])
+                .zip(&mut self.inv_var[range])
+            {
+                *s = v.sqrt();
+                *iv = 1.0 / v;
+                log_det += (2.0 * PI * v).ln();
+            }
+            self.log_norm[c] = self.pi[c].ln() - 0.5 * log_det;
+        }
+    }
+
+    /// `log π_c + log N(u; μ_c, s_c²)`.
+    #[inline]
+    fn log_joint(&self, c: usize, u: &[f64]) -> f64 {
+        let range = c * self.d..(c + 1) * self.d;
+        let mut q = 0.0;
+        for ((ui, mi), iv) in u
+            .iter()
+            .zip(&self.mu[range.clone()])
+            .zip(&self.inv_var[range])
+        {
+            let e = ui - mi;
+            q += e * e * iv;
+        }
+        self.log_norm[c] - 0.5 * q
+    }
+
+    /// `log p(u) = LSE_c log_joint(c, u)` (streaming log-sum-exp; −∞ if every term is).
+    fn log_prob(&self, u: &[f64]) -> f64 {
+        let mut max = f64::NEG_INFINITY;
+        let mut sum = 0.0;
+        for c in 0..self.c {
+            let l = self.log_joint(c, u);
+            if l == f64::NEG_INFINITY || l.is_nan() {
+                continue;
+            }
+            if l > max {
+                sum = sum * (max - l).exp() + 1.0;
+                max = l;
+            } else {
+                sum += (l - max).exp();
+            }
+        }
+        if sum > 0.0 {
+            max + sum.ln()
+        } else {
+            f64::NEG_INFINITY
+        }
+    }
+
+    /// The component with the largest weight (lowest index on ties).
+    fn dominant(&self) -> usize {
+        let mut best = 0;
+        for c in 1..self.c {
+            if self.pi[c] > self.pi[best] {
+                best = c;
+            }
+        }
+        best
+    }
+
+    /// Copy every field from `other` (same shape) without allocating.
+    fn copy_from(&mut self, other: &Components) {
+        self.pi.copy_from_slice(&other.pi);
+        self.mu.copy_from_slice(&other.mu);
+        self.var.copy_from_slice(&other.var);
+        self.sd.copy_from_slice(&other.sd);
+        self.inv_var.copy_from_slice(&other.inv_var);
+        self.log_norm.copy_from_slice(&other.log_norm);
+    }
+
+    /// Write the mean coordinates `(π, [μ_c, μ_c² + s_c²]_c)` into `out`.
+    fn write_params(&self, out: &mut [f64]) {
+        let (c_n, d) = (self.c, self.d);
+        out[..c_n].copy_from_slice(&self.pi);
+        for c in 0..c_n {
+            let base = c_n + 2 * c * d;
+            let (mu, var) = (&self.mu[c * d..(c + 1) * d], &self.var[c * d..(c + 1) * d]);
+            out[base..base + d].copy_from_slice(mu);
+            for ((o, m), v) in out[base + d..base + 2 * d].iter_mut().zip(mu).zip(var) {
+                *o = m * m + v;
+            }
+        }
+    }
+}
+
+/// Mixture of `C` diagonal Gaussians over plans (`family = "mixture"`); see the module docs
+/// for the math.
+///
+/// ```
+/// use mppi::family::{Family, GaussianMixture, MixtureSettings};
+/// let settings = MixtureSettings { components: 2, inner_iterations: 20, ..MixtureSettings::default() };
+/// // 1 step of 1 control, σ = 0.5: means at ∓0.5, variance 0.25, weights ½
+/// let mut f = GaussianMixture::new(1, 1, &[0.25], &[-2.0], &[2.0], settings).unwrap();
+/// assert_eq!(f.params(), &[0.5, 0.5, -0.5, 0.5, 0.5, 0.5]);
+/// let n = |u: f64, m: f64| (-(u - m) * (u - m) / 0.5).exp() / (2.0 * std::f64::consts::PI * 0.25).sqrt();
+/// let expected = (0.5 * n(0.3, -0.5) + 0.5 * n(0.3, 0.5)).ln();
+/// assert!((f.log_prob(&[0.3]) - expected).abs() < 1e-12);
+/// // fit to samples at ±1 with equal weights: the components move to the two clusters
+/// let samples = [-1.0, -1.1, 1.0, 1.1];
+/// let mut theta = vec![0.0; f.params().len()];
+/// f.fit(&samples, &[0.25; 4], &mut theta);
+/// f.set_params(&theta).unwrap();
+/// let mut plan = [0.0];
+/// f.plan(&mut plan);
+/// assert!((plan[0].abs() - 1.05).abs() < 0.02, "{plan:?}");
+/// ```
+#[derive(Debug, Clone)]
+pub struct GaussianMixture {
+    m: usize,
+    settings: MixtureSettings,
+    params: Vec<f64>,
+    cur: Components,
+    init: Components,
+    /// Scratch of the inner EM (the working parameters).
+    work: Box<Components>,
+    /// `N × C` responsibilities (scratch of `fit`).
+    resp: Vec<f64>,
+    /// `d` accumulator (scratch of `fit`).
+    acc: Vec<f64>,
+    /// Initial per-step variances (`m`), clamped.
+    init_var_row: Vec<f64>,
+    var_min: f64,
+    var_max: f64,
+    u_min: Vec<f64>,
+    u_max: Vec<f64>,
+    zero_row: Vec<f64>,
+}
+
+impl GaussianMixture {
+    /// A mixture over `horizon` steps of `m` controls; `covariance` is the row-major `m x m`
+    /// per-step exploration covariance (only its diagonal is used), `u_min`/`u_max` the
+    /// control box (±∞ for none).
+    pub fn new(
+        horizon: usize,
+        m: usize,
+        covariance: &[f64],
+        u_min: &[f64],
+        u_max: &[f64],
+        settings: MixtureSettings,
+    ) -> Result<Self, MppiError> {
+        check_len("u_min", m, u_min.len())?;
+        check_len("u_max", m, u_max.len())?;
+        check_len("noise_covariance", m * m, covariance.len())?;
+        if horizon == 0 {
+            return Err(MppiError::config("horizon", "must be >= 1"));
+        }
+        if settings.components == 0 {
+            return Err(MppiError::config("mixture_components", "must be >= 1"));
+        }
+        if settings.inner_iterations == 0 {
+            return Err(MppiError::config(
+                "mixture_inner_iterations",
+                "must be >= 1",
+            ));
+        }
+        if !(settings.std_min.is_finite() && settings.std_min > 0.0) {
+            return Err(MppiError::config(
+                "std_min",
+                format!("must be a finite number > 0, got {}", settings.std_min),
+            ));
+        }
+        if !(settings.std_max.is_finite() && settings.std_max >= settings.std_min) {
+            return Err(MppiError::config(
+                "std_max",
+                format!(
+                    "must be finite and >= std_min = {}, got {}",
+                    settings.std_min, settings.std_max
+                ),
+            ));
+        }
+        if !(settings.prior_weight.is_finite() && settings.prior_weight >= 0.0) {
+            return Err(MppiError::config(
+                "prior_weight",
+                format!(
+                    "must be a finite number >= 0, got {}",
+                    settings.prior_weight
+                ),
+            ));
+        }
+        for j in 0..m {
+            let v = covariance[j * m + j];
+            if !(v.is_finite() && v > 0.0) {
+                return Err(MppiError::config(
+                    "noise_sigma",
+                    format!("the variance of control dimension {j} must be > 0, got {v}"),
+                ));
+            }
+            if u_min[j].is_nan() || u_max[j].is_nan() || u_min[j] >= u_max[j] {
+                return Err(MppiError::config(
+                    "u_min",
+                    format!("u_min[{j}] must be below u_max[{j}]"),
+                ));
+            }
+        }
+        let (c_n, d) = (settings.components, horizon * m);
+        let var_min = settings.std_min * settings.std_min;
+        let var_max = settings.std_max * settings.std_max;
+        let init_var_row: Vec<f64> = (0..m)
+            .map(|j| covariance[j * m + j].clamp(var_min, var_max))
+            .collect();
+        let zero_row: Vec<f64> = (0..m).map(|j| 0.0f64.clamp(u_min[j], u_max[j])).collect();
+        let mut init = Components::new(c_n, d);
+        for c in 0..c_n {
+            init.pi[c] = 1.0 / c_n as f64;
+            let offset = c as f64 - 0.5 * (c_n as f64 - 1.0);
+            for t in 0..horizon {
+                for j in 0..m {
+                    let k = c * d + t * m + j;
+                    let sigma = covariance[j * m + j].sqrt();
+                    init.mu[k] = (zero_row[j] + offset * 2.0 * sigma).clamp(u_min[j], u_max[j]);
+                    init.var[k] = init_var_row[j];
+                }
+            }
+        }
+        init.refresh();
+        let mut params = vec![0.0; c_n + 2 * c_n * d];
+        init.write_params(&mut params);
+        Ok(GaussianMixture {
+            m,
+            settings,
+            params,
+            cur: init.clone(),
+            work: Box::new(init.clone()),
+            init,
+            resp: vec![0.0; settings.samples * c_n],
+            acc: vec![0.0; d],
+            init_var_row,
+            var_min,
+            var_max,
+            u_min: u_min.to_vec(),
+            u_max: u_max.to_vec(),
+            zero_row,
+        })
+    }
+
+    /// Build from a validated config (`family::build`).
+    pub(crate) fn from_validated(cfg: &Validated) -> Result<Self, MppiError> {
+        let raw = &cfg.raw;
+        Self::new(
+            cfg.horizon,
+            cfg.control_dim,
+            &cfg.covariance,
+            &cfg.u_min,
+            &cfg.u_max,
+            MixtureSettings {
+                components: raw.mixture_components,
+                inner_iterations: raw.mixture_inner_iterations,
+                std_min: raw.std_min,
+                std_max: raw.std_max,
+                prior_weight: raw.prior_weight,
+                samples: cfg.samples,
+            },
+        )
+    }
+
+    /// Number of components `C`.
+    #[must_use]
+    pub fn components(&self) -> usize {
+        self.cur.c
+    }
+    /// Component weights `π`.
+    #[must_use]
+    pub fn weights(&self) -> &[f64] {
+        &self.cur.pi
+    }
+    /// Mean of component `c` (`d` entries).
+    #[must_use]
+    pub fn component_mean(&self, c: usize) -> &[f64] {
+        &self.cur.mu[c * self.cur.d..(c + 1) * self.cur.d]
+    }
+    /// Variances of component `c` (`d` entries).
+    #[must_use]
+    pub fn component_variance(&self, c: usize) -> &[f64] {
+        &self.cur.var[c * self.cur.d..(c + 1) * self.cur.d]
+    }
+
+    /// `Σ_i w_i log p(U_i; θ)` over the samples with positive weight (the M-step objective
+    /// `Q̂`, used by the tests of H18).
+    #[must_use]
+    pub fn weighted_log_likelihood(&self, samples: &[f64], weights: &[f64]) -> f64 {
+        weighted_ll(&self.cur, samples, weights)
+    }
+
+    /// The fit of [`Family::fit`], also reporting `Q̂` after every inner iteration into
+    /// `trace` (as many entries as fit; for the H18 checks). The re-seeding of dead
+    /// components happens after the last entry.
+    pub fn fit_traced(
+        &mut self,
+        samples: &[f64],
+        weights: &[f64],
+        out: &mut [f64],
+        trace: &mut [f64],
+    ) {
+        self.fit_inner(samples, weights, out, trace);
+    }
+
+    fn fit_inner(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64], trace: &mut [f64]) {
+        let (c_n, d) = (self.cur.c, self.cur.d);
+        let n = weights.len().min(samples.len() / d.max(1));
+        if self.resp.len() < n * c_n {
+            // only when fit sees more samples than the constructor was told (documented)
+            self.resp.resize(n * c_n, 0.0);
+        }
+        let work = &mut *self.work;
+        work.copy_from(&self.cur);
+        let nu = self.settings.prior_weight;
+        let mut any_weight = false;
+        for it in 0..self.settings.inner_iterations {
+            // Inner E-step: responsibilities in log space.
+            for i in 0..n {
+                let w = weights[i];
+                if w.is_nan() || w <= 0.0 {
+                    continue;
+                }
+                any_weight = true;
+                let u = &samples[i * d..(i + 1) * d];
+                let r = &mut self.resp[i * c_n..(i + 1) * c_n];
+                let mut max = f64::NEG_INFINITY;
+                for (c, rc) in r.iter_mut().enumerate() {
+                    *rc = work.log_joint(c, u);
+                    if *rc > max {
+                        max = *rc;
+                    }
+                }
+                if max.is_finite() {
+                    let mut sum = 0.0;
+                    for rc in r.iter_mut() {
+                        *rc = if rc.is_nan() { 0.0 } else { (*rc - max).exp() };
+                        sum += *rc;
+                    }
+                    for rc in r.iter_mut() {
+                        *rc /= sum;
+                    }
+                } else {
+                    // no component gives this sample a positive density: fall back to π
+                    r.copy_from_slice(&work.pi);
+                }
+            }
+            if !any_weight {
+                break;
+            }
+            // Inner M-step (into `acc`; an empty component keeps its mean and spread).
+            let mut total = 0.0;
+            for c in 0..c_n {
+                let acc = &mut self.acc;
+                acc.fill(0.0);
+                let mut mass = 0.0;
+                for i in 0..n {
+                    let wr = weights[i] * self.resp[i * c_n + c];
+                    if weights[i] > 0.0 && wr > 0.0 {
+                        mass += wr;
+                        for (a, ui) in acc.iter_mut().zip(&samples[i * d..(i + 1) * d]) {
+                            *a += wr * ui;
+                        }
+                    }
+                }
+                if !(mass > 1e-300 && mass.is_finite()) {
+                    work.pi[c] = 0.0;
+                    continue;
+                }
+                let mu = &mut work.mu[c * d..(c + 1) * d];
+                for (mi, a) in mu.iter_mut().zip(acc.iter()) {
+                    *mi = a / mass;
+                }
+                acc.fill(0.0);
+                for i in 0..n {
+                    let wr = weights[i] * self.resp[i * c_n + c];
+                    if weights[i] > 0.0 && wr > 0.0 {
+                        for ((a, ui), mi) in
+                            acc.iter_mut().zip(&samples[i * d..(i + 1) * d]).zip(&*mu)
+                        {
+                            let e = ui - mi;
+                            *a += wr * e * e;
+                        }
+                    }
+                }
+                for ((v, a), k) in work.var[c * d..(c + 1) * d]
+                    .iter_mut()
+                    .zip(acc.iter())
+                    .zip(0..)
+                {
+                    let s = a / mass;
+                    let s = if nu > 0.0 {
+                        (nu * self.init_var_row[k % self.m] + s) / (1.0 + nu)
+                    } else {
+                        s
+                    };
+                    *v = s.clamp(self.var_min, self.var_max);
+                }
+                work.pi[c] = mass;
+                total += mass;
+            }
+            if total > 0.0 && total.is_finite() {
+                for p in work.pi.iter_mut() {
+                    *p /= total;
+                }
+            }
+            work.refresh();
+            if let Some(slot) = trace.get_mut(it) {
+                *slot = weighted_ll(work, samples, weights);
+            }
+        }
+        // Component death: re-seed at the best-weighted sample with the initial spread.
+        let best = (0..n).fold(None, |best: Option<usize>, i| match best {
+            Some(b) if weights[b] >= weights[i] => Some(b),
+            _ if weights[i] > 0.0 => Some(i),
+            _ => best,
+        });
+        if let Some(b) = best {
+            let dead = work.pi.iter().filter(|p| **p < PI_DEAD).count();
+            if dead > 0 && dead < c_n {
+                let alive: f64 = work.pi.iter().filter(|p| **p >= PI_DEAD).sum();
+                let reseed = PI_RESEED.min(0.5 / dead as f64);
+                let scale = (1.0 - reseed * dead as f64) / alive;
+                for c in 0..c_n {
+                    if work.pi[c] < PI_DEAD {
+                        work.pi[c] = reseed;
+                        work.mu[c * d..(c + 1) * d].copy_from_slice(&samples[b * d..(b + 1) * d]);
+                        for (k, v) in work.var[c * d..(c + 1) * d].iter_mut().enumerate() {
+                            *v = self.init_var_row[k % self.m];
+                        }
+                    } else {
+                        work.pi[c] *= scale;
+                    }
+                }
+                work.refresh();
+            }
+        }
+        work.write_params(out);
+    }
+}
+
+/// `Σ_i w_i log p(U_i)` over the samples with positive weight.
+fn weighted_ll(comp: &Components, samples: &[f64], weights: &[f64]) -> f64 {
+    let d = comp.d;
+    weights
+        .iter()
+        .zip(samples.chunks_exact(d))
+        .filter(|(w, _)| **w > 0.0)
+        .map(|(w, u)| w * comp.log_prob(u))
+        .sum()
+}
+
+impl Family for GaussianMixture {
+    fn name(&self) -> &'static str {
+        "mixture"
+    }
+    fn dim(&self) -> usize {
+        self.cur.d
+    }
+    fn control_dim(&self) -> usize {
+        self.m
+    }
+    fn params(&self) -> &[f64] {
+        &self.params
+    }
+    fn set_params(&mut self, theta: &[f64]) -> Result<(), MppiError> {
+        let (c_n, d) = (self.cur.c, self.cur.d);
+        check_len("mixture parameters", self.params.len(), theta.len())?;
+        check_finite("mixture parameters", theta)?;
+        let pi = &theta[..c_n];
+        let total: f64 = pi.iter().sum();
+        if let Some(c) = pi.iter().position(|p| *p < 0.0) {
+            return Err(MppiError::config(
+                "family",
+                format!("mixture weight π_{c} = {} is negative", pi[c]),
+            ));
+        }
+        if (total - 1.0).abs() > 1e-6 {
+            return Err(MppiError::config(
+                "family",
+                format!("mixture weights sum to {total}, not 1"),
+            ));
+        }
+        for c in 0..c_n {
+            let base = c_n + 2 * c * d;
+            for j in 0..d {
+                let (mu, m2) = (theta[base + j], theta[base + d + j]);
+                let var = m2 - mu * mu;
+                if var.is_nan() || var <= 0.0 {
+                    return Err(MppiError::config(
+                        "family",
+                        format!("mixture component {c}, entry {j}: E[u²] − μ² = {var} must be > 0"),
+                    ));
+                }
+            }
+        }
+        for c in 0..c_n {
+            self.cur.pi[c] = pi[c] / total;
+            let base = c_n + 2 * c * d;
+            for j in 0..d {
+                let (mu, m2) = (theta[base + j], theta[base + d + j]);
+                self.cur.var[c * d + j] = (m2 - mu * mu).clamp(self.var_min, self.var_max);
+                self.cur.mu[c * d + j] = mu;
+            }
+            clamp_plan(
+                &mut self.cur.mu[c * d..(c + 1) * d],
+                &self.u_min,
+                &self.u_max,
+            );
+        }
+        self.cur.refresh();
+        self.cur.write_params(&mut self.params);
+        Ok(())
+    }
+    fn reset(&mut self) {
+        self.cur.copy_from(&self.init);
+        self.cur.write_params(&mut self.params);
+    }
+    fn shift(&mut self, fill: ShiftFill) {
+        let (c_n, d, m) = (self.cur.c, self.cur.d, self.m);
+        for c in 0..c_n {
+            shift_rows(
+                &mut self.cur.mu[c * d..(c + 1) * d],
+                m,
+                fill,
+                &self.zero_row,
+            );
+            shift_rows(
+                &mut self.cur.var[c * d..(c + 1) * d],
+                m,
+                fill,
+                &self.init_var_row,
+            );
+        }
+        self.cur.refresh();
+        self.cur.write_params(&mut self.params);
+    }
+    fn plan(&self, out: &mut [f64]) {
+        out.copy_from_slice(self.component_mean(self.cur.dominant()));
+    }
+    fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
+        let d = self.cur.d;
+        check_len("plan", d, plan.len())?;
+        check_finite("plan", plan)?;
+        let c = self.cur.dominant();
+        let mu = &mut self.cur.mu[c * d..(c + 1) * d];
+        mu.copy_from_slice(plan);
+        clamp_plan(mu, &self.u_min, &self.u_max);
+        self.cur.write_params(&mut self.params);
+        Ok(())
+    }
+    fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
+        let d = self.cur.d;
+        let draw: f64 = rng.random();
+        let mut c = self.cur.dominant();
+        let mut cum = 0.0;
+        for (k, p) in self.cur.pi.iter().enumerate() {
+            cum += p;
+            if *p > 0.0 && draw < cum {
+                c = k;
+                break;
+            }
+        }
+        let range = c * d..(c + 1) * d;
+        for ((ui, mi), si) in u
+            .iter_mut()
+            .zip(&self.cur.mu[range.clone()])
+            .zip(&self.cur.sd[range])
+        {
+            let z: f64 = rng.sample(StandardNormal);
+            *ui = mi + si * z;
+        }
+        clamp_plan(u, &self.u_min, &self.u_max);
+    }
+    fn log_prob(&self, u: &[f64]) -> f64 {
+        self.cur.log_prob(u)
+    }
+    fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
+        self.fit_inner(samples, weights, out, &mut []);
+    }
+    /// No closed form between mixtures: always NaN (theory-spec B.5; H18 tests the fit).
+    fn kl(&self, _other: &dyn Family) -> f64 {
+        f64::NAN
+    }
+    fn clone_box(&self) -> Box<dyn Family> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::sample_rng;
+    use crate::{FnObjective, MppiConfig, Planner};
+
+    /// A bimodal weighted sample set in `d` dimensions: clusters at `±a` (in every coordinate)
+    /// with unequal cluster weights, deterministic.
+    fn bimodal(n: usize, d: usize, a: f64) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = sample_rng(11, 0, 0, 0);
+        let mut samples = vec![0.0; n * d];
+        let mut weights = vec![0.0; n];
+        for i in 0..n {
+            let center = if i % 3 == 0 { -a } else { a };
+            for j in 0..d {
+                let z: f64 = rng.sample(StandardNormal);
+                samples[i * d + j] = center + 0.4 * z + 0.1 * j as f64;
+            }
+            let r: f64 = rng.random();
+            weights[i] = 0.2 + r;
+        }
+        let total: f64 = weights.iter().sum();
+        weights.iter_mut().for_each(|w| *w /= total);
+        (samples, weights)
+    }
+
+    fn mixture(t: usize, m: usize, sigma: f64, settings: MixtureSettings) -> GaussianMixture {
+        let mut cov = vec![0.0; m * m];
+        for j in 0..m {
+            cov[j * m + j] = sigma * sigma;
+        }
+        GaussianMixture::new(
+            t,
+            m,
+            &cov,
+            &vec![f64::NEG_INFINITY; m],
+            &vec![f64::INFINITY; m],
+            settings,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn log_prob_is_the_exact_mixture_density() {
+        let mut f = mixture(2, 1, 0.7, MixtureSettings::default());
+        let theta = [0.3, 0.7, -1.0, 2.0, 1.04, 4.25, 0.5, -0.5, 0.34, 0.26];
+        f.set_params(&theta).unwrap();
+        let u = [0.2, 1.1];
+        let comp = |mu: [f64; 2], var: [f64; 2]| -> f64 {
+            (0..2)
+                .map(|j| {
+                    (-(u[j] - mu[j]).powi(2) / (2.0 * var[j])).exp() / (2.0 * PI * var[j]).sqrt()
+                })
+                .product()
+        };
+        let p = 0.3 * comp([-1.0, 2.0], [0.04, 0.25]) + 0.7 * comp([0.5, -0.5], [0.09, 0.01]);
+        let lp = f.log_prob(&u);
+        assert!((lp - p.ln()).abs() < 1e-10, "{lp} vs {}", p.ln());
+        assert_eq!(f.params(), &theta);
+        // far away: finite (log-sum-exp), not −∞ through underflow
+        assert!(f.log_prob(&[1e3, -1e3]).is_finite());
+        // invalid parameters are rejected and leave the family unchanged
+        let mut bad = theta;
+        bad[4] = 0.9; // E[u²] < μ²
+        assert!(f.set_params(&bad).is_err());
+        bad = theta;
+        bad[0] = 0.5; // weights sum to 1.2
+        assert!(f.set_params(&bad).is_err());
+        assert_eq!(f.params(), &theta);
+        assert!(f.kl(&f.clone()).is_nan());
+    }
+
+    #[test]
+    fn constructor_errors_name_the_config_key() {
+        let make = |s: MixtureSettings, cov: f64| {
+            GaussianMixture::new(3, 1, &[cov], &[-1.0], &[1.0], s)
+                .unwrap_err()
+                .to_string()
+        };
+        let d = MixtureSettings::default();
+        assert!(make(MixtureSettings { components: 0, ..d }, 1.0).contains("mixture_components"));
+        assert!(
+            make(
+                MixtureSettings {
+                    inner_iterations: 0,
+                    ..d
+                },
+                1.0
+            )
+            .contains("mixture_inner_iterations")
+        );
+        assert!(make(MixtureSettings { std_min: -1.0, ..d }, 1.0).contains("std_min"));
+        assert!(make(MixtureSettings { std_max: 1e-4, ..d }, 1.0).contains("std_max"));
+        assert!(
+            make(
+                MixtureSettings {
+                    prior_weight: -1.0,
+                    ..d
+                },
+                1.0
+            )
+            .contains("prior_weight")
+        );
+        assert!(make(d, 0.0).contains("noise_sigma"));
+    }
+
+    #[test]
+    fn initial_means_are_spread_and_clamped() {
+        let settings = MixtureSettings {
+            components: 3,
+            ..MixtureSettings::default()
+        };
+        let f = GaussianMixture::new(
+            2,
+            2,
+            &[1.0, 0.0, 0.0, 0.25],
+            &[-1.5, -5.0],
+            &[5.0, 5.0],
+            settings,
+        )
+        .unwrap();
+        assert_eq!(f.component_mean(0), &[-1.5, -1.0, -1.5, -1.0]);
+        assert_eq!(f.component_mean(1), &[0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(f.component_mean(2), &[2.0, 1.0, 2.0, 1.0]);
+        assert_eq!(f.component_variance(2), &[1.0, 0.25, 1.0, 0.25]);
+    }
+
+    /// H18: the weighted log-likelihood never decreases over inner iterations, and the outer
+    /// empirical sufficient increase `ΔL̂ ≥ ΔQ̂` holds with `ΔQ̂ ≥ 0`.
+    #[test]
+    fn h18_inner_em_is_monotone_and_outer_increase_holds() {
+        for (inner, prior) in [(1, 0.0), (25, 0.0), (25, 0.5)] {
+            let d = 4;
+            let (samples, weights) = bimodal(600, d, 0.7);
+            let settings = MixtureSettings {
+                components: 2,
+                inner_iterations: inner,
+                std_min: 0.05,
+                std_max: 5.0,
+                prior_weight: prior,
+                samples: 600,
+            };
+            let mut f = mixture(1, d, 1.0, settings);
+            let q0 = f.weighted_log_likelihood(&samples, &weights);
+            let mut theta = vec![0.0; f.params().len()];
+            let mut trace = vec![0.0; inner];
+            f.fit_traced(&samples, &weights, &mut theta, &mut trace);
+            // no component died, so the last trace entry is Q̂(θ⁺)
+            let mut g = f.clone();
+            g.set_params(&theta).unwrap();
+            assert!(g.weights().iter().all(|p| *p > 0.05), "{:?}", g.weights());
+            let mut prev = q0;
+            let mut worst = f64::INFINITY;
+            println!(
+                "H18 inner={inner} prior={prior}: Q̂ trace {q0:.6} -> {:.6?}",
+                &trace[..inner.min(6)]
+            );
+            for q in &trace {
+                worst = worst.min(q - prev);
+                prev = *q;
+            }
+            let q1 = g.weighted_log_likelihood(&samples, &weights);
+            assert!((q1 - trace[inner - 1]).abs() < 1e-9);
+            // penalized objective for prior > 0: only the unpenalized run is checked strictly
+            if prior == 0.0 {
+                println!("H18 inner={inner}: min inner step ΔQ̂ = {worst:.3e} (>= -1e-10)");
+                assert!(worst >= -1e-10, "inner EM decreased Q̂ by {worst}");
+            }
+            // outer: L̂(θ⁺; θ_k) − L̂(θ_k; θ_k) = log Σ w r ≥ Σ w log r = ΔQ̂
+            let (mut max, mut dq) = (f64::NEG_INFINITY, 0.0);
+            let logr: Vec<f64> = samples
+                .chunks_exact(d)
+                .map(|u| g.log_prob(u) - f.log_prob(u))
+                .collect();
+            for (w, r) in weights.iter().zip(&logr) {
+                dq += w * r;
+                max = max.max(*r);
+            }
+            let dl = max
+                + weights
+                    .iter()
+                    .zip(&logr)
+                    .map(|(w, r)| w * (r - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            println!(
+                "H18 inner={inner} prior={prior}: ΔL̂ = {dl:.6}, ΔQ̂ = {dq:.6} (ΔL̂ − ΔQ̂ = {:.3e} >= -1e-10)",
+                dl - dq
+            );
+            assert!(dl - dq >= -1e-10);
+            if prior == 0.0 {
+                assert!(dq >= -1e-10);
+            }
+        }
+    }
+
+    #[test]
+    fn inner_em_separates_two_clusters() {
+        let (samples, weights) = bimodal(900, 2, 2.0);
+        let settings = MixtureSettings {
+            components: 2,
+            inner_iterations: 30,
+            std_min: 0.01,
+            std_max: 10.0,
+            prior_weight: 0.0,
+            samples: 900,
+        };
+        let mut f = mixture(1, 2, 1.0, settings);
+        let mut theta = vec![0.0; f.params().len()];
+        f.fit(&samples, &weights, &mut theta);
+        f.set_params(&theta).unwrap();
+        // the cluster at +2 holds ~2/3 of the samples (weights are independent of the cluster)
+        let big = f.weights()[0].max(f.weights()[1]);
+        assert!((big - 2.0 / 3.0).abs() < 0.05, "{:?}", f.weights());
+        let mut plan = [0.0; 2];
+        f.plan(&mut plan);
+        assert!(
+            (plan[0] - 2.0).abs() < 0.1 && (plan[1] - 2.1).abs() < 0.1,
+            "{plan:?}"
+        );
+        for c in 0..2 {
+            for v in f.component_variance(c) {
+                assert!((v - 0.16).abs() < 0.05, "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn dead_component_is_reseeded_at_the_best_sample() {
+        let mut f = mixture(1, 1, 0.3, MixtureSettings::default());
+        // every sample near +3: the component at −0.3 loses all mass
+        let samples = [2.9, 3.0, 3.1, 3.05];
+        let weights = [0.1, 0.2, 0.3, 0.4];
+        let mut theta = vec![0.0; f.params().len()];
+        f.fit(&samples, &weights, &mut theta);
+        f.set_params(&theta).unwrap();
+        let dead = if f.weights()[0] < f.weights()[1] {
+            0
+        } else {
+            1
+        };
+        assert!(
+            (f.weights()[dead] - PI_RESEED).abs() < 1e-12,
+            "{:?}",
+            f.weights()
+        );
+        assert_eq!(f.component_mean(dead), &[3.05]);
+        assert!((f.component_variance(dead)[0] - 0.09).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shift_and_set_plan_and_sampling() {
+        let mut f = mixture(3, 1, 0.5, MixtureSettings::default());
+        let theta = [
+            0.25, 0.75, 1.0, 2.0, 3.0, 1.01, 4.01, 9.01, -1.0, -2.0, -3.0, 1.04, 4.04, 9.04,
+        ];
+        f.set_params(&theta).unwrap();
+        let mut plan = [0.0; 3];
+        f.plan(&mut plan);
+        assert_eq!(plan, [-1.0, -2.0, -3.0]); // the dominant component
+        f.shift(ShiftFill::Zero);
+        assert_eq!(f.component_mean(0), &[2.0, 3.0, 0.0]);
+        assert_eq!(f.component_mean(1), &[-2.0, -3.0, 0.0]);
+        let v = f.component_variance(1);
+        assert!((v[0] - 0.04).abs() < 1e-12 && (v[2] - 0.25).abs() < 1e-12);
+        f.set_plan(&[5.0, 5.0, 5.0]).unwrap();
+        assert_eq!(f.component_mean(1), &[5.0, 5.0, 5.0]);
+        assert_eq!(f.component_mean(0), &[2.0, 3.0, 0.0]);
+        // sampling: component frequencies follow π, deterministic per stream
+        let mut u = [0.0; 3];
+        let mut near_plan = 0;
+        for i in 0..4000 {
+            let mut rng = sample_rng(3, 0, 0, i);
+            f.sample(&mut rng, &mut u);
+            if (u[0] - 5.0).abs() < 1.5 {
+                near_plan += 1;
+            }
+        }
+        let frac = f64::from(near_plan) / 4000.0;
+        assert!((frac - 0.75).abs() < 0.03, "{frac}");
+        let (mut a, mut b) = ([0.0; 3], [0.0; 3]);
+        f.sample(&mut sample_rng(1, 2, 3, 4), &mut a);
+        f.sample(&mut sample_rng(1, 2, 3, 4), &mut b);
+        assert_eq!(a, b);
+        f.reset();
+        assert_eq!(f.weights(), &[0.5, 0.5]);
+    }
+
+    /// A 1-D double well with two equally good minima at ±1 (black box, horizon 1): starting
+    /// from components at ∓σ, the mixture keeps one component on each well for many
+    /// iterations (both weights stay substantial), each component converges onto its well,
+    /// and the plan (the dominant component) sits at a minimum.
+    #[test]
+    fn double_well_keeps_both_modes() {
+        let well = |u: &[f64]| (u[0] * u[0] - 1.0).powi(2) * 4.0;
+        let objective = FnObjective::new(1, well);
+        let cfg = MppiConfig {
+            samples: 400,
+            horizon: 1,
+            iterations: 1,
+            noise_sigma: vec![0.6],
+            lambda: 0.3,
+            family: crate::FamilyKind::Mixture,
+            mixture_components: 2,
+            mixture_inner_iterations: 3,
+            std_min: 0.02,
+            std_max: 2.0,
+            seed: 5,
+            ..MppiConfig::default()
+        };
+        let mut planner = Planner::new(&cfg, 1).unwrap();
+        let mut min_weight = f64::INFINITY;
+        for it in 0..30 {
+            planner.iterate(&objective, 0, it).unwrap();
+            let mix = planner
+                .family()
+                .as_any()
+                .downcast_ref::<GaussianMixture>()
+                .unwrap();
+            min_weight = min_weight.min(mix.weights()[0].min(mix.weights()[1]));
+        }
+        let mix = planner
+            .family()
+            .as_any()
+            .downcast_ref::<GaussianMixture>()
+            .unwrap();
+        let (m0, m1) = (mix.component_mean(0)[0], mix.component_mean(1)[0]);
+        println!(
+            "double well: means {m0:.4}, {m1:.4}, weights {:?}, min weight over 30 its {min_weight:.3}, plan {:.4}",
+            mix.weights(),
+            planner.mean()[0]
+        );
+        assert!(
+            (m0 + 1.0).abs() < 0.05 && (m1 - 1.0).abs() < 0.05,
+            "{m0} {m1}"
+        );
+        assert!(min_weight > 0.2, "a mode lost its mass: {min_weight}");
+        assert!((planner.mean()[0].abs() - 1.0).abs() < 0.05);
+    }
+}
