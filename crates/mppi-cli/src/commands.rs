@@ -5,14 +5,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mppi::MppiError;
+use mppi::{DiagnosticsLevel, MppiConfig, MppiError};
 use mppi_tasks::{EpisodeOptions, Task, all_tasks, run_episode, task_by_name, task_names};
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, RunArgs, TheoryArgs};
 use crate::config::{Overrides, build_config};
 use crate::error::CliError;
 use crate::output::{RunSummary, write_data_files};
-use crate::plots::{register_font, rollout_interval, write_plots};
+use crate::plots::{register_font, rollout_interval, write_plots, write_theory_plots};
+use crate::theory::{render, write_theory_files};
 
 /// Sampled rollouts drawn per capture in the path plot.
 const ROLLOUTS_PER_CAPTURE: usize = 10;
@@ -22,6 +23,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Tasks => print_stdout(&tasks_table()),
         Command::Run(args) => run(&args),
+        Command::Theory(args) => theory(&args),
     }
 }
 
@@ -126,8 +128,13 @@ fn create_out_dir(dir: &Path) -> Result<(), CliError> {
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let task = find_task(&args.task)?;
     let control_dim = task.dynamics().control_dim();
+    // full diagnostics unless the user sets `diagnostics` (file or --set layers override it)
+    let base = MppiConfig {
+        diagnostics: DiagnosticsLevel::Full,
+        ..task.default_config()
+    };
     let config = build_config(
-        &task.default_config(),
+        &base,
         &Overrides {
             file: args.config.as_deref(),
             set: &args.set,
@@ -181,6 +188,48 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// `mppi theory`.
+pub fn theory(args: &TheoryArgs) -> Result<(), CliError> {
+    use mppi::experiments::{EXPERIMENTS, Size, run_all};
+    let out = args.out.as_deref();
+    if let Some(dir) = out {
+        create_out_dir(dir)?;
+        register_font().map_err(|e| CliError::from_anyhow(&e))?;
+    }
+    let size = if args.quick { Size::Quick } else { Size::Full };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::with_draw_target(
+            Some(EXPERIMENTS.len() as u64),
+            ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix:.bold} [{bar:32.cyan/blue}] {pos}/{len} experiments  {elapsed_precise}  {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix("theory");
+        bar
+    };
+    let mut started = 0u64;
+    let report = run_all(size, args.seed, &mut |name| {
+        bar.set_position(started);
+        bar.set_message(name.to_string());
+        started += 1;
+    });
+    bar.finish_and_clear();
+    let report =
+        report.map_err(|e| CliError::runtime(format!("a theory experiment failed: {e}")))?;
+    let mut text = render(&report);
+    if let Some(dir) = out {
+        write_theory_files(dir, &report).map_err(|e| CliError::from_anyhow(&e))?;
+        write_theory_plots(dir, &report).map_err(|e| CliError::from_anyhow(&e))?;
+        text.push_str(&format!("output: {}\n", dir.display()));
+    }
+    print_stdout(&text)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod config;
 mod error;
 mod output;
 mod plots;
+mod theory;
 
 use std::process::ExitCode;
 

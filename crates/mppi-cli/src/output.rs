@@ -85,6 +85,12 @@ pub struct RunSummary {
     pub mean_ess_fraction: f64,
     /// EM iterations (over all steps) in which every sampled cost was non-finite.
     pub kept_plan_iterations: usize,
+    /// Smallest sufficient-increase margin `ΔL̂ − ΔQ̂` over every EM iteration (`≥ 0` by
+    /// theory); `None` without full diagnostics.
+    pub min_increase_margin: Option<f64>,
+    /// Mean `KL(p_{θ_EM} ‖ p_{θ_k})` over every EM iteration; `None` without full diagnostics
+    /// (or for a family without a closed-form KL).
+    pub mean_kl_step: Option<f64>,
     /// Final state of the plant.
     pub final_state: Vec<f64>,
     /// Wall-clock time of the whole episode (planning, plant, captures) in seconds.
@@ -116,7 +122,18 @@ impl RunSummary {
         } else {
             ess.iter().sum::<f64>() / ess.len() as f64
         };
+        let all = || episode.reports.iter().flat_map(|r| &r.iterations);
+        let margins: Vec<f64> = all()
+            .map(|it| it.increase_margin)
+            .filter(|v| v.is_finite())
+            .collect();
+        let kls: Vec<f64> = all()
+            .map(|it| it.kl_step)
+            .filter(|v| v.is_finite())
+            .collect();
         RunSummary {
+            min_increase_margin: margins.iter().copied().reduce(f64::min),
+            mean_kl_step: (!kls.is_empty()).then(|| kls.iter().sum::<f64>() / kls.len() as f64),
             task: task.name().to_string(),
             description: task.description().to_string(),
             config: config.clone(),
@@ -181,6 +198,19 @@ impl RunSummary {
             ),
         ];
         let mut rows = rows;
+        if let Some(margin) = self.min_increase_margin {
+            let kl = self
+                .mean_kl_step
+                .map(|kl| format!(", mean KL step {}", crate::theory::num(kl)))
+                .unwrap_or_default();
+            rows.push((
+                "min increase margin",
+                format!(
+                    "{} (ΔL̂ − ΔQ̂, ≥ 0 by theory{kl})",
+                    crate::theory::num(margin)
+                ),
+            ));
+        }
         if self.kept_plan_iterations > 0 {
             rows.push((
                 "warning",
@@ -273,10 +303,12 @@ pub fn trajectory_csv(task: &dyn Task, episode: &Episode) -> String {
 }
 
 /// Header of `diagnostics.csv`.
-pub const DIAGNOSTICS_HEADER: &str = "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,kept_plan,update_norm,planning_time_ms";
+pub const DIAGNOSTICS_HEADER: &str = "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,truncated,kept_plan,update_norm,fell_back,kl_step,surrogate_gain,q_gain,increase_margin,contraction,planning_time_ms";
 
-/// `diagnostics.csv`: one row per EM iteration; `planning_time_ms` is that of the whole
-/// control step (repeated on each of its iterations).
+/// `diagnostics.csv`: one row per EM iteration with every [`mppi::IterStats`] field;
+/// `planning_time_ms` is that of the whole control step (repeated on each of its iterations).
+/// The full-diagnostics columns (`kl_step` .. `contraction`) are `NaN` when the run used
+/// `diagnostics = "basic"` (and `contraction` on the first iteration of each step).
 #[must_use]
 pub fn diagnostics_csv(episode: &Episode) -> String {
     let mut s = String::from(DIAGNOSTICS_HEADER);
@@ -287,7 +319,7 @@ pub fn diagnostics_csv(episode: &Episode) -> String {
             let w = &it.weights;
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 it.step,
                 it.iteration,
                 w.lambda,
@@ -297,8 +329,15 @@ pub fn diagnostics_csv(episode: &Episode) -> String {
                 w.mean_cost,
                 w.max_weight,
                 w.nonfinite,
+                w.truncated,
                 it.kept_plan,
                 it.update_norm,
+                it.fell_back,
+                it.kl_step,
+                it.surrogate_gain,
+                it.q_gain,
+                it.increase_margin,
+                it.contraction,
                 ms
             );
         }

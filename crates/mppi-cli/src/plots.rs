@@ -13,7 +13,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
-use mppi::{MppiConfig, TemperatureMode};
+use mppi::experiments::{
+    AccelerationResult, ContractionResult, EssResult, FamiliesResult, FamilyRow, FullCovResult,
+    TheoryReport,
+};
+use mppi::{DiagnosticsLevel, MppiConfig, TemperatureMode};
 use mppi_tasks::{Circle as Disk, Episode, Scene, Task};
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
@@ -72,6 +76,8 @@ struct Series {
     color: RGBColor,
     width: u32,
     dashed: bool,
+    /// Draw the points as dots instead of a line.
+    marker: bool,
 }
 
 impl Series {
@@ -82,6 +88,18 @@ impl Series {
             color,
             width: 2,
             dashed: false,
+            marker: false,
+        }
+    }
+
+    fn dots(label: impl Into<String>, points: Vec<(f64, f64)>, color: RGBColor) -> Self {
+        Series {
+            label: label.into(),
+            points,
+            color,
+            width: 2,
+            dashed: false,
+            marker: true,
         }
     }
 
@@ -92,6 +110,7 @@ impl Series {
             color,
             width: 2,
             dashed: true,
+            marker: false,
         }
     }
 }
@@ -112,6 +131,10 @@ struct PanelFigure {
     x_range: Range<f64>,
     columns: usize,
     panels: Vec<Panel>,
+    /// Logarithmic `x` axis (points with `x ≤ 0` are not drawn).
+    log_x: bool,
+    /// Names of the integer `x` positions `0, 1, ...` (a categorical axis) when not empty.
+    x_names: Vec<String>,
 }
 
 /// The planar path figure.
@@ -281,8 +304,10 @@ fn style(color: RGBColor, width: u32) -> ShapeStyle {
 
 /// Draw the series of a panel and its legend on an already built chart (any y coordinate).
 macro_rules! draw_panel_body {
-    ($chart:expr, $panel:expr, $x_label:expr, $log:expr) => {{
+    ($chart:expr, $panel:expr, $x_label:expr, $log:expr, $fig:expr) => {{
         let chart = $chart;
+        let names = &$fig.x_names;
+        let x_fmt = |v: &f64| x_tick(*v, names);
         chart
             .configure_mesh()
             .x_desc($x_label)
@@ -291,23 +316,46 @@ macro_rules! draw_panel_body {
             .axis_desc_style((FAMILY, 16).into_font().color(&TEXT))
             .light_line_style(GRID_LIGHT)
             .bold_line_style(GRID_BOLD)
-            .x_label_formatter(&fmt_tick)
+            .x_label_formatter(&x_fmt)
             .y_label_formatter(&fmt_tick)
-            .x_labels(12)
+            .x_labels(if names.is_empty() { 12 } else { names.len() })
             .y_labels(6)
             .draw()?;
         let labelled = legend_entries($panel) >= 2;
         for s in &$panel.series {
             let st = style(s.color, s.width);
-            for (i, seg) in segments(&s.points, $log).into_iter().enumerate() {
+            let points: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|p| !$fig.log_x || p.0 > 0.0)
+                .collect();
+            if s.marker {
+                let color = s.color;
+                let dots: Vec<(f64, f64)> = segments(&points, $log).into_iter().flatten().collect();
+                let anno = chart
+                    .draw_series(dots.into_iter().map(|p| Circle::new(p, 5, color.filled())))?;
+                if labelled && !s.label.is_empty() {
+                    anno.label(s.label.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 12, y), 5, color.filled()));
+                }
+                continue;
+            }
+            for (i, seg) in segments(&points, $log).into_iter().enumerate() {
                 let anno = if s.dashed {
                     chart.draw_series(DashedLineSeries::new(seg, 10, 6, st))?
                 } else {
                     chart.draw_series(LineSeries::new(seg, st))?
                 };
                 if i == 0 && labelled && !s.label.is_empty() {
-                    anno.label(s.label.as_str())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], st));
+                    let dashed = s.dashed;
+                    anno.label(s.label.as_str()).legend(move |(x, y)| {
+                        if dashed {
+                            DashedPathElement::new(vec![(x, y), (x + 24, y)], 7, 4, st).into_dyn()
+                        } else {
+                            PathElement::new(vec![(x, y), (x + 24, y)], st).into_dyn()
+                        }
+                    });
                 }
             }
         }
@@ -326,7 +374,7 @@ macro_rules! draw_panel_body {
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
-    x_range: Range<f64>,
+    fig: &PanelFigure,
     x_label: &str,
 ) -> anyhow::Result<()>
 where
@@ -341,12 +389,24 @@ where
         .margin_right(24)
         .x_label_area_size(42)
         .y_label_area_size(84);
-    if panel.log_y {
-        let mut chart = builder.build_cartesian_2d(x_range, yr.log_scale())?;
-        draw_panel_body!(&mut chart, panel, x_label, true);
-    } else {
-        let mut chart = builder.build_cartesian_2d(x_range, yr)?;
-        draw_panel_body!(&mut chart, panel, x_label, false);
+    let x_range = fig.x_range.clone();
+    match (fig.log_x, panel.log_y) {
+        (false, true) => {
+            let mut chart = builder.build_cartesian_2d(x_range, yr.log_scale())?;
+            draw_panel_body!(&mut chart, panel, x_label, true, fig);
+        }
+        (false, false) => {
+            let mut chart = builder.build_cartesian_2d(x_range, yr)?;
+            draw_panel_body!(&mut chart, panel, x_label, false, fig);
+        }
+        (true, true) => {
+            let mut chart = builder.build_cartesian_2d(x_range.log_scale(), yr.log_scale())?;
+            draw_panel_body!(&mut chart, panel, x_label, true, fig);
+        }
+        (true, false) => {
+            let mut chart = builder.build_cartesian_2d(x_range.log_scale(), yr)?;
+            draw_panel_body!(&mut chart, panel, x_label, false, fig);
+        }
     }
     Ok(())
 }
@@ -365,7 +425,7 @@ where
     for (i, (panel, area)) in fig.panels.iter().zip(&areas).enumerate() {
         let bottom = i + columns >= fig.panels.len();
         let label = if bottom { fig.x_label.as_str() } else { "" };
-        draw_panel(area, panel, fig.x_range.clone(), label)?;
+        draw_panel(area, panel, fig, label)?;
     }
     Ok(())
 }
@@ -439,6 +499,20 @@ fn clip_polyline(points: &[(f64, f64)], xr: &Range<f64>, yr: &Range<f64>) -> Vec
         }
     }
     out
+}
+
+/// An `x` tick label: the name of an integer position on a categorical axis (empty between
+/// positions), otherwise [`fmt_tick`].
+fn x_tick(v: f64, names: &[String]) -> String {
+    if names.is_empty() {
+        return fmt_tick(&v);
+    }
+    let i = v.round();
+    if (v - i).abs() < 1e-6 && i >= 0.0 {
+        names.get(i as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
 }
 
 /// Tick label: short, no `-0`, scientific notation for very small or large magnitudes.
@@ -732,6 +806,8 @@ fn states_figure(task: &dyn Task, episode: &Episode) -> Figure {
         x_range: x_range(episode),
         columns: if panels.len() > 4 { 2 } else { 1 },
         panels,
+        log_x: false,
+        x_names: vec![],
     })
 }
 
@@ -780,6 +856,8 @@ fn controls_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -> F
         x_range: x_range(episode),
         columns: if panels.len() > 4 { 2 } else { 1 },
         panels,
+        log_x: false,
+        x_names: vec![],
     })
 }
 
@@ -817,6 +895,8 @@ fn cost_figure(task: &dyn Task, episode: &Episode) -> Figure {
                 log_y: false,
             },
         ],
+        log_x: false,
+        x_names: vec![],
     })
 }
 
@@ -833,6 +913,9 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
     let mut ess = vec![];
     let mut lambda = vec![];
     let mut loglik = vec![];
+    let mut kl = vec![];
+    let mut margin = vec![];
+    let mut contraction = vec![];
     for report in &episode.reports {
         let iters = report.iterations.len().max(1) as f64;
         for it in &report.iterations {
@@ -840,6 +923,9 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
             ess.push((t, it.weights.ess));
             lambda.push((t, it.weights.lambda));
             loglik.push((t, it.weights.log_likelihood));
+            kl.push((t, it.kl_step));
+            margin.push((t, it.increase_margin));
+            contraction.push((t, it.contraction));
         }
     }
     let planning: Vec<(f64, f64)> = episode
@@ -857,17 +943,68 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
             BOUND,
         ));
     }
-    let positive: Vec<f64> = lambda
-        .iter()
-        .map(|p| p.1)
-        .filter(|l| l.is_finite() && *l > 0.0)
-        .collect();
-    let (lo, hi) = positive
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), l| {
-            (lo.min(*l), hi.max(*l))
+    let log_lambda = wide_positive_range(&lambda, 20.0);
+    let mut panels = vec![
+        Panel {
+            y_label: format!("ESS (of {})", config.samples),
+            series: ess_series,
+            log_y: false,
+        },
+        Panel {
+            y_label: if log_lambda {
+                "temperature λ (log)".into()
+            } else {
+                "temperature λ".into()
+            },
+            series: vec![Series::line("", lambda, PALETTE[1])],
+            log_y: log_lambda,
+        },
+        Panel {
+            y_label: "log-likelihood estimate".into(),
+            series: vec![Series::line("", loglik, PALETTE[2])],
+            log_y: false,
+        },
+    ];
+    if config.diagnostics == DiagnosticsLevel::Full {
+        let log_kl = wide_positive_range(&kl, 100.0);
+        panels.push(Panel {
+            y_label: if log_kl {
+                "KL step (log)".into()
+            } else {
+                "KL step".into()
+            },
+            series: vec![Series::line("", kl, PALETTE[5])],
+            log_y: log_kl,
         });
-    let log_lambda = !positive.is_empty() && hi / lo > 20.0;
+        panels.push(Panel {
+            y_label: "increase margin".into(),
+            series: vec![
+                Series::line(
+                    "surrogate gain − M-step gain (≥ 0 by theory)",
+                    margin,
+                    PALETTE[6],
+                ),
+                Series::dashed("zero", vec![(t0, 0.0), (t1, 0.0)], BOUND),
+            ],
+            log_y: false,
+        });
+        let log_contraction = wide_positive_range(&contraction, 100.0);
+        let measured = contraction.iter().any(|p| p.1.is_finite());
+        panels.push(Panel {
+            y_label: if measured {
+                "contraction ‖Δθ_k‖/‖Δθ_k−1‖".into()
+            } else {
+                "contraction (needs ≥ 2 iter/step)".into()
+            },
+            series: vec![Series::line("", contraction, PALETTE[9])],
+            log_y: log_contraction,
+        });
+    }
+    panels.push(Panel {
+        y_label: "planning time (ms)".into(),
+        series: vec![Series::line("", planning, PALETTE[4])],
+        log_y: false,
+    });
     Figure::Panels(PanelFigure {
         title: format!(
             "{}: planner diagnostics (N = {}, T = {}, {} EM iter/step, temperature {})",
@@ -880,33 +1017,23 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
         x_label: "time (s)".into(),
         x_range: x_range(episode),
         columns: 1,
-        panels: vec![
-            Panel {
-                y_label: format!("ESS (of {})", config.samples),
-                series: ess_series,
-                log_y: false,
-            },
-            Panel {
-                y_label: if log_lambda {
-                    "temperature λ (log)".into()
-                } else {
-                    "temperature λ".into()
-                },
-                series: vec![Series::line("", lambda, PALETTE[1])],
-                log_y: log_lambda,
-            },
-            Panel {
-                y_label: "log-likelihood estimate".into(),
-                series: vec![Series::line("", loglik, PALETTE[2])],
-                log_y: false,
-            },
-            Panel {
-                y_label: "planning time (ms)".into(),
-                series: vec![Series::line("", planning, PALETTE[4])],
-                log_y: false,
-            },
-        ],
+        panels,
+        log_x: false,
+        x_names: vec![],
     })
+}
+
+/// Whether the positive finite `y` values span more than `ratio` (then a log axis reads
+/// better); false when there are none.
+fn wide_positive_range(points: &[(f64, f64)], ratio: f64) -> bool {
+    let (lo, hi) = points
+        .iter()
+        .map(|p| p.1)
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    lo.is_finite() && hi / lo > ratio
 }
 
 /// Grow `range` by `fraction` of its span on both sides.
@@ -1016,6 +1143,269 @@ pub fn write_plots(
         let every = rollout_interval(episode.controls.len());
         figures.push(("path", path_figure(task, scene, episode, every)));
     }
+    let mut written = vec![];
+    for (stem, figure) in &figures {
+        written.extend(save(figure, dir, stem)?);
+    }
+    Ok(written)
+}
+
+/// `(x, y)` pairs with `x` from 1 (drops `k = 0` for log-`x` plots).
+fn from_one(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    points.iter().copied().filter(|p| p.0 >= 1.0).collect()
+}
+
+fn contraction_plot(r: &ContractionResult) -> Figure {
+    let mut series = vec![];
+    let mut x_end: f64 = 1.0;
+    for (i, run) in r.runs.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        x_end = x_end.max(run.theory.last().map_or(1.0, |p| p.0));
+        series.push(Series::dashed(
+            format!("theory ρ = {:.4} (λ = {})", run.rate_theory, run.lambda),
+            run.theory.clone(),
+            color,
+        ));
+        series.push(Series::dots(
+            format!(
+                "planner, mean of {} runs (λ = {})",
+                r.repetitions, run.lambda
+            ),
+            run.measured.clone(),
+            color,
+        ));
+    }
+    Figure::Panels(PanelFigure {
+        title: format!(
+            "Contraction along the slowest mode: ‖μ_k − u*‖ (C.4 quadratic, N = {})",
+            r.samples
+        ),
+        x_label: "EM iteration k".into(),
+        x_range: -0.2..x_end + 0.2,
+        columns: 1,
+        panels: vec![Panel {
+            y_label: "error ‖μ_k − u*‖ (log)".into(),
+            series,
+            log_y: true,
+        }],
+        log_x: false,
+        x_names: vec![],
+    })
+}
+
+/// Move every point right by `dx` (side by side dots on a categorical axis).
+fn shifted(points: Vec<(f64, f64)>, dx: f64) -> Vec<(f64, f64)> {
+    points.into_iter().map(|(x, y)| (x + dx, y)).collect()
+}
+
+fn families_plot(r: &FamiliesResult) -> Figure {
+    let names: Vec<String> = r.rows.iter().map(|row| row.family.clone()).collect();
+    let at = |f: fn(&FamilyRow) -> f64| -> Vec<(f64, f64)> {
+        r.rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| (i as f64, f(row)))
+            .collect()
+    };
+    let n = names.len().max(1) as f64;
+    let zero = vec![(-0.5, 0.0), (n - 0.5, 0.0)];
+    Figure::Panels(PanelFigure {
+        title: format!(
+            "Sufficient increase per family: margin = surrogate gain − M-step gain ≥ 0 (N = {})",
+            r.samples
+        ),
+        x_label: "family".into(),
+        x_range: -0.5..n - 0.5,
+        columns: 1,
+        panels: vec![
+            Panel {
+                y_label: "increase margin".into(),
+                series: vec![
+                    Series::dots("min over iterations", at(|row| row.min_margin), PALETTE[3]),
+                    Series::dots(
+                        "mean over iterations",
+                        at(|row| row.mean_margin),
+                        PALETTE[0],
+                    ),
+                    Series::dashed("zero (theory: margin ≥ 0)", zero, BOUND),
+                ],
+                log_y: false,
+            },
+            Panel {
+                y_label: "mean KL step, M-step gain".into(),
+                series: vec![
+                    Series::dots(
+                        "mean KL(p_EM ‖ p_k) (n/a: no closed form)",
+                        shifted(at(|row| row.mean_kl), -0.12),
+                        PALETTE[2],
+                    ),
+                    Series::dots(
+                        "mean M-step gain (= KL without regularization)",
+                        shifted(at(|row| row.mean_q_gain), 0.12),
+                        PALETTE[1],
+                    ),
+                ],
+                log_y: false,
+            },
+        ],
+        log_x: false,
+        x_names: names,
+    })
+}
+
+fn full_covariance_plot(r: &FullCovResult) -> Figure {
+    let mut series = vec![
+        Series::line(
+            "full-covariance EM, exact: (I + kΣ₀H/λ)⁻¹e₀",
+            from_one(&r.full_exact),
+            PALETTE[0],
+        ),
+        Series::dashed(
+            "asymptote ‖λ(Σ₀H)⁻¹e₀‖ / k",
+            r.one_over_k.clone(),
+            PALETTE[7],
+        ),
+        Series::line(
+            "fixed-covariance EM, exact: A^k e₀",
+            from_one(&r.fixed_exact),
+            PALETTE[1],
+        ),
+    ];
+    if !r.full_measured.is_empty() {
+        series.push(Series::dots(
+            format!("gaussian_full planner (N = {})", r.samples),
+            from_one(&r.full_measured),
+            PALETTE[3],
+        ));
+    }
+    let k_end = r.full_exact.last().map_or(10.0, |p| p.0);
+    Figure::Panels(PanelFigure {
+        title: format!(
+            "Full-covariance EM is O(1/k), fixed covariance linear (λ = {})",
+            r.lambda
+        ),
+        x_label: "EM iteration k (log)".into(),
+        x_range: 0.9..k_end * 1.1,
+        columns: 1,
+        panels: vec![Panel {
+            y_label: "error ‖μ_k − u*‖ (log)".into(),
+            series,
+            log_y: true,
+        }],
+        log_x: true,
+        x_names: vec![],
+    })
+}
+
+fn acceleration_plot(r: &AccelerationResult) -> Figure {
+    let mut panels = vec![];
+    let mut x_end: f64 = 1.0;
+    for (i, run) in r.runs.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        x_end = x_end.max(run.exact.last().map_or(1.0, |p| p.0));
+        // the theory slope, anchored at the last exact point
+        let (k_end, e_end) = run.exact.last().copied().unwrap_or((0.0, 1.0));
+        panels.push(Panel {
+            y_label: format!("{} error (log)", run.scheme.replace('_', "-")),
+            series: vec![
+                Series::line("exact E-steps", run.exact.clone(), color),
+                Series::dashed(
+                    format!("theory slope {:.3}^k (D.3)", run.rate_theory),
+                    run.exact
+                        .iter()
+                        .map(|p| (p.0, e_end * run.rate_theory.powf(p.0 - k_end)))
+                        .collect(),
+                    PALETTE[7],
+                ),
+                Series::dots(
+                    format!(
+                        "planner, α = {:.2}, β = {:.2} (floor after k = {})",
+                        run.alpha, run.beta, run.window
+                    ),
+                    run.measured.clone(),
+                    color,
+                ),
+            ],
+            log_y: true,
+        });
+    }
+    Figure::Panels(PanelFigure {
+        title: format!(
+            "Acceleration: error ‖μ_k − u*‖ (λ = {}, s ∈ [{:.3}, {:.3}], N = {})",
+            r.lambda, r.s_min, r.s_max, r.samples
+        ),
+        x_label: "iteration k".into(),
+        x_range: -0.2..x_end + 0.2,
+        columns: 1,
+        panels,
+        log_x: false,
+        x_names: vec![],
+    })
+}
+
+fn ess_plot(r: &EssResult) -> Figure {
+    let mut series = vec![];
+    let mut lambdas: Vec<f64> = r.points.iter().map(|p| p.lambda).collect();
+    lambdas.dedup();
+    let (lo, hi) = r.points.iter().fold((1.0f64, 0.0f64), |(lo, hi), p| {
+        (
+            lo.min(p.expected).min(p.measured),
+            hi.max(p.expected).max(p.measured),
+        )
+    });
+    let (lo, hi) = ((lo - 0.05).max(0.0), (hi + 0.05).min(1.0));
+    series.push(Series::dashed(
+        "y = x",
+        vec![(lo, lo), (hi, hi)],
+        PALETTE[7],
+    ));
+    for (i, lambda) in lambdas.iter().enumerate() {
+        series.push(Series::dots(
+            format!("λ = {lambda} (offsets 0, 1, 2 in the Σ⁻¹-norm)"),
+            r.points
+                .iter()
+                .filter(|p| p.lambda == *lambda)
+                .map(|p| (p.expected, p.measured))
+                .collect(),
+            PALETTE[i % PALETTE.len()],
+        ));
+    }
+    Figure::Panels(PanelFigure {
+        title: format!(
+            "ESS/N: expected E[w]²/E[w²] vs measured (N = {}, mean of {} runs)",
+            r.samples, r.repetitions
+        ),
+        x_label: "expected ESS/N".into(),
+        x_range: lo..hi,
+        columns: 1,
+        panels: vec![Panel {
+            y_label: "measured ESS/N".into(),
+            series,
+            log_y: false,
+        }],
+        log_x: false,
+        x_names: vec![],
+    })
+}
+
+/// Write the plots of `mppi theory` into `dir` (PNG and SVG each); returns the files written.
+pub fn write_theory_plots(dir: &Path, report: &TheoryReport) -> anyhow::Result<Vec<PathBuf>> {
+    let figures = [
+        ("theory_contraction", contraction_plot(&report.contraction)),
+        (
+            "theory_increase_margin",
+            families_plot(&report.sufficient_increase),
+        ),
+        (
+            "theory_full_covariance",
+            full_covariance_plot(&report.full_covariance),
+        ),
+        (
+            "theory_acceleration",
+            acceleration_plot(&report.acceleration),
+        ),
+        ("theory_ess", ess_plot(&report.ess)),
+    ];
     let mut written = vec![];
     for (stem, figure) in &figures {
         written.extend(save(figure, dir, stem)?);

@@ -160,7 +160,7 @@ fn run_pendulum_writes_every_output() {
     let diag = csv_rows(&dir.join("diagnostics.csv"));
     assert_eq!(
         diag[0],
-        "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,kept_plan,update_norm,planning_time_ms"
+        "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,truncated,kept_plan,update_norm,fell_back,kl_step,surrogate_gain,q_gain,increase_margin,contraction,planning_time_ms"
     );
     assert_eq!(diag.len(), 1 + 200, "header + one row per EM iteration");
 
@@ -320,4 +320,140 @@ fn bad_flags() {
     assert_clean_error(&o, 2, &["frobnicate"]);
     let o = mppi(&["run"]);
     assert_clean_error(&o, 2, &["TASK"]);
+}
+
+#[test]
+fn bad_family_lists_valid_names() {
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "family=nope"]);
+    assert_clean_error(
+        &o,
+        2,
+        &[
+            "family",
+            "nope",
+            "gaussian",
+            "gaussian_diag",
+            "gaussian_full",
+            "mixture",
+        ],
+    );
+}
+
+#[test]
+fn run_writes_full_diagnostics_by_default() {
+    let dir = temp_dir("full-diagnostics");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let o = mppi(&["run", "pendulum", "--steps", "5", "--out", &dir_arg, "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("min increase margin"), "{}", stdout(&o));
+    let rows = csv_rows(&dir.join("diagnostics.csv"));
+    let header: Vec<&str> = rows[0].split(',').collect();
+    for col in [
+        "kl_step",
+        "surrogate_gain",
+        "q_gain",
+        "increase_margin",
+        "contraction",
+        "fell_back",
+        "truncated",
+    ] {
+        assert!(header.contains(&col), "{col} missing from {header:?}");
+    }
+    let margin = header.iter().position(|h| *h == "increase_margin").unwrap();
+    for row in &rows[1..] {
+        let v: f64 = row.split(',').nth(margin).unwrap().parse().unwrap();
+        assert!(v >= -1e-9, "{row}");
+    }
+
+    // an explicit `diagnostics = basic` wins: no margin line, NaN columns
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "3",
+        "--set",
+        "diagnostics=basic",
+        "--out",
+        &dir_arg,
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stdout(&o).contains("min increase margin"),
+        "{}",
+        stdout(&o)
+    );
+    let rows = csv_rows(&dir.join("diagnostics.csv"));
+    assert!(
+        rows[1].split(',').nth(margin).unwrap() == "NaN",
+        "{}",
+        rows[1]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn set_family_reaches_the_planner() {
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "3",
+        "--set",
+        "family=gaussian_diag",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("min increase margin"), "{}", stdout(&o));
+}
+
+#[test]
+fn theory_quick_prints_tables_and_writes_files() {
+    let dir = temp_dir("theory");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let started = std::time::Instant::now();
+    let o = mppi(&["theory", "--quick", "--out", &dir_arg, "--seed", "1"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
+    assert!(started.elapsed().as_secs_f64() < 30.0);
+    for needle in [
+        "(a) contraction",
+        "(b) sufficient increase",
+        "(c) full-covariance",
+        "(d) acceleration",
+        "(e) expected ESS",
+        "THEORY",
+        "MEASURED",
+        "VERDICT",
+        "gaussian",
+        "checks agree with the theory",
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing from:\n{out}");
+    }
+    assert!(!out.contains("FAIL"), "{out}");
+    for name in [
+        "theory.json",
+        "theory_checks.csv",
+        "theory_families.csv",
+        "theory_contraction.png",
+        "theory_contraction.svg",
+        "theory_increase_margin.png",
+        "theory_full_covariance.png",
+        "theory_acceleration.png",
+        "theory_ess.png",
+        "theory_ess.svg",
+    ] {
+        let path = dir.join(name);
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        assert!(len > 100, "{} missing or empty", path.display());
+    }
+    let checks = csv_rows(&dir.join("theory_checks.csv"));
+    assert!(checks.len() > 20, "{checks:?}");
+    assert!(
+        checks[1..].iter().all(|r| r.ends_with(",true")),
+        "{checks:?}"
+    );
+    let json = std::fs::read_to_string(dir.join("theory.json")).unwrap();
+    assert!(json.contains("\"contraction\"") && json.contains("\"rate_theory\""));
+    let _ = std::fs::remove_dir_all(&dir);
 }

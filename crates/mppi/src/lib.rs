@@ -55,6 +55,7 @@
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod experiments;
 pub mod family;
 pub mod gaussian;
 pub mod objective;

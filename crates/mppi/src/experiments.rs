@@ -1,0 +1,1318 @@
+//! Theory versus measurement: the experiments behind `mppi theory`.
+//!
+//! Each experiment compares a closed form of [`crate::theory`] (theory-spec C, D.3, B.4.3)
+//! with what the [`Planner`] (Monte Carlo) or the exact E-step iteration actually does, and
+//! returns plain data: a list of [`Check`]s (theory, measured, tolerance, verdict) plus the
+//! series the CLI plots. Every experiment takes a seed and a [`Size`]: [`Size::Quick`] runs in
+//! well under a second (tests), [`Size::Full`] uses the sample sizes of theory-spec C.4 / H.
+//!
+//! | experiment | theory | measured |
+//! | --- | --- | --- |
+//! | [`contraction`] | `ρ = ρ((I + ΣH/λ)⁻¹)` (C.3) | planner runs along the slowest mode; one-step regression `Â` (C.4 items 2–3) |
+//! | [`sufficient_increase`] | margin `ΔL̂ − ΔQ̂ ≥ 0` (C.2) | `diagnostics = "full"` of every available family on a nonconvex objective |
+//! | [`full_covariance`] | `Σ_k = (Σ₀⁻¹ + kH/λ)⁻¹`, `e_k = (I + kΣ₀H/λ)⁻¹e₀` (B.4.3) | exact full-covariance EM; `gaussian_full` planner |
+//! | [`acceleration`] | D.3 rates of EM, over-relaxed EM and heavy ball | exact E-steps; planner with `acceleration` |
+//! | [`ess`] | `E[w]²/E[w²]` (C.4 item 4) | mean `ESS/N` of planner iterations |
+//!
+//! All problems are the quadratic of theory-spec C.4: `d = 4`,
+//! `H = Q diag(0.2, 0.5, 1, 3) Qᵀ` (`Q` a random rotation drawn from the seed),
+//! `Σ = diag(0.5, 0.8, 1, 0.3)`, searched by a black-box planner with horizon 1 and `d`
+//! controls.
+//!
+//! ```
+//! use mppi::experiments::{self, Size};
+//! let result = experiments::ess(Size::Quick, 1).unwrap();
+//! assert!(result.checks.iter().all(|c| c.pass), "{:?}", result.checks);
+//! ```
+
+use nalgebra::{DMatrix, DVector};
+use rand::{RngExt, SeedableRng};
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::config::{Acceleration, DiagnosticsLevel, FamilyKind, MppiConfig};
+use crate::error::MppiError;
+use crate::objective::FnObjective;
+use crate::planner::{IterStats, Planner};
+use crate::rng::{SampleRng, stream_seed};
+use crate::theory::{self, Quadratic, TheoryError};
+
+/// How big the experiments are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Size {
+    /// Small sample sizes and few repetitions (tests; wider tolerances).
+    Quick,
+    /// The sample sizes of theory-spec C.4 / H (the CLI's default).
+    Full,
+}
+
+impl Size {
+    fn pick<T>(self, quick: T, full: T) -> T {
+        match self {
+            Size::Quick => quick,
+            Size::Full => full,
+        }
+    }
+}
+
+/// What can stop an experiment.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ExperimentError {
+    /// A closed-form computation failed.
+    #[error("theory: {0}")]
+    Theory(#[from] TheoryError),
+    /// The planner could not be built or run.
+    #[error("planner: {0}")]
+    Planner(#[from] MppiError),
+}
+
+/// How a measured value is compared with its theoretical value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Criterion {
+    /// `|measured − theory| ≤ tolerance`.
+    Abs,
+    /// `|measured − theory| ≤ tolerance · |theory|`.
+    Rel,
+    /// `measured ≥ theory − tolerance` (a one-sided bound).
+    AtLeast,
+}
+
+/// One theory-versus-measurement comparison (a row of a results table).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    /// Which experiment (`contraction`, `sufficient_increase`, ...).
+    pub experiment: String,
+    /// What is compared.
+    pub quantity: String,
+    /// The setting (temperature, family, offset, ...).
+    pub setting: String,
+    /// The theoretical value.
+    pub theory: f64,
+    /// The measured value.
+    pub measured: f64,
+    /// How the two are compared.
+    pub criterion: Criterion,
+    /// The tolerance of the comparison.
+    pub tolerance: f64,
+    /// Whether the measurement agrees with the theory (false for a NaN measurement).
+    pub pass: bool,
+}
+
+impl Check {
+    /// Build a check and evaluate its verdict.
+    #[must_use]
+    pub fn new(
+        experiment: &str,
+        quantity: impl Into<String>,
+        setting: impl Into<String>,
+        theory: f64,
+        measured: f64,
+        criterion: Criterion,
+        tolerance: f64,
+    ) -> Self {
+        let pass = match criterion {
+            Criterion::Abs => (measured - theory).abs() <= tolerance,
+            Criterion::Rel => (measured - theory).abs() <= tolerance * theory.abs(),
+            Criterion::AtLeast => measured >= theory - tolerance,
+        };
+        Check {
+            experiment: experiment.to_string(),
+            quantity: quantity.into(),
+            setting: setting.into(),
+            theory,
+            measured,
+            criterion,
+            tolerance,
+            pass,
+        }
+    }
+
+    /// The tolerance as text: `±0.005`, `±10%` or `≥ 0 − 1e-9`.
+    #[must_use]
+    pub fn tolerance_text(&self) -> String {
+        match self.criterion {
+            Criterion::Abs => format!("±{}", short(self.tolerance)),
+            Criterion::Rel => format!("±{}%", short(100.0 * self.tolerance)),
+            Criterion::AtLeast => format!("≥ theory − {}", short(self.tolerance)),
+        }
+    }
+}
+
+/// A compact number for tolerance texts.
+fn short(v: f64) -> String {
+    if v != 0.0 && !(1e-3..1e4).contains(&v.abs()) {
+        format!("{v:.0e}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A polyline or point set of a plot: `(x, y)` pairs.
+pub type Points = Vec<(f64, f64)>;
+
+/// The C.4 quadratic and its sampling covariance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The sampling covariance `Σ` (`d x d`).
+    pub sigma: DMatrix<f64>,
+    /// The quadratic cost.
+    pub quad: Quadratic,
+}
+
+impl Problem {
+    /// Theory-spec C.4: `d = 4`, `H = Q diag(0.2, 0.5, 1, 3) Qᵀ` with a random rotation `Q`
+    /// drawn from `seed`, `Σ = diag(0.5, 0.8, 1, 0.3)`, `u* = (1, −0.5, 0.25, 0.75)`, `J* = 0`.
+    pub fn c4(seed: u64) -> Result<Self, ExperimentError> {
+        let d = 4;
+        let mut rng = SampleRng::seed_from_u64(stream_seed(seed, 0xC4, 0, 0));
+        let g = DMatrix::from_fn(d, d, |_, _| rng.sample::<f64, _>(StandardNormal));
+        let q = g.qr().q();
+        let h = &q
+            * DMatrix::from_diagonal(&DVector::from_vec(vec![0.2, 0.5, 1.0, 3.0]))
+            * q.transpose();
+        let h = 0.5 * (&h + h.transpose());
+        let quad = Quadratic::new(h, DVector::from_vec(vec![1.0, -0.5, 0.25, 0.75]), 0.0)?;
+        let sigma = DMatrix::from_diagonal(&DVector::from_vec(vec![0.5, 0.8, 1.0, 0.3]));
+        Ok(Problem { sigma, quad })
+    }
+
+    /// Decision dimension.
+    #[must_use]
+    pub fn dim(&self) -> usize {
+        self.quad.dim()
+    }
+
+    /// `‖v‖_{Σ⁻¹}`.
+    fn sigma_norm(&self, v: &DVector<f64>) -> f64 {
+        let l = self
+            .sigma
+            .clone()
+            .cholesky()
+            .map(|c| c.l())
+            .unwrap_or_else(|| DMatrix::identity(self.dim(), self.dim()));
+        l.solve_lower_triangular(v).map_or(f64::NAN, |x| x.norm())
+    }
+
+    /// The same quadratic with `u* = 0` (exact iterations in error coordinates, free of
+    /// cancellation).
+    fn centered(&self) -> Quadratic {
+        Quadratic {
+            u_star: DVector::zeros(self.dim()),
+            ..self.quad.clone()
+        }
+    }
+
+    /// `Σ` as rows, for `noise_covariance`.
+    fn sigma_rows(&self) -> Vec<Vec<f64>> {
+        self.sigma
+            .row_iter()
+            .map(|r| r.iter().copied().collect())
+            .collect()
+    }
+
+    /// A black-box Gaussian planner over `R^d` (horizon 1, `d` controls) sampling `N(μ, Σ)`.
+    fn planner(
+        &self,
+        lambda: f64,
+        samples: usize,
+        seed: u64,
+        tweak: impl FnOnce(&mut MppiConfig),
+    ) -> Result<Planner, MppiError> {
+        let mut cfg = MppiConfig {
+            samples,
+            horizon: 1,
+            iterations: 1,
+            lambda,
+            noise_sigma: vec![1.0],
+            noise_covariance: Some(self.sigma_rows()),
+            seed,
+            threads: 1,
+            ..MppiConfig::default()
+        };
+        tweak(&mut cfg);
+        Planner::new(&cfg, self.dim())
+    }
+
+    /// Run `iterations` planner iterations from `u* + e0` (one control step) and return the
+    /// error norms `‖μ_k − u*‖`, `k = 0..=iterations`, and the statistics.
+    fn trajectory(
+        &self,
+        planner: &mut Planner,
+        e0: &DVector<f64>,
+        iterations: usize,
+    ) -> Result<(Vec<f64>, Vec<IterStats>), ExperimentError> {
+        let quad = &self.quad;
+        let objective = FnObjective::new(self.dim(), |u: &[f64]| quad.cost(u));
+        let start = &self.quad.u_star + e0;
+        planner.set_mean(start.as_slice())?;
+        let mut norms = vec![e0.norm()];
+        let mut stats = vec![];
+        for k in 0..iterations {
+            stats.push(planner.iterate(&objective, 0, k as u64)?);
+            norms.push(self.error_norm(planner.mean()));
+        }
+        Ok((norms, stats))
+    }
+
+    fn error_norm(&self, mean: &[f64]) -> f64 {
+        mean.iter()
+            .zip(self.quad.u_star.iter())
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt()
+    }
+}
+
+/// A planner seed for repetition `rep` of experiment `tag`.
+fn rep_seed(seed: u64, tag: u64, setting: u64, rep: u64) -> u64 {
+    stream_seed(seed, tag, setting, rep)
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// Element-wise mean of equally long series.
+fn mean_series(series: &[Vec<f64>]) -> Vec<f64> {
+    let len = series.iter().map(Vec::len).min().unwrap_or(0);
+    (0..len)
+        .map(|k| series.iter().map(|s| s[k]).sum::<f64>() / series.len() as f64)
+        .collect()
+}
+
+fn indexed(values: &[f64]) -> Points {
+    values
+        .iter()
+        .enumerate()
+        .map(|(k, v)| (k as f64, *v))
+        .collect()
+}
+
+/// The Monte-Carlo noise floor of the mean along unit direction `v`:
+/// `√(vᵀ Σ_post v / ESS)` (theory-spec C.4 item 3).
+fn noise_floor(post: &DMatrix<f64>, v: &DVector<f64>, ess: f64) -> f64 {
+    let u = v / v.norm();
+    (u.dot(&(post * &u)) / ess.max(1.0)).sqrt()
+}
+
+// ------------------------------------------------------------------------------------------
+// (a) contraction
+
+/// One temperature of the contraction experiment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContractionRun {
+    /// Temperature `λ`.
+    pub lambda: f64,
+    /// `ρ = ρ((I + ΣH/λ)⁻¹)`.
+    pub rate_theory: f64,
+    /// Mean over repetitions of the geometric-mean rate `(‖e_K‖/‖e_0‖)^{1/K}`.
+    pub rate_measured: f64,
+    /// Its standard deviation over repetitions.
+    pub rate_sd: f64,
+    /// Iterations `K` used for the rate (those with `‖e_k‖ ≥ 10·floor`).
+    pub window: usize,
+    /// Mean ESS over the iterations.
+    pub mean_ess: f64,
+    /// `(k, ρ^k ‖e_0‖)`.
+    pub theory: Points,
+    /// `(k, mean over repetitions of ‖e_k‖)`.
+    pub measured: Points,
+}
+
+/// Result of [`contraction`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContractionResult {
+    /// Samples per iteration.
+    pub samples: usize,
+    /// Repetitions per temperature.
+    pub repetitions: usize,
+    /// One entry per temperature.
+    pub runs: Vec<ContractionRun>,
+    /// The comparisons.
+    pub checks: Vec<Check>,
+}
+
+/// (a) Contraction rate on the C.4 quadratic, theory versus planner (theory-spec C.4 items
+/// 1–3) for `λ ∈ {0.5, 1, 2}`:
+///
+/// - exact map: `max_k ‖e_k − A^k e_0‖/‖e_0‖ ≤ 1e-10` over 50 exact EM steps;
+/// - trajectories from `e_0 = 3v/‖v‖_{Σ⁻¹}` along the slowest mode `v`: the geometric-mean rate
+///   over the iterations above 10× the noise floor is within `±0.005` (full; `±0.012` quick)
+///   of `ρ`;
+/// - at `λ = 1`, one-step regression `e⁺ = Â e` over random offsets:
+///   `‖Â − A‖_F/‖A‖_F ≤ 0.02` (full; `0.06` quick).
+pub fn contraction(size: Size, seed: u64) -> Result<ContractionResult, ExperimentError> {
+    const EXP: &str = "contraction";
+    let problem = Problem::c4(seed)?;
+    let d = problem.dim();
+    let samples = size.pick(5_000, 20_000);
+    let reps = size.pick(6, 30);
+    let iterations = size.pick(6, 8);
+    let rate_tol = size.pick(0.012, 0.005);
+    let mut runs = vec![];
+    let mut checks = vec![];
+    for (li, &lambda) in [0.5, 1.0, 2.0].iter().enumerate() {
+        let a = theory::em_map_matrix(&problem.sigma, &problem.quad.h, lambda)?;
+        let mode = theory::slowest_mode(&problem.sigma, &problem.quad.h, lambda)?;
+        let rho = mode.rate;
+        let e0 = 3.0 * &mode.direction / problem.sigma_norm(&mode.direction);
+
+        // exact map versus A^k
+        let centered = problem.centered();
+        let mut e = e0.clone();
+        let mut ak = e0.clone();
+        let mut worst: f64 = 0.0;
+        for _ in 0..50 {
+            e = theory::exact_em_step(&e, &problem.sigma, &centered, lambda)?;
+            ak = &a * ak;
+            worst = worst.max((&e - &ak).norm() / e0.norm());
+        }
+        checks.push(Check::new(
+            EXP,
+            "exact EM map: max_k ‖e_k − A^k e_0‖/‖e_0‖ (50 steps)",
+            format!("λ = {lambda}"),
+            0.0,
+            worst,
+            Criterion::Abs,
+            1e-10,
+        ));
+
+        // Monte-Carlo trajectories along the slowest mode
+        let trajectories: Vec<(Vec<f64>, f64)> = (0..reps)
+            .into_par_iter()
+            .map(|r| {
+                let mut planner = problem.planner(
+                    lambda,
+                    samples,
+                    rep_seed(seed, 1, li as u64, r as u64),
+                    |_| {},
+                )?;
+                let (norms, stats) = problem.trajectory(&mut planner, &e0, iterations)?;
+                let ess = stats.iter().map(|s| s.weights.ess).sum::<f64>() / stats.len() as f64;
+                Ok((norms, ess))
+            })
+            .collect::<Result<_, ExperimentError>>()?;
+        let mean_ess = trajectories.iter().map(|t| t.1).sum::<f64>() / reps as f64;
+        let post = theory::posterior_covariance(&problem.sigma, &problem.quad.h, lambda)?;
+        let floor = noise_floor(&post, &mode.direction, mean_ess);
+        let window = (1..=iterations)
+            .take_while(|&k| rho.powi(k as i32) * e0.norm() >= 10.0 * floor)
+            .last()
+            .unwrap_or(1);
+        let rates: Vec<f64> = trajectories
+            .iter()
+            .map(|(n, _)| (n[window] / n[0]).powf(1.0 / window as f64))
+            .collect();
+        let (rate, sd) = mean_sd(&rates);
+        checks.push(Check::new(
+            EXP,
+            format!("rate ρ: {window}-step geometric mean along the slowest mode"),
+            format!("λ = {lambda}, N = {samples}, {reps} runs"),
+            rho,
+            rate,
+            Criterion::Abs,
+            rate_tol,
+        ));
+        let norms: Vec<Vec<f64>> = trajectories.into_iter().map(|t| t.0).collect();
+        runs.push(ContractionRun {
+            lambda,
+            rate_theory: rho,
+            rate_measured: rate,
+            rate_sd: sd,
+            window,
+            mean_ess,
+            theory: (0..=iterations)
+                .map(|k| (k as f64, rho.powi(k as i32) * e0.norm()))
+                .collect(),
+            measured: indexed(&mean_series(&norms)),
+        });
+    }
+
+    // one-step regression at λ = 1
+    let lambda = 1.0;
+    let offsets = size.pick(60, 400);
+    let reg_samples = size.pick(5_000, 20_000);
+    let a = theory::em_map_matrix(&problem.sigma, &problem.quad.h, lambda)?;
+    let l = problem
+        .sigma
+        .clone()
+        .cholesky()
+        .ok_or(TheoryError::NotPositiveDefinite { what: "Sigma" })?
+        .l();
+    let pairs: Vec<(DVector<f64>, DVector<f64>)> = (0..offsets)
+        .into_par_iter()
+        .map(|r| {
+            let mut rng = SampleRng::seed_from_u64(rep_seed(seed, 2, 0, r as u64));
+            let z = DVector::from_fn(d, |_, _| rng.sample::<f64, _>(StandardNormal));
+            let e = &l * z;
+            let mut planner =
+                problem.planner(lambda, reg_samples, rep_seed(seed, 3, 0, r as u64), |_| {})?;
+            problem.trajectory(&mut planner, &e, 1)?;
+            let next = DVector::from_column_slice(planner.mean()) - &problem.quad.u_star;
+            Ok((e, next))
+        })
+        .collect::<Result<_, ExperimentError>>()?;
+    // least squares: Â = (Σ e⁺ eᵀ)(Σ e eᵀ)⁻¹
+    let mut xx = DMatrix::zeros(d, d);
+    let mut yx = DMatrix::zeros(d, d);
+    for (e, next) in &pairs {
+        xx += e * e.transpose();
+        yx += next * e.transpose();
+    }
+    let a_hat = xx
+        .clone()
+        .cholesky()
+        .map(|c| c.solve(&yx.transpose()).transpose())
+        .ok_or(TheoryError::NotPositiveDefinite { what: "regression" })?;
+    checks.push(Check::new(
+        EXP,
+        "one-step regression: ‖Â − A‖_F / ‖A‖_F",
+        format!("λ = 1, N = {reg_samples}, {offsets} offsets"),
+        0.0,
+        (&a_hat - &a).norm() / a.norm(),
+        Criterion::Abs,
+        size.pick(0.06, 0.02),
+    ));
+    Ok(ContractionResult {
+        samples,
+        repetitions: reps,
+        runs,
+        checks,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// (b) sufficient increase
+
+/// Every family kind with its config name.
+pub const FAMILIES: [(&str, FamilyKind); 8] = [
+    ("gaussian", FamilyKind::Gaussian),
+    ("gaussian_diag", FamilyKind::GaussianDiag),
+    ("gaussian_full", FamilyKind::GaussianFull),
+    ("colored", FamilyKind::Colored),
+    ("spline", FamilyKind::Spline),
+    ("beta", FamilyKind::Beta),
+    ("categorical", FamilyKind::Categorical),
+    ("mixture", FamilyKind::Mixture),
+];
+
+/// The measured sufficient-increase diagnostics of one family.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FamilyRow {
+    /// Family name.
+    pub family: String,
+    /// Iterations with a measured margin.
+    pub iterations: usize,
+    /// Smallest margin `ΔL̂ − ΔQ̂` (theory: `≥ 0`).
+    pub min_margin: f64,
+    /// Mean margin.
+    pub mean_margin: f64,
+    /// Mean `KL(p_{θ_EM} ‖ p_{θ_k})`.
+    pub mean_kl: f64,
+    /// Mean M-step gain `ΔQ̂` (equals the KL for an unregularized exponential-family M-step).
+    pub mean_q_gain: f64,
+    /// Smallest M-step gain.
+    pub min_q_gain: f64,
+    /// Cost of the final plan.
+    pub final_cost: f64,
+    /// Cost of the initial plan.
+    pub initial_cost: f64,
+    /// `(iteration, margin)`.
+    pub margins: Points,
+    /// `(iteration, KL step)`.
+    pub kl_steps: Points,
+}
+
+/// Result of [`sufficient_increase`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FamiliesResult {
+    /// The objective, in words.
+    pub objective: String,
+    /// Samples per iteration.
+    pub samples: usize,
+    /// One row per family that could be built.
+    pub rows: Vec<FamilyRow>,
+    /// `(family, reason)` for the families whose build failed.
+    pub skipped: Vec<(String, String)>,
+    /// The comparisons (one per measured family: min margin `≥ 0`).
+    pub checks: Vec<Check>,
+}
+
+/// The nonconvex black-box objective of [`sufficient_increase`] over `R^d`:
+/// `Σ_i (u_i − c_i)² + 0.5 sin(3u_i)` plus a coupling `0.3 u_0 u_{d−1}`, `c_i = 0.5 cos(i)`.
+#[must_use]
+pub fn nonconvex_cost(u: &[f64]) -> f64 {
+    let mut j = 0.0;
+    for (i, v) in u.iter().enumerate() {
+        let c = 0.5 * (i as f64).cos();
+        j += (v - c).powi(2) + 0.5 * (3.0 * v).sin();
+    }
+    if let (Some(a), Some(b)) = (u.first(), u.last()) {
+        j += 0.3 * a * b;
+    }
+    j
+}
+
+/// The config of [`sufficient_increase`] for one family (horizon 4, 2 controls).
+#[must_use]
+pub fn family_config(kind: FamilyKind, samples: usize, iterations: usize, seed: u64) -> MppiConfig {
+    let mut cfg = MppiConfig {
+        samples,
+        horizon: 4,
+        iterations,
+        lambda: 0.5,
+        noise_sigma: vec![0.8],
+        seed,
+        threads: 1,
+        family: kind,
+        diagnostics: DiagnosticsLevel::Full,
+        spline_knots: 3,
+        noise_correlation: 0.5,
+        categories: vec![-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0],
+        ..MppiConfig::default()
+    };
+    if kind == FamilyKind::Beta {
+        cfg.u_min = Some(vec![-3.0]);
+        cfg.u_max = Some(vec![3.0]);
+    }
+    cfg
+}
+
+/// (b) Sufficient increase across families (theory-spec C.2, H4): every available family runs
+/// with `diagnostics = "full"` on [`nonconvex_cost`] (`d = 8`); the empirical margin
+/// `L̂(θ_EM; θ_k) − L̂(θ_k; θ_k) − (Q̂(θ_EM) − Q̂(θ_k))` must be `≥ −1e-9` at every iteration.
+/// Families whose build fails are listed in [`FamiliesResult::skipped`].
+pub fn sufficient_increase(size: Size, seed: u64) -> Result<FamiliesResult, ExperimentError> {
+    const EXP: &str = "sufficient_increase";
+    let samples = size.pick(300, 2_000);
+    let iterations = size.pick(8, 30);
+    let control_dim = 2;
+    let outcomes: Vec<(String, Result<FamilyRow, String>)> = FAMILIES
+        .par_iter()
+        .enumerate()
+        .map(|(fi, (name, kind))| {
+            let cfg = family_config(*kind, samples, iterations, rep_seed(seed, 4, fi as u64, 0));
+            let row = Planner::new(&cfg, control_dim)
+                .map_err(|e| e.to_string())
+                .and_then(|mut planner| {
+                    let d = cfg.horizon * control_dim;
+                    let objective = FnObjective::new(d, nonconvex_cost);
+                    let initial_cost = nonconvex_cost(planner.mean());
+                    let mut margins = vec![];
+                    let mut kls = vec![];
+                    let mut q_gains = vec![];
+                    for k in 0..iterations as u64 {
+                        let s = planner
+                            .iterate(&objective, 0, k)
+                            .map_err(|e| e.to_string())?;
+                        margins.push((k as f64, s.increase_margin));
+                        kls.push((k as f64, s.kl_step));
+                        q_gains.push(s.q_gain);
+                    }
+                    let finite: Vec<f64> = margins
+                        .iter()
+                        .map(|p| p.1)
+                        .filter(|v| v.is_finite())
+                        .collect();
+                    let fin = |v: &[f64]| -> Vec<f64> {
+                        v.iter().copied().filter(|x| x.is_finite()).collect()
+                    };
+                    let kl: Vec<f64> = fin(&kls.iter().map(|p| p.1).collect::<Vec<_>>());
+                    let q = fin(&q_gains);
+                    let min = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::min);
+                    Ok(FamilyRow {
+                        family: (*name).to_string(),
+                        iterations: finite.len(),
+                        min_margin: min(&finite),
+                        mean_margin: mean_sd(&finite).0,
+                        mean_kl: mean_sd(&kl).0,
+                        mean_q_gain: mean_sd(&q).0,
+                        min_q_gain: min(&q),
+                        final_cost: nonconvex_cost(planner.mean()),
+                        initial_cost,
+                        margins,
+                        kl_steps: kls,
+                    })
+                });
+            ((*name).to_string(), row)
+        })
+        .collect();
+    let mut rows = vec![];
+    let mut skipped = vec![];
+    let mut checks = vec![];
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(row) => {
+                checks.push(Check::new(
+                    EXP,
+                    "min increase margin ΔL̂ − ΔQ̂ (≥ 0)",
+                    format!("{name}, {} iterations", row.iterations),
+                    0.0,
+                    row.min_margin,
+                    Criterion::AtLeast,
+                    1e-9,
+                ));
+                rows.push(row);
+            }
+            Err(reason) => skipped.push((name, reason)),
+        }
+    }
+    Ok(FamiliesResult {
+        objective: "Σ (u_i − c_i)² + 0.5 sin 3u_i + 0.3 u_0 u_7, d = 8 (T = 4, m = 2), λ = 0.5"
+            .to_string(),
+        samples,
+        rows,
+        skipped,
+        checks,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// (c) full covariance
+
+/// Result of [`full_covariance`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FullCovResult {
+    /// Temperature.
+    pub lambda: f64,
+    /// `(k, ‖e_k‖)` of exact full-covariance EM (the closed form `(I + kΣ₀H/λ)⁻¹ e₀`).
+    pub full_exact: Points,
+    /// `(k, ‖A^k e₀‖)` of exact fixed-covariance EM.
+    pub fixed_exact: Points,
+    /// `(k, ‖e_0‖ / (1 + k ν_min))`-style `1/k` reference: `(k, c/k)` with
+    /// `c = ‖λ (Σ₀H)⁻¹ e₀‖`, the large-`k` asymptote of the full-covariance error.
+    pub one_over_k: Points,
+    /// `(k, mean ‖e_k‖)` of the `gaussian_full` planner (empty if the family is unavailable).
+    pub full_measured: Points,
+    /// Why the planner part was skipped, if it was.
+    pub skipped: Option<String>,
+    /// Samples per planner iteration.
+    pub samples: usize,
+    /// The comparisons.
+    pub checks: Vec<Check>,
+}
+
+/// (c) Full-covariance EM is `O(1/k)`, fixed-covariance EM linear (theory-spec B.4.3, H11):
+///
+/// - exact full-covariance EM (posterior covariance as the next `Σ`) against the closed forms
+///   `Σ_k = (Σ₀⁻¹ + kH/λ)⁻¹` and `e_k = (I + kΣ₀H/λ)⁻¹e₀` (`≤ 1e-10` relative, 200 steps);
+/// - the `1/k` law: `k‖e_k‖ → ‖λ(Σ₀H)⁻¹e₀‖` (2% at `k = 2000`);
+/// - if `gaussian_full` is available, the planner's mean error for `k ≤ 5` is within 5% (full,
+///   `N = 10⁵`; 10% quick) of the closed form.
+pub fn full_covariance(size: Size, seed: u64) -> Result<FullCovResult, ExperimentError> {
+    const EXP: &str = "full_covariance";
+    let problem = Problem::c4(seed)?;
+    let d = problem.dim();
+    let lambda = 1.0;
+    let centered = problem.centered();
+    let h = &problem.quad.h;
+    let sigma0 = &problem.sigma;
+    let l0 = sigma0
+        .clone()
+        .cholesky()
+        .ok_or(TheoryError::NotPositiveDefinite { what: "Sigma" })?;
+    let sigma0_inv = l0.inverse();
+    let e0 = l0.l() * DVector::from_vec(vec![1.5, -1.0, 1.0, 0.5]);
+    let a = theory::em_map_matrix(sigma0, h, lambda)?;
+    let eye = DMatrix::<f64>::identity(d, d);
+
+    let closed_sigma =
+        |k: f64| -> Option<DMatrix<f64>> { (&sigma0_inv + h * (k / lambda)).try_inverse() };
+    let closed_e = |k: f64| -> Option<DVector<f64>> {
+        (&eye + sigma0 * h * (k / lambda))
+            .try_inverse()
+            .map(|m| m * &e0)
+    };
+    let singular = TheoryError::NotPositiveDefinite {
+        what: "I + kΣ₀H/λ"
+    };
+
+    let steps = 200;
+    let (mut sigma, mut e) = (sigma0.clone(), e0.clone());
+    let (mut worst_sigma, mut worst_e): (f64, f64) = (0.0, 0.0);
+    let mut full_exact = vec![(0.0, e0.norm())];
+    let mut fixed_exact = vec![(0.0, e0.norm())];
+    let mut ak = e0.clone();
+    for k in 1..=2000usize {
+        e = theory::exact_em_step(&e, &sigma, &centered, lambda)?;
+        sigma = theory::posterior_covariance(&sigma, h, lambda)?;
+        if k <= steps {
+            let cs = closed_sigma(k as f64).ok_or(singular.clone())?;
+            let ce = closed_e(k as f64).ok_or(singular.clone())?;
+            worst_sigma = worst_sigma.max((&sigma - &cs).norm() / cs.norm());
+            worst_e = worst_e.max((&e - &ce).norm() / ce.norm());
+            ak = &a * ak;
+            full_exact.push((k as f64, e.norm()));
+            fixed_exact.push((k as f64, ak.norm()));
+        }
+    }
+    let asymptote = (sigma0 * h / lambda)
+        .try_inverse()
+        .map(|m| (m * &e0).norm())
+        .ok_or(singular)?;
+    let mut checks = vec![
+        Check::new(
+            EXP,
+            "exact EM vs Σ_k = (Σ₀⁻¹ + kH/λ)⁻¹: max rel. error",
+            format!("λ = {lambda}, k ≤ {steps}"),
+            0.0,
+            worst_sigma,
+            Criterion::Abs,
+            1e-10,
+        ),
+        Check::new(
+            EXP,
+            "exact EM vs e_k = (I + kΣ₀H/λ)⁻¹e₀: max rel. error",
+            format!("λ = {lambda}, k ≤ {steps}"),
+            0.0,
+            worst_e,
+            Criterion::Abs,
+            1e-10,
+        ),
+        Check::new(
+            EXP,
+            "O(1/k): k·‖e_k‖ → ‖λ(Σ₀H)⁻¹e₀‖",
+            "k = 2000",
+            asymptote,
+            2000.0 * e.norm(),
+            Criterion::Rel,
+            0.02,
+        ),
+    ];
+    let one_over_k = (1..=steps)
+        .map(|k| (k as f64, asymptote / k as f64))
+        .collect();
+
+    // the gaussian_full planner
+    let samples = size.pick(20_000, 100_000);
+    let reps = size.pick(2, 4);
+    let mc_steps = 5;
+    let runs: Result<Vec<Vec<f64>>, ExperimentError> = (0..reps)
+        .into_par_iter()
+        .map(|r| {
+            let mut planner =
+                problem.planner(lambda, samples, rep_seed(seed, 5, 0, r as u64), |c| {
+                    c.family = FamilyKind::GaussianFull;
+                    c.std_min = 1e-9;
+                    c.std_max = 1e9;
+                    c.shrinkage = 0.0;
+                    c.prior_weight = 0.0;
+                })?;
+            Ok(problem.trajectory(&mut planner, &e0, mc_steps)?.0)
+        })
+        .collect();
+    let (full_measured, skipped) = match runs {
+        Ok(runs) => {
+            let mean = mean_series(&runs);
+            let worst = (1..=mc_steps)
+                .map(|k| (mean[k] - full_exact[k].1).abs() / full_exact[k].1)
+                .fold(0.0, f64::max);
+            checks.push(Check::new(
+                EXP,
+                "gaussian_full planner: max_k rel. error of ‖e_k‖ vs closed form",
+                format!("k ≤ {mc_steps}, N = {samples}, {reps} runs"),
+                0.0,
+                worst,
+                Criterion::Abs,
+                size.pick(0.1, 0.05),
+            ));
+            (indexed(&mean), None)
+        }
+        Err(e) => (vec![], Some(e.to_string())),
+    };
+    Ok(FullCovResult {
+        lambda,
+        full_exact,
+        fixed_exact,
+        one_over_k,
+        full_measured,
+        skipped,
+        samples,
+        checks,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// (d) acceleration
+
+/// One step rule of the acceleration experiment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SchemeRun {
+    /// `em`, `over_relaxed` or `heavy_ball`.
+    pub scheme: String,
+    /// Step size `α`.
+    pub alpha: f64,
+    /// Momentum `β`.
+    pub beta: f64,
+    /// The D.3 rate.
+    pub rate_theory: f64,
+    /// The rate measured with exact E-steps.
+    pub rate_exact: f64,
+    /// `(k, ‖e_k‖)` with exact E-steps from the planner's start.
+    pub exact: Points,
+    /// `(k, mean ‖e_k‖)` of the planner.
+    pub measured: Points,
+    /// Iterations of the planner used for its rate.
+    pub window: usize,
+    /// Accelerated proposals the planner rejected (outside the domain).
+    pub fell_back: usize,
+}
+
+/// Result of [`acceleration`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccelerationResult {
+    /// Temperature.
+    pub lambda: f64,
+    /// Smallest eigenvalue `s_min` of the preconditioned Hessian `ν/(λ+ν)`.
+    pub s_min: f64,
+    /// Largest eigenvalue `s_max`.
+    pub s_max: f64,
+    /// Planner samples per iteration.
+    pub samples: usize,
+    /// One entry per step rule.
+    pub runs: Vec<SchemeRun>,
+    /// The comparisons.
+    pub checks: Vec<Check>,
+}
+
+/// Exact iteration of `e ← e + α g(e) + β (e − e_prev)` with the exact EM displacement `g`;
+/// returns `‖e_k‖`, `k = 0..=steps`.
+fn exact_scheme(
+    problem: &Problem,
+    lambda: f64,
+    e0: &DVector<f64>,
+    alpha: f64,
+    beta: f64,
+    steps: usize,
+) -> Result<Vec<f64>, ExperimentError> {
+    let centered = problem.centered();
+    let (mut e, mut prev) = (e0.clone(), e0.clone());
+    let mut norms = vec![e.norm()];
+    for _ in 0..steps {
+        let g = theory::natural_gradient(&e, &problem.sigma, &centered, lambda)?;
+        let next = &e + alpha * g + beta * (&e - &prev);
+        prev = std::mem::replace(&mut e, next);
+        norms.push(e.norm());
+    }
+    Ok(norms)
+}
+
+/// (d) Acceleration (theory-spec D.3, H19) on the C.4 quadratic at `λ = 1`, with
+/// `s_i = ν_i/(λ + ν_i)` from the eigenvalues `ν_i` of `Σ^{1/2}HΣ^{1/2}`:
+///
+/// | scheme | `α` | `β` | rate |
+/// | --- | --- | --- | --- |
+/// | EM | 1 | 0 | `1 − s_min` |
+/// | over-relaxed | `2/(s_min + s_max)` | 0 | `(s_max − s_min)/(s_max + s_min)` |
+/// | heavy ball | `4/(√s_max + √s_min)²` | `((√s_max − √s_min)/(√s_max + √s_min))²` | `(√κ − 1)/(√κ + 1)` |
+///
+/// Exact E-steps: the asymptotic rate (over the second half of 60 / 60 / 200 steps) is within
+/// `±0.005` / `±0.005` / `±0.01` of the formula. Planner (Monte Carlo, `acceleration` set,
+/// safeguard off so that the rule itself is measured): from `3v/‖v‖_{Σ⁻¹}` along the slowest
+/// EM mode, the geometric-mean rate over the iterations above 10× the noise floor is compared
+/// with the exact-E-step trajectory's over the same iterations.
+pub fn acceleration(size: Size, seed: u64) -> Result<AccelerationResult, ExperimentError> {
+    const EXP: &str = "acceleration";
+    let problem = Problem::c4(seed)?;
+    let lambda = 1.0;
+    let l = problem
+        .sigma
+        .clone()
+        .cholesky()
+        .ok_or(TheoryError::NotPositiveDefinite { what: "Sigma" })?
+        .l();
+    let nu = (l.transpose() * &problem.quad.h * &l).symmetric_eigenvalues();
+    let s: Vec<f64> = nu.iter().map(|v| v / (lambda + v)).collect();
+    let s_min = s.iter().copied().fold(f64::INFINITY, f64::min);
+    let s_max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (rmin, rmax) = (s_min.sqrt(), s_max.sqrt());
+    let schemes = [
+        ("em", 1.0, 0.0, 1.0 - s_min, 60usize, 0.005),
+        (
+            "over_relaxed",
+            2.0 / (s_min + s_max),
+            0.0,
+            (s_max - s_min) / (s_max + s_min),
+            60,
+            0.005,
+        ),
+        (
+            "heavy_ball",
+            4.0 / (rmax + rmin).powi(2),
+            ((rmax - rmin) / (rmax + rmin)).powi(2),
+            (rmax / rmin - 1.0) / (rmax / rmin + 1.0),
+            200,
+            0.01,
+        ),
+    ];
+    let mode = theory::slowest_mode(&problem.sigma, &problem.quad.h, lambda)?;
+    let e0 = 3.0 * &mode.direction / problem.sigma_norm(&mode.direction);
+    let generic = &l * DVector::from_vec(vec![1.0, -0.8, 0.6, 1.2]);
+    let post = theory::posterior_covariance(&problem.sigma, &problem.quad.h, lambda)?;
+    let samples = size.pick(5_000, 20_000);
+    let reps = size.pick(6, 20);
+    let iterations = size.pick(8, 10);
+    let mc_tol = size.pick(0.03, 0.015);
+    let mut runs = vec![];
+    let mut checks = vec![];
+    for (si, (name, alpha, beta, rate, steps, tol)) in schemes.into_iter().enumerate() {
+        // exact E-steps from a generic start: asymptotic rate over the second half
+        let long = exact_scheme(&problem, lambda, &generic, alpha, beta, steps)?;
+        let half = steps / 2;
+        let rate_exact = (long[steps] / long[half]).powf(1.0 / (steps - half) as f64);
+        checks.push(Check::new(
+            EXP,
+            format!("{name}: exact E-step rate vs D.3 formula ({steps} steps)"),
+            format!("α = {alpha:.3}, β = {beta:.3}"),
+            rate,
+            rate_exact,
+            Criterion::Abs,
+            tol,
+        ));
+
+        // the planner with the same step rule
+        let acceleration = match name {
+            "over_relaxed" => Acceleration::OverRelaxed,
+            "heavy_ball" => Acceleration::HeavyBall,
+            _ => Acceleration::None,
+        };
+        let trajectories: Vec<(Vec<f64>, f64, usize)> = (0..reps)
+            .into_par_iter()
+            .map(|r| {
+                let mut planner = problem.planner(
+                    lambda,
+                    samples,
+                    rep_seed(seed, 6, si as u64, r as u64),
+                    |c| {
+                        c.acceleration = acceleration;
+                        c.step_size = alpha;
+                        c.momentum = beta;
+                        c.safeguard = false;
+                    },
+                )?;
+                let (norms, stats) = problem.trajectory(&mut planner, &e0, iterations)?;
+                let ess = stats[0].weights.ess;
+                let fell = stats.iter().filter(|s| s.fell_back).count();
+                Ok((norms, ess, fell))
+            })
+            .collect::<Result<_, ExperimentError>>()?;
+        let exact = exact_scheme(&problem, lambda, &e0, alpha, beta, iterations)?;
+        let ess = trajectories.iter().map(|t| t.1).sum::<f64>() / reps as f64;
+        let floor = noise_floor(&post, &mode.direction, ess);
+        let window = (1..=iterations)
+            .take_while(|&k| exact[k] >= 10.0 * floor)
+            .last()
+            .unwrap_or(1);
+        let window_rate = |n: &[f64]| (n[window] / n[0]).powf(1.0 / window as f64);
+        let rates: Vec<f64> = trajectories.iter().map(|t| window_rate(&t.0)).collect();
+        checks.push(Check::new(
+            EXP,
+            format!("{name}: planner {window}-step rate vs exact E-steps"),
+            format!("N = {samples}, {reps} runs"),
+            window_rate(&exact),
+            mean_sd(&rates).0,
+            Criterion::Abs,
+            mc_tol,
+        ));
+        let norms: Vec<Vec<f64>> = trajectories.iter().map(|t| t.0.clone()).collect();
+        runs.push(SchemeRun {
+            scheme: name.to_string(),
+            alpha,
+            beta,
+            rate_theory: rate,
+            rate_exact,
+            exact: indexed(&exact),
+            measured: indexed(&mean_series(&norms)),
+            window,
+            fell_back: trajectories.iter().map(|t| t.2).sum(),
+        });
+    }
+    Ok(AccelerationResult {
+        lambda,
+        s_min,
+        s_max,
+        samples,
+        runs,
+        checks,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// (e) ESS
+
+/// One offset of the ESS experiment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EssPoint {
+    /// Temperature.
+    pub lambda: f64,
+    /// `‖μ − u*‖_{Σ⁻¹}`.
+    pub offset: f64,
+    /// `E[w]²/E[w²]`.
+    pub expected: f64,
+    /// Mean over repetitions of `ESS/N`.
+    pub measured: f64,
+    /// Standard deviation over repetitions.
+    pub sd: f64,
+}
+
+/// Result of [`ess`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EssResult {
+    /// Samples per iteration.
+    pub samples: usize,
+    /// Repetitions per point.
+    pub repetitions: usize,
+    /// One entry per `(λ, offset)`.
+    pub points: Vec<EssPoint>,
+    /// The comparisons.
+    pub checks: Vec<Check>,
+}
+
+/// (e) Expected versus measured `ESS/N` (theory-spec C.4 item 4, H20) on the C.4 quadratic for
+/// `λ ∈ {0.5, 1, 2}` and offsets `‖μ − u*‖_{Σ⁻¹} ∈ {0, 1, 2}` along a fixed random direction:
+/// the mean over repetitions is within 10% (full: `N = 10⁴`, 50 repetitions; 15% quick).
+pub fn ess(size: Size, seed: u64) -> Result<EssResult, ExperimentError> {
+    const EXP: &str = "ess";
+    let problem = Problem::c4(seed)?;
+    let d = problem.dim();
+    let samples = size.pick(2_000, 10_000);
+    let reps = size.pick(10, 50);
+    let tol = size.pick(0.15, 0.10);
+    let l = problem
+        .sigma
+        .clone()
+        .cholesky()
+        .ok_or(TheoryError::NotPositiveDefinite { what: "Sigma" })?
+        .l();
+    let mut rng = SampleRng::seed_from_u64(rep_seed(seed, 7, 0, 0));
+    let z = DVector::from_fn(d, |_, _| rng.sample::<f64, _>(StandardNormal));
+    let direction = &l * (&z / z.norm()); // unit Σ⁻¹-norm
+    let mut settings = vec![];
+    for &lambda in &[0.5, 1.0, 2.0] {
+        for &offset in &[0.0, 1.0, 2.0] {
+            settings.push((lambda, offset));
+        }
+    }
+    let measured: Vec<(f64, f64)> = settings
+        .par_iter()
+        .enumerate()
+        .map(|(i, &(lambda, offset))| {
+            let e = offset * &direction;
+            let fractions: Vec<f64> = (0..reps)
+                .map(|r| {
+                    let mut planner = problem.planner(
+                        lambda,
+                        samples,
+                        rep_seed(seed, 8, i as u64, r as u64),
+                        |_| {},
+                    )?;
+                    let (_, stats) = problem.trajectory(&mut planner, &e, 1)?;
+                    Ok(stats[0].weights.ess / samples as f64)
+                })
+                .collect::<Result<_, ExperimentError>>()?;
+            Ok(mean_sd(&fractions))
+        })
+        .collect::<Result<_, ExperimentError>>()?;
+    let mut points = vec![];
+    let mut checks = vec![];
+    for ((lambda, offset), (mean, sd)) in settings.into_iter().zip(measured) {
+        let mu = &problem.quad.u_star + offset * &direction;
+        let expected = theory::expected_ess_fraction(&mu, &problem.sigma, &problem.quad, lambda)?;
+        checks.push(Check::new(
+            EXP,
+            "mean ESS/N vs E[w]²/E[w²]",
+            format!("λ = {lambda}, ‖e‖_Σ⁻¹ = {offset}"),
+            expected,
+            mean,
+            Criterion::Rel,
+            tol,
+        ));
+        points.push(EssPoint {
+            lambda,
+            offset,
+            expected,
+            measured: mean,
+            sd,
+        });
+    }
+    Ok(EssResult {
+        samples,
+        repetitions: reps,
+        points,
+        checks,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// everything
+
+/// The results of every experiment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TheoryReport {
+    /// Size of the run.
+    pub size: Size,
+    /// Seed of the run.
+    pub seed: u64,
+    /// (a)
+    pub contraction: ContractionResult,
+    /// (b)
+    pub sufficient_increase: FamiliesResult,
+    /// (c)
+    pub full_covariance: FullCovResult,
+    /// (d)
+    pub acceleration: AccelerationResult,
+    /// (e)
+    pub ess: EssResult,
+}
+
+/// Names of the experiments, in the order [`run_all`] runs them.
+pub const EXPERIMENTS: [&str; 5] = [
+    "contraction",
+    "sufficient_increase",
+    "full_covariance",
+    "acceleration",
+    "ess",
+];
+
+impl TheoryReport {
+    /// Every check of every experiment, in order.
+    #[must_use]
+    pub fn checks(&self) -> Vec<&Check> {
+        self.contraction
+            .checks
+            .iter()
+            .chain(&self.sufficient_increase.checks)
+            .chain(&self.full_covariance.checks)
+            .chain(&self.acceleration.checks)
+            .chain(&self.ess.checks)
+            .collect()
+    }
+}
+
+/// Run every experiment; `progress` is called with the name of each experiment before it
+/// starts.
+pub fn run_all(
+    size: Size,
+    seed: u64,
+    progress: &mut dyn FnMut(&str),
+) -> Result<TheoryReport, ExperimentError> {
+    progress(EXPERIMENTS[0]);
+    let contraction = contraction(size, seed)?;
+    progress(EXPERIMENTS[1]);
+    let sufficient_increase = sufficient_increase(size, seed)?;
+    progress(EXPERIMENTS[2]);
+    let full_covariance = full_covariance(size, seed)?;
+    progress(EXPERIMENTS[3]);
+    let acceleration = acceleration(size, seed)?;
+    progress(EXPERIMENTS[4]);
+    let ess = ess(size, seed)?;
+    Ok(TheoryReport {
+        size,
+        seed,
+        contraction,
+        sufficient_increase,
+        full_covariance,
+        acceleration,
+        ess,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_pass(checks: &[Check]) {
+        for c in checks {
+            assert!(c.pass, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn check_verdicts() {
+        assert!(Check::new("x", "q", "s", 1.0, 1.004, Criterion::Abs, 0.005).pass);
+        assert!(!Check::new("x", "q", "s", 1.0, 1.006, Criterion::Abs, 0.005).pass);
+        assert!(Check::new("x", "q", "s", 2.0, 2.15, Criterion::Rel, 0.1).pass);
+        assert!(!Check::new("x", "q", "s", 2.0, 2.25, Criterion::Rel, 0.1).pass);
+        assert!(Check::new("x", "q", "s", 0.0, -1e-12, Criterion::AtLeast, 1e-9).pass);
+        assert!(!Check::new("x", "q", "s", 0.0, f64::NAN, Criterion::AtLeast, 1e-9).pass);
+        assert_eq!(
+            Check::new("x", "q", "s", 0.0, 0.0, Criterion::Rel, 0.1).tolerance_text(),
+            "±10%"
+        );
+    }
+
+    #[test]
+    fn c4_problem_matches_the_spec() {
+        let p = Problem::c4(3).unwrap();
+        let eig = p.quad.h.clone().symmetric_eigenvalues();
+        let mut e: Vec<f64> = eig.iter().copied().collect();
+        e.sort_by(f64::total_cmp);
+        for (a, b) in e.iter().zip([0.2, 0.5, 1.0, 3.0]) {
+            assert!((a - b).abs() < 1e-12, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn contraction_quick_agrees() {
+        let r = contraction(Size::Quick, 1).unwrap();
+        assert_eq!(r.runs.len(), 3);
+        assert!(r.runs.iter().all(|run| run.window >= 3), "{:?}", r.runs);
+        assert_pass(&r.checks);
+    }
+
+    #[test]
+    fn sufficient_increase_quick_holds_for_every_available_family() {
+        let r = sufficient_increase(Size::Quick, 1).unwrap();
+        assert!(r.rows.iter().any(|row| row.family == "gaussian"));
+        assert_eq!(r.rows.len() + r.skipped.len(), FAMILIES.len());
+        for row in &r.rows {
+            assert!(row.iterations > 0, "{row:?}");
+            // NaN where a family has no closed-form KL (the mixture)
+            assert!(row.mean_kl.is_nan() || row.mean_kl >= 0.0, "{row:?}");
+        }
+        assert_pass(&r.checks);
+    }
+
+    #[test]
+    fn full_covariance_quick_agrees() {
+        let r = full_covariance(Size::Quick, 1).unwrap();
+        assert_pass(&r.checks);
+        // sublinear: the error halves roughly when k doubles, while fixed Σ is geometric
+        let e = |k: usize| r.full_exact[k].1;
+        assert!((e(200) * 200.0 / (e(100) * 100.0) - 1.0).abs() < 0.1);
+        assert!(r.fixed_exact[200].1 < 1e-6 * r.full_exact[200].1);
+    }
+
+    #[test]
+    fn acceleration_quick_agrees() {
+        let r = acceleration(Size::Quick, 1).unwrap();
+        assert_pass(&r.checks);
+        let rate = |n: &str| r.runs.iter().find(|s| s.scheme == n).unwrap().rate_theory;
+        assert!(rate("heavy_ball") < rate("over_relaxed"));
+        assert!(rate("over_relaxed") < rate("em"));
+    }
+
+    #[test]
+    fn ess_quick_agrees() {
+        let r = ess(Size::Quick, 1).unwrap();
+        assert_eq!(r.points.len(), 9);
+        assert_pass(&r.checks);
+    }
+}
