@@ -22,6 +22,7 @@ use serde::Serialize;
 
 pub mod acrobot;
 pub mod cartpole;
+pub mod cartpole_discrete;
 pub mod diff_drive;
 pub mod double_integrator;
 pub mod geometry;
@@ -32,6 +33,7 @@ pub mod quadrotor;
 pub mod racing;
 #[cfg(test)]
 mod test_support;
+pub mod two_routes;
 pub mod unicycle;
 
 /// A circular obstacle in the plane.
@@ -130,12 +132,14 @@ pub fn all_tasks() -> Vec<Box<dyn Task>> {
     vec![
         Box::new(pendulum::Pendulum),
         Box::new(cartpole::CartPole),
+        Box::new(cartpole_discrete::CartPoleDiscrete),
         Box::new(acrobot::Acrobot),
         Box::new(quadrotor::Quadrotor),
         Box::new(double_integrator::DoubleIntegrator::default()),
         Box::new(unicycle::Unicycle::default()),
         Box::new(racing::Racing::default()),
         Box::new(diff_drive::DiffDrive::default()),
+        Box::new(two_routes::TwoRoutes::default()),
     ]
 }
 

@@ -183,3 +183,27 @@ fn episodes_are_bit_identical_across_thread_counts() {
         );
     }
 }
+
+#[test]
+fn two_routes_needs_the_mixture() {
+    let task = task_by_name("two_routes").expect("two_routes is registered");
+    let (success, message, cost) = run_default(task.as_ref(), 0);
+    assert!(
+        success,
+        "mixture failed (seed 0, total cost {cost:.3}): {message}"
+    );
+    // the same settings with the single fixed-covariance Gaussian stall in front of the wall
+    let mut config = task.default_config();
+    config.family = mppi::FamilyKind::Gaussian;
+    let options = EpisodeOptions {
+        steps: task.default_steps(),
+        ..EpisodeOptions::default()
+    };
+    let episode = run_episode(task.as_ref(), &config, &options, |_| {}).expect("episode runs");
+    let outcome = task.success(&episode);
+    assert!(
+        !outcome.success,
+        "the single Gaussian unexpectedly succeeded: {}",
+        outcome.message
+    );
+}
