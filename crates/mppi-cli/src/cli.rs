@@ -39,6 +39,61 @@ pub enum Command {
     /// Compare the EM-MPPI theory with measurements: contraction rates, sufficient increase
     /// per family, full-covariance O(1/k), acceleration rates and expected ESS.
     Theory(TheoryArgs),
+    /// Time one control step (shift + one EM iteration) on the benchmark problems, sweep the
+    /// sample count K and the horizon T, and print a table (optionally JSON, Markdown, plots).
+    Bench(BenchArgs),
+}
+
+/// Options of `mppi bench`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Problems (each task's default config with K, T, threads set and \
+diagnostics = basic):\n  \
+    pendulum T = 30, K = 1000; pendulum T = 15, K = 100; double_integrator and unicycle\n  \
+    T = 50, K = 4096; K sweep: diff_drive T = 100, K = 128 ... 16384 (powers of 2);\n  \
+    T sweep: double_integrator K = 1024, T = 10 ... 200.\n\n\
+Each measurement warms up, then times N blocks of repeated `Controller::act` calls (each block\n\
+at least 20 ms) and reports the median time per step, the min-max over blocks and\n\
+sample-steps/s = K*T/median. With --out DIR: bench.json, bench.md and PNG + SVG plots\n\
+(bench_scaling_k, bench_scaling_t). Build with --release for meaningful numbers."
+)]
+pub struct BenchArgs {
+    /// Few short blocks and small sweeps (a smoke test of a few seconds, noisy numbers).
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Write bench.json, bench.md and the plots into DIR (created if missing).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Thread counts to measure, comma separated.
+    #[arg(long, short = 'j', value_name = "N,N", value_delimiter = ',',
+          default_values_t = [1, 2], value_parser = parse_threads)]
+    pub threads: Vec<usize>,
+
+    /// Timed blocks per measurement (default 15, or 3 with --quick).
+    #[arg(long, value_name = "N", value_parser = parse_blocks)]
+    pub blocks: Option<usize>,
+
+    /// Do not show the progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// `--threads`: whole numbers >= 1.
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected thread counts >= 1, e.g. `--threads 1,2`".to_string()),
+    }
+}
+
+/// `--blocks`: a whole number >= 1.
+fn parse_blocks(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of blocks >= 1".to_string()),
+    }
 }
 
 /// Options of `mppi theory`.

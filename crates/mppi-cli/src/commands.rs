@@ -24,11 +24,12 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Tasks => print_stdout(&tasks_table()),
         Command::Run(args) => run(&args),
         Command::Theory(args) => theory(&args),
+        Command::Bench(args) => crate::bench::bench(&args),
     }
 }
 
 /// Write to stdout; a closed pipe (e.g. `mppi tasks | head -1`) is not an error.
-fn print_stdout(text: &str) -> Result<(), CliError> {
+pub(crate) fn print_stdout(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
@@ -115,7 +116,7 @@ fn progress_bar(steps: usize, task: &str, quiet: bool) -> ProgressBar {
     bar
 }
 
-fn create_out_dir(dir: &Path) -> Result<(), CliError> {
+pub(crate) fn create_out_dir(dir: &Path) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         CliError::runtime(format!(
             "cannot create output directory `{}`: {e}",

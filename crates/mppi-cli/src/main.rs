@@ -1,10 +1,12 @@
 //! `mppi`: run the built-in MPPI tasks from the command line.
 //!
 //! `mppi tasks` lists the tasks; `mppi run <task>` runs one in closed loop, prints a summary and
-//! with `--out DIR` writes CSV, JSON and plots. Errors are one line on stderr starting with
+//! with `--out DIR` writes CSV, JSON and plots; `mppi theory` and `mppi bench` run the theory
+//! experiments and the timing benchmark. Errors are one line on stderr starting with
 //! `error: `; the exit status is 2 for usage and configuration errors and 1 for failures at
 //! run time (or an unmet `--require-success`).
 
+mod bench;
 mod cli;
 mod commands;
 mod config;

@@ -1413,6 +1413,75 @@ pub fn write_theory_plots(dir: &Path, report: &TheoryReport) -> anyhow::Result<V
     Ok(written)
 }
 
+/// One line of [`write_line_plot`]: measured points (dots joined by a line) or a dashed
+/// reference line.
+#[derive(Debug, Clone)]
+pub struct PlotLine {
+    /// Legend text.
+    pub label: String,
+    /// `(x, y)` points.
+    pub points: Vec<(f64, f64)>,
+    /// Dashed reference (e.g. a fitted or ideal line) instead of measured dots.
+    pub reference: bool,
+}
+
+/// Write a one-panel line plot (`dir/stem.png` and `.svg`), both axes logarithmic when
+/// `log_log`; lines take the palette's colors in order. Returns the files written.
+pub fn write_line_plot(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    log_log: bool,
+    lines: &[PlotLine],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let xs = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .filter(|x| x.is_finite() && (!log_log || *x > 0.0));
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    });
+    let x_range = if !(lo.is_finite() && hi.is_finite()) {
+        if log_log { 1.0..10.0 } else { 0.0..1.0 }
+    } else if log_log {
+        let pad = (hi / lo).max(1.01).powf(0.04);
+        lo / pad..hi * pad
+    } else {
+        let pad = 0.04 * (hi - lo).max(1e-9);
+        lo - pad..hi + pad
+    };
+    let mut series = vec![];
+    for (i, line) in lines.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        if line.reference {
+            series.push(Series::dashed(
+                line.label.clone(),
+                line.points.clone(),
+                color,
+            ));
+        } else {
+            series.push(Series::line(line.label.clone(), line.points.clone(), color));
+            series.push(Series::dots(String::new(), line.points.clone(), color));
+        }
+    }
+    let figure = Figure::Panels(PanelFigure {
+        title: title.to_string(),
+        x_label: x_label.to_string(),
+        x_range,
+        columns: 1,
+        panels: vec![Panel {
+            y_label: y_label.to_string(),
+            series,
+            log_y: log_log,
+        }],
+        log_x: log_log,
+        x_names: vec![],
+    });
+    save(&figure, dir, stem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

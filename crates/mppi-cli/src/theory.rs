@@ -24,7 +24,7 @@ fn pad(s: &str, w: usize, left: bool) -> String {
 }
 
 /// An aligned text table; `numeric[i]` right-aligns column `i`.
-fn table(header: &[&str], rows: &[Vec<String>], numeric: &[bool]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>], numeric: &[bool]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -457,3 +457,100 @@ fn theory_quick_prints_tables_and_writes_files() {
     assert!(json.contains("\"contraction\"") && json.contains("\"rate_theory\""));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bench_quick_prints_tables_and_writes_files() {
+    let dir = temp_dir("bench");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let started = std::time::Instant::now();
+    let o = mppi(&[
+        "bench",
+        "--quick",
+        "--quiet",
+        "--out",
+        &dir_arg,
+        "--threads",
+        "1,2",
+        "--blocks",
+        "3",
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
+    assert!(started.elapsed().as_secs_f64() < 60.0);
+    for needle in [
+        "cpu ",
+        "rustc",
+        "PROBLEM",
+        "MEDIAN/STEP",
+        "MIN – MAX",
+        "SAMPLE-STEPS/S",
+        "K sweep: diff_drive, T = 100",
+        "T sweep: double_integrator",
+        "log-log slope",
+        "allocations: 0",
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing from:\n{out}");
+    }
+    // every problem at both thread counts: `task K T threads ...`
+    for (task, k, t) in [
+        ("pendulum", 1000, 30),
+        ("pendulum", 100, 15),
+        ("double_integrator", 4096, 50),
+        ("unicycle", 4096, 50),
+    ] {
+        for threads in [1, 2] {
+            let row = out.lines().find(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                cells.len() > 4
+                    && cells[0] == task
+                    && cells[1] == k.to_string()
+                    && cells[2] == t.to_string()
+                    && cells[3] == threads.to_string()
+            });
+            assert!(row.is_some(), "no row {task} K={k} T={t} {threads}:\n{out}");
+        }
+    }
+    for k in ["128", "256", "512", "1024"] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{k} "))),
+            "no K = {k} row:\n{out}"
+        );
+    }
+    for name in [
+        "bench.json",
+        "bench.md",
+        "bench_scaling_k.png",
+        "bench_scaling_k.svg",
+        "bench_scaling_t.png",
+        "bench_scaling_t.svg",
+    ] {
+        let path = dir.join(name);
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        assert!(len > 100, "{} missing or empty", path.display());
+    }
+    let json = std::fs::read_to_string(dir.join("bench.json")).unwrap();
+    for key in [
+        "\"machine\"",
+        "\"problems\"",
+        "\"k_sweep\"",
+        "\"t_sweep\"",
+        "\"median_ms\"",
+        "\"sample_steps_per_s\"",
+        "\"log_log_slope\"",
+    ] {
+        assert!(json.contains(key), "{key} missing from bench.json");
+    }
+    let md = std::fs::read_to_string(dir.join("bench.md")).unwrap();
+    assert!(
+        md.contains("| problem |") && md.contains("bench_scaling_k.png"),
+        "{md}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_rejects_zero_threads() {
+    let o = mppi(&["bench", "--quick", "--threads", "1,0"]);
+    assert_clean_error(&o, 2, &["--threads"]);
+}

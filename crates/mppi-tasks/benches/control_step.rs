@@ -41,8 +41,20 @@ fn pendulum_t30_k1000(bencher: Bencher, threads: usize) {
     bench_task(bencher, "pendulum", 1000, 30, threads);
 }
 
+/// Pendulum-v1, T = 15, K = 100 (a small problem: fixed per-step overhead shows).
+#[divan::bench(args = [1, 2])]
+fn pendulum_t15_k100(bencher: Bencher, threads: usize) {
+    bench_task(bencher, "pendulum", 100, 15, threads);
+}
+
 /// 2-D double integrator (nx = 4, nu = 2), T = 50, K = 4096.
 #[divan::bench(args = [1, 2])]
 fn double_integrator_t50_k4096(bencher: Bencher, threads: usize) {
     bench_task(bencher, "double_integrator", 4096, 50, threads);
+}
+
+/// Unicycle among circular obstacles (nx = 4, nu = 2), T = 50, K = 4096.
+#[divan::bench(args = [1, 2])]
+fn unicycle_t50_k4096(bencher: Bencher, threads: usize) {
+    bench_task(bencher, "unicycle", 4096, 50, threads);
 }

@@ -1,0 +1,956 @@
+//! `mppi bench`: time one receding-horizon control step (`Controller::act`: warm-start shift +
+//! one EM iteration) on the benchmark problems, and sweep the sample count `K` and the horizon
+//! `T` to show that the cost of a step grows linearly in both.
+//!
+//! Every measurement builds the task's controller from its default config with `samples`,
+//! `horizon`, `threads` set, one EM iteration and `diagnostics = basic` (so the planner alone
+//! is timed), warms it up, then times `blocks` blocks of back-to-back calls, each block long
+//! enough (≥ 20 ms) that the clock's resolution does not matter. A block's time per step is its
+//! duration over its call count; the report gives the median over blocks and their min–max.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mppi::{DiagnosticsLevel, MppiConfig, MppiError};
+use mppi_tasks::{Task, controller};
+use serde::Serialize;
+
+use crate::cli::BenchArgs;
+use crate::commands::{create_out_dir, find_task, print_stdout};
+use crate::error::CliError;
+use crate::plots::{PlotLine, register_font, write_line_plot};
+use crate::theory::table;
+
+/// What the allocation column says: the count is checked by tests, not measured here (the
+/// binary has no counting allocator).
+pub const ALLOCATIONS_NOTE: &str = "0 per control step after construction (not measured \
+     here: see crates/mppi-tasks/tests/tasks.rs control_step_allocates_nothing and the divan \
+     bench; with 2+ threads rayon's queue allocates ~760 B every 63 steps, docs/architecture.md)";
+
+/// One benchmark problem: a task at a size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    /// Row label.
+    label: String,
+    /// Task name (`mppi tasks`).
+    task: &'static str,
+    /// Samples `K`.
+    samples: usize,
+    /// Horizon `T`.
+    horizon: usize,
+}
+
+impl Problem {
+    fn new(task: &'static str, samples: usize, horizon: usize) -> Self {
+        Problem {
+            label: format!("{task} T={horizon} K={samples}"),
+            task,
+            samples,
+            horizon,
+        }
+    }
+}
+
+/// How long and how often to measure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Plan {
+    blocks: usize,
+    /// Minimum duration of one timed block.
+    min_block: Duration,
+    /// Minimum warm-up duration (and at least [`WARMUP_CALLS`] calls).
+    warmup: Duration,
+}
+
+/// Calls made before timing, whatever the warm-up duration.
+const WARMUP_CALLS: usize = 3;
+
+/// The sizes `mppi bench` measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Suite {
+    problems: Vec<Problem>,
+    k_sweep: Vec<Problem>,
+    t_sweep: Vec<Problem>,
+}
+
+impl Suite {
+    fn new(quick: bool) -> Self {
+        let problems = vec![
+            Problem::new("pendulum", 1000, 30),
+            Problem::new("pendulum", 100, 15),
+            Problem::new("double_integrator", 4096, 50),
+            Problem::new("unicycle", 4096, 50),
+        ];
+        let (k_max, t_values, t_samples): (usize, &[usize], usize) = if quick {
+            (1024, &[10, 20, 40, 80], 256)
+        } else {
+            (16384, &[10, 25, 50, 75, 100, 150, 200], 1024)
+        };
+        let k_sweep = std::iter::successors(Some(128usize), |k| Some(k * 2))
+            .take_while(|k| *k <= k_max)
+            .map(|k| Problem::new("diff_drive", k, 100))
+            .collect();
+        let t_sweep = t_values
+            .iter()
+            .map(|&t| Problem::new("double_integrator", t_samples, t))
+            .collect();
+        Suite {
+            problems,
+            k_sweep,
+            t_sweep,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.problems.len() + self.k_sweep.len() + self.t_sweep.len()
+    }
+}
+
+/// One problem at one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measurement {
+    /// Row label (`task T=.. K=..`).
+    pub problem: String,
+    /// Task name.
+    pub task: String,
+    /// Samples `K`.
+    pub samples: usize,
+    /// Horizon `T`.
+    pub horizon: usize,
+    /// Rollout threads.
+    pub threads: usize,
+    /// Calls per timed block.
+    pub calls_per_block: usize,
+    /// Median over blocks of the time per control step, in milliseconds.
+    pub median_ms: f64,
+    /// Fastest block's time per step, in milliseconds.
+    pub min_ms: f64,
+    /// Slowest block's time per step, in milliseconds.
+    pub max_ms: f64,
+    /// `K · T / median`: sampled (state, control) steps rolled out and costed per second.
+    pub sample_steps_per_s: f64,
+    /// `median / (K · T)` in nanoseconds.
+    pub ns_per_sample_step: f64,
+    /// Time per step of every block, in milliseconds, in the order measured.
+    pub block_ms: Vec<f64>,
+}
+
+/// A sweep over one size with the other fixed, at every thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sweep {
+    /// Task name.
+    pub task: String,
+    /// The swept size: `"samples"` or `"horizon"`.
+    pub variable: String,
+    /// The fixed size, e.g. `"T = 100"`.
+    pub fixed: String,
+    /// Every measurement, grouped by thread count.
+    pub measurements: Vec<Measurement>,
+    /// A least-squares fit per thread count.
+    pub fits: Vec<Fit>,
+}
+
+/// How the median time per step depends on the swept size, for one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fit {
+    /// Rollout threads.
+    pub threads: usize,
+    /// Slope of `log(time)` against `log(size)` over the larger half of the sizes (1 = linear).
+    pub log_log_slope: f64,
+    /// Straight line `time = intercept + slope · size` fitted over every size, in ms.
+    pub intercept_ms: f64,
+    /// Its slope, in ms per unit of size.
+    pub slope_ms: f64,
+    /// Its coefficient of determination.
+    pub r_squared: f64,
+}
+
+/// Where the numbers were measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Machine {
+    /// CPU model (`/proc/cpuinfo`), or `"unknown"`.
+    pub cpu: String,
+    /// Logical cores available to this process.
+    pub logical_cores: usize,
+    /// Operating system and architecture.
+    pub os: String,
+    /// `rustc --version` at run time, or `"unknown"`.
+    pub rustc: String,
+    /// SIMD features the CPU has (run-time detection).
+    pub cpu_features: Vec<String>,
+    /// SIMD features the binary was compiled to use unconditionally.
+    pub compiled_features: Vec<String>,
+    /// `release` (no debug assertions) or `debug`.
+    pub build: String,
+}
+
+/// Everything `mppi bench` measured (written as `bench.json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// The machine.
+    pub machine: Machine,
+    /// `--quick`?
+    pub quick: bool,
+    /// Timed blocks per measurement.
+    pub blocks: usize,
+    /// Minimum duration of a block in milliseconds.
+    pub min_block_ms: f64,
+    /// Thread counts measured.
+    pub threads: Vec<usize>,
+    /// The benchmark problems.
+    pub problems: Vec<Measurement>,
+    /// `diff_drive`, `T = 100`, `K` = powers of two.
+    pub k_sweep: Sweep,
+    /// `double_integrator` at fixed `K`, varying `T`.
+    pub t_sweep: Sweep,
+    /// Heap allocations per control step.
+    pub allocations: String,
+    /// Total wall time of the benchmark in seconds.
+    pub wall_time_s: f64,
+}
+
+/// `mppi bench`.
+pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
+    let started = Instant::now();
+    let suite = Suite::new(args.quick);
+    let plan = if args.quick {
+        Plan {
+            blocks: args.blocks.unwrap_or(3),
+            min_block: Duration::from_millis(2),
+            warmup: Duration::from_millis(2),
+        }
+    } else {
+        Plan {
+            blocks: args.blocks.unwrap_or(15),
+            min_block: Duration::from_millis(20),
+            warmup: Duration::from_millis(100),
+        }
+    };
+    let mut threads = args.threads.clone();
+    threads.sort_unstable();
+    threads.dedup();
+    if threads.is_empty() {
+        return Err(CliError::usage("--threads needs at least one thread count"));
+    }
+    let out = args.out.as_deref();
+    if let Some(dir) = out {
+        create_out_dir(dir)?;
+        register_font().map_err(|e| CliError::from_anyhow(&e))?;
+    }
+    let machine = machine();
+
+    let bar = progress_bar(suite.len() * threads.len(), args.quiet);
+    let run = |problems: &[Problem]| -> Result<Vec<Measurement>, CliError> {
+        let mut all = vec![];
+        for &n in &threads {
+            for p in problems {
+                bar.set_message(format!("{}, {n} thread{}", p.label, plural(n)));
+                all.push(measure(p, n, &plan)?);
+                bar.inc(1);
+            }
+        }
+        Ok(all)
+    };
+    let measured = (|| -> Result<_, CliError> {
+        Ok((
+            run(&suite.problems)?,
+            run(&suite.k_sweep)?,
+            run(&suite.t_sweep)?,
+        ))
+    })();
+    bar.finish_and_clear();
+    let (mut problems, k_sweep, t_sweep) = measured?;
+    // the table lists a problem's thread counts next to each other
+    problems.sort_by_key(|m| {
+        (
+            suite
+                .problems
+                .iter()
+                .position(|p| p.label == m.problem)
+                .unwrap_or(usize::MAX),
+            m.threads,
+        )
+    });
+
+    let t_samples = suite.t_sweep.first().map_or(0, |p| p.samples);
+    let report = BenchReport {
+        machine,
+        quick: args.quick,
+        blocks: plan.blocks,
+        min_block_ms: plan.min_block.as_secs_f64() * 1e3,
+        threads: threads.clone(),
+        problems,
+        k_sweep: sweep("diff_drive", "samples", "T = 100", k_sweep, &threads),
+        t_sweep: sweep(
+            "double_integrator",
+            "horizon",
+            &format!("K = {t_samples}"),
+            t_sweep,
+            &threads,
+        ),
+        allocations: ALLOCATIONS_NOTE.to_string(),
+        wall_time_s: started.elapsed().as_secs_f64(),
+    };
+    let mut text = render(&report);
+    if let Some(dir) = out {
+        write_bench_files(dir, &report).map_err(|e| CliError::from_anyhow(&e))?;
+        write_bench_plots(dir, &report).map_err(|e| CliError::from_anyhow(&e))?;
+        let _ = writeln!(text, "output: {}", dir.display());
+    }
+    print_stdout(&text)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn bench_error(p: &Problem, e: &MppiError) -> CliError {
+    match e {
+        MppiError::InvalidConfig { .. } => CliError::usage(format!("{}: {e}", p.label)),
+        other => CliError::runtime(format!("benchmark `{}` failed: {other}", p.label)),
+    }
+}
+
+fn progress_bar(total: usize, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:.bold} [{bar:32.cyan/blue}] {pos}/{len} measurements  {elapsed_precise}  {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix("bench");
+    bar
+}
+
+/// Time `Controller::act` on `problem` with `threads` threads.
+fn measure(problem: &Problem, threads: usize, plan: &Plan) -> Result<Measurement, CliError> {
+    let task = find_task(problem.task)?;
+    time_steps(task.as_ref(), problem, threads, plan).map_err(|e| bench_error(problem, &e))
+}
+
+/// Build the controller, warm it up and time the blocks.
+fn time_steps(
+    task: &dyn Task,
+    problem: &Problem,
+    threads: usize,
+    plan: &Plan,
+) -> Result<Measurement, MppiError> {
+    let config = MppiConfig {
+        samples: problem.samples,
+        horizon: problem.horizon,
+        threads,
+        iterations: 1,
+        diagnostics: DiagnosticsLevel::Basic,
+        ..task.default_config()
+    };
+    let mut ctrl = controller(task, &config)?;
+    if let Some(first) = task.initial_plan(problem.horizon) {
+        ctrl.set_plan(&first)?;
+    }
+    let x = task.initial_state();
+
+    let warmup = Instant::now();
+    let mut calls = 0usize;
+    while calls < WARMUP_CALLS || warmup.elapsed() < plan.warmup {
+        black_box(ctrl.act(black_box(&x))?[0]);
+        calls += 1;
+    }
+    let per_call = warmup.elapsed().as_secs_f64() / calls as f64;
+    let calls_per_block =
+        ((plan.min_block.as_secs_f64() / per_call.max(1e-9)).ceil() as usize).clamp(1, 1_000_000);
+
+    let mut block_ms = Vec::with_capacity(plan.blocks);
+    for _ in 0..plan.blocks {
+        let t = Instant::now();
+        for _ in 0..calls_per_block {
+            black_box(ctrl.act(black_box(&x))?[0]);
+        }
+        block_ms.push(t.elapsed().as_secs_f64() * 1e3 / calls_per_block as f64);
+    }
+    let mut sorted = block_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_ms = median(&sorted);
+    let work = (problem.samples * problem.horizon) as f64;
+    Ok(Measurement {
+        problem: problem.label.clone(),
+        task: problem.task.to_string(),
+        samples: problem.samples,
+        horizon: problem.horizon,
+        threads,
+        calls_per_block,
+        median_ms,
+        min_ms: sorted[0],
+        max_ms: sorted[sorted.len() - 1],
+        sample_steps_per_s: work / (median_ms * 1e-3),
+        ns_per_sample_step: median_ms * 1e6 / work,
+        block_ms,
+    })
+}
+
+/// Median of sorted, non-empty data.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
+    }
+}
+
+/// Least squares `y = a + b x`: `(a, b, r²)`.
+fn linear_fit(points: &[(f64, f64)]) -> (f64, f64, f64) {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    if sxx <= 0.0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let b = sxy / sxx;
+    let a = my - b * mx;
+    let r2 = if syy > 0.0 {
+        (sxy * sxy) / (sxx * syy)
+    } else {
+        1.0
+    };
+    (a, b, r2)
+}
+
+/// The swept size of `m`: `K` for `"samples"`, else `T`.
+fn swept(m: &Measurement, variable: &str) -> usize {
+    if variable == "samples" {
+        m.samples
+    } else {
+        m.horizon
+    }
+}
+
+/// `(size, median ms)` of one thread count of a sweep, sorted by size.
+fn curve(measurements: &[Measurement], variable: &str, threads: usize) -> Vec<(f64, f64)> {
+    let mut points: Vec<(f64, f64)> = measurements
+        .iter()
+        .filter(|m| m.threads == threads)
+        .map(|m| (swept(m, variable) as f64, m.median_ms))
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    points
+}
+
+fn sweep(
+    task: &str,
+    variable: &str,
+    fixed: &str,
+    measurements: Vec<Measurement>,
+    threads: &[usize],
+) -> Sweep {
+    let fits = threads
+        .iter()
+        .map(|&n| {
+            let points = curve(&measurements, variable, n);
+            let upper = &points[points.len() / 2..];
+            let logs: Vec<(f64, f64)> = upper.iter().map(|p| (p.0.ln(), p.1.ln())).collect();
+            let (_, log_log_slope, _) = linear_fit(&logs);
+            let (intercept_ms, slope_ms, r_squared) = linear_fit(&points);
+            Fit {
+                threads: n,
+                log_log_slope,
+                intercept_ms,
+                slope_ms,
+                r_squared,
+            }
+        })
+        .collect();
+    Sweep {
+        task: task.to_string(),
+        variable: variable.to_string(),
+        fixed: fixed.to_string(),
+        measurements,
+        fits,
+    }
+}
+
+/// Describe the machine: CPU, cores, OS, compiler, SIMD features, build.
+#[must_use]
+pub fn machine() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    let (cpu_features, compiled_features) = simd_features();
+    Machine {
+        cpu,
+        logical_cores: std::thread::available_parallelism().map_or(1, usize::from),
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        rustc,
+        cpu_features,
+        compiled_features,
+        build: if cfg!(debug_assertions) {
+            "debug".into()
+        } else {
+            "release".into()
+        },
+    }
+}
+
+/// `(detected at run time, enabled at compile time)`.
+#[cfg(target_arch = "x86_64")]
+fn simd_features() -> (Vec<String>, Vec<String>) {
+    let mut detected = vec![];
+    for (name, present) in [
+        ("sse4.2", std::arch::is_x86_feature_detected!("sse4.2")),
+        ("avx", std::arch::is_x86_feature_detected!("avx")),
+        ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+        ("fma", std::arch::is_x86_feature_detected!("fma")),
+        ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+    ] {
+        if present {
+            detected.push(name.to_string());
+        }
+    }
+    let mut compiled = vec![];
+    for (name, on) in [
+        ("sse4.2", cfg!(target_feature = "sse4.2")),
+        ("avx", cfg!(target_feature = "avx")),
+        ("avx2", cfg!(target_feature = "avx2")),
+        ("fma", cfg!(target_feature = "fma")),
+        ("avx512f", cfg!(target_feature = "avx512f")),
+    ] {
+        if on {
+            compiled.push(name.to_string());
+        }
+    }
+    (detected, compiled)
+}
+
+/// `(detected at run time, enabled at compile time)`.
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_features() -> (Vec<String>, Vec<String>) {
+    (vec![], vec![])
+}
+
+/// A duration given in milliseconds, in a readable unit.
+#[must_use]
+pub fn fmt_ms(ms: f64) -> String {
+    if !ms.is_finite() {
+        "n/a".into()
+    } else if ms.abs() < 1.0 {
+        format!("{:.1} µs", ms * 1e3)
+    } else if ms.abs() < 100.0 {
+        format!("{ms:.3} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+/// A rate with an SI prefix (`39.5 M`).
+#[must_use]
+pub fn fmt_rate(per_s: f64) -> String {
+    if !per_s.is_finite() {
+        "n/a".into()
+    } else if per_s >= 1e9 {
+        format!("{:.2} G", per_s / 1e9)
+    } else if per_s >= 1e6 {
+        format!("{:.1} M", per_s / 1e6)
+    } else if per_s >= 1e3 {
+        format!("{:.1} k", per_s / 1e3)
+    } else {
+        format!("{per_s:.0}")
+    }
+}
+
+fn range_text(m: &Measurement) -> String {
+    format!("{} – {}", fmt_ms(m.min_ms), fmt_ms(m.max_ms))
+}
+
+fn machine_lines(m: &Machine) -> Vec<(&'static str, String)> {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(" ")
+        }
+    };
+    vec![
+        (
+            "cpu",
+            format!("{} ({} logical cores)", m.cpu, m.logical_cores),
+        ),
+        ("os", m.os.clone()),
+        ("rustc", m.rustc.clone()),
+        (
+            "simd",
+            format!(
+                "cpu has: {}; compiled in: {}",
+                list(&m.cpu_features),
+                list(&m.compiled_features)
+            ),
+        ),
+        (
+            "build",
+            if m.build == "debug" {
+                "debug (debug assertions on: build with --release for meaningful numbers)".into()
+            } else {
+                m.build.clone()
+            },
+        ),
+    ]
+}
+
+fn problem_rows(measurements: &[Measurement]) -> Vec<Vec<String>> {
+    measurements
+        .iter()
+        .map(|m| {
+            vec![
+                m.task.clone(),
+                m.samples.to_string(),
+                m.horizon.to_string(),
+                m.threads.to_string(),
+                fmt_ms(m.median_ms),
+                range_text(m),
+                fmt_rate(m.sample_steps_per_s),
+                format!("{:.2}", m.ns_per_sample_step),
+            ]
+        })
+        .collect()
+}
+
+const PROBLEM_HEADER: [&str; 8] = [
+    "PROBLEM",
+    "K",
+    "T",
+    "THREADS",
+    "MEDIAN/STEP",
+    "MIN – MAX",
+    "SAMPLE-STEPS/S",
+    "NS/SAMPLE-STEP",
+];
+const PROBLEM_NUMERIC: [bool; 8] = [false, true, true, true, true, true, true, true];
+
+/// A sweep as a table: one row per size, one `median (min – max)` column and one rate column
+/// per thread count.
+fn sweep_rows(s: &Sweep, threads: &[usize]) -> (Vec<String>, Vec<Vec<String>>) {
+    let size_name = if s.variable == "samples" { "K" } else { "T" };
+    let mut header = vec![size_name.to_string()];
+    for &n in threads {
+        header.push(format!("{n} THREAD{} MEDIAN", plural(n).to_uppercase()));
+        header.push("MIN – MAX".into());
+        header.push("SAMPLE-STEPS/S".into());
+    }
+    let mut sizes: Vec<usize> = s
+        .measurements
+        .iter()
+        .map(|m| swept(m, &s.variable))
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let rows = sizes
+        .iter()
+        .map(|&size| {
+            let mut row = vec![size.to_string()];
+            for &n in threads {
+                let m = s
+                    .measurements
+                    .iter()
+                    .find(|m| m.threads == n && swept(m, &s.variable) == size);
+                match m {
+                    Some(m) => {
+                        row.push(fmt_ms(m.median_ms));
+                        row.push(range_text(m));
+                        row.push(fmt_rate(m.sample_steps_per_s));
+                    }
+                    None => row.extend(["–".to_string(), "–".to_string(), "–".to_string()]),
+                }
+            }
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+fn fit_lines(s: &Sweep) -> String {
+    let size = if s.variable == "samples" { "K" } else { "T" };
+    let mut text = String::new();
+    for f in &s.fits {
+        let _ = writeln!(
+            text,
+            "  {} thread{}: log-log slope {:.2} over the larger half (1 = linear); \
+             time ≈ {} + {} · {size} (r² = {:.4})",
+            f.threads,
+            plural(f.threads),
+            f.log_log_slope,
+            fmt_ms(f.intercept_ms),
+            fmt_ms(f.slope_ms),
+            f.r_squared
+        );
+    }
+    text
+}
+
+/// The text `mppi bench` prints.
+#[must_use]
+pub fn render(r: &BenchReport) -> String {
+    let mut s = String::new();
+    for (key, value) in machine_lines(&r.machine) {
+        let _ = writeln!(s, "{key:<6} {value}");
+    }
+    let _ = writeln!(
+        s,
+        "\none control step (Controller::act: shift + 1 EM iteration, diagnostics = basic): \
+         median over {} blocks of ≥ {} ms{}",
+        r.blocks,
+        r.min_block_ms,
+        if r.quick { " (--quick)" } else { "" }
+    );
+    s.push_str(&table(
+        &PROBLEM_HEADER,
+        &problem_rows(&r.problems),
+        &PROBLEM_NUMERIC,
+    ));
+    for (title, sweep) in [("K sweep", &r.k_sweep), ("T sweep", &r.t_sweep)] {
+        let _ = writeln!(s, "\n{title}: {}, {}", sweep.task, sweep.fixed);
+        let (header, rows) = sweep_rows(sweep, &r.threads);
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        s.push_str(&table(&header, &rows, &vec![true; header.len()]));
+        s.push_str(&fit_lines(sweep));
+    }
+    let _ = writeln!(s, "\nallocations: {}", r.allocations);
+    let _ = writeln!(s, "wall time: {:.1} s", r.wall_time_s);
+    s
+}
+
+/// A column name for Markdown: lower case, except the sizes `K` and `T`.
+fn md_header(h: &str) -> String {
+    if h.len() == 1 {
+        h.to_string()
+    } else {
+        h.to_lowercase()
+    }
+}
+
+/// A Markdown table.
+fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut s = format!("| {} |\n", header.join(" | "));
+    let _ = writeln!(s, "|{}", " --- |".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(s, "| {} |", row.join(" | "));
+    }
+    s
+}
+
+/// `bench.md`: the same tables in Markdown, with the plots.
+#[must_use]
+pub fn markdown(r: &BenchReport) -> String {
+    let mut s = String::from("# mppi bench\n\n");
+    for (key, value) in machine_lines(&r.machine) {
+        let _ = writeln!(s, "- {key}: {value}");
+    }
+    let _ = writeln!(
+        s,
+        "\nOne control step (`Controller::act`: warm-start shift + one EM iteration, \
+         `diagnostics = basic`): median time per step over {} blocks of at least {} ms, \
+         min – max over the blocks{}.\n",
+        r.blocks,
+        r.min_block_ms,
+        if r.quick { " (`--quick`)" } else { "" }
+    );
+    let header: Vec<String> = PROBLEM_HEADER.iter().map(|h| md_header(h)).collect();
+    s.push_str(&markdown_table(&header, &problem_rows(&r.problems)));
+    for (title, sweep, stem) in [
+        ("K sweep", &r.k_sweep, "bench_scaling_k"),
+        ("T sweep", &r.t_sweep, "bench_scaling_t"),
+    ] {
+        let _ = writeln!(s, "\n## {title}: `{}`, {}\n", sweep.task, sweep.fixed);
+        let (header, rows) = sweep_rows(sweep, &r.threads);
+        let header: Vec<String> = header.iter().map(|h| md_header(h)).collect();
+        s.push_str(&markdown_table(&header, &rows));
+        s.push('\n');
+        for line in fit_lines(sweep).lines() {
+            let _ = writeln!(s, "- {}", line.trim());
+        }
+        let _ = writeln!(s, "\n![{title}]({stem}.png)");
+    }
+    let _ = writeln!(s, "\nAllocations: {}", r.allocations);
+    s
+}
+
+/// Write `bench.json` and `bench.md` into `dir` (which must exist).
+pub fn write_bench_files(dir: &Path, report: &BenchReport) -> anyhow::Result<Vec<PathBuf>> {
+    let mut json = serde_json::to_string_pretty(report).context("cannot serialize the report")?;
+    json.push('\n');
+    let mut written = vec![];
+    for (name, contents) in [("bench.json", json), ("bench.md", markdown(report))] {
+        let path = dir.join(name);
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The measured curves of a sweep, one per thread count, then one dashed reference line.
+fn sweep_lines(s: &Sweep, threads: &[usize], log_log: bool) -> Vec<PlotLine> {
+    let mut lines: Vec<PlotLine> = threads
+        .iter()
+        .map(|&n| PlotLine {
+            label: format!("{n} thread{}", plural(n)),
+            points: curve(&s.measurements, &s.variable, n),
+            reference: false,
+        })
+        .collect();
+    let Some(first) = lines.first().map(|l| l.points.clone()) else {
+        return lines;
+    };
+    let size = if s.variable == "samples" { "K" } else { "T" };
+    if log_log {
+        // time ∝ K through the largest size of the first curve
+        if let Some(&(x_end, y_end)) = first.last() {
+            let points = first.iter().map(|&(x, _)| (x, y_end * x / x_end)).collect();
+            lines.push(PlotLine {
+                label: format!("∝ {size} (linear, through the largest {size})"),
+                points,
+                reference: true,
+            });
+        }
+    } else if let Some(fit) = s.fits.first() {
+        let points = first
+            .iter()
+            .map(|&(x, _)| (x, fit.intercept_ms + fit.slope_ms * x))
+            .collect();
+        lines.push(PlotLine {
+            label: format!(
+                "least-squares line, {} thread{} (r² = {:.4})",
+                fit.threads,
+                plural(fit.threads),
+                fit.r_squared
+            ),
+            points,
+            reference: true,
+        });
+    }
+    lines
+}
+
+/// Write `bench_scaling_k` (log-log) and `bench_scaling_t` (linear axes) as PNG and SVG.
+pub fn write_bench_plots(dir: &Path, r: &BenchReport) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = write_line_plot(
+        dir,
+        "bench_scaling_k",
+        &format!(
+            "Time per control step vs samples K ({}, {})",
+            r.k_sweep.task, r.k_sweep.fixed
+        ),
+        "samples K (log)",
+        "median time per step, ms (log)",
+        true,
+        &sweep_lines(&r.k_sweep, &r.threads, true),
+    )?;
+    written.extend(write_line_plot(
+        dir,
+        "bench_scaling_t",
+        &format!(
+            "Time per control step vs horizon T ({}, {})",
+            r.t_sweep.task, r.t_sweep.fixed
+        ),
+        "horizon T",
+        "median time per step, ms",
+        false,
+        &sweep_lines(&r.t_sweep, &r.threads, false),
+    )?);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(samples: usize, horizon: usize, threads: usize, ms: f64) -> Measurement {
+        Measurement {
+            problem: format!("x T={horizon} K={samples}"),
+            task: "x".into(),
+            samples,
+            horizon,
+            threads,
+            calls_per_block: 1,
+            median_ms: ms,
+            min_ms: ms,
+            max_ms: ms,
+            sample_steps_per_s: (samples * horizon) as f64 / (ms * 1e-3),
+            ns_per_sample_step: ms * 1e6 / (samples * horizon) as f64,
+            block_ms: vec![ms],
+        }
+    }
+
+    #[test]
+    fn fits_recover_a_line() {
+        let (a, b, r2) = linear_fit(&[(1.0, 3.0), (2.0, 5.0), (4.0, 9.0)]);
+        assert!((a - 1.0).abs() < 1e-12 && (b - 2.0).abs() < 1e-12 && (r2 - 1.0).abs() < 1e-12);
+        let ms: Vec<Measurement> = [128, 256, 512, 1024]
+            .iter()
+            .flat_map(|&k| {
+                [
+                    m(k, 100, 1, 0.01 * k as f64),
+                    m(k, 100, 2, 0.005 * k as f64),
+                ]
+            })
+            .collect();
+        let s = sweep("x", "samples", "T = 100", ms, &[1, 2]);
+        assert_eq!(s.fits.len(), 2);
+        for f in &s.fits {
+            assert!((f.log_log_slope - 1.0).abs() < 1e-9, "{f:?}");
+            assert!(f.intercept_ms.abs() < 1e-9, "{f:?}");
+        }
+        let (header, rows) = sweep_rows(&s, &[1, 2]);
+        assert_eq!(header.len(), 7);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0][0], "128");
+    }
+
+    #[test]
+    fn units_are_readable() {
+        assert_eq!(fmt_ms(0.7612), "761.2 µs");
+        assert_eq!(fmt_ms(5.8), "5.800 ms");
+        assert_eq!(fmt_ms(250.0), "250.0 ms");
+        assert_eq!(fmt_ms(-2.9078), "-2.908 ms");
+        assert_eq!(fmt_rate(39.5e6), "39.5 M");
+        assert_eq!(fmt_rate(1.5e9), "1.50 G");
+        assert_eq!(median(&[1.0, 2.0, 10.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0, 3.0, 10.0]), 2.5);
+    }
+
+    #[test]
+    fn suite_sizes() {
+        let full = Suite::new(false);
+        let ks: Vec<usize> = full.k_sweep.iter().map(|p| p.samples).collect();
+        assert_eq!(ks, [128, 256, 512, 1024, 2048, 4096, 8192, 16384]);
+        assert!(full.k_sweep.iter().all(|p| p.horizon == 100));
+        assert_eq!(full.problems.len(), 4);
+        assert!(Suite::new(true).len() < full.len());
+        let machine = machine();
+        assert!(machine.logical_cores >= 1);
+    }
+}
