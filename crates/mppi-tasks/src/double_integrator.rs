@@ -174,9 +174,29 @@ impl Cost for DoubleIntegratorModel {
 }
 
 /// The double-integrator navigation task.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DoubleIntegrator {
+    start: (f64, f64),
     model: DoubleIntegratorModel,
+}
+
+impl Default for DoubleIntegrator {
+    /// From [`START`] to [`GOAL`] among [`OBSTACLES`].
+    fn default() -> Self {
+        DoubleIntegrator::new(START, GOAL, OBSTACLES.to_vec())
+    }
+}
+
+impl DoubleIntegrator {
+    /// The same dynamics, cost terms, controls and success criterion, flying from `start`
+    /// (at rest) to `goal` among `obstacles` (see [`crate::two_routes`]).
+    #[must_use]
+    pub fn new(start: (f64, f64), goal: (f64, f64), obstacles: Vec<Circle>) -> Self {
+        DoubleIntegrator {
+            start,
+            model: DoubleIntegratorModel { goal, obstacles },
+        }
+    }
 }
 
 impl Task for DoubleIntegrator {
@@ -211,7 +231,7 @@ impl Task for DoubleIntegrator {
         200
     }
     fn initial_state(&self) -> Vec<f64> {
-        vec![START.0, START.1, 0.0, 0.0]
+        vec![self.start.0, self.start.1, 0.0, 0.0]
     }
     fn dynamics(&self) -> Arc<dyn Dynamics> {
         Arc::new(self.model.clone())

@@ -21,8 +21,7 @@ use std::sync::Arc;
 
 use mppi::{Cost, Dynamics, FamilyKind, MppiConfig};
 
-use crate::double_integrator::{A_MAX, DT, DoubleIntegratorModel, GOAL_RADIUS, GOAL_SPEED};
-use crate::navigation::goal_outcome;
+use crate::double_integrator::DoubleIntegrator;
 use crate::{Circle, Episode, Outcome, Scene, Task};
 
 /// Start position.
@@ -57,19 +56,17 @@ pub fn wall() -> Vec<Circle> {
         .collect()
 }
 
-/// The two-routes task.
+/// The two-routes task: the [`DoubleIntegrator`] from [`START`] to [`GOAL`] behind the
+/// [`wall`], planned with a mixture by default.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TwoRoutes {
-    model: DoubleIntegratorModel,
+    task: DoubleIntegrator,
 }
 
 impl Default for TwoRoutes {
     fn default() -> Self {
         TwoRoutes {
-            model: DoubleIntegratorModel {
-                goal: GOAL,
-                obstacles: wall(),
-            },
+            task: DoubleIntegrator::new(START, GOAL, wall()),
         }
     }
 }
@@ -82,67 +79,45 @@ impl Task for TwoRoutes {
         "2-D point mass from (0,8) to (8,0) behind a symmetric wall: two equal routes (mixture family)"
     }
     fn state_names(&self) -> &'static [&'static str] {
-        &["px", "py", "vx", "vy"]
+        self.task.state_names()
     }
     fn control_names(&self) -> &'static [&'static str] {
-        &["ax", "ay"]
+        self.task.control_names()
     }
     fn dt(&self) -> f64 {
-        DT
+        self.task.dt()
     }
+    /// The double integrator's config with the mixture family.
     fn default_config(&self) -> MppiConfig {
         MppiConfig {
-            samples: 512,
-            horizon: 40,
-            iterations: 1,
-            noise_sigma: vec![2.0],
-            lambda: 1.0,
-            u_min: Some(vec![-A_MAX]),
-            u_max: Some(vec![A_MAX]),
             family: FamilyKind::Mixture,
             mixture_components: 2,
             mixture_inner_iterations: 2,
             std_min: 0.3,
             std_max: 3.0,
-            ..MppiConfig::default()
+            ..self.task.default_config()
         }
     }
     fn default_steps(&self) -> usize {
-        200
+        self.task.default_steps()
     }
     fn initial_state(&self) -> Vec<f64> {
-        vec![START.0, START.1, 0.0, 0.0]
+        self.task.initial_state()
     }
     fn dynamics(&self) -> Arc<dyn Dynamics> {
-        Arc::new(self.model.clone())
+        self.task.dynamics()
     }
     fn cost(&self) -> Arc<dyn Cost> {
-        Arc::new(self.model.clone())
+        self.task.cost()
     }
-    /// At the goal (within [`GOAL_RADIUS`], speed below [`GOAL_SPEED`]) at the end, on a path
-    /// that never touches the wall.
+    /// At the goal (within [`GOAL_RADIUS`](crate::double_integrator::GOAL_RADIUS), speed below
+    /// [`GOAL_SPEED`](crate::double_integrator::GOAL_SPEED)) at the end, on a path that never
+    /// touches the wall.
     fn success(&self, episode: &Episode) -> Outcome {
-        goal_outcome(
-            episode,
-            &self.model.obstacles,
-            self.model.goal,
-            GOAL_RADIUS,
-            GOAL_SPEED,
-            |x| x[2].hypot(x[3]),
-        )
+        self.task.success(episode)
     }
     fn scene(&self) -> Option<Scene> {
-        Some(Scene {
-            position: (0, 1),
-            obstacles: self.model.obstacles.clone(),
-            goal: Some(Circle {
-                x: self.model.goal.0,
-                y: self.model.goal.1,
-                r: GOAL_RADIUS,
-            }),
-            track: None,
-            extent: ((-1.0, 9.5), (-1.0, 9.5)),
-        })
+        self.task.scene()
     }
 }
 

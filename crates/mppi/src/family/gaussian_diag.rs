@@ -34,7 +34,7 @@ use crate::config::{ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
-use super::{Family, shift_rows};
+use super::{Family, check_spread_limits, clamped_zero_row, shift_rows};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_3;
 
@@ -122,7 +122,7 @@ impl GaussianDiag {
             *v = c.clamp(std_min * std_min, std_max * std_max);
         }
         let d = horizon * m;
-        let zero_row: Vec<f64> = (0..m).map(|j| 0.0f64.clamp(u_min[j], u_max[j])).collect();
+        let zero_row = clamped_zero_row(u_min, u_max);
         let mut family = GaussianDiag {
             m,
             d,
@@ -189,33 +189,6 @@ impl GaussianDiag {
         }
         self.log_norm = log_norm;
     }
-}
-
-/// Shared range checks of the spread regularization keys.
-pub(super) fn check_spread_limits(
-    std_min: f64,
-    std_max: f64,
-    prior_weight: f64,
-) -> Result<(), MppiError> {
-    if !(std_min.is_finite() && std_min > 0.0) {
-        return Err(MppiError::config(
-            "std_min",
-            format!("must be a finite number > 0, got {std_min}"),
-        ));
-    }
-    if !(std_max.is_finite() && std_max >= std_min) {
-        return Err(MppiError::config(
-            "std_max",
-            format!("must be finite and >= std_min = {std_min}, got {std_max}"),
-        ));
-    }
-    if !(prior_weight.is_finite() && prior_weight >= 0.0) {
-        return Err(MppiError::config(
-            "prior_weight",
-            format!("must be a finite number >= 0, got {prior_weight}"),
-        ));
-    }
-    Ok(())
 }
 
 impl Family for GaussianDiag {
@@ -401,9 +374,11 @@ mod tests {
     //! are printed next to their tolerances (`-- --nocapture`).
 
     use super::*;
+    use crate::family::test_support::{
+        assert_sufficient_increase, em_step, increase_gains, weighted_sample_set,
+    };
     use crate::rng::sample_rng;
     use crate::theory;
-    use crate::weights::{Temperature, compute_weights};
     use crate::{FnObjective, MppiConfig, Planner};
     use nalgebra::{DMatrix, DVector};
 
@@ -418,53 +393,6 @@ mod tests {
             * DMatrix::from_diagonal(&DVector::from_vec(vec![0.2, 0.5, 1.0, 3.0]))
             * q.transpose();
         (&h + h.transpose()) * 0.5
-    }
-
-    /// `n` samples of `f` (seeded), their costs under `cost`, and the weights at `λ`.
-    fn weighted_batch(
-        f: &dyn Family,
-        n: usize,
-        seed: u64,
-        lambda: f64,
-        cost: impl Fn(&[f64]) -> f64,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let d = f.dim();
-        let mut samples = vec![0.0; n * d];
-        for (i, u) in samples.chunks_exact_mut(d).enumerate() {
-            f.sample(&mut sample_rng(seed, 0, 0, i as u64), u);
-        }
-        let costs: Vec<f64> = samples.chunks_exact(d).map(&cost).collect();
-        let mut w = vec![0.0; n];
-        compute_weights(&costs, Temperature::Fixed(lambda), &mut w);
-        (samples, w)
-    }
-
-    /// `(L̂(θ⁺; θ_k) − L̂(θ_k; θ_k), Q̂(θ⁺) − Q̂(θ_k))` on the weighted samples.
-    fn gains(old: &dyn Family, new: &dyn Family, samples: &[f64], w: &[f64]) -> (f64, f64) {
-        let d = old.dim();
-        let r: Vec<f64> = samples
-            .chunks_exact(d)
-            .map(|u| new.log_prob(u) - old.log_prob(u))
-            .collect();
-        let q: f64 = w
-            .iter()
-            .zip(&r)
-            .filter(|(w, _)| **w > 0.0)
-            .map(|(w, r)| w * r)
-            .sum();
-        let max = r
-            .iter()
-            .zip(w)
-            .filter(|(_, w)| **w > 0.0)
-            .map(|(r, _)| *r)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let s: f64 = w
-            .iter()
-            .zip(&r)
-            .filter(|(w, _)| **w > 0.0)
-            .map(|(w, r)| w * (r - max).exp())
-            .sum();
-        (max + s.ln(), q)
     }
 
     fn quartic(u: &[f64]) -> f64 {
@@ -502,7 +430,7 @@ mod tests {
             let post = theory::posterior_covariance(&dk, &h, lambda).unwrap();
             let dk_inv = DMatrix::from_diagonal(&dk.diagonal().map(|v| 1.0 / v));
             let mu_exact = &u_star + &post * &dk_inv * (&mu_k - &u_star);
-            let (samples, w) = weighted_batch(&f, 100_000, 100 + k, lambda, cost);
+            let (samples, w) = weighted_sample_set(&f, 100_000, 100 + k, lambda, cost);
             let mut theta = vec![0.0; 8];
             f.fit(&samples, &w, &mut theta);
             f.set_params(&theta).unwrap();
@@ -539,26 +467,21 @@ mod tests {
                 0.0,
             )
             .unwrap();
-            let (samples, w) = weighted_batch(&f, 2000, seed, lambda, quartic);
-            let mut fit_f = f.clone();
-            let mut theta = vec![0.0; 12];
-            fit_f.fit(&samples, &w, &mut theta);
-            let mut new = f.clone();
-            new.set_params(&theta).unwrap();
+            let (samples, w) = weighted_sample_set(&f, 2000, seed, lambda, quartic);
+            let new = em_step(&f, &samples, &w);
             assert!(
                 new.std().iter().all(|s| *s > 1e-6 && *s < 1e6),
                 "no floor active"
             );
-            let (l_gain, q_gain) = gains(&f, &new, &samples, &w);
-            let kl = new.kl(&f);
-            let rel = (q_gain - kl).abs() / kl.abs().max(1e-300);
-            worst_rel = worst_rel.max(rel);
-            worst_margin = worst_margin.min(l_gain - q_gain);
-            println!(
-                "H4 diag (seed {seed}, λ {lambda}): ΔL̂ {l_gain:.6} ≥ ΔQ̂ {q_gain:.6} = KL {kl:.6}"
+            let inc = assert_sufficient_increase(
+                &format!("H4 diag (seed {seed}, λ {lambda})"),
+                &f,
+                &new,
+                &samples,
+                &w,
             );
-            assert!(l_gain >= q_gain - 1e-10);
-            assert!(kl > 0.0 && rel <= 1e-8, "Q gap {q_gain} vs KL {kl}");
+            worst_rel = worst_rel.max(inc.rel);
+            worst_margin = worst_margin.min(inc.l_gain - inc.q_gain);
         }
         println!(
             "H4 diag: max |ΔQ̂ − KL|/KL {worst_rel:.2e} (tol 1e-8), min ΔL̂ − ΔQ̂ {worst_margin:.3e} (tol −1e-10)"
@@ -582,7 +505,7 @@ mod tests {
             0.0,
         )
         .unwrap();
-        let (samples, mut w) = weighted_batch(&f, 50, 7, 1.0, quartic);
+        let (samples, mut w) = weighted_sample_set(&f, 50, 7, 1.0, quartic);
         w.fill(0.0);
         w[17] = 1.0;
         let mut theta = vec![0.0; 8];
@@ -616,7 +539,7 @@ mod tests {
         assert!((th[1] - 0.625).abs() < 1e-15);
 
         // clamps active, θ_k inside them: Q̂ does not decrease, ΔL̂ ≥ ΔQ̂
-        let (samples, w) = weighted_batch(&f, 400, 8, 0.05, quartic);
+        let (samples, w) = weighted_sample_set(&f, 400, 8, 0.05, quartic);
         f.fit(&samples, &w, &mut theta);
         let mut new = f.clone();
         new.set_params(&theta).unwrap();
@@ -624,7 +547,7 @@ mod tests {
             new.std().iter().any(|s| (s - 0.3).abs() < 1e-12),
             "floor active"
         );
-        let (l_gain, q_gain) = gains(&f, &new, &samples, &w);
+        let (l_gain, q_gain) = increase_gains(&f, &new, &samples, &w);
         println!("floors: ΔL̂ {l_gain:.6} ≥ ΔQ̂ {q_gain:.6} ≥ 0 with std_min active");
         assert!(q_gain >= -1e-12 && l_gain >= q_gain - 1e-10);
     }
@@ -648,7 +571,7 @@ mod tests {
         ));
         assert_eq!(f.params(), &before[..]);
         // wide noise against a box: many samples at the bounds; the fit stays finite and valid
-        let (samples, w) = weighted_batch(&f, 300, 3, 1.0, |u: &[f64]| (u[0] - 1.0).powi(2));
+        let (samples, w) = weighted_sample_set(&f, 300, 3, 1.0, |u: &[f64]| (u[0] - 1.0).powi(2));
         assert!(samples.contains(&1.0) && samples.iter().all(|v| v.abs() <= 1.0));
         let mut theta = vec![0.0; 6];
         f.fit(&samples, &w, &mut theta);

@@ -8,11 +8,14 @@
 use std::any::Any;
 
 use crate::config::ShiftFill;
-use crate::error::{MppiError, check_finite, check_len};
+use crate::error::{MppiError, check_len};
 use crate::gaussian::GaussianNoise;
 use crate::rng::SampleRng;
 
-use super::{Family, clamp_plan, shift_rows};
+use super::{
+    Family, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows,
+    step_log_det, step_mahalanobis, weighted_sum,
+};
 
 /// Fixed-covariance Gaussian over plans (`family = "gaussian"`).
 ///
@@ -49,8 +52,8 @@ impl GaussianFixed {
         check_len("u_min", m, u_min.len())?;
         check_len("u_max", m, u_max.len())?;
         let noise = GaussianNoise::new(m, covariance)?;
-        let log_det: f64 = (0..m).map(|i| 2.0 * noise.cholesky()[i * m + i].ln()).sum();
-        let zero_row: Vec<f64> = (0..m).map(|j| 0.0f64.clamp(u_min[j], u_max[j])).collect();
+        let log_det = step_log_det(&noise, m);
+        let zero_row = clamped_zero_row(u_min, u_max);
         let mut family = GaussianFixed {
             m,
             noise,
@@ -72,20 +75,7 @@ impl GaussianFixed {
 
     /// `Σ_t (a_t − b_t)ᵀ Σ⁻¹ (a_t − b_t)`.
     fn mahalanobis(&self, a: &[f64], b: &[f64]) -> f64 {
-        let m = self.m;
-        let p = self.noise.precision();
-        let mut total = 0.0;
-        for (at, bt) in a.chunks_exact(m).zip(b.chunks_exact(m)) {
-            for i in 0..m {
-                let di = at[i] - bt[i];
-                let mut row = 0.0;
-                for j in 0..m {
-                    row += p[i * m + j] * (at[j] - bt[j]);
-                }
-                total += di * row;
-            }
-        }
-        total
+        step_mahalanobis(self.noise.precision(), self.m, a, b)
     }
 }
 
@@ -104,16 +94,16 @@ impl Family for GaussianFixed {
     }
     /// Any finite mean is valid; it is projected into the control box.
     fn set_params(&mut self, theta: &[f64]) -> Result<(), MppiError> {
-        check_len("gaussian parameters", self.mean.len(), theta.len())?;
-        check_finite("gaussian parameters", theta)?;
-        self.mean.copy_from_slice(theta);
-        clamp_plan(&mut self.mean, &self.u_min, &self.u_max);
-        Ok(())
+        set_clamped_mean(
+            "gaussian parameters",
+            &mut self.mean,
+            theta,
+            &self.u_min,
+            &self.u_max,
+        )
     }
     fn reset(&mut self) {
-        for row in self.mean.chunks_exact_mut(self.m) {
-            row.copy_from_slice(&self.zero_row);
-        }
+        fill_rows(&mut self.mean, &self.zero_row);
     }
     fn shift(&mut self, fill: ShiftFill) {
         shift_rows(&mut self.mean, self.m, fill, &self.zero_row);
@@ -122,31 +112,18 @@ impl Family for GaussianFixed {
         out.copy_from_slice(&self.mean);
     }
     fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
-        check_len("plan", self.mean.len(), plan.len())?;
-        check_finite("plan", plan)?;
-        self.set_params(plan)
+        set_clamped_mean("plan", &mut self.mean, plan, &self.u_min, &self.u_max)
     }
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
         self.noise.fill(rng, u);
-        for (ui, mi) in u.iter_mut().zip(&self.mean) {
-            *ui += mi;
-        }
-        clamp_plan(u, &self.u_min, &self.u_max);
+        add_mean_and_clamp(u, &self.mean, &self.u_min, &self.u_max);
     }
     fn log_prob(&self, u: &[f64]) -> f64 {
         let steps = (self.mean.len() / self.m) as f64;
         steps * self.log_norm - 0.5 * self.mahalanobis(u, &self.mean)
     }
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
-        let d = self.mean.len();
-        out.fill(0.0);
-        for (w, u) in weights.iter().zip(samples.chunks_exact(d)) {
-            if *w != 0.0 {
-                for (acc, ui) in out.iter_mut().zip(u) {
-                    *acc += w * ui;
-                }
-            }
-        }
+        weighted_sum(samples, weights, &mut out[..self.mean.len()]);
     }
     /// Same covariance: `KL = ½ Σ_t (μ_a − μ_b)ᵀ Σ⁻¹ (μ_a − μ_b)`.
     fn kl(&self, other: &dyn Family) -> f64 {

@@ -24,7 +24,8 @@ use std::any::Any;
 use std::fmt::Debug;
 
 use crate::config::{FamilyKind, ShiftFill, Validated};
-use crate::error::MppiError;
+use crate::error::{MppiError, check_finite, check_len};
+use crate::gaussian::GaussianNoise;
 use crate::rng::SampleRng;
 
 mod beta;
@@ -35,6 +36,8 @@ mod gaussian_fixed;
 mod gaussian_full;
 mod mixture;
 mod spline;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use beta::{BetaFamily, digamma, ln_gamma, trigamma};
 pub use categorical::Categorical;
@@ -158,4 +161,109 @@ pub(crate) fn shift_rows(values: &mut [f64], width: usize, fill: ShiftFill, zero
         let n = values.len();
         values[n - width..].copy_from_slice(zero_row);
     }
+}
+
+/// The zero control clamped into per-dimension bounds: the plan row of a fresh (or
+/// zero-filled) distribution.
+pub(crate) fn clamped_zero_row(u_min: &[f64], u_max: &[f64]) -> Vec<f64> {
+    u_min
+        .iter()
+        .zip(u_max)
+        .map(|(lo, hi)| 0.0f64.clamp(*lo, *hi))
+        .collect()
+}
+
+/// Write `row` into every row of `values` (`values.len()` a multiple of `row.len()`).
+pub(crate) fn fill_rows(values: &mut [f64], row: &[f64]) {
+    for r in values.chunks_exact_mut(row.len()) {
+        r.copy_from_slice(row);
+    }
+}
+
+/// Replace a mean (a plan or knot values) by `theta` projected into the control box, after
+/// checking its length and finiteness (`what` names it in the error; the mean is left
+/// unchanged on error). The shared `set_params` of the fixed-covariance Gaussians.
+pub(crate) fn set_clamped_mean(
+    what: &'static str,
+    mean: &mut [f64],
+    theta: &[f64],
+    u_min: &[f64],
+    u_max: &[f64],
+) -> Result<(), MppiError> {
+    check_len(what, mean.len(), theta.len())?;
+    check_finite(what, theta)?;
+    mean.copy_from_slice(theta);
+    clamp_plan(mean, u_min, u_max);
+    Ok(())
+}
+
+/// `u ← clamp(u + mean)`: a zero-mean draw in `u` moved to `mean` and clamped into the box.
+pub(crate) fn add_mean_and_clamp(u: &mut [f64], mean: &[f64], u_min: &[f64], u_max: &[f64]) {
+    for (ui, mi) in u.iter_mut().zip(mean) {
+        *ui += mi;
+    }
+    clamp_plan(u, u_min, u_max);
+}
+
+/// `out = Σ_i w_i U_i` over the rows `U_i` of `samples` (`out.len()` entries each), skipping
+/// zero weights: the M-step of a Gaussian with fixed covariance (weights are normalized).
+pub(crate) fn weighted_sum(samples: &[f64], weights: &[f64], out: &mut [f64]) {
+    out.fill(0.0);
+    for (w, u) in weights.iter().zip(samples.chunks_exact(out.len())) {
+        if *w != 0.0 {
+            for (acc, ui) in out.iter_mut().zip(u) {
+                *acc += w * ui;
+            }
+        }
+    }
+}
+
+/// `log det Σ` of a per-step covariance from its Cholesky factor: `Σ_i 2 log L_ii`.
+pub(crate) fn step_log_det(noise: &GaussianNoise, m: usize) -> f64 {
+    (0..m).map(|i| 2.0 * noise.cholesky()[i * m + i].ln()).sum()
+}
+
+/// `Σ_t (a_t − b_t)ᵀ P (a_t − b_t)` over the rows of `m` entries of `a` and `b`, with the
+/// per-step precision `P` (row-major `m x m`).
+pub(crate) fn step_mahalanobis(precision: &[f64], m: usize, a: &[f64], b: &[f64]) -> f64 {
+    let mut total = 0.0;
+    for (at, bt) in a.chunks_exact(m).zip(b.chunks_exact(m)) {
+        for i in 0..m {
+            let di = at[i] - bt[i];
+            let mut row = 0.0;
+            for j in 0..m {
+                row += precision[i * m + j] * (at[j] - bt[j]);
+            }
+            total += di * row;
+        }
+    }
+    total
+}
+
+/// Shared range checks of the spread regularization keys (`std_min`, `std_max`,
+/// `prior_weight`).
+pub(crate) fn check_spread_limits(
+    std_min: f64,
+    std_max: f64,
+    prior_weight: f64,
+) -> Result<(), MppiError> {
+    if !(std_min.is_finite() && std_min > 0.0) {
+        return Err(MppiError::config(
+            "std_min",
+            format!("must be a finite number > 0, got {std_min}"),
+        ));
+    }
+    if !(std_max.is_finite() && std_max >= std_min) {
+        return Err(MppiError::config(
+            "std_max",
+            format!("must be finite and >= std_min = {std_min}, got {std_max}"),
+        ));
+    }
+    if !(prior_weight.is_finite() && prior_weight >= 0.0) {
+        return Err(MppiError::config(
+            "prior_weight",
+            format!("must be a finite number >= 0, got {prior_weight}"),
+        ));
+    }
+    Ok(())
 }

@@ -46,7 +46,10 @@ use crate::rng::SampleRng;
 use rand::RngExt;
 use rand_distr::StandardNormal;
 
-use super::{Family, clamp_plan, shift_rows};
+use super::{
+    Family, clamp_plan, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows, step_log_det,
+    step_mahalanobis, weighted_sum,
+};
 
 /// Gaussian over `K` knots, linearly interpolated to a `T`-step plan (`family = "spline"`).
 ///
@@ -132,8 +135,8 @@ impl SplineGaussian {
                 (first, last.max(first))
             })
             .collect();
-        let log_det: f64 = (0..m).map(|i| 2.0 * noise.cholesky()[i * m + i].ln()).sum();
-        let zero_row: Vec<f64> = (0..m).map(|j| 0.0f64.clamp(u_min[j], u_max[j])).collect();
+        let log_det = step_log_det(&noise, m);
+        let zero_row = clamped_zero_row(u_min, u_max);
         let mut family = SplineGaussian {
             m,
             horizon,
@@ -232,19 +235,7 @@ impl SplineGaussian {
 
     /// `Σ_k (a_k − b_k)ᵀ Σ_u⁻¹ (a_k − b_k)` for two knot arrays.
     fn knot_mahalanobis(&self, a: &[f64], b: &[f64]) -> f64 {
-        let m = self.m;
-        let p = self.noise.precision();
-        let mut total = 0.0;
-        for (ak, bk) in a.chunks_exact(m).zip(b.chunks_exact(m)) {
-            for i in 0..m {
-                let mut row = 0.0;
-                for j in 0..m {
-                    row += p[i * m + j] * (ak[j] - bk[j]);
-                }
-                total += (ak[i] - bk[i]) * row;
-            }
-        }
-        total
+        step_mahalanobis(self.noise.precision(), self.m, a, b)
     }
 }
 
@@ -301,16 +292,16 @@ impl Family for SplineGaussian {
     /// Any finite knot means are valid; they are projected into the control box (which keeps
     /// the interpolated plan in the box, `B` being row-stochastic).
     fn set_params(&mut self, theta: &[f64]) -> Result<(), MppiError> {
-        check_len("spline parameters", self.mean.len(), theta.len())?;
-        check_finite("spline parameters", theta)?;
-        self.mean.copy_from_slice(theta);
-        clamp_plan(&mut self.mean, &self.u_min, &self.u_max);
-        Ok(())
+        set_clamped_mean(
+            "spline parameters",
+            &mut self.mean,
+            theta,
+            &self.u_min,
+            &self.u_max,
+        )
     }
     fn reset(&mut self) {
-        for row in self.mean.chunks_exact_mut(self.m) {
-            row.copy_from_slice(&self.zero_row);
-        }
+        fill_rows(&mut self.mean, &self.zero_row);
     }
     /// `μ ← B⁺ shift(B μ)`: the U-space shift projected on the spline space.
     fn shift(&mut self, fill: ShiftFill) {
@@ -364,16 +355,8 @@ impl Family for SplineGaussian {
     }
     /// `μ⁺ = B⁺ Σ_i w_i U_i = Σ_i w_i B⁺U_i` (zero weights skipped).
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
-        let d = self.dim();
         let acc = &mut self.plan_scratch;
-        acc.fill(0.0);
-        for (w, u) in weights.iter().zip(samples.chunks_exact(d)) {
-            if *w != 0.0 {
-                for (a, ui) in acc.iter_mut().zip(u) {
-                    *a += w * ui;
-                }
-            }
-        }
+        weighted_sum(samples, weights, acc);
         project(&self.pinv, self.horizon, self.m, acc, out);
     }
     /// Same knot covariance: `KL = ½ Σ_k (μ_a − μ_b)_kᵀ Σ_u⁻¹ (μ_a − μ_b)_k`; NaN unless
@@ -416,6 +399,9 @@ mod tests {
     //! Checks of the knot parameterization and the knot-space EM (theory-spec B.4.4, H4).
 
     use super::*;
+    use crate::family::test_support::{
+        assert_sufficient_increase, costs_of, em_step, sample_set, weights_from_costs,
+    };
     use crate::rng::sample_rng;
 
     const INF: f64 = f64::INFINITY;
@@ -550,45 +536,19 @@ mod tests {
         f.set_params(&[0.1, -0.2, 0.3, 0.0, -0.1, 0.2, 0.4, -0.3])
             .unwrap();
         let d = t * m;
-        let mut samples = vec![0.0; n * d];
-        for (i, u) in samples.chunks_exact_mut(d).enumerate() {
-            f.sample(&mut sample_rng(9, 0, 0, i as u64), u);
-        }
+        let samples = sample_set(&f, n, 9);
         let cost = |u: &[f64]| -> f64 {
             u.iter()
                 .enumerate()
                 .map(|(j, v)| (v - 0.5 * (j as f64 / 5.0).sin()).powi(2) + 0.3 * (4.0 * v).cos())
                 .sum()
         };
-        let lambda = 2.0;
-        let logits: Vec<f64> = samples.chunks_exact(d).map(|u| -cost(u) / lambda).collect();
-        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
-        let mut w: Vec<f64> = logits.iter().map(|l| (l - max).exp() / z).collect();
+        let mut w = weights_from_costs(&costs_of(&samples, d, cost), 2.0);
         w[0] = 0.0; // a zero weight is ignored
         let s: f64 = w.iter().sum();
         w.iter_mut().for_each(|x| *x /= s);
-        let mut theta = vec![0.0; k * m];
-        f.fit(&samples, &w, &mut theta);
-        let mut g = f.clone();
-        g.set_params(&theta).unwrap();
-        let r: Vec<f64> = samples
-            .chunks_exact(d)
-            .map(|u| g.log_prob(u) - f.log_prob(u))
-            .collect();
-        let q_gain: f64 = w.iter().zip(&r).map(|(a, b)| a * b).sum();
-        let rmax = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let l_gain = rmax
-            + w.iter()
-                .zip(&r)
-                .map(|(a, b)| a * (b - rmax).exp())
-                .sum::<f64>()
-                .ln();
-        let kl = g.kl(&f);
-        eprintln!("spline H4: ΔL̂ = {l_gain:.6} ≥ ΔQ̂ = {q_gain:.6}; KL = {kl:.6}");
-        assert!(l_gain >= q_gain - 1e-10);
-        assert!((q_gain - kl).abs() <= 1e-8 * kl.abs());
-        assert!(kl > 0.0);
+        let g = em_step(&f, &samples, &w);
+        assert_sufficient_increase("spline H4", &f, &g, &samples, &w);
     }
 
     /// `log_prob` is the knot density; the control-cost term is the knot-space bilinear form.

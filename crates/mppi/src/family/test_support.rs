@@ -1,0 +1,130 @@
+//! Scaffolding shared by the families' unit tests: seeded sample sets, weights from costs,
+//! one EM step, and the empirical sufficient increase (theory-spec H4).
+
+use super::Family;
+use crate::rng::sample_rng;
+use crate::weights::{Temperature, compute_weights};
+
+/// H4's tolerance on `ΔL̂ − ΔQ̂` (the Jensen inequality `ΔL̂ ≥ ΔQ̂`).
+pub(crate) const MARGIN_TOL: f64 = 1e-10;
+/// H4's relative tolerance on `ΔQ̂ == KL(p_{θ⁺} ‖ p_{θ_k})`.
+pub(crate) const KL_REL_TOL: f64 = 1e-8;
+
+/// `n` plans drawn from `f` (sample `i` from the stream `sample_rng(seed, 0, 0, i)`),
+/// row-major `n x d`.
+pub(crate) fn sample_set(f: &dyn Family, n: usize, seed: u64) -> Vec<f64> {
+    let d = f.dim();
+    let mut samples = vec![0.0; n * d];
+    for (i, u) in samples.chunks_exact_mut(d).enumerate() {
+        f.sample(&mut sample_rng(seed, 0, 0, i as u64), u);
+    }
+    samples
+}
+
+/// The cost of every row (`d` entries) of `samples`.
+pub(crate) fn costs_of(samples: &[f64], d: usize, cost: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    samples.chunks_exact(d).map(cost).collect()
+}
+
+/// Softmax of `−J/λ`, shifted by the lowest cost.
+pub(crate) fn weights_from_costs(costs: &[f64], lambda: f64) -> Vec<f64> {
+    let min = costs.iter().copied().fold(f64::INFINITY, f64::min);
+    let e: Vec<f64> = costs.iter().map(|c| (-(c - min) / lambda).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+/// `n` samples of `f` (seeded as in [`sample_set`]) and their planner weights
+/// ([`compute_weights`] at the fixed temperature `λ`) under `cost`.
+pub(crate) fn weighted_sample_set(
+    f: &dyn Family,
+    n: usize,
+    seed: u64,
+    lambda: f64,
+    cost: impl Fn(&[f64]) -> f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let samples = sample_set(f, n, seed);
+    let costs = costs_of(&samples, f.dim(), cost);
+    let mut w = vec![0.0; n];
+    compute_weights(&costs, Temperature::Fixed(lambda), &mut w);
+    (samples, w)
+}
+
+/// One EM step from `f`: a clone fitted to the weighted samples and moved to the result.
+pub(crate) fn em_step<F: Family + Clone>(f: &F, samples: &[f64], weights: &[f64]) -> F {
+    let mut g = f.clone();
+    let mut theta = vec![0.0; f.params().len()];
+    g.fit(samples, weights, &mut theta);
+    g.set_params(&theta).unwrap();
+    g
+}
+
+/// `(L̂(θ⁺; θ_k) − L̂(θ_k; θ_k), Q̂(θ⁺) − Q̂(θ_k))` on the weighted samples:
+/// `log Σ_i w_i p_new(U_i)/p_old(U_i)` and `Σ_i w_i log(p_new(U_i)/p_old(U_i))`, over the
+/// samples with positive weight (the first by log-sum-exp).
+pub(crate) fn increase_gains(
+    old: &dyn Family,
+    new: &dyn Family,
+    samples: &[f64],
+    weights: &[f64],
+) -> (f64, f64) {
+    let d = old.dim();
+    let r: Vec<f64> = samples
+        .chunks_exact(d)
+        .map(|u| new.log_prob(u) - old.log_prob(u))
+        .collect();
+    let pos = || weights.iter().zip(&r).filter(|(w, _)| **w > 0.0);
+    let q_gain: f64 = pos().map(|(w, r)| w * r).sum();
+    let max = pos().map(|(_, r)| *r).fold(f64::NEG_INFINITY, f64::max);
+    let s: f64 = pos().map(|(w, r)| w * (r - max).exp()).sum();
+    (max + s.ln(), q_gain)
+}
+
+/// H4's first inequality: `ΔL̂ ≥ ΔQ̂ − 1e-10` (the message gives the measured margin).
+pub(crate) fn assert_jensen(label: &str, l_gain: f64, q_gain: f64) {
+    assert!(
+        l_gain >= q_gain - MARGIN_TOL,
+        "{label}: ΔL̂ − ΔQ̂ = {:.3e} (tol −{MARGIN_TOL:e})",
+        l_gain - q_gain
+    );
+}
+
+/// The measured quantities of H4.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Increase {
+    pub(crate) l_gain: f64,
+    pub(crate) q_gain: f64,
+    pub(crate) kl: f64,
+    /// `|ΔQ̂ − KL| / KL`.
+    pub(crate) rel: f64,
+}
+
+/// H4 for an exact (unregularized) EM step `old → new` on the weighted samples:
+/// `ΔL̂ ≥ ΔQ̂ − 1e-10`, `KL(p_new ‖ p_old) > 0` and `ΔQ̂ == KL` within 1e-8 relative. Prints
+/// and returns the measured values; the messages give them next to the tolerances.
+pub(crate) fn assert_sufficient_increase(
+    label: &str,
+    old: &dyn Family,
+    new: &dyn Family,
+    samples: &[f64],
+    weights: &[f64],
+) -> Increase {
+    let (l_gain, q_gain) = increase_gains(old, new, samples, weights);
+    let kl = new.kl(old);
+    let rel = (q_gain - kl).abs() / kl.abs().max(1e-300);
+    println!(
+        "{label}: ΔL̂ {l_gain:.6} ≥ ΔQ̂ {q_gain:.6} (margin {:.3e}, tol −{MARGIN_TOL:e}); KL {kl:.6}, |ΔQ̂ − KL|/KL {rel:.2e} (tol {KL_REL_TOL:e})",
+        l_gain - q_gain
+    );
+    assert_jensen(label, l_gain, q_gain);
+    assert!(
+        kl > 0.0 && rel <= KL_REL_TOL,
+        "{label}: Q gap {q_gain} vs KL {kl}: |ΔQ̂ − KL|/KL = {rel:e} (tol {KL_REL_TOL:e})"
+    );
+    Increase {
+        l_gain,
+        q_gain,
+        kl,
+        rel,
+    }
+}
