@@ -311,8 +311,10 @@ pub fn run_episode(
     Ok(episode)
 }
 
-/// Wrap an angle to `[-π, π)`.
+/// Wrap an angle to `[-π, π]` (branch-free, so block kernels vectorize; see
+/// [`mppi::fastmath::wrap_angle`]).
 #[must_use]
+#[inline(always)]
 pub fn wrap_angle(a: f64) -> f64 {
-    (a + std::f64::consts::PI).rem_euclid(2.0 * std::f64::consts::PI) - std::f64::consts::PI
+    mppi::fastmath::wrap_angle(a)
 }

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use mppi::fastmath::sin;
 use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::{Episode, Outcome, Task, wrap_angle};
@@ -41,7 +42,7 @@ impl Dynamics for PendulumModel {
     }
     fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
         let u = u[0].clamp(-MAX_TORQUE, MAX_TORQUE);
-        let thdot = (x[1] + (3.0 * G / (2.0 * L) * x[0].sin() + 3.0 / (M * L * L) * u) * DT)
+        let thdot = (x[1] + (3.0 * G / (2.0 * L) * sin(x[0]) + 3.0 / (M * L * L) * u) * DT)
             .clamp(-MAX_SPEED, MAX_SPEED);
         next[0] = x[0] + thdot * DT;
         next[1] = thdot;
@@ -51,7 +52,7 @@ impl Dynamics for PendulumModel {
         let (nth, nthd) = next.split_at_mut(lanes);
         for l in 0..lanes {
             let uc = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
-            let v = (thd[l] + (3.0 * G / (2.0 * L) * th[l].sin() + 3.0 / (M * L * L) * uc) * DT)
+            let v = (thd[l] + (3.0 * G / (2.0 * L) * sin(th[l]) + 3.0 / (M * L * L) * uc) * DT)
                 .clamp(-MAX_SPEED, MAX_SPEED);
             nth[l] = th[l] + v * DT;
             nthd[l] = v;

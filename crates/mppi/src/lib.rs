@@ -57,6 +57,7 @@ pub mod controller;
 pub mod error;
 pub mod experiments;
 pub mod family;
+pub mod fastmath;
 pub mod gaussian;
 pub mod objective;
 pub mod planner;
