@@ -9,6 +9,8 @@
 //! - `sin`/`cos`: Cody–Waite reduction `r = x − k π/2` with a two-part `π/2`, then Taylor
 //!   polynomials on `|r| ≤ π/4` (truncation error below `5e-17`), then the quadrant of `k`.
 //! - `wrap_angle`: `a − 2π round(a / 2π)`, the angle in `[−π, π]`.
+//! - `ln`: exponent from the bits, mantissa `m ∈ [√½, √2)`, then
+//!   `ln m = 2 atanh((m − 1)/(m + 1))` as an odd series (truncation error below `1e-18`).
 
 /// `1.5 · 2⁵²`: adding and subtracting it rounds an `f64` of magnitude `< 2⁵¹` to the nearest
 /// integer, and leaves that integer in the low mantissa bits.
@@ -112,6 +114,42 @@ pub fn wrap_angle(a: f64) -> f64 {
     (a - k * TAU_HI) - k * TAU_LO
 }
 
+/// `2⁵²`, as the bit pattern OR-ed with a small integer to convert it to `f64` exactly.
+const TWO_52_BITS: u64 = 0x4330_0000_0000_0000;
+const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+
+/// Natural logarithm of a positive, normal `x` (not subnormal, not zero), branch-free.
+///
+/// ```
+/// assert!((mppi::fastmath::ln(10.0) - 10.0f64.ln()).abs() < 1e-15);
+/// ```
+#[inline(always)]
+#[must_use]
+pub fn ln(x: f64) -> f64 {
+    let bits = x.to_bits();
+    // biased exponent as an exact f64: 2⁵² + e_biased − (2⁵² + 1023)
+    let mut e = f64::from_bits(TWO_52_BITS | (bits >> 52)) - (4_503_599_627_370_496.0 + 1023.0);
+    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let big = m > std::f64::consts::SQRT_2;
+    m = if big { 0.5 * m } else { m };
+    e = if big { e + 1.0 } else { e };
+    let f = (m - 1.0) / (m + 1.0);
+    let f2 = f * f;
+    let series = f2
+        * (1.0 / 3.0
+            + f2 * (1.0 / 5.0
+                + f2 * (1.0 / 7.0
+                    + f2 * (1.0 / 9.0
+                        + f2 * (1.0 / 11.0
+                            + f2 * (1.0 / 13.0
+                                + f2 * (1.0 / 15.0
+                                    + f2 * (1.0 / 17.0
+                                        + f2 * (1.0 / 19.0 + f2 * (1.0 / 21.0))))))))));
+    let ln_m = 2.0 * f + 2.0 * f * series;
+    e * LN2_HI + (ln_m + e * LN2_LO)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +207,32 @@ mod tests {
                 "wrap({x}): {w} vs {reference}"
             );
         }
+    }
+
+    #[test]
+    fn ln_matches_std() {
+        let mut worst = 0.0f64;
+        let mut x = f64::MIN_POSITIVE;
+        while x < 1e300 {
+            for y in [
+                x,
+                x * 1.234_567,
+                x * 1.414_213_562_373_095,
+                x * 1.414_213_562_373_096,
+                x * 1.999_999,
+            ] {
+                let err = (ln(y) - y.ln()).abs() / y.ln().abs().max(1.0);
+                worst = worst.max(err);
+            }
+            x *= 3.7;
+        }
+        for k in 1..=100_000 {
+            let y = k as f64 * 1e-5; // (0, 1]: the Box–Muller range
+            let err = (ln(y) - y.ln()).abs() / y.ln().abs().max(1.0);
+            worst = worst.max(err);
+        }
+        assert_eq!(ln(1.0), 0.0);
+        assert!(worst < 4.0 * f64::EPSILON, "worst relative error {worst:e}");
     }
 
     #[test]
