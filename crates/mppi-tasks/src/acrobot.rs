@@ -26,8 +26,10 @@
 
 use std::sync::Arc;
 
+use mppi::fastmath::{cos, sin, sin_cos};
 use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
 
+use crate::ode::Ode;
 use crate::{Episode, Outcome, Task};
 
 /// Gravity in m/s².
@@ -61,12 +63,12 @@ pub const SUCCESS_STEPS: usize = 50;
 #[inline(always)]
 fn deriv(s: [f64; 4], tau: f64) -> [f64; 4] {
     let (th1, th2, w1, w2) = (s[0], s[1], s[2], s[3]);
-    let (s2, c2) = th2.sin_cos();
+    let (s2, c2) = sin_cos(th2);
     let d1 = M1 * LC1 * LC1 + M2 * (L1 * L1 + LC2 * LC2 + 2.0 * L1 * LC2 * c2) + I1 + I2;
     let d2 = M2 * (LC2 * LC2 + L1 * LC2 * c2) + I2;
-    let phi2 = M2 * LC2 * G * (th1 + th2).sin();
+    let phi2 = M2 * LC2 * G * sin(th1 + th2);
     let phi1 = -M2 * L1 * LC2 * w2 * w2 * s2 - 2.0 * M2 * L1 * LC2 * w2 * w1 * s2
-        + (M1 * LC1 + M2 * L1) * G * th1.sin()
+        + (M1 * LC1 + M2 * L1) * G * sin(th1)
         + phi2;
     let acc2 = (tau + d2 / d1 * phi1 - M2 * L1 * LC2 * w1 * w1 * s2 - phi2)
         / (M2 * LC2 * LC2 + I2 - d2 * d2 / d1);
@@ -74,17 +76,27 @@ fn deriv(s: [f64; 4], tau: f64) -> [f64; 4] {
     [w1, w2, acc1, acc2]
 }
 
+/// The acrobot's ODE with the elbow torque (already clamped) held constant.
+struct Torque(f64);
+
+impl Ode<4> for Torque {
+    #[inline(always)]
+    fn deriv(&self, s: [f64; 4]) -> [f64; 4] {
+        deriv(s, self.0)
+    }
+}
+
 /// One RK4 step of length [`DT`] with the torque held constant.
 #[inline(always)]
 fn rk4(s: [f64; 4], tau: f64) -> [f64; 4] {
-    crate::ode::rk4(s, DT, |s| deriv(s, tau))
+    crate::ode::rk4(s, DT, &Torque(tau))
 }
 
 /// Tip height `h = −l₁ cos θ₁ − l₂ cos(θ₁ + θ₂)` above the shoulder (in `[−2, 2]`).
 #[must_use]
 #[inline(always)]
 pub fn tip_height(th1: f64, th2: f64) -> f64 {
-    -L1 * th1.cos() - L2 * (th1 + th2).cos()
+    -L1 * cos(th1) - L2 * cos(th1 + th2)
 }
 
 /// Total mechanical energy `½ d₁₁ θ̇₁² + d₁₂ θ̇₁ θ̇₂ + ½ d₂₂ θ̇₂² + V`, with
@@ -105,7 +117,7 @@ pub fn energy(x: &[f64]) -> f64 {
 #[inline(always)]
 fn stage(th1: f64, th2: f64, w1: f64, w2: f64, tau: f64) -> f64 {
     let h = tip_height(th1, th2);
-    10.0 * (2.0 - h) + 2.0 * (1.0 - th2.cos()) + 0.02 * (w1 * w1 + w2 * w2) + 1e-3 * tau * tau
+    10.0 * (2.0 - h) + 2.0 * (1.0 - cos(th2)) + 0.02 * (w1 * w1 + w2 * w2) + 1e-3 * tau * tau
 }
 
 /// Acrobot dynamics (RK4, `dt = 0.05`) and swing-up cost.

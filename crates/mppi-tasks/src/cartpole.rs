@@ -22,8 +22,10 @@
 
 use std::sync::Arc;
 
+use mppi::fastmath::{cos, sin_cos};
 use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
 
+use crate::ode::Ode;
 use crate::{Episode, Outcome, Task, wrap_angle};
 
 /// Gravity in m/s².
@@ -51,17 +53,27 @@ pub const SUCCESS_STEPS: usize = 50;
 #[inline(always)]
 fn deriv(s: [f64; 4], f: f64) -> [f64; 4] {
     let total = CART_MASS + POLE_MASS;
-    let (sin, cos) = s[1].sin_cos();
+    let (sin, cos) = sin_cos(s[1]);
     let a = (f + POLE_MASS * HALF_LENGTH * s[3] * s[3] * sin) / total;
     let thacc = (G * sin - cos * a) / (HALF_LENGTH * (4.0 / 3.0 - POLE_MASS * cos * cos / total));
     let xacc = a - POLE_MASS * HALF_LENGTH * thacc * cos / total;
     [s[2], s[3], xacc, thacc]
 }
 
+/// The cart-pole's ODE with the force (already clamped) held constant.
+struct Force(f64);
+
+impl Ode<4> for Force {
+    #[inline(always)]
+    fn deriv(&self, s: [f64; 4]) -> [f64; 4] {
+        deriv(s, self.0)
+    }
+}
+
 /// One RK4 step of length [`DT`] with the force held constant.
 #[inline(always)]
 fn rk4(s: [f64; 4], f: f64) -> [f64; 4] {
-    crate::ode::rk4(s, DT, |s| deriv(s, f))
+    crate::ode::rk4(s, DT, &Force(f))
 }
 
 /// Running cost of one state and (clamped) force; see the module docs.
@@ -69,7 +81,7 @@ fn rk4(s: [f64; 4], f: f64) -> [f64; 4] {
 fn stage(x: f64, th: f64, xd: f64, thd: f64, f: f64) -> f64 {
     let wall = (x.abs() - SOFT_LIMIT).max(0.0);
     let off_track = if x.abs() > TRACK_LIMIT { 1000.0 } else { 0.0 };
-    10.0 * (1.0 - th.cos())
+    10.0 * (1.0 - cos(th))
         + x * x
         + 0.1 * xd * xd
         + 0.05 * thd * thd

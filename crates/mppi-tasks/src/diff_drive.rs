@@ -30,6 +30,7 @@
 
 use std::sync::Arc;
 
+use mppi::fastmath::sin_cos;
 use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::geometry::{Costmap, LETHAL, Shape};
@@ -147,7 +148,7 @@ impl DiffDriveModel {
     fn stage(&self, px: f64, py: f64, th: f64, v: f64, w: f64, m: f64) -> f64 {
         let (dx, dy) = (self.goal.0 - px, self.goal.1 - py);
         let d = (dx * dx + dy * dy).sqrt();
-        let (s, c) = th.sin_cos();
+        let (s, c) = sin_cos(th);
         let along = c * dx + s * dy;
         let heading = if d < 1.0 { d - along } else { 1.0 - along / d };
         let map = if m >= LETHAL {
@@ -183,7 +184,7 @@ impl Dynamics for DiffDriveModel {
     fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
         let v = u[0].clamp(V_MIN, V_MAX);
         let w = u[1].clamp(-OMEGA_MAX, OMEGA_MAX);
-        let (s, c) = x[2].sin_cos();
+        let (s, c) = sin_cos(x[2]);
         next[0] = x[0] + v * c * DT;
         next[1] = x[1] + v * s * DT;
         next[2] = x[2] + w * DT;
@@ -197,7 +198,7 @@ impl Dynamics for DiffDriveModel {
         for l in 0..lanes {
             let v = uv[l].clamp(V_MIN, V_MAX);
             let w = uw[l].clamp(-OMEGA_MAX, OMEGA_MAX);
-            let (s, c) = th[l].sin_cos();
+            let (s, c) = sin_cos(th[l]);
             npx[l] = px[l] + v * c * DT;
             npy[l] = py[l] + v * s * DT;
             nth[l] = th[l] + w * DT;

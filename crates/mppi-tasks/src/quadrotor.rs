@@ -24,8 +24,10 @@
 
 use std::sync::Arc;
 
+use mppi::fastmath::sin_cos;
 use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
 
+use crate::ode::Ode;
 use crate::{Circle, Episode, Outcome, Scene, Task};
 
 /// Gravity in m/s².
@@ -58,7 +60,7 @@ pub const SUCCESS_STEPS: usize = 40;
 /// Time derivative of the state `(x, z, θ, ẋ, ż, ω)` under rotor thrusts `(tl, tr)` (clamped).
 #[inline(always)]
 fn deriv(s: [f64; 6], tl: f64, tr: f64) -> [f64; 6] {
-    let (sin, cos) = s[2].sin_cos();
+    let (sin, cos) = sin_cos(s[2]);
     let thrust = tl + tr;
     [
         s[3],
@@ -70,10 +72,20 @@ fn deriv(s: [f64; 6], tl: f64, tr: f64) -> [f64; 6] {
     ]
 }
 
+/// The quadrotor's ODE with the rotor thrusts `(left, right)` (already clamped) held constant.
+struct Thrusts(f64, f64);
+
+impl Ode<6> for Thrusts {
+    #[inline(always)]
+    fn deriv(&self, s: [f64; 6]) -> [f64; 6] {
+        deriv(s, self.0, self.1)
+    }
+}
+
 /// One RK4 step of length [`DT`] with the thrusts held constant.
 #[inline(always)]
 fn rk4(s: [f64; 6], tl: f64, tr: f64) -> [f64; 6] {
-    crate::ode::rk4(s, DT, |s| deriv(s, tl, tr))
+    crate::ode::rk4(s, DT, &Thrusts(tl, tr))
 }
 
 /// Running cost of one state and (clamped) thrusts; see the module docs.
@@ -89,10 +101,11 @@ fn stage(s: [f64; 6], tl: f64, tr: f64) -> f64 {
         + 0.2 * (dl * dl + dr * dr)
 }
 
-/// The state of lane `l` of a block of `lanes` states in SoA layout.
+/// The six state components of a block of `lanes` states in SoA layout, each a slice of
+/// exactly `lanes` values (so indexing them by a lane `l < lanes` needs no bounds check).
 #[inline(always)]
-fn lane(x: &[f64], lanes: usize, l: usize) -> [f64; 6] {
-    std::array::from_fn(|i| x[i * lanes + l])
+fn columns(x: &[f64], lanes: usize) -> [&[f64]; 6] {
+    std::array::from_fn(|i| &x[i * lanes..][..lanes])
 }
 
 /// Planar quadrotor dynamics (RK4, `dt = 0.05`) and go-to-goal cost.
@@ -113,14 +126,24 @@ impl Dynamics for QuadrotorModel {
         next[..6].copy_from_slice(&s);
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
+        let x = columns(x, lanes);
         let (ul, ur) = u.split_at(lanes);
+        let (n0, rest) = next.split_at_mut(lanes);
+        let (n1, rest) = rest.split_at_mut(lanes);
+        let (n2, rest) = rest.split_at_mut(lanes);
+        let (n3, rest) = rest.split_at_mut(lanes);
+        let (n4, rest) = rest.split_at_mut(lanes);
+        let n5 = &mut rest[..lanes];
         for l in 0..lanes {
             let tl = ul[l].clamp(0.0, MAX_THRUST);
             let tr = ur[l].clamp(0.0, MAX_THRUST);
-            let s = rk4(lane(x, lanes, l), tl, tr);
-            for (i, v) in s.iter().enumerate() {
-                next[i * lanes + l] = *v;
-            }
+            let s = rk4(std::array::from_fn(|i| x[i][l]), tl, tr);
+            n0[l] = s[0];
+            n1[l] = s[1];
+            n2[l] = s[2];
+            n3[l] = s[3];
+            n4[l] = s[4];
+            n5[l] = s[5];
         }
     }
 }
@@ -140,11 +163,12 @@ impl Cost for QuadrotorModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
+        let x = columns(x, lanes);
         let (ul, ur) = u.split_at(lanes);
         for l in 0..lanes {
             let tl = ul[l].clamp(0.0, MAX_THRUST);
             let tr = ur[l].clamp(0.0, MAX_THRUST);
-            out[l] = stage(lane(x, lanes, l), tl, tr);
+            out[l] = stage(std::array::from_fn(|i| x[i][l]), tl, tr);
         }
     }
 }

@@ -25,6 +25,7 @@
 
 use std::sync::Arc;
 
+use mppi::fastmath::sin_cos;
 use mppi::{BLOCK_LANES, Cost, Dynamics, MppiConfig};
 
 use crate::geometry::ClosedPolyline;
@@ -64,6 +65,14 @@ pub const W_OFF_TRACK: f64 = 1000.0;
 /// Safety margin inside the track edge used by the cost (m).
 pub const MARGIN: f64 = 0.3;
 
+/// `tan d` as `sin d / cos d` with the branch-free [`sin_cos`], so the step loop vectorizes
+/// (the steering angle is bounded by [`STEER_MAX`], far from `±π/2`).
+#[inline(always)]
+fn tan(d: f64) -> f64 {
+    let (s, c) = sin_cos(d);
+    s / c
+}
+
 /// Kinematic-bicycle dynamics and the racing cost on a closed track.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RacingModel {
@@ -86,7 +95,7 @@ impl RacingModel {
     /// The cost given the distance to the centerline and the tangent of its closest segment.
     #[inline(always)]
     fn stage(&self, dist: f64, tx: f64, ty: f64, yaw: f64, v: f64, steer: f64) -> f64 {
-        let (s, c) = yaw.sin_cos();
+        let (s, c) = sin_cos(yaw);
         let steer = steer.clamp(-STEER_MAX, STEER_MAX);
         let dv = v - V_REF;
         let base =
@@ -109,10 +118,10 @@ impl Dynamics for RacingModel {
     fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
         let a = u[0].clamp(A_MIN, A_MAX);
         let d = u[1].clamp(-STEER_MAX, STEER_MAX);
-        let (s, c) = x[2].sin_cos();
+        let (s, c) = sin_cos(x[2]);
         next[0] = x[0] + x[3] * c * DT;
         next[1] = x[1] + x[3] * s * DT;
-        next[2] = x[2] + x[3] / WHEELBASE * d.tan() * DT;
+        next[2] = x[2] + x[3] / WHEELBASE * tan(d) * DT;
         next[3] = (x[3] + a * DT).clamp(0.0, V_MAX);
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
@@ -126,10 +135,10 @@ impl Dynamics for RacingModel {
         for l in 0..lanes {
             let a = ua[l].clamp(A_MIN, A_MAX);
             let d = ud[l].clamp(-STEER_MAX, STEER_MAX);
-            let (s, c) = yaw[l].sin_cos();
+            let (s, c) = sin_cos(yaw[l]);
             npx[l] = px[l] + v[l] * c * DT;
             npy[l] = py[l] + v[l] * s * DT;
-            nyaw[l] = yaw[l] + v[l] / WHEELBASE * d.tan() * DT;
+            nyaw[l] = yaw[l] + v[l] / WHEELBASE * tan(d) * DT;
             nv[l] = (v[l] + a * DT).clamp(0.0, V_MAX);
         }
     }

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use mppi::fastmath::sin_cos;
 use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::navigation::{collision_flags, goal_cost, goal_outcome, in_collision, with_collision};
@@ -125,7 +126,7 @@ impl Dynamics for UnicycleModel {
     fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) {
         let a = u[0].clamp(-A_MAX, A_MAX);
         let w = u[1].clamp(-OMEGA_MAX, OMEGA_MAX);
-        let (s, c) = x[2].sin_cos();
+        let (s, c) = sin_cos(x[2]);
         next[0] = x[0] + x[3] * c * DT;
         next[1] = x[1] + x[3] * s * DT;
         next[2] = x[2] + w * DT;
@@ -142,7 +143,7 @@ impl Dynamics for UnicycleModel {
         for l in 0..lanes {
             let a = ua[l].clamp(-A_MAX, A_MAX);
             let w = uw[l].clamp(-OMEGA_MAX, OMEGA_MAX);
-            let (s, c) = th[l].sin_cos();
+            let (s, c) = sin_cos(th[l]);
             npx[l] = px[l] + v[l] * c * DT;
             npy[l] = py[l] + v[l] * s * DT;
             nth[l] = th[l] + w * DT;

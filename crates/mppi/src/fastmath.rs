@@ -116,7 +116,7 @@ pub fn wrap_angle(a: f64) -> f64 {
 
 /// `2⁵²`, as the bit pattern OR-ed with a small integer to convert it to `f64` exactly.
 const TWO_52_BITS: u64 = 0x4330_0000_0000_0000;
-const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
 const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 
 /// Natural logarithm of a positive, normal `x` (not subnormal, not zero), branch-free.
@@ -217,8 +217,8 @@ mod tests {
             for y in [
                 x,
                 x * 1.234_567,
-                x * 1.414_213_562_373_095,
-                x * 1.414_213_562_373_096,
+                x * std::f64::consts::SQRT_2,
+                x * std::f64::consts::SQRT_2.next_up(),
                 x * 1.999_999,
             ] {
                 let err = (ln(y) - y.ln()).abs() / y.ln().abs().max(1.0);
