@@ -42,7 +42,7 @@ use crate::config::{CovarianceBlock, ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
-use super::{Family, check_spread_limits, clamp_plan, clamped_zero_row};
+use super::{Family, check_spread_limits, clamp_plan, clamped_zero_row, weighted_mean};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_3;
 
@@ -514,28 +514,11 @@ impl Family for GaussianFull {
     /// are returned.
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         let (d, b, bb) = (self.d, self.b, self.b * self.b);
-        let mut wsum = 0.0;
-        for w in weights {
-            if *w > 0.0 {
-                wsum += w;
-            }
-        }
-        if !(wsum > 0.0 && wsum.is_finite()) {
+        let Some(wsum) = weighted_mean(samples, weights, &mut out[..d]) else {
             out.copy_from_slice(&self.params);
             return;
-        }
+        };
         let (mu, second) = out.split_at_mut(d);
-        mu.fill(0.0);
-        for (w, u) in weights.iter().zip(samples.chunks_exact(d)) {
-            if *w > 0.0 {
-                for (acc, uj) in mu.iter_mut().zip(u) {
-                    *acc += w * uj;
-                }
-            }
-        }
-        for v in mu.iter_mut() {
-            *v /= wsum;
-        }
         let (beta, nu) = (self.shrinkage, self.prior_weight);
         for k in 0..self.nb {
             let mk = &mu[k * b..(k + 1) * b];

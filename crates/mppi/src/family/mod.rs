@@ -218,6 +218,21 @@ pub(crate) fn weighted_sum(samples: &[f64], weights: &[f64], out: &mut [f64]) {
     }
 }
 
+/// `mean = Σ_i w_i U_i / Σ_i w_i` over the positive weights, returning `Σ_i w_i`; `None` (and
+/// `mean` untouched) when the weights sum to zero or are not finite. Adapted-spread families
+/// use it so their fit is defined for unnormalized weights too.
+pub(crate) fn weighted_mean(samples: &[f64], weights: &[f64], mean: &mut [f64]) -> Option<f64> {
+    let wsum: f64 = weights.iter().filter(|w| **w > 0.0).sum();
+    if !(wsum > 0.0 && wsum.is_finite()) {
+        return None;
+    }
+    weighted_sum(samples, weights, mean);
+    for v in mean.iter_mut() {
+        *v /= wsum;
+    }
+    Some(wsum)
+}
+
 /// `log det Σ` of a per-step covariance from its Cholesky factor: `Σ_i 2 log L_ii`.
 pub(crate) fn step_log_det(noise: &GaussianNoise, m: usize) -> f64 {
     (0..m).map(|i| 2.0 * noise.cholesky()[i * m + i].ln()).sum()
