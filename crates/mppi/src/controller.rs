@@ -272,8 +272,9 @@ mod tests {
         b.act(&[1.0]).unwrap();
         let (pa, pb) = (a.planner(), b.planner());
         assert_eq!(pa.samples(), pb.samples());
+        let perturbations = pa.perturbations();
         for i in 0..64 {
-            let eps = &pa.perturbations()[i * 5..(i + 1) * 5];
+            let eps = &perturbations[i * 5..(i + 1) * 5];
             let term: f64 = plan
                 .iter()
                 .zip(eps)
@@ -298,7 +299,7 @@ mod tests {
         let mut c = Controller::new(Line, Square(false), &cfg).unwrap();
         c.act(&[1.0]).unwrap();
         let p = c.planner();
-        for (u, e) in p.samples().iter().zip(p.perturbations()) {
+        for (u, e) in p.samples().iter().zip(&p.perturbations()) {
             assert!((-1.0..=0.5).contains(u));
             // plan was 0 before the update, so ε = U − 0
             assert_eq!(*e, *u);

@@ -26,8 +26,7 @@
 //! ```
 
 use nalgebra::{DMatrix, DVector};
-use rand::{RngExt, SeedableRng};
-use rand_distr::StandardNormal;
+use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::Serialize;
 use thiserror::Error;
@@ -171,7 +170,7 @@ impl Problem {
     pub fn c4(seed: u64) -> Result<Self, ExperimentError> {
         let d = 4;
         let mut rng = SampleRng::seed_from_u64(stream_seed(seed, 0xC4, 0, 0));
-        let g = DMatrix::from_fn(d, d, |_, _| rng.sample::<f64, _>(StandardNormal));
+        let g = DMatrix::from_fn(d, d, |_, _| rng.normal());
         let q = g.qr().q();
         let h = &q
             * DMatrix::from_diagonal(&DVector::from_vec(vec![0.2, 0.5, 1.0, 3.0]))
@@ -460,7 +459,7 @@ pub fn contraction(size: Size, seed: u64) -> Result<ContractionResult, Experimen
         .into_par_iter()
         .map(|r| {
             let mut rng = SampleRng::seed_from_u64(rep_seed(seed, 2, 0, r as u64));
-            let z = DVector::from_fn(d, |_, _| rng.sample::<f64, _>(StandardNormal));
+            let z = DVector::from_fn(d, |_, _| rng.normal());
             let e = &l * z;
             let mut planner =
                 problem.planner(lambda, reg_samples, rep_seed(seed, 3, 0, r as u64), |_| {})?;
@@ -1102,7 +1101,7 @@ pub fn ess(size: Size, seed: u64) -> Result<EssResult, ExperimentError> {
         .ok_or(TheoryError::NotPositiveDefinite { what: "Sigma" })?
         .l();
     let mut rng = SampleRng::seed_from_u64(rep_seed(seed, 7, 0, 0));
-    let z = DVector::from_fn(d, |_, _| rng.sample::<f64, _>(StandardNormal));
+    let z = DVector::from_fn(d, |_, _| rng.normal());
     let direction = &l * (&z / z.norm()); // unit Σ⁻¹-norm
     let mut settings = vec![];
     for &lambda in &[0.5, 1.0, 2.0] {

@@ -5,11 +5,9 @@
 //! `μ⁺ = Σ_i w_i U_i = μ + Σ_i w_i ε_i`, does not depend on `Σ`'s structure; only sampling does.
 
 use nalgebra::DMatrix;
-use rand::RngExt;
-use rand_distr::StandardNormal;
 
 use crate::error::MppiError;
-use crate::rng::SampleRng;
+use crate::rng::{BlockRng, SampleRng};
 
 /// Fixed-covariance Gaussian noise for `m`-dimensional controls.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,23 +88,49 @@ impl GaussianNoise {
 
     /// Fill `eps` (a whole sequence, `T·m` entries) with `N(0, Σ)` perturbations per step.
     pub fn fill(&self, rng: &mut SampleRng, eps: &mut [f64]) {
-        let m = self.m;
         for z in eps.iter_mut() {
-            *z = rng.sample(StandardNormal);
+            *z = rng.normal();
         }
+        for step in eps.chunks_exact_mut(self.m) {
+            self.correlate(step, 1);
+        }
+    }
+
+    /// [`GaussianNoise::fill`] for every lane of `rng` at once, in structure-of-arrays layout
+    /// (`eps[i * lanes + l]`, `T·m·lanes` entries): lane `l` gets exactly the sequence
+    /// [`GaussianNoise::fill`] draws from [`BlockRng::lane`]`(l)`.
+    pub fn fill_block(&self, rng: &mut BlockRng, eps: &mut [f64]) {
+        let lanes = rng.lanes();
+        for step in eps.chunks_exact_mut(self.m * lanes) {
+            for z in step.chunks_exact_mut(lanes) {
+                rng.normals(z);
+            }
+            self.correlate(step, lanes);
+        }
+    }
+
+    /// `ε = L z` in place for one time step of `lanes` interleaved vectors (`z[j * lanes + l]`).
+    /// Row `i` only needs `z_0..z_i`, so rows are done from the last one up; each sum runs in
+    /// the same order for any `lanes`, so the scalar and block paths agree bit for bit.
+    #[inline]
+    fn correlate(&self, step: &mut [f64], lanes: usize) {
+        let m = self.m;
         if self.diagonal {
-            for step in eps.chunks_exact_mut(m) {
-                for (e, j) in step.iter_mut().zip(0..m) {
-                    *e *= self.chol[j * m + j];
+            for (z, j) in step.chunks_exact_mut(lanes).zip(0..m) {
+                let s = self.chol[j * m + j];
+                for v in z {
+                    *v *= s;
                 }
             }
-        } else {
-            // ε = L z in place: row i only needs z_0..z_i, so go from the last row up.
-            for step in eps.chunks_exact_mut(m) {
-                for i in (0..m).rev() {
-                    let row = &self.chol[i * m..i * m + i + 1];
-                    step[i] = row.iter().zip(&step[..=i]).map(|(a, b)| a * b).sum();
+            return;
+        }
+        for i in (0..m).rev() {
+            for l in 0..lanes {
+                let mut acc = self.chol[i * m] * step[l];
+                for k in 1..=i {
+                    acc += self.chol[i * m + k] * step[k * lanes + l];
                 }
+                step[i * lanes + l] = acc;
             }
         }
     }

@@ -168,6 +168,20 @@ pub trait Objective: Send + Sync {
     /// (`decisions.len() == costs.len() * dim`). NaN or infinite costs are allowed: they get
     /// zero weight.
     fn evaluate(&self, decisions: &[f64], costs: &mut [f64], scratch: &mut [f64]);
+
+    /// [`Objective::evaluate`] for one block of `costs.len() <= BLOCK_LANES` samples that the
+    /// planner also holds in structure-of-arrays layout (`soa[i * lanes + l]`, the same values
+    /// as `decisions`). Rollouts read their controls from `soa` without a gather; the default
+    /// ignores it.
+    fn evaluate_block(
+        &self,
+        decisions: &[f64],
+        _soa: &[f64],
+        costs: &mut [f64],
+        scratch: &mut [f64],
+    ) {
+        self.evaluate(decisions, costs, scratch);
+    }
 }
 
 /// A black-box objective from a closure `f(u) -> J`.
@@ -325,42 +339,73 @@ impl<D: Dynamics, C: Cost> Objective for RolloutObjective<D, C> {
     }
 
     fn evaluate(&self, decisions: &[f64], costs: &mut [f64], scratch: &mut [f64]) {
-        let (n, m) = (self.dynamics.state_dim(), self.dynamics.control_dim());
-        let d = self.horizon * m;
+        let d = self.horizon * self.dynamics.control_dim();
         for (dec, cst) in decisions
             .chunks(BLOCK_LANES * d)
             .zip(costs.chunks_mut(BLOCK_LANES))
         {
             let lanes = cst.len();
-            let (mut x, rest) = scratch.split_at_mut(n * lanes);
-            let (mut xn, rest) = rest.split_at_mut(n * lanes);
-            let (u, rest) = rest.split_at_mut(m * lanes);
-            let (c, tmp) = rest.split_at_mut(lanes);
-            for i in 0..n {
-                x[i * lanes..(i + 1) * lanes].fill(self.x0[i]);
-            }
-            cst.fill(0.0);
-            let mut disc = 1.0;
-            for t in 0..self.horizon {
+            self.rollout_lanes(cst, scratch, |t, u| {
                 // gather u_t of every lane into SoA
+                let m = u.len() / lanes;
                 for l in 0..lanes {
                     let ut = &dec[l * d + t * m..l * d + (t + 1) * m];
                     for j in 0..m {
                         u[j * lanes + l] = ut[j];
                     }
                 }
-                self.cost.running_block(lanes, t, x, u, c, tmp);
-                for (acc, ci) in cst.iter_mut().zip(c.iter()) {
-                    *acc += disc * ci;
-                }
-                self.dynamics.step_block(lanes, x, u, xn, tmp);
-                std::mem::swap(&mut x, &mut xn);
-                disc *= self.discount;
-            }
-            self.cost.terminal_block(lanes, x, c, tmp);
-            for (acc, ci) in cst.iter_mut().zip(c.iter()) {
+            });
+        }
+    }
+
+    fn evaluate_block(
+        &self,
+        _decisions: &[f64],
+        soa: &[f64],
+        costs: &mut [f64],
+        scratch: &mut [f64],
+    ) {
+        let span = self.dynamics.control_dim() * costs.len();
+        self.rollout_lanes(costs, scratch, |t, u| {
+            u.copy_from_slice(&soa[t * span..(t + 1) * span]);
+        });
+    }
+}
+
+impl<D: Dynamics, C: Cost> RolloutObjective<D, C> {
+    /// Roll out `costs.len()` lanes from `x₀`, with `load_controls(t, u)` writing the controls of
+    /// step `t` into `u` (SoA, `m · lanes`), and write each lane's discounted cost.
+    #[inline]
+    fn rollout_lanes(
+        &self,
+        costs: &mut [f64],
+        scratch: &mut [f64],
+        mut load_controls: impl FnMut(usize, &mut [f64]),
+    ) {
+        let (n, m) = (self.dynamics.state_dim(), self.dynamics.control_dim());
+        let lanes = costs.len();
+        let (mut x, rest) = scratch.split_at_mut(n * lanes);
+        let (mut xn, rest) = rest.split_at_mut(n * lanes);
+        let (u, rest) = rest.split_at_mut(m * lanes);
+        let (c, tmp) = rest.split_at_mut(lanes);
+        for i in 0..n {
+            x[i * lanes..(i + 1) * lanes].fill(self.x0[i]);
+        }
+        costs.fill(0.0);
+        let mut disc = 1.0;
+        for t in 0..self.horizon {
+            load_controls(t, u);
+            self.cost.running_block(lanes, t, x, u, c, tmp);
+            for (acc, ci) in costs.iter_mut().zip(c.iter()) {
                 *acc += disc * ci;
             }
+            self.dynamics.step_block(lanes, x, u, xn, tmp);
+            std::mem::swap(&mut x, &mut xn);
+            disc *= self.discount;
+        }
+        self.cost.terminal_block(lanes, x, c, tmp);
+        for (acc, ci) in costs.iter_mut().zip(c.iter()) {
+            *acc += disc * ci;
         }
     }
 }

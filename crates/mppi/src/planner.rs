@@ -32,7 +32,7 @@ use crate::config::{Acceleration, DiagnosticsLevel, MppiConfig, ShiftFill, Valid
 use crate::error::{MppiError, check_len};
 use crate::family::{self, Family};
 use crate::objective::{BLOCK_LANES, Objective};
-use crate::rng::sample_rng;
+use crate::rng::BlockRng;
 use crate::weights::{WeightStats, compute_weights_elite};
 
 /// Diagnostics of one EM iteration.
@@ -101,7 +101,12 @@ pub struct Planner {
     plan: Vec<f64>,
     new_plan: Vec<f64>,
     samples: Vec<f64>,
-    perturbations: Vec<f64>,
+    /// The samples again, block by block in structure-of-arrays layout (for the rollouts).
+    soa: Vec<f64>,
+    /// The plan `μ` the last samples were drawn around (`ε_i = U_i − μ`).
+    sampled_plan: Vec<f64>,
+    /// One perturbation row per block, for the control-cost term.
+    eps_rows: Vec<f64>,
     costs: Vec<f64>,
     weights: Vec<f64>,
     sort_scratch: Vec<f64>,
@@ -171,7 +176,9 @@ impl Planner {
             plan: vec![0.0; dim],
             new_plan: vec![0.0; dim],
             samples: vec![0.0; k * dim],
-            perturbations: vec![0.0; k * dim],
+            soa: vec![0.0; k * dim],
+            sampled_plan: vec![0.0; dim],
+            eps_rows: vec![0.0; k.div_ceil(BLOCK_LANES) * dim],
             costs: vec![0.0; k],
             weights: vec![0.0; k],
             sort_scratch: vec![0.0; k],
@@ -401,25 +408,23 @@ impl Planner {
         iteration: u64,
     ) {
         let d = self.dim;
+        self.sampled_plan.copy_from_slice(&self.plan);
         let gamma = self.cfg.control_cost_gamma;
         let seed = self.cfg.seed;
         let (family, plan) = (self.family.as_ref(), &self.plan);
         let per_block = self.scratch_per_block;
-        let block = |b: usize, (((us, eps), costs), scratch): BlockParts<'_>| {
-            for (l, (u, e)) in us
-                .chunks_exact_mut(d)
-                .zip(eps.chunks_exact_mut(d))
-                .enumerate()
-            {
-                let mut rng = sample_rng(seed, step, iteration, (b * BLOCK_LANES + l) as u64);
-                family.sample(&mut rng, u);
-                for ((ei, ui), pi) in e.iter_mut().zip(u.iter()).zip(plan) {
-                    *ei = ui - pi;
-                }
-            }
-            objective.evaluate(us, costs, &mut scratch[..per_block]);
+        let block = |b: usize, ((((us, eps), costs), scratch), soa): BlockParts<'_>| {
+            let lanes = costs.len();
+            let mut rng = BlockRng::new(seed, step, iteration, b * BLOCK_LANES, lanes);
+            family.sample_block(&mut rng, us, soa);
+            objective.evaluate_block(us, soa, costs, &mut scratch[..per_block]);
             if gamma > 0.0 {
-                for (c, e) in costs.iter_mut().zip(eps.chunks_exact(d)) {
+                // ε = U − μ only where the control-cost term needs it (one row of scratch)
+                let e = &mut eps[..d];
+                for (c, u) in costs.iter_mut().zip(us.chunks_exact(d)) {
+                    for ((ei, ui), pi) in e.iter_mut().zip(u).zip(plan) {
+                        *ei = ui - pi;
+                    }
                     *c += gamma * family.control_cost(plan, e).unwrap_or(0.0);
                 }
             }
@@ -429,18 +434,20 @@ impl Planner {
             Some(pool) => pool.install(|| {
                 self.samples
                     .par_chunks_mut(chunk)
-                    .zip(self.perturbations.par_chunks_mut(chunk))
+                    .zip(self.eps_rows.par_chunks_mut(d))
                     .zip(self.costs.par_chunks_mut(BLOCK_LANES))
                     .zip(self.scratch.par_chunks_mut(per_block))
+                    .zip(self.soa.par_chunks_mut(chunk))
                     .enumerate()
                     .for_each(|(b, parts)| block(b, parts))
             }),
             None => self
                 .samples
                 .chunks_mut(chunk)
-                .zip(self.perturbations.chunks_mut(chunk))
+                .zip(self.eps_rows.chunks_mut(d))
                 .zip(self.costs.chunks_mut(BLOCK_LANES))
                 .zip(self.scratch.chunks_mut(per_block))
+                .zip(self.soa.chunks_mut(chunk))
                 .enumerate()
                 .for_each(|(b, parts)| block(b, parts)),
         }
@@ -502,10 +509,18 @@ impl Planner {
     pub fn samples(&self) -> &[f64] {
         &self.samples
     }
-    /// The perturbations `ε_i = U_i − μ_old` of the last iteration (after clamping).
+    /// The perturbations `ε_i = U_i − μ` of the last iteration (after clamping; `μ` is the plan
+    /// the samples were drawn around), `N × T·m` row-major. Computed on demand: the hot loop
+    /// only forms them when the control-cost term needs them.
     #[must_use]
-    pub fn perturbations(&self) -> &[f64] {
-        &self.perturbations
+    pub fn perturbations(&self) -> Vec<f64> {
+        let mut eps = self.samples.clone();
+        for row in eps.chunks_exact_mut(self.dim) {
+            for (e, mu) in row.iter_mut().zip(&self.sampled_plan) {
+                *e -= mu;
+            }
+        }
+        eps
     }
     /// The costs of the last iteration (including the control-cost term).
     #[must_use]
@@ -552,8 +567,11 @@ impl Planner {
     }
 }
 
-/// The per-block slices of the sample, perturbation, cost and scratch buffers.
+/// The per-block slices of the sample, perturbation, cost, scratch and SoA sample buffers.
 type BlockParts<'a> = (
-    ((&'a mut [f64], &'a mut [f64]), &'a mut [f64]),
+    (
+        ((&'a mut [f64], &'a mut [f64]), &'a mut [f64]),
+        &'a mut [f64],
+    ),
     &'a mut [f64],
 );

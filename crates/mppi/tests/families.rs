@@ -18,12 +18,12 @@
 //! search on a 2-state LQR).
 
 use mppi::family::Family;
-use mppi::rng::sample_rng;
+use mppi::rng::{BlockRng, sample_rng};
 use mppi::theory::{self, Quadratic};
 use mppi::weights::{Temperature, compute_weights};
 use mppi::{
-    Acceleration, Cost, CovarianceBlock, DiagnosticsLevel, Dynamics, FamilyKind, FnObjective,
-    IterStats, MppiConfig, Observer, Planner, RolloutObjective, ShiftFill,
+    Acceleration, BLOCK_LANES, Cost, CovarianceBlock, DiagnosticsLevel, Dynamics, FamilyKind,
+    FnObjective, IterStats, MppiConfig, Observer, Planner, RolloutObjective, ShiftFill,
 };
 use nalgebra::{DMatrix, DVector};
 use rand::RngExt;
@@ -423,6 +423,28 @@ fn conformance_sampling_log_prob_and_bounds() {
             );
             let c = draw(f.as_ref(), 500, 4);
             assert_ne!(bits(&a), bits(&c), "{}: seeds 3 and 4 agree", case.name);
+            // the block sampler (what the planner calls) draws exactly what sample() draws
+            for lanes in [BLOCK_LANES, 5] {
+                // `draw` uses the streams of step 1000
+                let mut rng = BlockRng::new(3, 1000, 0, 0, lanes);
+                let (mut rows, mut soa) = (vec![0.0; lanes * D], vec![0.0; lanes * D]);
+                f.sample_block(&mut rng, &mut rows, &mut soa);
+                assert!(
+                    bits(&rows) == bits(&a[..lanes * D]),
+                    "{}: sample_block differs from sample ({lanes} lanes)",
+                    case.name
+                );
+                for (l, row) in rows.chunks_exact(D).enumerate() {
+                    for (i, v) in row.iter().enumerate() {
+                        assert_eq!(
+                            v.to_bits(),
+                            soa[i * lanes + l].to_bits(),
+                            "{}: soa",
+                            case.name
+                        );
+                    }
+                }
+            }
             assert_in_bounds("sample", case.name, &a, &lo, &hi);
             if case.cfg.family == FamilyKind::Categorical {
                 let cats = &case.cfg.categories;

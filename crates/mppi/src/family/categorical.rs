@@ -16,8 +16,6 @@
 
 use std::any::Any;
 
-use rand::RngExt;
-
 use crate::config::ShiftFill;
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
@@ -238,7 +236,7 @@ impl Family for Categorical {
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
         let k = self.values.len();
         for (ui, row) in u.iter_mut().zip(self.probs.chunks_exact(k)) {
-            let r: f64 = rng.random::<f64>();
+            let r: f64 = rng.uniform();
             let mut cum = 0.0;
             let mut pick = k - 1;
             for (i, p) in row.iter().enumerate() {

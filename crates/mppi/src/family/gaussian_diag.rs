@@ -27,9 +27,6 @@
 
 use std::any::Any;
 
-use rand::RngExt;
-use rand_distr::StandardNormal;
-
 use crate::config::{ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
@@ -274,7 +271,7 @@ impl Family for GaussianDiag {
             .zip(&self.std)
             .enumerate()
         {
-            let z: f64 = rng.sample(StandardNormal);
+            let z: f64 = rng.normal();
             let i = j % m;
             *uj = (mu + s * z).clamp(self.u_min[i], self.u_max[i]);
         }
@@ -370,7 +367,7 @@ mod tests {
     /// The C.4 Hessian `Q diag(0.2, 0.5, 1, 3) Qᵀ` with a seeded random orthogonal `Q`.
     fn c4_hessian() -> DMatrix<f64> {
         let mut rng = sample_rng(2024, u64::MAX, 0, 0);
-        let g: Vec<f64> = (0..16).map(|_| rng.sample(StandardNormal)).collect();
+        let g: Vec<f64> = (0..16).map(|_| rng.normal()).collect();
         let q = DMatrix::from_row_slice(4, 4, &g).qr().q();
         let h = &q
             * DMatrix::from_diagonal(&DVector::from_vec(vec![0.2, 0.5, 1.0, 3.0]))

@@ -10,11 +10,11 @@ use std::any::Any;
 use crate::config::ShiftFill;
 use crate::error::{MppiError, check_len};
 use crate::gaussian::GaussianNoise;
-use crate::rng::SampleRng;
+use crate::rng::{BlockRng, SampleRng};
 
 use super::{
     Family, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows,
-    step_log_det, step_mahalanobis, weighted_sum,
+    soa_to_rows, step_log_det, step_mahalanobis, weighted_sum,
 };
 
 /// Fixed-covariance Gaussian over plans (`family = "gaussian"`).
@@ -117,6 +117,19 @@ impl Family for GaussianFixed {
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
         self.noise.fill(rng, u);
         add_mean_and_clamp(u, &self.mean, &self.u_min, &self.u_max);
+    }
+    /// Draws across lanes: the noise and the clamp run with the lanes innermost.
+    fn sample_block(&self, rng: &mut BlockRng, rows: &mut [f64], soa: &mut [f64]) {
+        let lanes = rng.lanes();
+        self.noise.fill_block(rng, soa);
+        let m = self.m;
+        for (i, u) in soa.chunks_exact_mut(lanes).enumerate() {
+            let (mu, lo, hi) = (self.mean[i], self.u_min[i % m], self.u_max[i % m]);
+            for v in u {
+                *v = (*v + mu).clamp(lo, hi);
+            }
+        }
+        soa_to_rows(lanes, soa, rows);
     }
     fn log_prob(&self, u: &[f64]) -> f64 {
         let steps = (self.mean.len() / self.m) as f64;

@@ -35,9 +35,6 @@
 
 use std::any::Any;
 
-use rand::RngExt;
-use rand_distr::StandardNormal;
-
 use crate::config::{CovarianceBlock, ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
@@ -487,7 +484,7 @@ impl Family for GaussianFull {
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
         let (b, bb) = (self.b, self.b * self.b);
         for z in u.iter_mut() {
-            *z = rng.sample(StandardNormal);
+            *z = rng.normal();
         }
         for ((uk, lk), mk) in u
             .chunks_exact_mut(b)
@@ -817,7 +814,7 @@ mod tests {
 
     fn c4_hessian() -> DMatrix<f64> {
         let mut rng = sample_rng(2024, u64::MAX, 0, 0);
-        let g: Vec<f64> = (0..16).map(|_| rng.sample(StandardNormal)).collect();
+        let g: Vec<f64> = (0..16).map(|_| rng.normal()).collect();
         let q = DMatrix::from_row_slice(4, 4, &g).qr().q();
         let h = &q
             * DMatrix::from_diagonal(&DVector::from_vec(vec![0.2, 0.5, 1.0, 3.0]))

@@ -65,9 +65,6 @@
 use std::any::Any;
 use std::f64::consts::PI;
 
-use rand::RngExt;
-use rand_distr::StandardNormal;
-
 use crate::config::{ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
@@ -672,7 +669,7 @@ impl Family for GaussianMixture {
     }
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
         let d = self.cur.d;
-        let draw: f64 = rng.random();
+        let draw: f64 = rng.uniform();
         let mut c = self.cur.dominant();
         let mut cum = 0.0;
         for (k, p) in self.cur.pi.iter().enumerate() {
@@ -688,7 +685,7 @@ impl Family for GaussianMixture {
             .zip(&self.cur.mu[range.clone()])
             .zip(&self.cur.sd[range])
         {
-            let z: f64 = rng.sample(StandardNormal);
+            let z: f64 = rng.normal();
             *ui = mi + si * z;
         }
         clamp_plan(u, &self.u_min, &self.u_max);
@@ -727,10 +724,10 @@ mod tests {
         for i in 0..n {
             let center = if i % 3 == 0 { -a } else { a };
             for j in 0..d {
-                let z: f64 = rng.sample(StandardNormal);
+                let z: f64 = rng.normal();
                 samples[i * d + j] = center + 0.4 * z + 0.1 * j as f64;
             }
-            let r: f64 = rng.random();
+            let r: f64 = rng.uniform();
             weights[i] = 0.2 + r;
         }
         let total: f64 = weights.iter().sum();

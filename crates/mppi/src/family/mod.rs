@@ -26,7 +26,7 @@ use std::fmt::Debug;
 use crate::config::{FamilyKind, ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::gaussian::GaussianNoise;
-use crate::rng::SampleRng;
+use crate::rng::{BlockRng, SampleRng};
 
 mod beta;
 mod categorical;
@@ -76,6 +76,21 @@ pub trait Family: Send + Sync + Debug {
     fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError>;
     /// Draw one plan into `u` (`d` entries).
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]);
+    /// Draw one plan per lane of `rng` (sample `l` from lane `l`'s stream) into `rows`
+    /// (`lanes × d`, row-major) and the same values into `soa` (structure of arrays:
+    /// entry `i` of lane `l` at `soa[i * lanes + l]`).
+    ///
+    /// The default calls [`Family::sample`] lane by lane and transposes. A family overrides it
+    /// to draw across lanes at once; the result must equal the default's bit for bit.
+    fn sample_block(&self, rng: &mut BlockRng, rows: &mut [f64], soa: &mut [f64]) {
+        let d = self.dim();
+        for (l, u) in rows.chunks_exact_mut(d).enumerate() {
+            let mut lane = rng.lane(l);
+            self.sample(&mut lane, u);
+            rng.set_lane(l, &lane);
+        }
+        rows_to_soa(rng.lanes(), rows, soa);
+    }
     /// Normalized log-density `log p(u; θ)`.
     fn log_prob(&self, u: &[f64]) -> f64;
     /// M-step: the (regularized) maximizer of `Σ_i w_i log p(U_i; θ)` over the samples
@@ -149,6 +164,26 @@ pub(crate) fn clamp_plan(u: &mut [f64], u_min: &[f64], u_max: &[f64]) {
     for step in u.chunks_exact_mut(m) {
         for ((v, lo), hi) in step.iter_mut().zip(u_min).zip(u_max) {
             *v = v.clamp(*lo, *hi);
+        }
+    }
+}
+
+/// Transpose a block of `lanes` row-major vectors into structure-of-arrays layout.
+pub(crate) fn rows_to_soa(lanes: usize, rows: &[f64], soa: &mut [f64]) {
+    let d = rows.len() / lanes;
+    for (l, row) in rows.chunks_exact(d).enumerate() {
+        for (i, v) in row.iter().enumerate() {
+            soa[i * lanes + l] = *v;
+        }
+    }
+}
+
+/// Transpose a structure-of-arrays block back into `lanes` row-major vectors.
+pub(crate) fn soa_to_rows(lanes: usize, soa: &[f64], rows: &mut [f64]) {
+    let d = soa.len() / lanes;
+    for (l, row) in rows.chunks_exact_mut(d).enumerate() {
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = soa[i * lanes + l];
         }
     }
 }

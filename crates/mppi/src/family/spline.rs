@@ -43,8 +43,6 @@ use crate::config::ShiftFill;
 use crate::error::{MppiError, check_finite, check_len};
 use crate::gaussian::GaussianNoise;
 use crate::rng::SampleRng;
-use rand::RngExt;
-use rand_distr::StandardNormal;
 
 use super::{
     Family, clamp_plan, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows, step_log_det,
@@ -333,7 +331,7 @@ impl Family for SplineGaussian {
         self.interpolate(&self.mean, u);
         for k in 0..self.knots {
             for j in 0..m {
-                let z: f64 = rng.sample(StandardNormal);
+                let z: f64 = rng.normal();
                 // knot k only touches the steps of segments k − 1 and k
                 let (first, last) = self.knot_rows[k];
                 for (t, row) in u.chunks_exact_mut(m).enumerate().take(last).skip(first) {
