@@ -27,6 +27,7 @@
 use std::sync::Arc;
 
 use mppi::fastmath::{cos, sin, sin_cos};
+use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
 
 use crate::ode::Ode;
@@ -137,12 +138,9 @@ impl Dynamics for AcrobotModel {
         next[..4].copy_from_slice(&s);
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let (th1, rest) = x.split_at(lanes);
-        let (th2, rest) = rest.split_at(lanes);
-        let (w1, w2) = rest.split_at(lanes);
-        let (nth1, rest) = next.split_at_mut(lanes);
-        let (nth2, rest) = rest.split_at_mut(lanes);
-        let (nw1, nw2) = rest.split_at_mut(lanes);
+        let [th1, th2, w1, w2] = soa_rows(x, lanes);
+        let [nth1, nth2, nw1, nw2] = soa_rows_mut(next, lanes);
+        let [u] = soa_rows(u, lanes);
         for l in 0..lanes {
             let tau = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
             let s = rk4([th1[l], th2[l], w1[l], w2[l]], tau);
@@ -168,9 +166,9 @@ impl Cost for AcrobotModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let (th1, rest) = x.split_at(lanes);
-        let (th2, rest) = rest.split_at(lanes);
-        let (w1, w2) = rest.split_at(lanes);
+        let [th1, th2, w1, w2] = soa_rows(x, lanes);
+        let [u] = soa_rows(u, lanes);
+        let [out] = soa_rows_mut(out, lanes);
         for l in 0..lanes {
             let tau = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
             out[l] = stage(th1[l], th2[l], w1[l], w2[l], tau);

@@ -23,6 +23,7 @@
 use std::sync::Arc;
 
 use mppi::fastmath::{cos, sin_cos};
+use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
 
 use crate::ode::Ode;
@@ -119,12 +120,9 @@ impl Dynamics for CartPoleModel {
         next[..4].copy_from_slice(&s);
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let (px, rest) = x.split_at(lanes);
-        let (th, rest) = rest.split_at(lanes);
-        let (xd, thd) = rest.split_at(lanes);
-        let (npx, rest) = next.split_at_mut(lanes);
-        let (nth, rest) = rest.split_at_mut(lanes);
-        let (nxd, nthd) = rest.split_at_mut(lanes);
+        let [px, th, xd, thd] = soa_rows(x, lanes);
+        let [npx, nth, nxd, nthd] = soa_rows_mut(next, lanes);
+        let [u] = soa_rows(u, lanes);
         for l in 0..lanes {
             let f = u[l].clamp(-MAX_FORCE, MAX_FORCE);
             let s = rk4([px[l], th[l], xd[l], thd[l]], f);
@@ -150,9 +148,9 @@ impl Cost for CartPoleModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let (px, rest) = x.split_at(lanes);
-        let (th, rest) = rest.split_at(lanes);
-        let (xd, thd) = rest.split_at(lanes);
+        let [px, th, xd, thd] = soa_rows(x, lanes);
+        let [u] = soa_rows(u, lanes);
+        let [out] = soa_rows_mut(out, lanes);
         for l in 0..lanes {
             let f = u[l].clamp(-MAX_FORCE, MAX_FORCE);
             out[l] = stage(px[l], th[l], xd[l], thd[l], f);

@@ -31,6 +31,7 @@
 use std::sync::Arc;
 
 use mppi::fastmath::sin_cos;
+use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::geometry::{Costmap, LETHAL, Shape};
@@ -190,11 +191,9 @@ impl Dynamics for DiffDriveModel {
         next[2] = x[2] + w * DT;
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let (px, rest) = x.split_at(lanes);
-        let (py, th) = rest.split_at(lanes);
-        let (uv, uw) = u.split_at(lanes);
-        let (npx, rest) = next.split_at_mut(lanes);
-        let (npy, nth) = rest.split_at_mut(lanes);
+        let [px, py, th] = soa_rows(x, lanes);
+        let [uv, uw] = soa_rows(u, lanes);
+        let [npx, npy, nth] = soa_rows_mut(next, lanes);
         for l in 0..lanes {
             let v = uv[l].clamp(V_MIN, V_MAX);
             let w = uw[l].clamp(-OMEGA_MAX, OMEGA_MAX);
@@ -220,9 +219,8 @@ impl Cost for DiffDriveModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let (px, rest) = x.split_at(lanes);
-        let (py, th) = rest.split_at(lanes);
-        let (uv, uw) = u.split_at(lanes);
+        let [px, py, th] = soa_rows(x, lanes);
+        let [uv, uw] = soa_rows(u, lanes);
         // gather the map values first (the only non-vectorizable part) ...
         for l in 0..lanes {
             out[l] = self.map_value(px[l], py[l]);

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::navigation::{collision_flags, goal_cost, goal_outcome, in_collision, with_collision};
@@ -126,13 +127,9 @@ impl Dynamics for DoubleIntegratorModel {
         next[3] = x[3] + ay * DT;
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let (px, rest) = x.split_at(lanes);
-        let (py, rest) = rest.split_at(lanes);
-        let (vx, vy) = rest.split_at(lanes);
-        let (ux, uy) = u.split_at(lanes);
-        let (npx, rest) = next.split_at_mut(lanes);
-        let (npy, rest) = rest.split_at_mut(lanes);
-        let (nvx, nvy) = rest.split_at_mut(lanes);
+        let [px, py, vx, vy] = soa_rows(x, lanes);
+        let [ux, uy] = soa_rows(u, lanes);
+        let [npx, npy, nvx, nvy] = soa_rows_mut(next, lanes);
         for l in 0..lanes {
             let ax = ux[l].clamp(-A_MAX, A_MAX);
             let ay = uy[l].clamp(-A_MAX, A_MAX);
@@ -159,10 +156,8 @@ impl Cost for DoubleIntegratorModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let (px, rest) = x.split_at(lanes);
-        let (py, rest) = rest.split_at(lanes);
-        let (vx, vy) = rest.split_at(lanes);
-        let (ux, uy) = u.split_at(lanes);
+        let [px, py, vx, vy] = soa_rows(x, lanes);
+        let [ux, uy] = soa_rows(u, lanes);
         let out = &mut out[..lanes];
         // out[l] first holds the collision flag (0 or 1)
         collision_flags(&self.obstacles, MARGIN, px, py, out);

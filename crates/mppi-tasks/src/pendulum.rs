@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use mppi::fastmath::sin;
+use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::{Episode, Outcome, Task, wrap_angle};
@@ -48,8 +49,10 @@ impl Dynamics for PendulumModel {
         next[1] = thdot;
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let (th, thd) = x.split_at(lanes);
-        let (nth, nthd) = next.split_at_mut(lanes);
+        // every slice exactly `lanes` long, so the loop has no bounds checks and vectorizes
+        let [th, thd] = soa_rows(x, lanes);
+        let [u] = soa_rows(u, lanes);
+        let [nth, nthd] = soa_rows_mut(next, lanes);
         for l in 0..lanes {
             let uc = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
             let v = (thd[l] + (3.0 * G / (2.0 * L) * sin(th[l]) + 3.0 / (M * L * L) * uc) * DT)
@@ -75,7 +78,9 @@ impl Cost for PendulumModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let (th, thd) = x.split_at(lanes);
+        let [th, thd] = soa_rows(x, lanes);
+        let [u] = soa_rows(u, lanes);
+        let [out] = soa_rows_mut(out, lanes);
         for l in 0..lanes {
             let uc = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
             let a = wrap_angle(th[l]);

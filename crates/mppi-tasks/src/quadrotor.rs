@@ -25,6 +25,7 @@
 use std::sync::Arc;
 
 use mppi::fastmath::sin_cos;
+use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
 
 use crate::ode::Ode;
@@ -105,7 +106,7 @@ fn stage(s: [f64; 6], tl: f64, tr: f64) -> f64 {
 /// exactly `lanes` values (so indexing them by a lane `l < lanes` needs no bounds check).
 #[inline(always)]
 fn columns(x: &[f64], lanes: usize) -> [&[f64]; 6] {
-    std::array::from_fn(|i| &x[i * lanes..][..lanes])
+    soa_rows(x, lanes)
 }
 
 /// Planar quadrotor dynamics (RK4, `dt = 0.05`) and go-to-goal cost.
@@ -127,13 +128,8 @@ impl Dynamics for QuadrotorModel {
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
         let x = columns(x, lanes);
-        let (ul, ur) = u.split_at(lanes);
-        let (n0, rest) = next.split_at_mut(lanes);
-        let (n1, rest) = rest.split_at_mut(lanes);
-        let (n2, rest) = rest.split_at_mut(lanes);
-        let (n3, rest) = rest.split_at_mut(lanes);
-        let (n4, rest) = rest.split_at_mut(lanes);
-        let n5 = &mut rest[..lanes];
+        let [ul, ur] = soa_rows(u, lanes);
+        let [n0, n1, n2, n3, n4, n5] = soa_rows_mut(next, lanes);
         for l in 0..lanes {
             let tl = ul[l].clamp(0.0, MAX_THRUST);
             let tr = ur[l].clamp(0.0, MAX_THRUST);
@@ -164,7 +160,7 @@ impl Cost for QuadrotorModel {
         _tmp: &mut [f64],
     ) {
         let x = columns(x, lanes);
-        let (ul, ur) = u.split_at(lanes);
+        let [ul, ur] = soa_rows(u, lanes);
         for l in 0..lanes {
             let tl = ul[l].clamp(0.0, MAX_THRUST);
             let tr = ur[l].clamp(0.0, MAX_THRUST);

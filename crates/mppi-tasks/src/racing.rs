@@ -26,6 +26,7 @@
 use std::sync::Arc;
 
 use mppi::fastmath::sin_cos;
+use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{BLOCK_LANES, Cost, Dynamics, MppiConfig};
 
 use crate::geometry::ClosedPolyline;
@@ -125,13 +126,9 @@ impl Dynamics for RacingModel {
         next[3] = (x[3] + a * DT).clamp(0.0, V_MAX);
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let (px, rest) = x.split_at(lanes);
-        let (py, rest) = rest.split_at(lanes);
-        let (yaw, v) = rest.split_at(lanes);
-        let (ua, ud) = u.split_at(lanes);
-        let (npx, rest) = next.split_at_mut(lanes);
-        let (npy, rest) = rest.split_at_mut(lanes);
-        let (nyaw, nv) = rest.split_at_mut(lanes);
+        let [px, py, yaw, v] = soa_rows(x, lanes);
+        let [ua, ud] = soa_rows(u, lanes);
+        let [npx, npy, nyaw, nv] = soa_rows_mut(next, lanes);
         for l in 0..lanes {
             let a = ua[l].clamp(A_MIN, A_MAX);
             let d = ud[l].clamp(-STEER_MAX, STEER_MAX);
@@ -161,10 +158,8 @@ impl Cost for RacingModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let (px, rest) = x.split_at(lanes);
-        let (py, rest) = rest.split_at(lanes);
-        let (yaw, v) = rest.split_at(lanes);
-        let steer = &u[lanes..2 * lanes];
+        let [px, py, yaw, v] = soa_rows(x, lanes);
+        let [_, steer] = soa_rows(u, lanes);
         let segments = self.track.segments();
         let (tx0, ty0) = segments.first().map_or((1.0, 0.0), |g| (g.tx, g.ty));
         let mut start = 0;

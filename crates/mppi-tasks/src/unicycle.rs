@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use mppi::fastmath::sin_cos;
+use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::navigation::{collision_flags, goal_cost, goal_outcome, in_collision, with_collision};
@@ -133,13 +134,9 @@ impl Dynamics for UnicycleModel {
         next[3] = (x[3] + a * DT).clamp(V_MIN, V_MAX);
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let (px, rest) = x.split_at(lanes);
-        let (py, rest) = rest.split_at(lanes);
-        let (th, v) = rest.split_at(lanes);
-        let (ua, uw) = u.split_at(lanes);
-        let (npx, rest) = next.split_at_mut(lanes);
-        let (npy, rest) = rest.split_at_mut(lanes);
-        let (nth, nv) = rest.split_at_mut(lanes);
+        let [px, py, th, v] = soa_rows(x, lanes);
+        let [ua, uw] = soa_rows(u, lanes);
+        let [npx, npy, nth, nv] = soa_rows_mut(next, lanes);
         for l in 0..lanes {
             let a = ua[l].clamp(-A_MAX, A_MAX);
             let w = uw[l].clamp(-OMEGA_MAX, OMEGA_MAX);
@@ -167,10 +164,8 @@ impl Cost for UnicycleModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let (px, rest) = x.split_at(lanes);
-        let (py, rest) = rest.split_at(lanes);
-        let v = &rest[lanes..2 * lanes];
-        let (ua, uw) = u.split_at(lanes);
+        let [px, py, _, v] = soa_rows(x, lanes);
+        let [ua, uw] = soa_rows(u, lanes);
         let out = &mut out[..lanes];
         // out[l] first holds the collision flag (0 or 1)
         collision_flags(&self.obstacles, MARGIN, px, py, out);

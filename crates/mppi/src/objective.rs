@@ -18,6 +18,48 @@ use crate::error::{MppiError, check_finite, check_len};
 /// Number of samples rolled out together in one structure-of-arrays block.
 pub const BLOCK_LANES: usize = 32;
 
+/// The `N` rows of a structure-of-arrays block (`N · lanes` entries), each exactly `lanes`
+/// long. Block kernels index every row by a lane `l < lanes`; with the lengths known, the
+/// compiler drops the bounds checks and vectorizes the loop over lanes.
+///
+/// ```
+/// use mppi::objective::soa_rows;
+/// let [px, py] = soa_rows(&[1.0, 2.0, 3.0, 4.0], 2);
+/// assert_eq!((px, py), (&[1.0, 2.0][..], &[3.0, 4.0][..]));
+/// ```
+///
+/// # Panics
+/// If `buf` has fewer than `N · lanes` entries.
+#[inline(always)]
+#[must_use]
+pub fn soa_rows<const N: usize>(buf: &[f64], lanes: usize) -> [&[f64]; N] {
+    std::array::from_fn(|i| &buf[i * lanes..][..lanes])
+}
+
+/// [`soa_rows`] for writing: the `N` rows of a block, each exactly `lanes` long.
+///
+/// ```
+/// use mppi::objective::soa_rows_mut;
+/// let mut buf = [0.0; 4];
+/// let [a, b] = soa_rows_mut(&mut buf, 2);
+/// a[1] = 1.0;
+/// b[0] = 2.0;
+/// assert_eq!(buf, [0.0, 1.0, 2.0, 0.0]);
+/// ```
+///
+/// # Panics
+/// If `buf` has fewer than `N · lanes` entries.
+#[inline(always)]
+#[must_use]
+pub fn soa_rows_mut<const N: usize>(buf: &mut [f64], lanes: usize) -> [&mut [f64]; N] {
+    let mut rest = buf;
+    std::array::from_fn(|_| {
+        let (row, tail) = std::mem::take(&mut rest).split_at_mut(lanes);
+        rest = tail;
+        row
+    })
+}
+
 /// Discrete-time dynamics `x_{t+1} = F(x_t, u_t)`.
 ///
 /// ```
