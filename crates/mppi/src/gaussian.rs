@@ -101,10 +101,8 @@ impl GaussianNoise {
     /// [`GaussianNoise::fill`] draws from [`BlockRng::lane`]`(l)`.
     pub fn fill_block(&self, rng: &mut BlockRng, eps: &mut [f64]) {
         let lanes = rng.lanes();
+        rng.normal_rows(eps);
         for step in eps.chunks_exact_mut(self.m * lanes) {
-            for z in step.chunks_exact_mut(lanes) {
-                rng.normals(z);
-            }
             self.correlate(step, lanes);
         }
     }
