@@ -134,14 +134,11 @@ impl DiffDriveModel {
         })
     }
 
-    /// [`LETHAL`] if the nearest cell is lethal, else the bilinear interpolation of the map.
+    /// [`LETHAL`] if the nearest cell is lethal, else the bilinear interpolation of the map
+    /// ([`Costmap::lookup`]).
     #[inline(always)]
     fn map_value(&self, px: f64, py: f64) -> f64 {
-        if self.costmap.is_lethal(px, py) {
-            LETHAL
-        } else {
-            self.costmap.bilinear(px, py).min(LETHAL - 1e-9)
-        }
+        self.costmap.lookup(px, py)
     }
 
     /// The cost of one state–control pair given its costmap value `m`.
@@ -221,10 +218,8 @@ impl Cost for DiffDriveModel {
     ) {
         let [px, py, th] = soa_rows(x, lanes);
         let [uv, uw] = soa_rows(u, lanes);
-        // gather the map values first (the only non-vectorizable part) ...
-        for l in 0..lanes {
-            out[l] = self.map_value(px[l], py[l]);
-        }
+        // the map values first (table reads are the only non-vectorizable part) ...
+        self.costmap.lookup_block(px, py, &mut out[..lanes]);
         // ... then the arithmetic, lanes innermost
         for l in 0..lanes {
             out[l] = self.stage(px[l], py[l], th[l], uv[l], uw[l], out[l]);
