@@ -668,7 +668,10 @@ mod tests {
             } else {
                 map.bilinear(*x, *y).min(LETHAL - 1e-9)
             };
-            assert!((v - reference).abs() < 1e-12, "({x}, {y}): {v} vs {reference}");
+            assert!(
+                (v - reference).abs() < 1e-12,
+                "({x}, {y}): {v} vs {reference}"
+            );
             lethal += usize::from(v == LETHAL);
         }
         // the check covers free, ramp and lethal values

@@ -80,6 +80,11 @@ impl GaussianNoise {
     pub fn cholesky(&self) -> &[f64] {
         &self.chol
     }
+    /// True if `Σ` is diagonal (then `L` is the diagonal of standard deviations).
+    #[must_use]
+    pub fn is_diagonal(&self) -> bool {
+        self.diagonal
+    }
     /// Row-major inverse covariance `Σ⁻¹`.
     #[must_use]
     pub fn precision(&self) -> &[f64] {

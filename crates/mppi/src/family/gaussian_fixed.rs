@@ -121,12 +121,26 @@ impl Family for GaussianFixed {
     /// Draws across lanes: the noise and the clamp run with the lanes innermost.
     fn sample_block(&self, rng: &mut BlockRng, rows: &mut [f64], soa: &mut [f64]) {
         let lanes = rng.lanes();
-        self.noise.fill_block(rng, soa);
         let m = self.m;
-        for (i, u) in soa.chunks_exact_mut(lanes).enumerate() {
-            let (mu, lo, hi) = (self.mean[i], self.u_min[i % m], self.u_max[i % m]);
-            for v in u {
-                *v = (*v + mu).clamp(lo, hi);
+        if self.noise.is_diagonal() {
+            // scale, shift and clamp in one pass (the operations of `sample`, in its order:
+            // ε = σ z, then u = clamp(ε + μ))
+            let chol = self.noise.cholesky();
+            rng.normal_rows(soa);
+            for (i, u) in soa.chunks_exact_mut(lanes).enumerate() {
+                let j = i % m;
+                let (s, mu, lo, hi) = (chol[j * m + j], self.mean[i], self.u_min[j], self.u_max[j]);
+                for v in u {
+                    *v = (*v * s + mu).clamp(lo, hi);
+                }
+            }
+        } else {
+            self.noise.fill_block(rng, soa);
+            for (i, u) in soa.chunks_exact_mut(lanes).enumerate() {
+                let (mu, lo, hi) = (self.mean[i], self.u_min[i % m], self.u_max[i % m]);
+                for v in u {
+                    *v = (*v + mu).clamp(lo, hi);
+                }
             }
         }
         soa_to_rows(lanes, soa, rows);
