@@ -28,6 +28,7 @@ fn main() {
                 cfg.lambda = v.parse().unwrap();
             }
             "gamma" => cfg.control_cost_gamma = v.parse().unwrap(),
+            "threads" => cfg.threads = v.parse().unwrap(),
             "discount" => cfg.discount = v.parse().unwrap(),
             "steps" => steps = v.parse().unwrap(),
             "trace" => trace = v.parse().unwrap(),

@@ -88,8 +88,8 @@ fn signed_unit_f64(bits: u64) -> f64 {
     f64::from_bits((bits >> 12) | 0x4000_0000_0000_0000) - 3.0
 }
 
-// the rejection flags of a block are read eight lanes at a time
-const _: () = assert!(BLOCK_LANES.is_multiple_of(8));
+// the rejection flags of a block are read four lanes at a time
+const _: () = assert!(BLOCK_LANES.is_multiple_of(4));
 
 /// Number of ziggurat layers.
 const LAYERS: usize = 256;
@@ -324,22 +324,25 @@ impl BlockRng {
                 &mut self.s3[l],
             );
         }
-        // a rejection flag per lane, read back eight at a time
-        let mut flags = [0u8; BLOCK_LANES];
+        // a rejection flag per lane (u64, the width the vector loop stores, so reading them
+        // back forwards from the store buffer), checked four lanes at a time
+        let mut flags = [0u64; BLOCK_LANES];
         for ((o, bits), flag) in out.iter_mut().zip(&self.bits[..n]).zip(&mut flags) {
             let i = (bits & 0xff) as usize;
             let x = signed_unit_f64(*bits) * z.x[i];
             *o = x;
-            *flag = u8::from(x.abs() >= z.x[i + 1]);
+            *flag = u64::from(x.abs() >= z.x[i + 1]);
         }
-        for (word_index, word) in flags.chunks_exact(8).enumerate() {
-            let mut word = u64::from_le_bytes(word.try_into().expect("8 flags"));
-            while word != 0 {
-                let l = word_index * 8 + (word.trailing_zeros() / 8) as usize;
-                word &= word - 1;
-                let mut rng = self.lane(l);
-                out[l] = rng.normal_slow(z, self.bits[l]);
-                self.set_lane(l, &rng);
+        for (c, group) in flags.chunks_exact(4).enumerate() {
+            if group[0] | group[1] | group[2] | group[3] != 0 {
+                for (k, flag) in group.iter().enumerate() {
+                    let l = 4 * c + k;
+                    if *flag != 0 && l < n {
+                        let mut rng = self.lane(l);
+                        out[l] = rng.normal_slow(z, self.bits[l]);
+                        self.set_lane(l, &rng);
+                    }
+                }
             }
         }
     }
