@@ -7,6 +7,11 @@
 //! is timed), warms it up, then times `blocks` blocks of back-to-back calls, each block long
 //! enough (≥ 20 ms) that the clock's resolution does not matter. A block's time per step is its
 //! duration over its call count; the report gives the median over blocks and their min–max.
+//!
+//! Next to the library, the same method times the hand-fused reference kernel of each fixed
+//! problem and of the `K` sweep at `K = 2048` (`mppi_tasks::reference`: the same math and the
+//! same random numbers in one plain loop, 1 thread, the "speed of light"); the tables give its
+//! time and the ratio library / reference at 1 thread.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -16,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mppi::{DiagnosticsLevel, MppiConfig, MppiError};
+use mppi_tasks::reference::{ReferenceKernel, ReferenceProblem};
 use mppi_tasks::{Task, controller};
 use serde::Serialize;
 
@@ -68,6 +74,10 @@ struct Plan {
 /// Calls made before timing, whatever the warm-up duration.
 const WARMUP_CALLS: usize = 3;
 
+/// The `K` of the sweep at which the reference kernel is also timed (the largest swept `K`
+/// below it with `--quick`).
+const REFERENCE_SWEEP_SAMPLES: usize = 2048;
+
 /// The sizes `mppi bench` measures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Suite {
@@ -107,6 +117,22 @@ impl Suite {
     fn len(&self) -> usize {
         self.problems.len() + self.k_sweep.len() + self.t_sweep.len()
     }
+
+    /// The problems whose reference kernel is timed: every fixed problem, and the `K` sweep at
+    /// [`REFERENCE_SWEEP_SAMPLES`] (or the largest swept `K` below it).
+    fn reference_problems(&self) -> Vec<Problem> {
+        let mut list = self.problems.clone();
+        if let Some(p) = self
+            .k_sweep
+            .iter()
+            .filter(|p| p.samples <= REFERENCE_SWEEP_SAMPLES)
+            .max_by_key(|p| p.samples)
+        {
+            list.push(p.clone());
+        }
+        list.retain(|p| ReferenceProblem::from_task_name(p.task).is_some());
+        list
+    }
 }
 
 /// One problem at one thread count.
@@ -134,6 +160,28 @@ pub struct Measurement {
     pub sample_steps_per_s: f64,
     /// `median / (K · T)` in nanoseconds.
     pub ns_per_sample_step: f64,
+    /// Time per step of every block, in milliseconds, in the order measured.
+    pub block_ms: Vec<f64>,
+    /// The hand-fused reference kernel on the same problem, 1 thread (`null` where none was
+    /// timed).
+    pub reference: Option<ReferenceTiming>,
+    /// `median_ms / reference.median_ms`, on the 1-thread rows that have a reference (`null`
+    /// otherwise): how far the library is from the speed of light.
+    pub ratio_to_reference: Option<f64>,
+}
+
+/// One timing of a reference kernel (`mppi_tasks::reference`), 1 thread, by the same method as
+/// the library: median over blocks of the time per control step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReferenceTiming {
+    /// Calls per timed block.
+    pub calls_per_block: usize,
+    /// Median over blocks of the time per control step, in milliseconds.
+    pub median_ms: f64,
+    /// Fastest block's time per step, in milliseconds.
+    pub min_ms: f64,
+    /// Slowest block's time per step, in milliseconds.
+    pub max_ms: f64,
     /// Time per step of every block, in milliseconds, in the order measured.
     pub block_ms: Vec<f64>,
 }
@@ -242,17 +290,26 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     }
     let machine = machine();
 
-    let bar = progress_bar(suite.len() * threads.len(), args.quiet);
-    let run = |problems: &[Problem]| -> Result<Vec<Measurement>, CliError> {
-        let mut all = vec![];
-        for &n in &threads {
+    let references = suite.reference_problems();
+    let bar = progress_bar(suite.len() * threads.len() + references.len(), args.quiet);
+    // a problem's reference kernel is timed right after the library at the first thread count,
+    // so that both see the same machine state
+    type Timings = Vec<(String, ReferenceTiming)>;
+    let run = |problems: &[Problem]| -> Result<(Vec<Measurement>, Timings), CliError> {
+        let (mut all, mut timings) = (vec![], vec![]);
+        for (i, &n) in threads.iter().enumerate() {
             for p in problems {
                 bar.set_message(format!("{}, {n} thread{}", p.label, plural(n)));
                 all.push(measure(p, n, &plan)?);
                 bar.inc(1);
+                if i == 0 && references.contains(p) {
+                    bar.set_message(format!("{}, reference kernel", p.label));
+                    timings.push((p.label.clone(), measure_reference(p, &plan)?));
+                    bar.inc(1);
+                }
             }
         }
-        Ok(all)
+        Ok((all, timings))
     };
     let measured = (|| -> Result<_, CliError> {
         Ok((
@@ -262,7 +319,10 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
         ))
     })();
     bar.finish_and_clear();
-    let (mut problems, k_sweep, t_sweep) = measured?;
+    let ((mut problems, mut reference_timings), (mut k_sweep, k_timings), (t_sweep, _)) = measured?;
+    reference_timings.extend(k_timings);
+    attach_references(&mut problems, &reference_timings);
+    attach_references(&mut k_sweep, &reference_timings);
     // the table lists a problem's thread counts next to each other
     problems.sort_by_key(|m| {
         (
@@ -334,31 +394,29 @@ fn measure(problem: &Problem, threads: usize, plan: &Plan) -> Result<Measurement
     time_steps(task.as_ref(), problem, threads, plan).map_err(|e| bench_error(problem, &e))
 }
 
-/// Build the controller, warm it up and time the blocks.
-fn time_steps(
-    task: &dyn Task,
-    problem: &Problem,
-    threads: usize,
-    plan: &Plan,
-) -> Result<Measurement, MppiError> {
-    let config = MppiConfig {
+/// The task's default config at the problem's size, as every measurement uses it.
+fn problem_config(task: &dyn Task, problem: &Problem, threads: usize) -> MppiConfig {
+    MppiConfig {
         samples: problem.samples,
         horizon: problem.horizon,
         threads,
         iterations: 1,
         diagnostics: DiagnosticsLevel::Basic,
         ..task.default_config()
-    };
-    let mut ctrl = controller(task, &config)?;
-    if let Some(first) = task.initial_plan(problem.horizon) {
-        ctrl.set_plan(&first)?;
     }
-    let x = task.initial_state();
+}
 
+/// Warm `call` up (at least [`WARMUP_CALLS`] calls and `plan.warmup`), then time
+/// `plan.blocks` blocks of back-to-back calls, each long enough to last `plan.min_block`.
+/// Returns the calls per block and every block's time per call in milliseconds.
+fn time_blocks<E>(
+    plan: &Plan,
+    mut call: impl FnMut() -> Result<(), E>,
+) -> Result<(usize, Vec<f64>), E> {
     let warmup = Instant::now();
     let mut calls = 0usize;
     while calls < WARMUP_CALLS || warmup.elapsed() < plan.warmup {
-        black_box(ctrl.act(black_box(&x))?[0]);
+        call()?;
         calls += 1;
     }
     let per_call = warmup.elapsed().as_secs_f64() / calls as f64;
@@ -369,13 +427,38 @@ fn time_steps(
     for _ in 0..plan.blocks {
         let t = Instant::now();
         for _ in 0..calls_per_block {
-            black_box(ctrl.act(black_box(&x))?[0]);
+            call()?;
         }
         block_ms.push(t.elapsed().as_secs_f64() * 1e3 / calls_per_block as f64);
     }
-    let mut sorted = block_ms.clone();
+    Ok((calls_per_block, block_ms))
+}
+
+/// `(median, min, max)` of non-empty block times.
+fn block_stats(block_ms: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = block_ms.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let median_ms = median(&sorted);
+    (median(&sorted), sorted[0], sorted[sorted.len() - 1])
+}
+
+/// Build the controller, warm it up and time the blocks.
+fn time_steps(
+    task: &dyn Task,
+    problem: &Problem,
+    threads: usize,
+    plan: &Plan,
+) -> Result<Measurement, MppiError> {
+    let config = problem_config(task, problem, threads);
+    let mut ctrl = controller(task, &config)?;
+    if let Some(first) = task.initial_plan(problem.horizon) {
+        ctrl.set_plan(&first)?;
+    }
+    let x = task.initial_state();
+    let (calls_per_block, block_ms) = time_blocks(plan, || {
+        black_box(ctrl.act(black_box(&x))?[0]);
+        Ok(())
+    })?;
+    let (median_ms, min_ms, max_ms) = block_stats(&block_ms);
     let work = (problem.samples * problem.horizon) as f64;
     Ok(Measurement {
         problem: problem.label.clone(),
@@ -385,12 +468,47 @@ fn time_steps(
         threads,
         calls_per_block,
         median_ms,
-        min_ms: sorted[0],
-        max_ms: sorted[sorted.len() - 1],
+        min_ms,
+        max_ms,
         sample_steps_per_s: work / (median_ms * 1e-3),
         ns_per_sample_step: median_ms * 1e6 / work,
         block_ms,
+        reference: None,
+        ratio_to_reference: None,
     })
+}
+
+/// Time the reference kernel of `problem` (1 thread) the way [`time_steps`] times the library.
+fn measure_reference(problem: &Problem, plan: &Plan) -> Result<ReferenceTiming, CliError> {
+    let task = find_task(problem.task)?;
+    let kind = ReferenceProblem::from_task_name(problem.task)
+        .ok_or_else(|| CliError::runtime(format!("`{}` has no reference kernel", problem.task)))?;
+    let config = problem_config(task.as_ref(), problem, 1);
+    let mut kernel = ReferenceKernel::new(kind, &config).map_err(|e| bench_error(problem, &e))?;
+    let x = task.initial_state();
+    let (calls_per_block, block_ms) = time_blocks(plan, || {
+        black_box(kernel.step(black_box(&x))[0]);
+        Ok::<(), CliError>(())
+    })?;
+    let (median_ms, min_ms, max_ms) = block_stats(&block_ms);
+    Ok(ReferenceTiming {
+        calls_per_block,
+        median_ms,
+        min_ms,
+        max_ms,
+        block_ms,
+    })
+}
+
+/// Give every measurement of a problem with a timed reference kernel that timing, and the
+/// 1-thread rows their ratio library / reference.
+fn attach_references(measurements: &mut [Measurement], timings: &[(String, ReferenceTiming)]) {
+    for m in measurements {
+        if let Some((_, r)) = timings.iter().find(|(label, _)| *label == m.problem) {
+            m.reference = Some(r.clone());
+            m.ratio_to_reference = (m.threads == 1).then(|| m.median_ms / r.median_ms);
+        }
+    }
 }
 
 /// Median of sorted, non-empty data.
@@ -621,6 +739,19 @@ fn machine_lines(m: &Machine) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The reference kernel's median time per step, or `–`.
+fn reference_text(m: &Measurement) -> String {
+    m.reference
+        .as_ref()
+        .map_or_else(|| "–".to_string(), |r| fmt_ms(r.median_ms))
+}
+
+/// The ratio library / reference (`1.18x`), or `–`.
+fn ratio_text(m: &Measurement) -> String {
+    m.ratio_to_reference
+        .map_or_else(|| "–".to_string(), |r| format!("{r:.2}x"))
+}
+
 fn problem_rows(measurements: &[Measurement]) -> Vec<Vec<String>> {
     measurements
         .iter()
@@ -634,12 +765,14 @@ fn problem_rows(measurements: &[Measurement]) -> Vec<Vec<String>> {
                 range_text(m),
                 fmt_rate(m.sample_steps_per_s),
                 format!("{:.2}", m.ns_per_sample_step),
+                reference_text(m),
+                ratio_text(m),
             ]
         })
         .collect()
 }
 
-const PROBLEM_HEADER: [&str; 8] = [
+const PROBLEM_HEADER: [&str; 10] = [
     "PROBLEM",
     "K",
     "T",
@@ -648,8 +781,14 @@ const PROBLEM_HEADER: [&str; 8] = [
     "MIN – MAX",
     "SAMPLE-STEPS/S",
     "NS/SAMPLE-STEP",
+    REFERENCE_HEADER,
+    RATIO_HEADER,
 ];
-const PROBLEM_NUMERIC: [bool; 8] = [false, true, true, true, true, true, true, true];
+const PROBLEM_NUMERIC: [bool; 10] = [false, true, true, true, true, true, true, true, true, true];
+/// Column of the reference kernel's median time per step.
+const REFERENCE_HEADER: &str = "REFERENCE (1 THREAD)";
+/// Column of the ratio library / reference.
+const RATIO_HEADER: &str = "RATIO LIBRARY/REFERENCE";
 
 /// A sweep as a table: one row per size, one `median (min – max)` column and one rate column
 /// per thread count.
@@ -668,16 +807,23 @@ fn sweep_rows(s: &Sweep, threads: &[usize]) -> (Vec<String>, Vec<Vec<String>>) {
         .collect();
     sizes.sort_unstable();
     sizes.dedup();
+    // the reference columns only where the sweep has a timed reference kernel
+    let with_reference = s.measurements.iter().any(|m| m.reference.is_some());
+    if with_reference {
+        header.push(REFERENCE_HEADER.into());
+        header.push(RATIO_HEADER.into());
+    }
     let rows = sizes
         .iter()
         .map(|&size| {
             let mut row = vec![size.to_string()];
+            let at_size: Vec<&Measurement> = s
+                .measurements
+                .iter()
+                .filter(|m| swept(m, &s.variable) == size)
+                .collect();
             for &n in threads {
-                let m = s
-                    .measurements
-                    .iter()
-                    .find(|m| m.threads == n && swept(m, &s.variable) == size);
-                match m {
+                match at_size.iter().find(|m| m.threads == n) {
                     Some(m) => {
                         row.push(fmt_ms(m.median_ms));
                         row.push(range_text(m));
@@ -685,6 +831,12 @@ fn sweep_rows(s: &Sweep, threads: &[usize]) -> (Vec<String>, Vec<Vec<String>>) {
                     }
                     None => row.extend(["–".to_string(), "–".to_string(), "–".to_string()]),
                 }
+            }
+            if with_reference {
+                let timed = at_size.iter().find(|m| m.reference.is_some());
+                row.push(timed.map_or_else(|| "–".to_string(), |m| reference_text(m)));
+                let ratio = at_size.iter().find(|m| m.ratio_to_reference.is_some());
+                row.push(ratio.map_or_else(|| "–".to_string(), |m| ratio_text(m)));
             }
             row
         })
@@ -711,6 +863,11 @@ fn fit_lines(s: &Sweep) -> String {
     text
 }
 
+/// What the reference columns mean (printed under the problem table).
+const REFERENCE_NOTE: &str = "reference: the hand-fused kernel of the same math and the same \
+     random numbers (mppi_tasks::reference, bit-identical plans),\n           1 thread, timed the \
+     same way right after the library; ratio = library median / reference median at 1 thread";
+
 /// The text `mppi bench` prints.
 #[must_use]
 pub fn render(r: &BenchReport) -> String {
@@ -731,6 +888,7 @@ pub fn render(r: &BenchReport) -> String {
         &problem_rows(&r.problems),
         &PROBLEM_NUMERIC,
     ));
+    let _ = writeln!(s, "{}", REFERENCE_NOTE);
     for (title, sweep) in [("K sweep", &r.k_sweep), ("T sweep", &r.t_sweep)] {
         let _ = writeln!(s, "\n{title}: {}, {}", sweep.task, sweep.fixed);
         let (header, rows) = sweep_rows(sweep, &r.threads);
@@ -780,6 +938,13 @@ pub fn markdown(r: &BenchReport) -> String {
     );
     let header: Vec<String> = PROBLEM_HEADER.iter().map(|h| md_header(h)).collect();
     s.push_str(&markdown_table(&header, &problem_rows(&r.problems)));
+    let _ = writeln!(
+        s,
+        "\n{}",
+        REFERENCE_NOTE
+            .replace("mppi_tasks::reference", "`mppi_tasks::reference`")
+            .replace("\n           ", " ")
+    );
     for (title, sweep, stem) in [
         ("K sweep", &r.k_sweep, "bench_scaling_k"),
         ("T sweep", &r.t_sweep, "bench_scaling_t"),
@@ -902,6 +1067,8 @@ mod tests {
             sample_steps_per_s: (samples * horizon) as f64 / (ms * 1e-3),
             ns_per_sample_step: ms * 1e6 / (samples * horizon) as f64,
             block_ms: vec![ms],
+            reference: None,
+            ratio_to_reference: None,
         }
     }
 
@@ -943,6 +1110,51 @@ mod tests {
     }
 
     #[test]
+    fn references_attach_to_their_problem_and_ratio_only_at_one_thread() {
+        let timing = |ms: f64| ReferenceTiming {
+            calls_per_block: 1,
+            median_ms: ms,
+            min_ms: ms,
+            max_ms: ms,
+            block_ms: vec![ms],
+        };
+        let mut ms = vec![
+            m(2048, 100, 1, 3.0),
+            m(2048, 100, 2, 2.0),
+            m(1024, 100, 1, 1.5),
+        ];
+        attach_references(&mut ms, &[("x T=100 K=2048".to_string(), timing(2.5))]);
+        assert_eq!(ms[0].reference.as_ref().map(|r| r.median_ms), Some(2.5));
+        assert!((ms[0].ratio_to_reference.unwrap() - 1.2).abs() < 1e-12);
+        assert!(ms[1].reference.is_some() && ms[1].ratio_to_reference.is_none());
+        assert!(ms[2].reference.is_none() && ms[2].ratio_to_reference.is_none());
+        let rows = problem_rows(&ms);
+        assert_eq!(rows[0].len(), PROBLEM_HEADER.len());
+        assert_eq!(
+            (rows[0][8].as_str(), rows[0][9].as_str()),
+            ("2.500 ms", "1.20x")
+        );
+        assert_eq!((rows[1][9].as_str(), rows[2][8].as_str()), ("–", "–"));
+        // the sweep table gets the two columns, filled at the timed size only
+        let s = sweep("x", "samples", "T = 100", ms, &[1, 2]);
+        let (header, rows) = sweep_rows(&s, &[1, 2]);
+        assert_eq!(header.len(), 9);
+        assert_eq!(header[7], REFERENCE_HEADER);
+        let row = |k: &str| rows.iter().find(|r| r[0] == k).unwrap().clone();
+        assert_eq!(
+            (row("2048")[7].as_str(), row("2048")[8].as_str()),
+            ("2.500 ms", "1.20x")
+        );
+        assert_eq!(
+            (row("1024")[7].as_str(), row("1024")[8].as_str()),
+            ("–", "–")
+        );
+        // without a reference the sweep table keeps its columns
+        let t = sweep("x", "horizon", "K = 1", vec![m(1, 10, 1, 1.0)], &[1]);
+        assert_eq!(sweep_rows(&t, &[1]).0.len(), 4);
+    }
+
+    #[test]
     fn suite_sizes() {
         let full = Suite::new(false);
         let ks: Vec<usize> = full.k_sweep.iter().map(|p| p.samples).collect();
@@ -950,6 +1162,17 @@ mod tests {
         assert!(full.k_sweep.iter().all(|p| p.horizon == 100));
         assert_eq!(full.problems.len(), 4);
         assert!(Suite::new(true).len() < full.len());
+        // every fixed problem and the K sweep at 2048 (1024, the largest, with --quick)
+        let labels = |s: &Suite| -> Vec<String> {
+            s.reference_problems()
+                .into_iter()
+                .map(|p| p.label)
+                .collect()
+        };
+        let full_refs = labels(&full);
+        assert_eq!(full_refs.len(), 5);
+        assert_eq!(full_refs[4], "diff_drive T=100 K=2048");
+        assert_eq!(labels(&Suite::new(true))[4], "diff_drive T=100 K=1024");
         let machine = machine();
         assert!(machine.logical_cores >= 1);
     }

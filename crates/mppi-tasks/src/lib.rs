@@ -31,6 +31,7 @@ mod ode;
 pub mod pendulum;
 pub mod quadrotor;
 pub mod racing;
+pub mod reference;
 #[cfg(test)]
 mod test_support;
 pub mod two_routes;
