@@ -169,8 +169,9 @@ impl<D: Dynamics, C: Cost> Controller<D, C> {
             (self.objective.horizon() + 1) * self.objective.dynamics().state_dim(),
             states.len(),
         )?;
-        self.objective
-            .rollout(&self.planner.samples()[index * d..(index + 1) * d], states)
+        let mut controls = vec![0.0; d];
+        self.planner.sample(index, &mut controls);
+        self.objective.rollout(&controls, states)
     }
 }
 

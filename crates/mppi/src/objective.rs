@@ -211,10 +211,18 @@ pub trait Objective: Send + Sync {
     /// zero weight.
     fn evaluate(&self, decisions: &[f64], costs: &mut [f64], scratch: &mut [f64]);
 
+    /// Whether [`Objective::evaluate_block`] reads the row-major `decisions`. An objective that
+    /// reads only the structure-of-arrays copy returns `false`, and the planner then skips
+    /// building rows when nothing else needs them. The default (`true`) matches the default
+    /// `evaluate_block`.
+    fn needs_rows(&self) -> bool {
+        true
+    }
+
     /// [`Objective::evaluate`] for one block of `costs.len() <= BLOCK_LANES` samples that the
-    /// planner also holds in structure-of-arrays layout (`soa[i * lanes + l]`, the same values
-    /// as `decisions`). Rollouts read their controls from `soa` without a gather; the default
-    /// ignores it.
+    /// planner holds in structure-of-arrays layout (`soa[i * lanes + l]`). `decisions` holds
+    /// the same samples row-major only if [`Objective::needs_rows`] is `true`. Rollouts read
+    /// their controls from `soa` without a gather; the default evaluates the rows.
     fn evaluate_block(
         &self,
         decisions: &[f64],
@@ -398,6 +406,11 @@ impl<D: Dynamics, C: Cost> Objective for RolloutObjective<D, C> {
                 }
             });
         }
+    }
+
+    /// Rollouts read the controls from the SoA block only.
+    fn needs_rows(&self) -> bool {
+        false
     }
 
     fn evaluate_block(

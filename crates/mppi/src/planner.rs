@@ -101,8 +101,11 @@ pub struct Planner {
     plan: Vec<f64>,
     new_plan: Vec<f64>,
     samples: Vec<f64>,
-    /// The samples again, block by block in structure-of-arrays layout (for the rollouts).
+    /// The samples block by block in structure-of-arrays layout: what the family draws into,
+    /// the rollouts read and block-aware M-steps use.
     soa: Vec<f64>,
+    /// Whether `samples` (row-major) holds the last iteration's samples.
+    rows_valid: bool,
     /// The plan `μ` the last samples were drawn around (`ε_i = U_i − μ`).
     sampled_plan: Vec<f64>,
     /// One perturbation row per block, for the control-cost term.
@@ -177,6 +180,7 @@ impl Planner {
             new_plan: vec![0.0; dim],
             samples: vec![0.0; k * dim],
             soa: vec![0.0; k * dim],
+            rows_valid: false,
             sampled_plan: vec![0.0; dim],
             eps_rows: vec![0.0; k.div_ceil(BLOCK_LANES) * dim],
             costs: vec![0.0; k],
@@ -264,7 +268,23 @@ impl Planner {
     ) -> Result<IterStats, MppiError> {
         check_len("objective dimension", self.dim, objective.dim())?;
         self.prepare(objective);
-        self.sample_and_evaluate(objective, step, iteration);
+        let full = self.cfg.diagnostics == DiagnosticsLevel::Full;
+        let (alpha, beta) = (
+            self.cfg.step_size,
+            if self.cfg.acceleration == Acceleration::HeavyBall {
+                self.cfg.momentum
+            } else {
+                0.0
+            },
+        );
+        let accelerated = alpha > 1.0 || beta > 0.0;
+        let needs_log_densities = full || (accelerated && self.cfg.safeguard);
+        // row-major samples only where something reads them
+        let want_rows = objective.needs_rows()
+            || self.cfg.control_cost_gamma > 0.0
+            || !self.family.fits_blocks()
+            || needs_log_densities;
+        self.sample_and_evaluate(objective, step, iteration, want_rows);
 
         // E-step.
         let stats = compute_weights_elite(
@@ -300,8 +320,14 @@ impl Planner {
             self.theta_prev.copy_from_slice(&self.theta_k);
             self.last_step_norm = f64::NAN;
         }
-        self.family
-            .fit(&self.samples, &self.weights, &mut self.theta_em);
+        if !self
+            .family
+            .fit_blocks(&self.soa, &self.weights, &mut self.theta_em)
+        {
+            self.ensure_rows();
+            self.family
+                .fit(&self.samples, &self.weights, &mut self.theta_em);
+        }
         // θ_EM comes from a valid M-step; if the family still refuses it (round-off at a
         // floor), keep θ_k and say so.
         if self.em_family.set_params(&self.theta_em).is_err() {
@@ -310,17 +336,8 @@ impl Planner {
             result.em_rejected = true;
         }
 
-        let full = self.cfg.diagnostics == DiagnosticsLevel::Full;
-        let (alpha, beta) = (
-            self.cfg.step_size,
-            if self.cfg.acceleration == Acceleration::HeavyBall {
-                self.cfg.momentum
-            } else {
-                0.0
-            },
-        );
-        let accelerated = alpha > 1.0 || beta > 0.0;
-        if full || (accelerated && self.cfg.safeguard) {
+        if needs_log_densities {
+            self.ensure_rows();
             self.log_densities();
         }
         if full {
@@ -406,6 +423,7 @@ impl Planner {
         objective: &O,
         step: u64,
         iteration: u64,
+        want_rows: bool,
     ) {
         let d = self.dim;
         self.sampled_plan.copy_from_slice(&self.plan);
@@ -416,7 +434,9 @@ impl Planner {
         let block = |b: usize, ((((us, eps), costs), scratch), soa): BlockParts<'_>| {
             let lanes = costs.len();
             let mut rng = BlockRng::new(seed, step, iteration, b * BLOCK_LANES, lanes);
-            family.sample_block(&mut rng, us, soa);
+            if !family.sample_block(&mut rng, us, soa) && want_rows {
+                family::soa_to_rows(lanes, soa, us);
+            }
             objective.evaluate_block(us, soa, costs, &mut scratch[..per_block]);
             if gamma > 0.0 {
                 // ε = U − μ only where the control-cost term needs it (one row of scratch)
@@ -450,6 +470,15 @@ impl Planner {
                 .zip(self.soa.chunks_mut(chunk))
                 .enumerate()
                 .for_each(|(b, parts)| block(b, parts)),
+        }
+        self.rows_valid = want_rows;
+    }
+
+    /// Make `samples` (row-major) hold the last samples, transposing the blocks if needed.
+    fn ensure_rows(&mut self) {
+        if !self.rows_valid {
+            family::blocks_to_rows(&self.soa, self.dim, &mut self.samples);
+            self.rows_valid = true;
         }
     }
 
@@ -504,17 +533,42 @@ impl Planner {
     pub fn family(&self) -> &dyn Family {
         self.family.as_ref()
     }
-    /// The samples `U_i` of the last iteration (`N × T·m`, row-major).
+    /// The samples `U_i` of the last iteration (`N × T·m`, row-major). Built on demand from
+    /// the block layout the planner samples into (it allocates; use [`Planner::sample`] for
+    /// one sample without allocating).
     #[must_use]
-    pub fn samples(&self) -> &[f64] {
-        &self.samples
+    pub fn samples(&self) -> Vec<f64> {
+        if self.rows_valid {
+            return self.samples.clone();
+        }
+        let mut rows = vec![0.0; self.samples.len()];
+        family::blocks_to_rows(&self.soa, self.dim, &mut rows);
+        rows
+    }
+    /// Copy sample `i` of the last iteration (`T·m` entries) into `out`.
+    ///
+    /// # Panics
+    /// If `i` is not below [`Planner::num_samples`] or `out` is not `T·m` long.
+    pub fn sample(&self, i: usize, out: &mut [f64]) {
+        assert_eq!(out.len(), self.dim, "sample: out must have T·m entries");
+        if self.rows_valid {
+            out.copy_from_slice(&self.samples[i * self.dim..(i + 1) * self.dim]);
+            return;
+        }
+        let (b, l) = (i / BLOCK_LANES, i % BLOCK_LANES);
+        let start = b * BLOCK_LANES * self.dim;
+        let lanes = (self.cfg.samples - b * BLOCK_LANES).min(BLOCK_LANES);
+        let block = &self.soa[start..start + lanes * self.dim];
+        for (k, v) in out.iter_mut().enumerate() {
+            *v = block[k * lanes + l];
+        }
     }
     /// The perturbations `ε_i = U_i − μ` of the last iteration (after clamping; `μ` is the plan
     /// the samples were drawn around), `N × T·m` row-major. Computed on demand: the hot loop
     /// only forms them when the control-cost term needs them.
     #[must_use]
     pub fn perturbations(&self) -> Vec<f64> {
-        let mut eps = self.samples.clone();
+        let mut eps = self.samples();
         for row in eps.chunks_exact_mut(self.dim) {
             for (e, mu) in row.iter_mut().zip(&self.sampled_plan) {
                 *e -= mu;

@@ -34,7 +34,7 @@ use crate::rng::SampleRng;
 
 use super::{
     Family, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows,
-    step_log_det, weighted_sum,
+    step_log_det, weighted_sum, weighted_sum_blocks,
 };
 
 /// AR(1)-correlated Gaussian over plans with a fixed covariance `K ⊗ Σ_u`
@@ -224,6 +224,13 @@ impl Family for ColoredGaussian {
     /// `μ⁺ = Σ_i w_i U_i` (zero weights skipped).
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         weighted_sum(samples, weights, &mut out[..self.mean.len()]);
+    }
+    fn fits_blocks(&self) -> bool {
+        true
+    }
+    fn fit_blocks(&mut self, blocks: &[f64], weights: &[f64], out: &mut [f64]) -> bool {
+        weighted_sum_blocks(blocks, weights, &mut out[..self.mean.len()]);
+        true
     }
     /// Same covariance: `KL = ½ (μ_a − μ_b)ᵀ Σ_full⁻¹ (μ_a − μ_b)`; NaN unless `other` is a
     /// colored Gaussian with the same `Σ_u`, `ρ` and horizon.

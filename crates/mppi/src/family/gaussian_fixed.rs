@@ -14,7 +14,7 @@ use crate::rng::{BlockRng, SampleRng};
 
 use super::{
     Family, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows,
-    soa_to_rows, step_log_det, step_mahalanobis, weighted_sum,
+    step_log_det, step_mahalanobis, weighted_sum, weighted_sum_blocks,
 };
 
 /// Fixed-covariance Gaussian over plans (`family = "gaussian"`).
@@ -118,8 +118,9 @@ impl Family for GaussianFixed {
         self.noise.fill(rng, u);
         add_mean_and_clamp(u, &self.mean, &self.u_min, &self.u_max);
     }
-    /// Draws across lanes: the noise and the clamp run with the lanes innermost.
-    fn sample_block(&self, rng: &mut BlockRng, rows: &mut [f64], soa: &mut [f64]) {
+    /// Draws across lanes into `soa` only (the noise and the clamp run with the lanes
+    /// innermost); rows are left to the planner.
+    fn sample_block(&self, rng: &mut BlockRng, _rows: &mut [f64], soa: &mut [f64]) -> bool {
         let lanes = rng.lanes();
         let m = self.m;
         if self.noise.is_diagonal() {
@@ -143,7 +144,14 @@ impl Family for GaussianFixed {
                 }
             }
         }
-        soa_to_rows(lanes, soa, rows);
+        false
+    }
+    fn fits_blocks(&self) -> bool {
+        true
+    }
+    fn fit_blocks(&mut self, blocks: &[f64], weights: &[f64], out: &mut [f64]) -> bool {
+        weighted_sum_blocks(blocks, weights, &mut out[..self.mean.len()]);
+        true
     }
     fn log_prob(&self, u: &[f64]) -> f64 {
         let steps = (self.mean.len() / self.m) as f64;

@@ -26,6 +26,7 @@ use std::fmt::Debug;
 use crate::config::{FamilyKind, ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::gaussian::GaussianNoise;
+use crate::objective::BLOCK_LANES;
 use crate::rng::{BlockRng, SampleRng};
 
 mod beta;
@@ -76,13 +77,15 @@ pub trait Family: Send + Sync + Debug {
     fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError>;
     /// Draw one plan into `u` (`d` entries).
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]);
-    /// Draw one plan per lane of `rng` (sample `l` from lane `l`'s stream) into `rows`
-    /// (`lanes × d`, row-major) and the same values into `soa` (structure of arrays:
-    /// entry `i` of lane `l` at `soa[i * lanes + l]`).
+    /// Draw one plan per lane of `rng` (sample `l` from lane `l`'s stream) into `soa`
+    /// (structure of arrays: entry `i` of lane `l` at `soa[i * lanes + l]`). `rows`
+    /// (`lanes × d`) is scratch of the same size; return `true` if it also holds the samples
+    /// row-major, `false` if the planner has to transpose when it needs rows.
     ///
-    /// The default calls [`Family::sample`] lane by lane and transposes. A family overrides it
-    /// to draw across lanes at once; the result must equal the default's bit for bit.
-    fn sample_block(&self, rng: &mut BlockRng, rows: &mut [f64], soa: &mut [f64]) {
+    /// The default calls [`Family::sample`] lane by lane into `rows` and transposes (returns
+    /// `true`). A family overrides it to draw across lanes at once; the samples must equal the
+    /// default's bit for bit.
+    fn sample_block(&self, rng: &mut BlockRng, rows: &mut [f64], soa: &mut [f64]) -> bool {
         let d = self.dim();
         for (l, u) in rows.chunks_exact_mut(d).enumerate() {
             let mut lane = rng.lane(l);
@@ -90,6 +93,19 @@ pub trait Family: Send + Sync + Debug {
             rng.set_lane(l, &lane);
         }
         rows_to_soa(rng.lanes(), rows, soa);
+        true
+    }
+    /// Whether [`Family::fit_blocks`] is implemented. Then the planner runs the M-step on the
+    /// block layout and builds row-major samples only when something else needs them.
+    fn fits_blocks(&self) -> bool {
+        false
+    }
+    /// [`Family::fit`] on samples in block layout: consecutive blocks of [`BLOCK_LANES`]
+    /// samples (the last one may be shorter), structure of arrays within a block. Must give
+    /// what `fit` gives on the same samples as rows. Returns `false` if not implemented (the
+    /// default), in which case the planner builds rows and calls `fit`.
+    fn fit_blocks(&mut self, _blocks: &[f64], _weights: &[f64], _out: &mut [f64]) -> bool {
+        false
     }
     /// Normalized log-density `log p(u; θ)`.
     fn log_prob(&self, u: &[f64]) -> f64;
@@ -165,6 +181,51 @@ pub(crate) fn clamp_plan(u: &mut [f64], u_min: &[f64], u_max: &[f64]) {
         for ((v, lo), hi) in step.iter_mut().zip(u_min).zip(u_max) {
             *v = v.clamp(*lo, *hi);
         }
+    }
+}
+
+/// `out = Σ_i w_i U_i` like [`weighted_sum`], for samples in block layout (see
+/// [`Family::fit_blocks`]). Each coordinate is still summed over `i = 0..N` in order, starting
+/// from `0.0`, so for finite samples the result is bit-identical to [`weighted_sum`]: a zero
+/// weight adds `±0`, which leaves a sum that started at `+0` unchanged. Four coordinates are
+/// summed at a time, reading four contiguous lane rows of the block.
+pub(crate) fn weighted_sum_blocks(blocks: &[f64], weights: &[f64], out: &mut [f64]) {
+    const GROUP: usize = 4;
+    let d = out.len();
+    out.fill(0.0);
+    for (block, w) in blocks
+        .chunks(BLOCK_LANES * d)
+        .zip(weights.chunks(BLOCK_LANES))
+    {
+        let lanes = w.len();
+        let row = |i: usize| &block[i * lanes..][..lanes];
+        let mut groups = out.chunks_exact_mut(GROUP);
+        for (g, acc) in (&mut groups).enumerate() {
+            let rows: [&[f64]; GROUP] = std::array::from_fn(|k| row(g * GROUP + k));
+            let mut sums: [f64; GROUP] = std::array::from_fn(|k| acc[k]);
+            for (l, wl) in w.iter().enumerate() {
+                for k in 0..GROUP {
+                    sums[k] += wl * rows[k][l];
+                }
+            }
+            acc.copy_from_slice(&sums);
+        }
+        let first = d - d % GROUP;
+        for (i, acc) in groups.into_remainder().iter_mut().enumerate() {
+            for (wl, v) in w.iter().zip(row(first + i)) {
+                *acc += wl * v;
+            }
+        }
+    }
+}
+
+/// Row-major samples (`N × d`) from the block layout of [`Family::fit_blocks`].
+pub(crate) fn blocks_to_rows(blocks: &[f64], d: usize, rows: &mut [f64]) {
+    for (block, out) in blocks
+        .chunks(BLOCK_LANES * d)
+        .zip(rows.chunks_mut(BLOCK_LANES * d))
+    {
+        soa_to_rows(block.len() / d, block, out);
     }
 }
 
