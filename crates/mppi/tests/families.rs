@@ -505,7 +505,7 @@ fn conformance_block_fit_equals_row_fit() {
             .map(|(i, u)| if i % 7 == 3 { f64::NAN } else { weight_cost(u) })
             .collect();
         let w = weights_of(&costs, 0.5);
-        assert!(w.iter().any(|v| *v == 0.0));
+        assert!(w.contains(&0.0));
         let p = f.params().len();
         let (mut from_rows, mut from_blocks) = (vec![0.0; p], vec![f64::NAN; p]);
         f.fit(&rows, &w, &mut from_rows);
