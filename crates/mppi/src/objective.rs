@@ -384,27 +384,28 @@ impl<D: Dynamics, C: Cost> Objective for RolloutObjective<D, C> {
 
     fn scratch_len(&self, lanes: usize) -> usize {
         let (n, m) = (self.dynamics.state_dim(), self.dynamics.control_dim());
-        // state, next state, controls, per-lane cost, gather scratch
-        2 * n * lanes + m * lanes + lanes + 2 * n + m
+        // state, next state, per-lane cost, gather scratch of the block defaults, controls
+        // (only `evaluate` gathers them; `evaluate_block` reads the SoA block in place)
+        2 * n * lanes + lanes + 2 * n + m + m * lanes
     }
 
     fn evaluate(&self, decisions: &[f64], costs: &mut [f64], scratch: &mut [f64]) {
-        let d = self.horizon * self.dynamics.control_dim();
+        let (m, d) = (self.dynamics.control_dim(), self.dim());
         for (dec, cst) in decisions
             .chunks(BLOCK_LANES * d)
             .zip(costs.chunks_mut(BLOCK_LANES))
         {
             let lanes = cst.len();
-            self.rollout_lanes(cst, scratch, |t, u| {
-                // gather u_t of every lane into SoA
-                let m = u.len() / lanes;
-                for l in 0..lanes {
-                    let ut = &dec[l * d + t * m..l * d + (t + 1) * m];
-                    for j in 0..m {
-                        u[j * lanes + l] = ut[j];
-                    }
-                }
-            });
+            // the gathered controls of one step live at the end of the scratch
+            let (state, buf) = scratch.split_at_mut(scratch.len() - m * lanes);
+            let source = GatheredControls {
+                rows: dec,
+                d,
+                m,
+                lanes,
+                buf,
+            };
+            self.rollout_lanes(cst, state, source);
         }
     }
 
@@ -421,27 +422,66 @@ impl<D: Dynamics, C: Cost> Objective for RolloutObjective<D, C> {
         scratch: &mut [f64],
     ) {
         let span = self.dynamics.control_dim() * costs.len();
-        self.rollout_lanes(costs, scratch, |t, u| {
-            u.copy_from_slice(&soa[t * span..(t + 1) * span]);
-        });
+        // the controls of step t are a contiguous slice of the block: no copy
+        self.rollout_lanes(costs, scratch, SoaControls { soa, span });
+    }
+}
+
+/// Where a rollout reads the controls of each step (SoA, `m · lanes` entries).
+trait ControlSource {
+    fn controls(&mut self, t: usize) -> &[f64];
+}
+
+/// Controls already in block layout: step `t` is one contiguous slice.
+struct SoaControls<'a> {
+    soa: &'a [f64],
+    span: usize,
+}
+
+impl ControlSource for SoaControls<'_> {
+    #[inline(always)]
+    fn controls(&mut self, t: usize) -> &[f64] {
+        &self.soa[t * self.span..(t + 1) * self.span]
+    }
+}
+
+/// Controls gathered step by step from row-major decisions into a buffer.
+struct GatheredControls<'a> {
+    rows: &'a [f64],
+    d: usize,
+    m: usize,
+    lanes: usize,
+    buf: &'a mut [f64],
+}
+
+impl ControlSource for GatheredControls<'_> {
+    #[inline(always)]
+    fn controls(&mut self, t: usize) -> &[f64] {
+        let (d, m, lanes) = (self.d, self.m, self.lanes);
+        for l in 0..lanes {
+            let ut = &self.rows[l * d + t * m..l * d + (t + 1) * m];
+            for j in 0..m {
+                self.buf[j * lanes + l] = ut[j];
+            }
+        }
+        &self.buf[..m * lanes]
     }
 }
 
 impl<D: Dynamics, C: Cost> RolloutObjective<D, C> {
-    /// Roll out `costs.len()` lanes from `x₀`, with `load_controls(t, u)` writing the controls of
-    /// step `t` into `u` (SoA, `m · lanes`), and write each lane's discounted cost.
+    /// Roll out `costs.len()` lanes from `x₀`, reading the controls of step `t` from `source`
+    /// (SoA, `m · lanes`), and write each lane's discounted cost.
     #[inline]
     fn rollout_lanes(
         &self,
         costs: &mut [f64],
         scratch: &mut [f64],
-        mut load_controls: impl FnMut(usize, &mut [f64]),
+        mut source: impl ControlSource,
     ) {
-        let (n, m) = (self.dynamics.state_dim(), self.dynamics.control_dim());
+        let n = self.dynamics.state_dim();
         let lanes = costs.len();
         let (mut x, rest) = scratch.split_at_mut(n * lanes);
         let (mut xn, rest) = rest.split_at_mut(n * lanes);
-        let (u, rest) = rest.split_at_mut(m * lanes);
         let (c, tmp) = rest.split_at_mut(lanes);
         for i in 0..n {
             x[i * lanes..(i + 1) * lanes].fill(self.x0[i]);
@@ -449,7 +489,7 @@ impl<D: Dynamics, C: Cost> RolloutObjective<D, C> {
         costs.fill(0.0);
         let mut disc = 1.0;
         for t in 0..self.horizon {
-            load_controls(t, u);
+            let u = source.controls(t);
             self.cost.running_block(lanes, t, x, u, c, tmp);
             for (acc, ci) in costs.iter_mut().zip(c.iter()) {
                 *acc += disc * ci;
