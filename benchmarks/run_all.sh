@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Everything BENCHMARKS.md reports, measured side by side in one run on this machine:
+#   1. `mppi bench` (1 and 2 threads, with the hand-fused reference kernel), plots and JSON;
+#   2. the peers, pytorch-mppi and jax-mppi (benchmarks/peers/run.sh, one thread);
+#   3. benchmarks/compare.py: the side-by-side table with ratios and the targets.
+# Not part of CI (it installs the peers into local virtual environments on first use).
+# Usage: bash benchmarks/run_all.sh [OUT_DIR]   (default benchmarks/results)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${1:-$ROOT/benchmarks/results}"
+cd "$ROOT"
+mkdir -p "$OUT"
+cargo build --release --locked -p mppi-cli
+./target/release/mppi bench --threads 1,2 --out "$OUT/mppi"
+bash benchmarks/peers/run.sh
+cp benchmarks/peers/results/peers.json benchmarks/peers/results/peers.md "$OUT/"
+python3 benchmarks/compare.py "$OUT/mppi/bench.json" "$OUT/peers.json" > "$OUT/comparison.md"
+cat "$OUT/comparison.md"
