@@ -38,10 +38,21 @@ const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 /// ```
 #[must_use]
 pub fn stream_seed(seed: u64, step: u64, iteration: u64, sample: u64) -> u64 {
-    let mut h = mix64(seed ^ GOLDEN);
-    h = mix64(h ^ step.wrapping_mul(GOLDEN).wrapping_add(1));
-    h = mix64(h ^ iteration.wrapping_mul(GOLDEN).wrapping_add(2));
-    mix64(h ^ sample.wrapping_mul(GOLDEN).wrapping_add(3))
+    sample_seed(iteration_prefix(seed, step, iteration), sample)
+}
+
+/// The part of [`stream_seed`] shared by every sample of one iteration.
+#[inline]
+fn iteration_prefix(seed: u64, step: u64, iteration: u64) -> u64 {
+    let h = mix64(seed ^ GOLDEN);
+    let h = mix64(h ^ step.wrapping_mul(GOLDEN).wrapping_add(1));
+    mix64(h ^ iteration.wrapping_mul(GOLDEN).wrapping_add(2))
+}
+
+/// [`stream_seed`] from its iteration prefix.
+#[inline]
+fn sample_seed(prefix: u64, sample: u64) -> u64 {
+    mix64(prefix ^ sample.wrapping_mul(GOLDEN).wrapping_add(3))
 }
 
 /// The generator for one sample of one iteration of one control step.
@@ -283,8 +294,9 @@ impl BlockRng {
             s3: [0; BLOCK_LANES],
             bits: [0; BLOCK_LANES],
         };
+        let prefix = iteration_prefix(seed, step, iteration);
         for l in 0..lanes {
-            let [a, b, c, d] = expand_seed(stream_seed(seed, step, iteration, (first + l) as u64));
+            let [a, b, c, d] = expand_seed(sample_seed(prefix, (first + l) as u64));
             (block.s0[l], block.s1[l], block.s2[l], block.s3[l]) = (a, b, c, d);
         }
         block
