@@ -292,19 +292,26 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
 
     let references = suite.reference_problems();
     let bar = progress_bar(suite.len() * threads.len() + references.len(), args.quiet);
-    // a problem's reference kernel is timed right after the library at the first thread count,
-    // so that both see the same machine state
+    // a problem's reference kernel is timed together with the library at the first thread
+    // count (1 by default), their blocks interleaved, so that both see the same machine state
     type Timings = Vec<(String, ReferenceTiming)>;
     let run = |problems: &[Problem]| -> Result<(Vec<Measurement>, Timings), CliError> {
         let (mut all, mut timings) = (vec![], vec![]);
         for (i, &n) in threads.iter().enumerate() {
             for p in problems {
-                bar.set_message(format!("{}, {n} thread{}", p.label, plural(n)));
-                all.push(measure(p, n, &plan)?);
-                bar.inc(1);
                 if i == 0 && references.contains(p) {
-                    bar.set_message(format!("{}, reference kernel", p.label));
-                    timings.push((p.label.clone(), measure_reference(p, &plan)?));
+                    bar.set_message(format!(
+                        "{}, {n} thread{} and reference kernel",
+                        p.label,
+                        plural(n)
+                    ));
+                    let (m, r) = measure_with_reference(p, n, &plan)?;
+                    all.push(m);
+                    timings.push((p.label.clone(), r));
+                    bar.inc(2);
+                } else {
+                    bar.set_message(format!("{}, {n} thread{}", p.label, plural(n)));
+                    all.push(measure(p, n, &plan)?);
                     bar.inc(1);
                 }
             }
@@ -413,25 +420,42 @@ fn time_blocks<E>(
     plan: &Plan,
     mut call: impl FnMut() -> Result<(), E>,
 ) -> Result<(usize, Vec<f64>), E> {
-    let warmup = Instant::now();
-    let mut calls = 0usize;
-    while calls < WARMUP_CALLS || warmup.elapsed() < plan.warmup {
-        call()?;
-        calls += 1;
-    }
-    let per_call = warmup.elapsed().as_secs_f64() / calls as f64;
-    let calls_per_block =
-        ((plan.min_block.as_secs_f64() / per_call.max(1e-9)).ceil() as usize).clamp(1, 1_000_000);
+    let mut timed = time_interleaved(plan, &mut [&mut call])?;
+    Ok(timed.remove(0))
+}
 
-    let mut block_ms = Vec::with_capacity(plan.blocks);
-    for _ in 0..plan.blocks {
-        let t = Instant::now();
-        for _ in 0..calls_per_block {
+/// [`time_blocks`] for several calls at once, with their blocks interleaved (a block of the
+/// first, then of the second, ...), so that slow phases of a shared machine fall on all of
+/// them alike and their ratio stays meaningful.
+fn time_interleaved<E>(
+    plan: &Plan,
+    calls: &mut [&mut dyn FnMut() -> Result<(), E>],
+) -> Result<Vec<(usize, Vec<f64>)>, E> {
+    let mut calls_per_block = Vec::with_capacity(calls.len());
+    for call in calls.iter_mut() {
+        let warmup = Instant::now();
+        let mut n = 0usize;
+        while n < WARMUP_CALLS || warmup.elapsed() < plan.warmup {
             call()?;
+            n += 1;
         }
-        block_ms.push(t.elapsed().as_secs_f64() * 1e3 / calls_per_block as f64);
+        let per_call = warmup.elapsed().as_secs_f64() / n as f64;
+        calls_per_block.push(
+            ((plan.min_block.as_secs_f64() / per_call.max(1e-9)).ceil() as usize)
+                .clamp(1, 1_000_000),
+        );
     }
-    Ok((calls_per_block, block_ms))
+    let mut block_ms = vec![Vec::with_capacity(plan.blocks); calls.len()];
+    for _ in 0..plan.blocks {
+        for ((call, n), times) in calls.iter_mut().zip(&calls_per_block).zip(&mut block_ms) {
+            let t = Instant::now();
+            for _ in 0..*n {
+                call()?;
+            }
+            times.push(t.elapsed().as_secs_f64() * 1e3 / *n as f64);
+        }
+    }
+    Ok(calls_per_block.into_iter().zip(block_ms).collect())
 }
 
 /// `(median, min, max)` of non-empty block times.
@@ -448,19 +472,40 @@ fn time_steps(
     threads: usize,
     plan: &Plan,
 ) -> Result<Measurement, MppiError> {
-    let config = problem_config(task, problem, threads);
-    let mut ctrl = controller(task, &config)?;
-    if let Some(first) = task.initial_plan(problem.horizon) {
-        ctrl.set_plan(&first)?;
-    }
+    let mut ctrl = build_controller(task, problem, threads)?;
     let x = task.initial_state();
     let (calls_per_block, block_ms) = time_blocks(plan, || {
         black_box(ctrl.act(black_box(&x))?[0]);
         Ok(())
     })?;
+    Ok(measurement(problem, threads, calls_per_block, block_ms))
+}
+
+/// The controller a measurement times: the task's default config at the problem's size, and
+/// the task's initial plan.
+fn build_controller(
+    task: &dyn Task,
+    problem: &Problem,
+    threads: usize,
+) -> Result<mppi_tasks::TaskController, MppiError> {
+    let config = problem_config(task, problem, threads);
+    let mut ctrl = controller(task, &config)?;
+    if let Some(first) = task.initial_plan(problem.horizon) {
+        ctrl.set_plan(&first)?;
+    }
+    Ok(ctrl)
+}
+
+/// A [`Measurement`] from its block times.
+fn measurement(
+    problem: &Problem,
+    threads: usize,
+    calls_per_block: usize,
+    block_ms: Vec<f64>,
+) -> Measurement {
     let (median_ms, min_ms, max_ms) = block_stats(&block_ms);
     let work = (problem.samples * problem.horizon) as f64;
-    Ok(Measurement {
+    Measurement {
         problem: problem.label.clone(),
         task: problem.task.to_string(),
         samples: problem.samples,
@@ -475,29 +520,49 @@ fn time_steps(
         block_ms,
         reference: None,
         ratio_to_reference: None,
-    })
+    }
 }
 
-/// Time the reference kernel of `problem` (1 thread) the way [`time_steps`] times the library.
-fn measure_reference(problem: &Problem, plan: &Plan) -> Result<ReferenceTiming, CliError> {
+/// Time the library (`threads` threads) and the reference kernel of `problem` (1 thread) with
+/// interleaved blocks.
+fn measure_with_reference(
+    problem: &Problem,
+    threads: usize,
+    plan: &Plan,
+) -> Result<(Measurement, ReferenceTiming), CliError> {
     let task = find_task(problem.task)?;
     let kind = ReferenceProblem::from_task_name(problem.task)
         .ok_or_else(|| CliError::runtime(format!("`{}` has no reference kernel", problem.task)))?;
+    let mut ctrl =
+        build_controller(task.as_ref(), problem, threads).map_err(|e| bench_error(problem, &e))?;
     let config = problem_config(task.as_ref(), problem, 1);
     let mut kernel = ReferenceKernel::new(kind, &config).map_err(|e| bench_error(problem, &e))?;
     let x = task.initial_state();
-    let (calls_per_block, block_ms) = time_blocks(plan, || {
+    let mut library = || -> Result<(), CliError> {
+        let plan = ctrl
+            .act(black_box(&x))
+            .map_err(|e| bench_error(problem, &e))?;
+        black_box(plan[0]);
+        Ok(())
+    };
+    let mut reference = || -> Result<(), CliError> {
         black_box(kernel.step(black_box(&x))[0]);
-        Ok::<(), CliError>(())
-    })?;
-    let (median_ms, min_ms, max_ms) = block_stats(&block_ms);
-    Ok(ReferenceTiming {
-        calls_per_block,
-        median_ms,
-        min_ms,
-        max_ms,
-        block_ms,
-    })
+        Ok(())
+    };
+    let mut timed = time_interleaved(plan, &mut [&mut library, &mut reference])?;
+    let (ref_calls, ref_ms) = timed.pop().expect("two timings");
+    let (lib_calls, lib_ms) = timed.pop().expect("two timings");
+    let (median_ms, min_ms, max_ms) = block_stats(&ref_ms);
+    Ok((
+        measurement(problem, threads, lib_calls, lib_ms),
+        ReferenceTiming {
+            calls_per_block: ref_calls,
+            median_ms,
+            min_ms,
+            max_ms,
+            block_ms: ref_ms,
+        },
+    ))
 }
 
 /// Give every measurement of a problem with a timed reference kernel that timing, and the
@@ -866,7 +931,8 @@ fn fit_lines(s: &Sweep) -> String {
 /// What the reference columns mean (printed under the problem table).
 const REFERENCE_NOTE: &str = "reference: the hand-fused kernel of the same math and the same \
      random numbers (mppi_tasks::reference, bit-identical plans),\n           1 thread, timed the \
-     same way right after the library; ratio = library median / reference median at 1 thread";
+     same way in blocks interleaved with the library's; ratio = library median / reference \
+     median at 1 thread";
 
 /// The text `mppi bench` prints.
 #[must_use]
