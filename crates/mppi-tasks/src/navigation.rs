@@ -59,8 +59,11 @@ pub fn in_collision(obstacles: &[Circle], margin: f64, px: f64, py: f64) -> bool
 }
 
 /// The block version of [`in_collision`]: `flags[l] = 1.0` if lane `l` of `(px, py)` is inside
-/// an inflated obstacle, else `0.0` (obstacles outer, lanes inner, so the loop vectorizes).
-/// `flags` has one entry per lane.
+/// an inflated obstacle, else `0.0`. `flags` has one entry per lane.
+///
+/// Lanes go in groups of eight whose hit flags stay in registers while the loop runs over the
+/// obstacles (a fixed-size group unrolls and vectorizes); a pass over all lanes per obstacle
+/// would store and reload the flags for every obstacle.
 #[inline]
 pub fn collision_flags(
     obstacles: &[Circle],
@@ -69,17 +72,32 @@ pub fn collision_flags(
     py: &[f64],
     flags: &mut [f64],
 ) {
+    const GROUP: usize = 8;
     let lanes = flags.len();
     let (px, py) = (&px[..lanes], &py[..lanes]);
-    flags.fill(0.0);
-    for c in obstacles {
-        for l in 0..lanes {
-            flags[l] = if inside_inflated(c, margin, px[l], py[l]) {
-                1.0
-            } else {
-                flags[l]
-            };
+    let mut groups = flags.chunks_exact_mut(GROUP);
+    for (g, out) in (&mut groups).enumerate() {
+        let x: [f64; GROUP] = std::array::from_fn(|k| px[g * GROUP + k]);
+        let y: [f64; GROUP] = std::array::from_fn(|k| py[g * GROUP + k]);
+        let mut hit = [0.0f64; GROUP];
+        for c in obstacles {
+            let r = c.r + margin;
+            let r2 = r * r;
+            for k in 0..GROUP {
+                let (dx, dy) = (x[k] - c.x, y[k] - c.y);
+                hit[k] = if dx * dx + dy * dy < r2 { 1.0 } else { hit[k] };
+            }
         }
+        out.copy_from_slice(&hit);
+    }
+    let first = lanes - lanes % GROUP;
+    for (k, f) in groups.into_remainder().iter_mut().enumerate() {
+        *f = f64::from(u8::from(in_collision(
+            obstacles,
+            margin,
+            px[first + k],
+            py[first + k],
+        )));
     }
 }
 
@@ -137,5 +155,49 @@ pub fn goal_outcome(
             "final distance to goal {final_dist:.3} (< {goal_radius}), final speed \
              {final_speed:.3} (< {max_speed}), min obstacle clearance {clearance:.3} (>= 0), {arrival}"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collision_flags_agree_with_in_collision_in_groups_and_remainder() {
+        let obstacles = [
+            Circle {
+                x: 1.0,
+                y: 1.0,
+                r: 0.5,
+            },
+            Circle {
+                x: 2.5,
+                y: 0.5,
+                r: 0.3,
+            },
+            Circle {
+                x: 0.2,
+                y: 2.2,
+                r: 0.8,
+            },
+        ];
+        // 37 lanes: four groups of eight and a remainder of five, on a grid over the scene
+        let px: Vec<f64> = (0..37).map(|l| 0.1 * (l % 31) as f64).collect();
+        let py: Vec<f64> = (0..37).map(|l| 0.07 * (l * 7 % 37) as f64).collect();
+        let mut flags = vec![f64::NAN; 37];
+        collision_flags(&obstacles, 0.15, &px, &py, &mut flags);
+        let mut hits = 0;
+        for l in 0..37 {
+            let expected = in_collision(&obstacles, 0.15, px[l], py[l]);
+            assert_eq!(flags[l], if expected { 1.0 } else { 0.0 }, "lane {l}");
+            hits += usize::from(expected);
+        }
+        assert!(
+            hits > 3 && hits < 34,
+            "{hits} hits: the check covers both outcomes"
+        );
+        // no obstacles: nothing is hit
+        collision_flags(&[], 0.15, &px, &py, &mut flags);
+        assert!(flags.iter().all(|f| *f == 0.0));
     }
 }
