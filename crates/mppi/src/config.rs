@@ -127,7 +127,9 @@ pub struct MppiConfig {
     pub shift_fill: ShiftFill,
     /// Base random seed; results are a pure function of it.
     pub seed: u64,
-    /// Worker threads for rollouts (1 = run on the calling thread).
+    /// Worker threads for rollouts (1 = run on the calling thread). Problems below
+    /// [`crate::planner::PARALLEL_MIN_SAMPLE_STEPS`] sample-steps run on the calling thread
+    /// anyway. Results do not depend on it.
     pub threads: usize,
     /// The sampling family: `gaussian`, `gaussian_diag`, `gaussian_full`, `colored`, `spline`,
     /// `beta`, `categorical` or `mixture`.
