@@ -4,10 +4,11 @@
 #   2. the peers, pytorch-mppi and jax-mppi (benchmarks/peers/run.sh, one thread);
 #   3. benchmarks/compare.py: the side-by-side table with ratios and the targets.
 # Not part of CI (it installs the peers into local virtual environments on first use).
-# Usage: bash benchmarks/run_all.sh [OUT_DIR]   (default benchmarks/results)
+# Usage: bash benchmarks/run_all.sh [OUT_DIR]   (default benchmarks/results/latest; the runs
+# BENCHMARKS.md reports are kept in benchmarks/results/run-a and run-b)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="${1:-$ROOT/benchmarks/results}"
+OUT="${1:-$ROOT/benchmarks/results/latest}"
 cd "$ROOT"
 mkdir -p "$OUT"
 cargo build --release --locked -p mppi-cli
