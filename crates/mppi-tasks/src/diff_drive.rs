@@ -141,12 +141,11 @@ impl DiffDriveModel {
         self.costmap.lookup(px, py)
     }
 
-    /// The cost of one state–control pair given its costmap value `m`.
+    /// The cost of one state–control pair given its costmap value `m` and `(sin θ, cos θ)`.
     #[inline(always)]
-    fn stage(&self, px: f64, py: f64, th: f64, v: f64, w: f64, m: f64) -> f64 {
+    fn stage(&self, px: f64, py: f64, (s, c): (f64, f64), v: f64, w: f64, m: f64) -> f64 {
         let (dx, dy) = (self.goal.0 - px, self.goal.1 - py);
         let d = (dx * dx + dy * dy).sqrt();
-        let (s, c) = sin_cos(th);
         let along = c * dx + s * dy;
         let heading = if d < 1.0 { d - along } else { 1.0 - along / d };
         let map = if m >= LETHAL {
@@ -200,12 +199,39 @@ impl Dynamics for DiffDriveModel {
             nth[l] = th[l] + w * DT;
         }
     }
+    /// The cost's heading term and the dynamics both need `sin θ, cos θ`: one evaluation.
+    fn step_and_cost_block(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f64],
+        u: &[f64],
+        next: &mut [f64],
+        cost: &mut [f64],
+        _tmp: &mut [f64],
+    ) -> bool {
+        let [px, py, th] = soa_rows(x, lanes);
+        let [uv, uw] = soa_rows(u, lanes);
+        let [npx, npy, nth] = soa_rows_mut(next, lanes);
+        let cost = &mut cost[..lanes];
+        self.costmap.lookup_block(px, py, cost);
+        for l in 0..lanes {
+            let (s, c) = sin_cos(th[l]);
+            cost[l] = self.stage(px[l], py[l], (s, c), uv[l], uw[l], cost[l]);
+            let v = uv[l].clamp(V_MIN, V_MAX);
+            let w = uw[l].clamp(-OMEGA_MAX, OMEGA_MAX);
+            npx[l] = px[l] + v * c * DT;
+            npy[l] = py[l] + v * s * DT;
+            nth[l] = th[l] + w * DT;
+        }
+        true
+    }
 }
 
 impl Cost for DiffDriveModel {
     fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 {
         let m = self.map_value(x[0], x[1]);
-        self.stage(x[0], x[1], x[2], u[0], u[1], m)
+        self.stage(x[0], x[1], sin_cos(x[2]), u[0], u[1], m)
     }
     fn running_block(
         &self,
@@ -222,7 +248,7 @@ impl Cost for DiffDriveModel {
         self.costmap.lookup_block(px, py, &mut out[..lanes]);
         // ... then the arithmetic, lanes innermost
         for l in 0..lanes {
-            out[l] = self.stage(px[l], py[l], th[l], uv[l], uw[l], out[l]);
+            out[l] = self.stage(px[l], py[l], sin_cos(th[l]), uv[l], uw[l], out[l]);
         }
     }
 }
@@ -392,13 +418,19 @@ mod tests {
         assert!((c - (1.5 + W_HEADING * 2.0)).abs() < 1e-12);
         // in the inflation band of the third disc: an extra W_INFLATION * value
         let (px, py) = (2.7, -0.25 + 0.3 + ROBOT_RADIUS + 0.1);
-        let extra = m.running(&[px, py, 0.0], &[0.0, 0.0], 0) - m.stage(px, py, 0.0, 0.0, 0.0, 0.0);
+        let extra = m.running(&[px, py, 0.0], &[0.0, 0.0], 0)
+            - m.stage(px, py, sin_cos(0.0), 0.0, 0.0, 0.0);
         assert!(extra > 0.0 && extra < W_INFLATION, "{extra}");
     }
 
     #[test]
     fn block_equals_scalar() {
         let m = DiffDriveModel::default();
+        let mut next = [0.0; 3];
+        assert!(
+            m.step_and_cost_block(1, 0, &[0.0; 3], &[0.0; 2], &mut next, &mut [0.0], &mut []),
+            "diff_drive has a fused step-and-cost pass (checked against the scalar path below)"
+        );
         let states = [(-1.5, 6.5), (-2.5, 3.0), (-4.0, 4.0)];
         let controls = [(-2.5, 2.5), (-2.5, 2.5)];
         assert_block_matches_scalar(&m, &states, &controls, &[1, 6, BLOCK_LANES], 11);

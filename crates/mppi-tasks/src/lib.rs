@@ -229,7 +229,9 @@ pub struct Progress<'a> {
 
 /// Build the receding-horizon controller of `task` with `config`.
 pub fn controller(task: &dyn Task, config: &MppiConfig) -> Result<TaskController, MppiError> {
-    Controller::new(task.dynamics(), task.cost(), config)
+    // a task's dynamics and cost are one model, so a fused step-and-cost pass (where the
+    // model has one) computes the task's running cost
+    Controller::with_fused_cost(task.dynamics(), task.cost(), config)
 }
 
 /// Run `task` in closed loop for `options.steps` steps with `config`.

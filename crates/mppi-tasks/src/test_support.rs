@@ -16,8 +16,9 @@ impl Lcg {
     }
 }
 
-/// Check that `step_block` and `running_block` (at `t = 0`) agree bit for bit with `step` and
-/// `running` on random SoA blocks of every lane count in `lanes_list`.
+/// Check that `step_block` and `running_block` (at `t = 0`), and `step_and_cost_block` where
+/// the model has it, agree bit for bit with `step` and `running` on random SoA blocks of every
+/// lane count in `lanes_list`.
 ///
 /// State component `i` is drawn uniformly from `state_ranges[i]` and control component `j`
 /// from `control_ranges[j]` (ranges wider than the control bounds exercise the clamping).
@@ -48,6 +49,25 @@ pub(crate) fn assert_block_matches_scalar<M: Dynamics + Cost + ?Sized>(
         let mut tmp = vec![0.0; 2 * n + m];
         model.step_block(lanes, &x, &u, &mut next, &mut tmp);
         model.running_block(lanes, 0, &x, &u, &mut costs, &mut tmp);
+        // a fused step-and-cost pass, where the model has one, gives the same bits
+        let (mut fused_next, mut fused_costs) = (vec![f64::NAN; n * lanes], vec![f64::NAN; lanes]);
+        if model.step_and_cost_block(
+            lanes,
+            0,
+            &x,
+            &u,
+            &mut fused_next,
+            &mut fused_costs,
+            &mut tmp,
+        ) {
+            let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fused_next), bits(&next), "fused step: lanes {lanes}");
+            assert_eq!(
+                bits(&fused_costs),
+                bits(&costs),
+                "fused cost: lanes {lanes}"
+            );
+        }
         for l in 0..lanes {
             let xs: Vec<f64> = (0..n).map(|i| x[i * lanes + l]).collect();
             let us: Vec<f64> = (0..m).map(|j| u[j * lanes + l]).collect();

@@ -70,9 +70,24 @@ pub struct Controller<D, C> {
 impl<D: Dynamics, C: Cost> Controller<D, C> {
     /// Build a controller for `dynamics` and `cost` with `config`.
     pub fn new(dynamics: D, cost: C, config: &MppiConfig) -> Result<Self, MppiError> {
-        let m = dynamics.control_dim();
-        let mut planner = Planner::new(config, m)?;
         let objective = RolloutObjective::new(dynamics, cost, config.horizon, config.discount)?;
+        Self::with_objective(objective, config)
+    }
+
+    /// [`Controller::new`] for a model that is its own running cost, whose dynamics computes
+    /// the running cost and the step in one pass (see [`RolloutObjective::with_fused_cost`]).
+    pub fn with_fused_cost(dynamics: D, cost: C, config: &MppiConfig) -> Result<Self, MppiError> {
+        let objective =
+            RolloutObjective::with_fused_cost(dynamics, cost, config.horizon, config.discount)?;
+        Self::with_objective(objective, config)
+    }
+
+    fn with_objective(
+        objective: RolloutObjective<D, C>,
+        config: &MppiConfig,
+    ) -> Result<Self, MppiError> {
+        let m = objective.dynamics().control_dim();
+        let mut planner = Planner::new(config, m)?;
         planner.prepare(&objective);
         Ok(Controller {
             planner,

@@ -104,6 +104,25 @@ pub trait Dynamics: Send + Sync {
             }
         }
     }
+
+    /// For a model that is also its own running cost: step the block into `next` and write the
+    /// running cost `c(x_t, u_t, t)` of every lane into `cost`, in one pass that shares what both
+    /// need (clamped controls, `sin`/`cos` of a heading). Returns `false` (the default) if this
+    /// dynamics has no such pass. Only rollouts built with [`RolloutObjective::with_fused_cost`]
+    /// call it; the cost it writes must equal the paired [`Cost::running_block`].
+    #[allow(clippy::too_many_arguments)]
+    fn step_and_cost_block(
+        &self,
+        _lanes: usize,
+        _t: usize,
+        _x: &[f64],
+        _u: &[f64],
+        _next: &mut [f64],
+        _cost: &mut [f64],
+        _tmp: &mut [f64],
+    ) -> bool {
+        false
+    }
 }
 
 /// Running cost `c(x, u, t)` and terminal cost `φ(x)`.
@@ -172,6 +191,12 @@ macro_rules! forward_impls {
             fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) { (**self).step(x, u, next) }
             fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], tmp: &mut [f64]) {
                 (**self).step_block(lanes, x, u, next, tmp)
+            }
+            fn step_and_cost_block(
+                &self, lanes: usize, t: usize, x: &[f64], u: &[f64], next: &mut [f64],
+                cost: &mut [f64], tmp: &mut [f64],
+            ) -> bool {
+                (**self).step_and_cost_block(lanes, t, x, u, next, cost, tmp)
             }
         }
     )*};
@@ -295,6 +320,8 @@ pub struct RolloutObjective<D, C> {
     horizon: usize,
     discount: f64,
     x0: Vec<f64>,
+    /// Running cost and step in one pass ([`Dynamics::step_and_cost_block`]).
+    fused: bool,
 }
 
 impl<D: Dynamics, C: Cost> RolloutObjective<D, C> {
@@ -322,7 +349,24 @@ impl<D: Dynamics, C: Cost> RolloutObjective<D, C> {
             horizon,
             discount,
             x0: vec![0.0; n],
+            fused: false,
         })
+    }
+
+    /// [`RolloutObjective::new`] for a model that is its own running cost: block rollouts call
+    /// [`Dynamics::step_and_cost_block`] (one pass per step) where the dynamics provides it,
+    /// instead of [`Cost::running_block`] then [`Dynamics::step_block`]. `cost` still gives the
+    /// terminal cost and the scalar path ([`RolloutObjective::rollout`]). Use it only when the
+    /// fused running cost is `cost`'s (a model passed as both, as the built-in tasks do).
+    pub fn with_fused_cost(
+        dynamics: D,
+        cost: C,
+        horizon: usize,
+        discount: f64,
+    ) -> Result<Self, MppiError> {
+        let mut objective = Self::new(dynamics, cost, horizon, discount)?;
+        objective.fused = true;
+        Ok(objective)
     }
 
     /// Set the initial state `x₀` of every rollout.
@@ -490,11 +534,17 @@ impl<D: Dynamics, C: Cost> RolloutObjective<D, C> {
         let mut disc = 1.0;
         for t in 0..self.horizon {
             let u = source.controls(t);
-            self.cost.running_block(lanes, t, x, u, c, tmp);
+            if !(self.fused
+                && self
+                    .dynamics
+                    .step_and_cost_block(lanes, t, x, u, xn, c, tmp))
+            {
+                self.cost.running_block(lanes, t, x, u, c, tmp);
+                self.dynamics.step_block(lanes, x, u, xn, tmp);
+            }
             for (acc, ci) in costs.iter_mut().zip(c.iter()) {
                 *acc += disc * ci;
             }
-            self.dynamics.step_block(lanes, x, u, xn, tmp);
             std::mem::swap(&mut x, &mut xn);
             disc *= self.discount;
         }
