@@ -185,7 +185,7 @@ impl<D: Dynamics, C: Cost> Controller<D, C> {
             states.len(),
         )?;
         let mut controls = vec![0.0; d];
-        self.planner.sample(index, &mut controls);
+        self.planner.sample(index, &mut controls)?;
         self.objective.rollout(&controls, states)
     }
 }

@@ -552,15 +552,20 @@ impl Planner {
         family::blocks_to_rows(&self.soa, self.dim, &mut rows);
         rows
     }
-    /// Copy sample `i` of the last iteration (`T·m` entries) into `out`.
-    ///
-    /// # Panics
-    /// If `i` is not below [`Planner::num_samples`] or `out` is not `T·m` long.
-    pub fn sample(&self, i: usize, out: &mut [f64]) {
-        assert_eq!(out.len(), self.dim, "sample: out must have T·m entries");
+    /// Copy sample `i` of the last iteration (`T·m` entries) into `out`. Errors if `i` is not
+    /// below [`Planner::num_samples`] or `out` is not `T·m` long.
+    pub fn sample(&self, i: usize, out: &mut [f64]) -> Result<(), MppiError> {
+        check_len("sample output", self.dim, out.len())?;
+        if i >= self.cfg.samples {
+            return Err(MppiError::DimensionMismatch {
+                what: "sample index",
+                expected: self.cfg.samples,
+                got: i,
+            });
+        }
         if self.rows_valid {
             out.copy_from_slice(&self.samples[i * self.dim..(i + 1) * self.dim]);
-            return;
+            return Ok(());
         }
         let (b, l) = (i / BLOCK_LANES, i % BLOCK_LANES);
         let start = b * BLOCK_LANES * self.dim;
@@ -569,6 +574,7 @@ impl Planner {
         for (k, v) in out.iter_mut().enumerate() {
             *v = block[k * lanes + l];
         }
+        Ok(())
     }
     /// The perturbations `ε_i = U_i − μ` of the last iteration (after clamping; `μ` is the plan
     /// the samples were drawn around), `N × T·m` row-major. Computed on demand: the hot loop

@@ -559,7 +559,9 @@ fn planner_results_do_not_depend_on_which_sample_layouts_it_builds() {
             let mut planner = Planner::new(&cfg, M).unwrap();
             planner.optimize(&objective, 0, &mut ()).unwrap();
             let mut one = vec![0.0; D];
-            planner.sample(5, &mut one);
+            planner.sample(5, &mut one).unwrap();
+            assert!(planner.sample(planner.num_samples(), &mut one).is_err());
+            assert!(planner.sample(0, &mut [0.0; 3]).is_err());
             assert_eq!(bits(&one), bits(&planner.samples()[5 * D..6 * D]));
             (
                 planner.mean().to_vec(),
