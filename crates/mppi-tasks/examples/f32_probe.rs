@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use mppi::BLOCK_LANES;
+use mppi::fastmath::single::{sin as sin_f32, wrap_angle as wrap_f32};
 use mppi::rng::BlockRng;
 use mppi::weights::{Temperature, compute_weights};
 use mppi_tasks::pendulum::{DT, G, L, M, MAX_SPEED, MAX_TORQUE};
@@ -16,28 +17,6 @@ use mppi_tasks::task_by_name;
 
 const K: usize = 1000;
 const T: usize = 30;
-
-/// `sin x` in float32: reduction by `π` (two-part constant), odd Taylor polynomial to degree 11
-/// on `|r| ≤ π/2` (truncation below 6e-8), sign from the parity of `k`.
-#[inline(always)]
-fn sin_f32(x: f32) -> f32 {
-    const PI_HI: f32 = 3.140_625;
-    const PI_LO: f32 = 9.676_536e-4;
-    let k = (x * std::f32::consts::FRAC_1_PI).round_ties_even();
-    let r = (x - k * PI_HI) - k * PI_LO;
-    let r2 = r * r;
-    let p = -1.0 / 6.0
-        + r2 * (1.0 / 120.0 + r2 * (-1.0 / 5040.0 + r2 * (1.0 / 362_880.0 - r2 / 39_916_800.0)));
-    let v = r + r * r2 * p;
-    // (−1)^k: k is a small integer in float32
-    if (k * 0.5).fract() != 0.0 { -v } else { v }
-}
-
-#[inline(always)]
-fn wrap_f32(a: f32) -> f32 {
-    let k = (a * (0.5 * std::f32::consts::FRAC_1_PI)).round_ties_even();
-    a - k * std::f32::consts::TAU
-}
 
 /// One control step with a float32 rollout; the plan, samples, weights and M-step are float64.
 struct Float32Step {
