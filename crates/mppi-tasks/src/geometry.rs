@@ -599,10 +599,12 @@ impl Costmap {
             .max(-1.0)
             .min(self.height as f64 - 1e-9);
         let (ix, iy) = (fx.floor(), fy.floor());
-        // the index is a small exact integer in f64; converting through i32 vectorizes
-        // (AVX2 has no f64 -> u64 conversion), and the clamps keep it in range
+        // the index is a small exact integer in f64 (the clamps keep it in the table); adding
+        // 1.5·2⁵² leaves it in the low mantissa bits, an integer conversion without the
+        // saturation checks of `as` (AVX2 has no f64 -> u64 conversion)
         let index = (iy + 1.0) * (self.width + 1) as f64 + (ix + 1.0);
-        (index as i32 as usize, fx - ix, fy - iy)
+        let bits = (index + 6_755_399_441_055_744.0).to_bits() & 0xffff_ffff;
+        (bits as usize, fx - ix, fy - iy)
     }
 
     /// Nearest corner lethal → [`LETHAL`]; else the bilinear value, kept below [`LETHAL`].
