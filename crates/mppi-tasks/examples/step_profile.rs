@@ -1,5 +1,6 @@
 //! Repeat one control step of a benchmark problem, library or reference kernel, for profiling
-//! (a development aid): `step_profile <task> <lib|ref> [steps] [samples] [horizon]`, e.g.
+//! (a development aid): `step_profile <task> <lib|lib32|ref> [steps] [samples] [horizon]`
+//! (`lib32`: the library with float32 rollouts), e.g.
 //! `valgrind --tool=callgrind target/release/examples/step_profile double_integrator lib 20 4096 50`.
 use mppi_tasks::reference::{ReferenceKernel, ReferenceProblem};
 use mppi_tasks::{controller, task_by_name};
@@ -13,6 +14,11 @@ fn main() {
     let config = mppi::MppiConfig {
         samples: arg(4, defaults.samples),
         horizon: arg(5, defaults.horizon),
+        precision: if args[2] == "lib32" {
+            mppi::Precision::F32
+        } else {
+            mppi::Precision::F64
+        },
         ..defaults
     };
     let steps = arg(3, 100);

@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 
-use mppi::fastmath::sin_cos;
+use mppi::fastmath::{Real, sin_cos};
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
@@ -141,21 +141,84 @@ impl DiffDriveModel {
         self.costmap.lookup(px, py)
     }
 
-    /// The cost of one state–control pair given its costmap value `m` and `(sin θ, cos θ)`.
+    /// The cost of one state–control pair given its costmap value `m` and `(sin θ, cos θ)`,
+    /// in `f64` or `f32`.
     #[inline(always)]
-    fn stage(&self, px: f64, py: f64, (s, c): (f64, f64), v: f64, w: f64, m: f64) -> f64 {
-        let (dx, dy) = (self.goal.0 - px, self.goal.1 - py);
+    fn stage<R: Real>(&self, px: R, py: R, (s, c): (R, R), v: R, w: R, m: R) -> R {
+        let (dx, dy) = (R::c(self.goal.0) - px, R::c(self.goal.1) - py);
         let d = (dx * dx + dy * dy).sqrt();
         let along = c * dx + s * dy;
-        let heading = if d < 1.0 { d - along } else { 1.0 - along / d };
-        let map = if m >= LETHAL {
-            W_LETHAL
+        let heading = if d < R::c(1.0) {
+            d - along
         } else {
-            W_INFLATION * m
+            R::c(1.0) - along / d
         };
-        let v = v.clamp(V_MIN, V_MAX);
-        let w = w.clamp(-OMEGA_MAX, OMEGA_MAX);
-        W_GOAL * d + W_HEADING * heading + map + W_CTRL * (v * v + w * w)
+        let map = if m >= R::c(LETHAL) {
+            R::c(W_LETHAL)
+        } else {
+            R::c(W_INFLATION) * m
+        };
+        let v = v.clamp(R::c(V_MIN), R::c(V_MAX));
+        let w = w.clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
+        R::c(W_GOAL) * d + R::c(W_HEADING) * heading + map + R::c(W_CTRL) * (v * v + w * w)
+    }
+
+    /// Step and running cost of a block in one pass, in `R` (`f64` or `f32`): the heading
+    /// term and the dynamics share one `sin θ, cos θ`.
+    #[inline(always)]
+    fn step_and_cost_lanes<R: Real>(
+        &self,
+        lanes: usize,
+        x: &[R],
+        u: &[R],
+        next: &mut [R],
+        cost: &mut [R],
+    ) {
+        let [px, py, th] = soa_rows(x, lanes);
+        let [uv, uw] = soa_rows(u, lanes);
+        let [npx, npy, nth] = soa_rows_mut(next, lanes);
+        let cost = &mut cost[..lanes];
+        self.costmap.lookup_block(px, py, cost);
+        let dt = R::c(DT);
+        for l in 0..lanes {
+            let (s, c) = th[l].sin_cos();
+            cost[l] = self.stage(px[l], py[l], (s, c), uv[l], uw[l], cost[l]);
+            let v = uv[l].clamp(R::c(V_MIN), R::c(V_MAX));
+            let w = uw[l].clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
+            npx[l] = px[l] + v * c * dt;
+            npy[l] = py[l] + v * s * dt;
+            nth[l] = th[l] + w * dt;
+        }
+    }
+
+    /// The block running cost in `R`.
+    #[inline(always)]
+    fn cost_lanes<R: Real>(&self, lanes: usize, x: &[R], u: &[R], out: &mut [R]) {
+        let [px, py, th] = soa_rows(x, lanes);
+        let [uv, uw] = soa_rows(u, lanes);
+        // the map values first (table reads are the only non-vectorizable part) ...
+        self.costmap.lookup_block(px, py, &mut out[..lanes]);
+        // ... then the arithmetic, lanes innermost
+        for l in 0..lanes {
+            out[l] = self.stage(px[l], py[l], th[l].sin_cos(), uv[l], uw[l], out[l]);
+        }
+    }
+}
+
+/// The block step in `R` (`f64` or `f32`), lanes innermost.
+#[inline(always)]
+fn step_lanes<R: Real>(lanes: usize, x: &[R], u: &[R], next: &mut [R]) {
+    let [px, py, th] = soa_rows(x, lanes);
+    let [uv, uw] = soa_rows(u, lanes);
+    let [npx, npy, nth] = soa_rows_mut(next, lanes);
+    let dt = R::c(DT);
+    for l in 0..lanes {
+        let v = uv[l].clamp(R::c(V_MIN), R::c(V_MAX));
+        let w = uw[l].clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
+        let (s, c) = th[l].sin_cos();
+        npx[l] = px[l] + v * c * dt;
+        npy[l] = py[l] + v * s * dt;
+        nth[l] = th[l] + w * dt;
     }
 }
 
@@ -187,17 +250,17 @@ impl Dynamics for DiffDriveModel {
         next[2] = x[2] + w * DT;
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let [px, py, th] = soa_rows(x, lanes);
-        let [uv, uw] = soa_rows(u, lanes);
-        let [npx, npy, nth] = soa_rows_mut(next, lanes);
-        for l in 0..lanes {
-            let v = uv[l].clamp(V_MIN, V_MAX);
-            let w = uw[l].clamp(-OMEGA_MAX, OMEGA_MAX);
-            let (s, c) = sin_cos(th[l]);
-            npx[l] = px[l] + v * c * DT;
-            npy[l] = py[l] + v * s * DT;
-            nth[l] = th[l] + w * DT;
-        }
+        step_lanes(lanes, x, u, next);
+    }
+    fn step_block_f32(
+        &self,
+        lanes: usize,
+        x: &[f32],
+        u: &[f32],
+        next: &mut [f32],
+        _tmp: &mut [f64],
+    ) {
+        step_lanes(lanes, x, u, next);
     }
     /// The cost's heading term and the dynamics both need `sin θ, cos θ`: one evaluation.
     fn step_and_cost_block(
@@ -210,20 +273,20 @@ impl Dynamics for DiffDriveModel {
         cost: &mut [f64],
         _tmp: &mut [f64],
     ) -> bool {
-        let [px, py, th] = soa_rows(x, lanes);
-        let [uv, uw] = soa_rows(u, lanes);
-        let [npx, npy, nth] = soa_rows_mut(next, lanes);
-        let cost = &mut cost[..lanes];
-        self.costmap.lookup_block(px, py, cost);
-        for l in 0..lanes {
-            let (s, c) = sin_cos(th[l]);
-            cost[l] = self.stage(px[l], py[l], (s, c), uv[l], uw[l], cost[l]);
-            let v = uv[l].clamp(V_MIN, V_MAX);
-            let w = uw[l].clamp(-OMEGA_MAX, OMEGA_MAX);
-            npx[l] = px[l] + v * c * DT;
-            npy[l] = py[l] + v * s * DT;
-            nth[l] = th[l] + w * DT;
-        }
+        self.step_and_cost_lanes(lanes, x, u, next, cost);
+        true
+    }
+    fn step_and_cost_block_f32(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f32],
+        u: &[f32],
+        next: &mut [f32],
+        cost: &mut [f32],
+        _tmp: &mut [f64],
+    ) -> bool {
+        self.step_and_cost_lanes(lanes, x, u, next, cost);
         true
     }
 }
@@ -242,14 +305,18 @@ impl Cost for DiffDriveModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let [px, py, th] = soa_rows(x, lanes);
-        let [uv, uw] = soa_rows(u, lanes);
-        // the map values first (table reads are the only non-vectorizable part) ...
-        self.costmap.lookup_block(px, py, &mut out[..lanes]);
-        // ... then the arithmetic, lanes innermost
-        for l in 0..lanes {
-            out[l] = self.stage(px[l], py[l], sin_cos(th[l]), uv[l], uw[l], out[l]);
-        }
+        self.cost_lanes(lanes, x, u, out);
+    }
+    fn running_block_f32(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f32],
+        u: &[f32],
+        out: &mut [f32],
+        _tmp: &mut [f64],
+    ) {
+        self.cost_lanes(lanes, x, u, out);
     }
 }
 

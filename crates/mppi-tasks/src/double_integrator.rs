@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use mppi::fastmath::Real;
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
@@ -103,11 +104,42 @@ impl Default for DoubleIntegratorModel {
 impl DoubleIntegratorModel {
     /// Every term of the cost but the collision indicator, in the order the cost sums them.
     #[inline(always)]
-    fn smooth_cost(&self, px: f64, py: f64, vx: f64, vy: f64, ax: f64, ay: f64) -> f64 {
-        let ax = ax.clamp(-A_MAX, A_MAX);
-        let ay = ay.clamp(-A_MAX, A_MAX);
+    fn smooth_cost<R: Real>(&self, px: R, py: R, vx: R, vy: R, ax: R, ay: R) -> R {
+        let ax = ax.clamp(R::c(-A_MAX), R::c(A_MAX));
+        let ay = ay.clamp(R::c(-A_MAX), R::c(A_MAX));
         goal_cost(self.goal, px, py, vx * vx + vy * vy, W_GOAL, W_VEL)
-            + W_CTRL * (ax * ax + ay * ay)
+            + R::c(W_CTRL) * (ax * ax + ay * ay)
+    }
+
+    /// The block running cost in `R` (`f64` or `f32`).
+    #[inline(always)]
+    fn cost_lanes<R: Real>(&self, lanes: usize, x: &[R], u: &[R], out: &mut [R]) {
+        let [px, py, vx, vy] = soa_rows(x, lanes);
+        let [ux, uy] = soa_rows(u, lanes);
+        let out = &mut out[..lanes];
+        // out[l] first holds the collision flag (0 or 1)
+        collision_flags(&self.obstacles, MARGIN, px, py, out);
+        for l in 0..lanes {
+            let base = self.smooth_cost(px[l], py[l], vx[l], vy[l], ux[l], uy[l]);
+            out[l] = with_collision(base, out[l] > R::c(0.5), W_COLLISION);
+        }
+    }
+}
+
+/// The block step in `R` (`f64` or `f32`), lanes innermost.
+#[inline(always)]
+fn step_lanes<R: Real>(lanes: usize, x: &[R], u: &[R], next: &mut [R]) {
+    let [px, py, vx, vy] = soa_rows(x, lanes);
+    let [ux, uy] = soa_rows(u, lanes);
+    let [npx, npy, nvx, nvy] = soa_rows_mut(next, lanes);
+    let dt = R::c(DT);
+    for l in 0..lanes {
+        let ax = ux[l].clamp(R::c(-A_MAX), R::c(A_MAX));
+        let ay = uy[l].clamp(R::c(-A_MAX), R::c(A_MAX));
+        npx[l] = px[l] + vx[l] * dt + R::c(0.5) * ax * dt * dt;
+        npy[l] = py[l] + vy[l] * dt + R::c(0.5) * ay * dt * dt;
+        nvx[l] = vx[l] + ax * dt;
+        nvy[l] = vy[l] + ay * dt;
     }
 }
 
@@ -127,17 +159,17 @@ impl Dynamics for DoubleIntegratorModel {
         next[3] = x[3] + ay * DT;
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let [px, py, vx, vy] = soa_rows(x, lanes);
-        let [ux, uy] = soa_rows(u, lanes);
-        let [npx, npy, nvx, nvy] = soa_rows_mut(next, lanes);
-        for l in 0..lanes {
-            let ax = ux[l].clamp(-A_MAX, A_MAX);
-            let ay = uy[l].clamp(-A_MAX, A_MAX);
-            npx[l] = px[l] + vx[l] * DT + 0.5 * ax * DT * DT;
-            npy[l] = py[l] + vy[l] * DT + 0.5 * ay * DT * DT;
-            nvx[l] = vx[l] + ax * DT;
-            nvy[l] = vy[l] + ay * DT;
-        }
+        step_lanes(lanes, x, u, next);
+    }
+    fn step_block_f32(
+        &self,
+        lanes: usize,
+        x: &[f32],
+        u: &[f32],
+        next: &mut [f32],
+        _tmp: &mut [f64],
+    ) {
+        step_lanes(lanes, x, u, next);
     }
 }
 
@@ -156,15 +188,18 @@ impl Cost for DoubleIntegratorModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let [px, py, vx, vy] = soa_rows(x, lanes);
-        let [ux, uy] = soa_rows(u, lanes);
-        let out = &mut out[..lanes];
-        // out[l] first holds the collision flag (0 or 1)
-        collision_flags(&self.obstacles, MARGIN, px, py, out);
-        for l in 0..lanes {
-            let base = self.smooth_cost(px[l], py[l], vx[l], vy[l], ux[l], uy[l]);
-            out[l] = with_collision(base, out[l] > 0.5, W_COLLISION);
-        }
+        self.cost_lanes(lanes, x, u, out);
+    }
+    fn running_block_f32(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f32],
+        u: &[f32],
+        out: &mut [f32],
+        _tmp: &mut [f64],
+    ) {
+        self.cost_lanes(lanes, x, u, out);
     }
 }
 

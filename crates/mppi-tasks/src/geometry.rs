@@ -5,6 +5,8 @@
 //! Every function here is total: NaN or infinite inputs give NaN/infinite or "outside"
 //! answers, never a panic.
 
+use mppi::fastmath::Real;
+
 use crate::Circle;
 
 /// One straight piece of a [`ClosedPolyline`]: from `(ax, ay)` along the unit tangent
@@ -562,8 +564,12 @@ impl Costmap {
     /// [`Costmap::lookup`] for a block of points: `out[l] = lookup(xs[l], ys[l])`. Index
     /// arithmetic and interpolation run across lanes (they vectorize); only the table reads
     /// are one at a time.
+    ///
+    /// In `f64` or `f32` (float32 rollouts): `f32` points are widened exactly and the value is
+    /// rounded once. A non-lethal value is at most `0.975` (the nearest corner, at most
+    /// `0.9`, has weight at least ¼), so rounding never makes it [`LETHAL`].
     #[inline]
-    pub fn lookup_block(&self, xs: &[f64], ys: &[f64], out: &mut [f64]) {
+    pub fn lookup_block<R: Real>(&self, xs: &[R], ys: &[R], out: &mut [R]) {
         const CHUNK: usize = 32;
         let lanes = out.len();
         let (xs, ys) = (&xs[..lanes], &ys[..lanes]);
@@ -575,14 +581,14 @@ impl Costmap {
             let n = oc.len();
             let (mut index, mut ax, mut ay) = ([0usize; CHUNK], [0.0; CHUNK], [0.0; CHUNK]);
             for l in 0..n {
-                (index[l], ax[l], ay[l]) = self.square(xc[l], yc[l]);
+                (index[l], ax[l], ay[l]) = self.square(xc[l].to_f64(), yc[l].to_f64());
             }
             let mut q = [[0.0; 4]; CHUNK];
             for l in 0..n {
                 q[l] = self.quads.get(index[l]).copied().unwrap_or([LETHAL; 4]);
             }
             for l in 0..n {
-                oc[l] = Self::interpolate(q[l], ax[l], ay[l]);
+                oc[l] = R::c(Self::interpolate(q[l], ax[l], ay[l]));
             }
         }
     }

@@ -4,6 +4,8 @@
 //!
 //! States are rows whose first two entries are the planar position `(x, y)`.
 
+use mppi::fastmath::Real;
+
 use crate::geometry::path_clearance;
 use crate::{Circle, Episode, Outcome};
 
@@ -26,86 +28,88 @@ pub fn goal_distance(x: &[f64], goal: (f64, f64)) -> f64 {
 
 /// The goal terms of a navigation cost, `w_goal d + w_vel |v|² / (1 + d²)` with
 /// `d = |(px, py) − goal|` and `speed_sq = |v|²`: pull towards the goal, and a speed penalty
-/// that only matters near the goal (it makes the robot stop there).
+/// that only matters near the goal (it makes the robot stop there). In `f64` or `f32`.
 #[inline(always)]
 #[must_use]
-pub fn goal_cost(
+pub fn goal_cost<R: Real>(
     goal: (f64, f64),
-    px: f64,
-    py: f64,
-    speed_sq: f64,
+    px: R,
+    py: R,
+    speed_sq: R,
     w_goal: f64,
     w_vel: f64,
-) -> f64 {
-    let (dx, dy) = (px - goal.0, py - goal.1);
+) -> R {
+    let (dx, dy) = (px - R::c(goal.0), py - R::c(goal.1));
     let d2 = dx * dx + dy * dy;
-    w_goal * d2.sqrt() + w_vel * speed_sq / (1.0 + d2)
+    R::c(w_goal) * d2.sqrt() + R::c(w_vel) * speed_sq / (R::c(1.0) + d2)
 }
 
-/// Is `(px, py)` strictly inside `c` inflated by `margin`?
+/// Is `(px, py)` strictly inside `c` inflated by `margin`? In `f64` or `f32` (the squared
+/// radius is computed in `f64` and rounded once).
 #[inline(always)]
 #[must_use]
-pub fn inside_inflated(c: &Circle, margin: f64, px: f64, py: f64) -> bool {
-    let (dx, dy) = (px - c.x, py - c.y);
+pub fn inside_inflated<R: Real>(c: &Circle, margin: f64, px: R, py: R) -> bool {
+    let (dx, dy) = (px - R::c(c.x), py - R::c(c.y));
     let r = c.r + margin;
-    dx * dx + dy * dy < r * r
+    dx * dx + dy * dy < R::c(r * r)
 }
 
 /// Is `(px, py)` inside any of `obstacles` inflated by `margin`?
 #[inline(always)]
 #[must_use]
-pub fn in_collision(obstacles: &[Circle], margin: f64, px: f64, py: f64) -> bool {
+pub fn in_collision<R: Real>(obstacles: &[Circle], margin: f64, px: R, py: R) -> bool {
     obstacles.iter().any(|c| inside_inflated(c, margin, px, py))
 }
 
-/// The block version of [`in_collision`]: `flags[l] = 1.0` if lane `l` of `(px, py)` is inside
-/// an inflated obstacle, else `0.0`. `flags` has one entry per lane.
+/// The block version of [`in_collision`]: `flags[l] = 1` if lane `l` of `(px, py)` is inside
+/// an inflated obstacle, else `0`. `flags` has one entry per lane.
 ///
 /// Lanes go in groups of eight whose hit flags stay in registers while the loop runs over the
 /// obstacles (a fixed-size group unrolls and vectorizes); a pass over all lanes per obstacle
 /// would store and reload the flags for every obstacle.
 #[inline]
-pub fn collision_flags(
+pub fn collision_flags<R: Real>(
     obstacles: &[Circle],
     margin: f64,
-    px: &[f64],
-    py: &[f64],
-    flags: &mut [f64],
+    px: &[R],
+    py: &[R],
+    flags: &mut [R],
 ) {
     const GROUP: usize = 8;
     let lanes = flags.len();
     let (px, py) = (&px[..lanes], &py[..lanes]);
     let mut groups = flags.chunks_exact_mut(GROUP);
     for (g, out) in (&mut groups).enumerate() {
-        let x: [f64; GROUP] = std::array::from_fn(|k| px[g * GROUP + k]);
-        let y: [f64; GROUP] = std::array::from_fn(|k| py[g * GROUP + k]);
-        let mut hit = [0.0f64; GROUP];
+        let x: [R; GROUP] = std::array::from_fn(|k| px[g * GROUP + k]);
+        let y: [R; GROUP] = std::array::from_fn(|k| py[g * GROUP + k]);
+        let mut hit = [R::c(0.0); GROUP];
         for c in obstacles {
+            let (cx, cy) = (R::c(c.x), R::c(c.y));
             let r = c.r + margin;
-            let r2 = r * r;
+            let r2 = R::c(r * r);
             for k in 0..GROUP {
-                let (dx, dy) = (x[k] - c.x, y[k] - c.y);
-                hit[k] = if dx * dx + dy * dy < r2 { 1.0 } else { hit[k] };
+                let (dx, dy) = (x[k] - cx, y[k] - cy);
+                hit[k] = if dx * dx + dy * dy < r2 {
+                    R::c(1.0)
+                } else {
+                    hit[k]
+                };
             }
         }
         out.copy_from_slice(&hit);
     }
     let first = lanes - lanes % GROUP;
     for (k, f) in groups.into_remainder().iter_mut().enumerate() {
-        *f = f64::from(u8::from(in_collision(
-            obstacles,
-            margin,
-            px[first + k],
-            py[first + k],
-        )));
+        let hit = in_collision(obstacles, margin, px[first + k], py[first + k]);
+        *f = R::c(if hit { 1.0 } else { 0.0 });
     }
 }
 
 /// `base` plus the collision penalty `w_collision` if `hit`.
 #[inline(always)]
 #[must_use]
-pub fn with_collision(base: f64, hit: bool, w_collision: f64) -> f64 {
-    if hit { base + w_collision } else { base }
+pub fn with_collision<R: Real>(base: R, hit: bool, w_collision: f64) -> R {
+    if hit { base + R::c(w_collision) } else { base }
 }
 
 /// When the episode first had a state satisfying `at_goal`: `"first at goal at t = … s"`, or

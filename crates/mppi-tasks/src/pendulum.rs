@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use mppi::fastmath::sin;
+use mppi::fastmath::{Real, sin};
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
@@ -49,17 +49,47 @@ impl Dynamics for PendulumModel {
         next[1] = thdot;
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        // every slice exactly `lanes` long, so the loop has no bounds checks and vectorizes
-        let [th, thd] = soa_rows(x, lanes);
-        let [u] = soa_rows(u, lanes);
-        let [nth, nthd] = soa_rows_mut(next, lanes);
-        for l in 0..lanes {
-            let uc = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
-            let v = (thd[l] + (3.0 * G / (2.0 * L) * sin(th[l]) + 3.0 / (M * L * L) * uc) * DT)
-                .clamp(-MAX_SPEED, MAX_SPEED);
-            nth[l] = th[l] + v * DT;
-            nthd[l] = v;
-        }
+        step_lanes(lanes, x, u, next);
+    }
+    fn step_block_f32(
+        &self,
+        lanes: usize,
+        x: &[f32],
+        u: &[f32],
+        next: &mut [f32],
+        _tmp: &mut [f64],
+    ) {
+        step_lanes(lanes, x, u, next);
+    }
+}
+
+/// The block step in `R` (`f64` or `f32`), lanes innermost.
+#[inline(always)]
+fn step_lanes<R: Real>(lanes: usize, x: &[R], u: &[R], next: &mut [R]) {
+    // every slice exactly `lanes` long, so the loop has no bounds checks and vectorizes
+    let [th, thd] = soa_rows(x, lanes);
+    let [u] = soa_rows(u, lanes);
+    let [nth, nthd] = soa_rows_mut(next, lanes);
+    for l in 0..lanes {
+        let uc = u[l].clamp(R::c(-MAX_TORQUE), R::c(MAX_TORQUE));
+        let v = (thd[l]
+            + (R::c(3.0 * G / (2.0 * L)) * th[l].sin() + R::c(3.0 / (M * L * L)) * uc) * R::c(DT))
+        .clamp(R::c(-MAX_SPEED), R::c(MAX_SPEED));
+        nth[l] = th[l] + v * R::c(DT);
+        nthd[l] = v;
+    }
+}
+
+/// The block running cost in `R`.
+#[inline(always)]
+fn cost_lanes<R: Real>(lanes: usize, x: &[R], u: &[R], out: &mut [R]) {
+    let [th, thd] = soa_rows(x, lanes);
+    let [u] = soa_rows(u, lanes);
+    let [out] = soa_rows_mut(out, lanes);
+    for l in 0..lanes {
+        let uc = u[l].clamp(R::c(-MAX_TORQUE), R::c(MAX_TORQUE));
+        let a = th[l].wrap_angle();
+        out[l] = a * a + R::c(0.1) * thd[l] * thd[l] + R::c(0.001) * uc * uc;
     }
 }
 
@@ -78,14 +108,18 @@ impl Cost for PendulumModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let [th, thd] = soa_rows(x, lanes);
-        let [u] = soa_rows(u, lanes);
-        let [out] = soa_rows_mut(out, lanes);
-        for l in 0..lanes {
-            let uc = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
-            let a = wrap_angle(th[l]);
-            out[l] = a * a + 0.1 * thd[l] * thd[l] + 0.001 * uc * uc;
-        }
+        cost_lanes(lanes, x, u, out);
+    }
+    fn running_block_f32(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f32],
+        u: &[f32],
+        out: &mut [f32],
+        _tmp: &mut [f64],
+    ) {
+        cost_lanes(lanes, x, u, out);
     }
 }
 

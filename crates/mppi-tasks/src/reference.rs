@@ -36,6 +36,11 @@
 //! mean cost) and of the M-step (update norm). The ratio `library / reference` on the same
 //! machine is therefore how much the abstraction costs.
 //!
+//! Each kernel is written once, generic over [`Real`]: with the config's `precision = "f32"`
+//! the rollout (state, clamped controls, running cost) is `f32` exactly as in the library's
+//! float32 rollouts, while the samples, the per-trajectory cost sums, the weights and the M-step
+//! stay `f64`; the plans are bit-identical in both precisions.
+//!
 //! The kernels are single-threaded.
 //!
 //! ```
@@ -50,16 +55,17 @@
 //! assert_eq!(reference.step(&x), library.plan());
 //! ```
 
-use mppi::fastmath::{sin, sin_cos};
+use mppi::fastmath::Real;
 use mppi::gaussian::GaussianNoise;
 use mppi::rng::BlockRng;
 use mppi::{
-    Acceleration, BLOCK_LANES, FamilyKind, MppiConfig, MppiError, ShiftFill, TemperatureMode,
+    Acceleration, BLOCK_LANES, FamilyKind, MppiConfig, MppiError, Precision, ShiftFill,
+    TemperatureMode,
 };
 
 use crate::geometry::{Costmap, LETHAL};
 use crate::navigation::{goal_cost, with_collision};
-use crate::{Circle, diff_drive, double_integrator, pendulum, unicycle, wrap_angle};
+use crate::{Circle, diff_drive, double_integrator, pendulum, unicycle};
 
 /// A benchmark problem with a hand-fused reference kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,6 +202,8 @@ pub struct ReferenceKernel {
     iterations: usize,
     lambda: f64,
     shift_fill: ShiftFill,
+    /// Arithmetic of the rollouts, as the library's `precision`.
+    precision: Precision,
     /// The plan row of a fresh (or zero-filled) distribution: `0` clamped into the bounds.
     zero_row: Vec<f64>,
     /// The plan `μ` (`T · m`).
@@ -339,6 +347,7 @@ impl ReferenceKernel {
             iterations: config.iterations,
             lambda: config.lambda,
             shift_fill: config.shift_fill,
+            precision: config.precision,
             zero_row,
             plan: vec![0.0; dim],
             acc: vec![0.0; dim],
@@ -403,21 +412,31 @@ impl ReferenceKernel {
         &self.costs
     }
 
-    /// One EM iteration: fused sampling + rollouts, weights, M-step.
-    fn iterate(&mut self, x: &[f64], iteration: u64) {
+    /// Fused sampling and rollouts of every block, the rollouts in `R` (`f64` or `f32`).
+    fn rollouts<R: Real>(&mut self, x: &[f64], iteration: u64) {
         let (s, plan, step) = (&self.settings, &self.plan[..], self.step);
         let (samples, costs) = (&mut self.samples[..], &mut self.costs[..]);
         match &self.model {
-            Model::Pendulum => rollouts_pendulum(s, plan, x, step, iteration, samples, costs),
-            Model::DoubleIntegrator { goal, discs } => rollouts_double_integrator(
+            Model::Pendulum => {
+                rollouts_pendulum::<R>(s, plan, x, step, iteration, samples, costs);
+            }
+            Model::DoubleIntegrator { goal, discs } => rollouts_double_integrator::<R>(
                 s, *goal, discs, plan, x, step, iteration, samples, costs,
             ),
             Model::Unicycle { goal, discs } => {
-                rollouts_unicycle(s, *goal, discs, plan, x, step, iteration, samples, costs);
+                rollouts_unicycle::<R>(s, *goal, discs, plan, x, step, iteration, samples, costs);
             }
             Model::DiffDrive { goal, map } => {
-                rollouts_diff_drive(s, *goal, map, plan, x, step, iteration, samples, costs);
+                rollouts_diff_drive::<R>(s, *goal, map, plan, x, step, iteration, samples, costs);
             }
+        }
+    }
+
+    /// One EM iteration: fused sampling + rollouts, weights, M-step.
+    fn iterate(&mut self, x: &[f64], iteration: u64) {
+        match self.precision {
+            Precision::F64 => self.rollouts::<f64>(x, iteration),
+            Precision::F32 => self.rollouts::<f32>(x, iteration),
         }
 
         // E-step (crate::weights with a fixed λ): exponentials over the finite costs
@@ -524,8 +543,8 @@ fn control(z: f64, (scale, lo, hi): (f64, f64, f64), mu: f64) -> f64 {
     (z * scale + mu).clamp(lo, hi)
 }
 
-/// Pendulum-v1 (see [`crate::pendulum`]): every block of samples, fused.
-fn rollouts_pendulum(
+/// Pendulum-v1 (see [`crate::pendulum`]): every block of samples, fused, the rollout in `R`.
+fn rollouts_pendulum<R: Real>(
     s: &Settings,
     plan: &[f64],
     x0: &[f64],
@@ -540,8 +559,8 @@ fn rollouts_pendulum(
         let lanes = cost.len();
         let mut rng = BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes);
         rng.normal_rows(block);
-        let mut th = [x0[0]; BLOCK_LANES];
-        let mut thd = [x0[1]; BLOCK_LANES];
+        let mut th = [R::c(x0[0]); BLOCK_LANES];
+        let mut thd = [R::c(x0[1]); BLOCK_LANES];
         let mut acc = [0.0; BLOCK_LANES];
         let (th, thd, acc) = (&mut th[..lanes], &mut thd[..lanes], &mut acc[..lanes]);
         let mut disc = 1.0;
@@ -549,14 +568,17 @@ fn rollouts_pendulum(
             let mu = plan[t];
             for l in 0..lanes {
                 u[l] = control(u[l], p0, mu);
-                let uc = u[l].clamp(-MAX_TORQUE, MAX_TORQUE);
+                let uc = R::c(u[l]).clamp(R::c(-MAX_TORQUE), R::c(MAX_TORQUE));
                 // running cost of (x_t, u_t)
-                let a = wrap_angle(th[l]);
-                acc[l] += disc * (a * a + 0.1 * thd[l] * thd[l] + 0.001 * uc * uc);
+                let a = th[l].wrap_angle();
+                let c = a * a + R::c(0.1) * thd[l] * thd[l] + R::c(0.001) * uc * uc;
+                acc[l] += disc * c.to_f64();
                 // x_{t+1}
-                let v = (thd[l] + (3.0 * G / (2.0 * L) * sin(th[l]) + 3.0 / (M * L * L) * uc) * DT)
-                    .clamp(-MAX_SPEED, MAX_SPEED);
-                th[l] += v * DT;
+                let v = (thd[l]
+                    + (R::c(3.0 * G / (2.0 * L)) * th[l].sin() + R::c(3.0 / (M * L * L)) * uc)
+                        * R::c(DT))
+                .clamp(R::c(-MAX_SPEED), R::c(MAX_SPEED));
+                th[l] += v * R::c(DT);
                 thd[l] = v;
             }
             disc *= s.discount;
@@ -567,19 +589,20 @@ fn rollouts_pendulum(
 }
 
 /// Collision indicator of `(px, py)` against the inflated discs (`crate::navigation`'s
-/// `in_collision`, over a fixed number of discs so that it unrolls).
+/// `in_collision`, over a fixed number of discs so that it unrolls), in `R`.
 #[inline(always)]
-fn hits<const N: usize>(discs: &[Disc; N], px: f64, py: f64) -> bool {
+fn hits<R: Real, const N: usize>(discs: &[Disc; N], px: R, py: R) -> bool {
     let mut hit = false;
     for d in discs {
-        let (dx, dy) = (px - d.x, py - d.y);
-        hit |= dx * dx + dy * dy < d.r2;
+        let (dx, dy) = (px - R::c(d.x), py - R::c(d.y));
+        hit |= dx * dx + dy * dy < R::c(d.r2);
     }
     hit
 }
 
-/// The double integrator (see [`crate::double_integrator`]): every block of samples, fused.
-fn rollouts_double_integrator(
+/// The double integrator (see [`crate::double_integrator`]): every block of samples, fused,
+/// the rollout in `R`.
+fn rollouts_double_integrator<R: Real>(
     s: &Settings,
     goal: (f64, f64),
     discs: &[Disc; DI_DISCS],
@@ -592,14 +615,15 @@ fn rollouts_double_integrator(
 ) {
     use double_integrator::{A_MAX, DT, W_COLLISION, W_CTRL, W_GOAL, W_VEL};
     let (p0, p1) = (s.dim_params(0), s.dim_params(1));
+    let dt = R::c(DT);
     for (b, block, cost) in blocks(samples, costs, s.dim) {
         let lanes = cost.len();
         let mut rng = BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes);
         rng.normal_rows(block);
-        let mut px = [x0[0]; BLOCK_LANES];
-        let mut py = [x0[1]; BLOCK_LANES];
-        let mut vx = [x0[2]; BLOCK_LANES];
-        let mut vy = [x0[3]; BLOCK_LANES];
+        let mut px = [R::c(x0[0]); BLOCK_LANES];
+        let mut py = [R::c(x0[1]); BLOCK_LANES];
+        let mut vx = [R::c(x0[2]); BLOCK_LANES];
+        let mut vy = [R::c(x0[3]); BLOCK_LANES];
         let mut acc = [0.0; BLOCK_LANES];
         let (px, py) = (&mut px[..lanes], &mut py[..lanes]);
         let (vx, vy, acc) = (&mut vx[..lanes], &mut vy[..lanes], &mut acc[..lanes]);
@@ -610,8 +634,8 @@ fn rollouts_double_integrator(
             for l in 0..lanes {
                 u0[l] = control(u0[l], p0, mu0);
                 u1[l] = control(u1[l], p1, mu1);
-                let ax = u0[l].clamp(-A_MAX, A_MAX);
-                let ay = u1[l].clamp(-A_MAX, A_MAX);
+                let ax = R::c(u0[l]).clamp(R::c(-A_MAX), R::c(A_MAX));
+                let ay = R::c(u1[l]).clamp(R::c(-A_MAX), R::c(A_MAX));
                 // running cost of (x_t, u_t)
                 let hit = hits(discs, px[l], py[l]);
                 let base = goal_cost(
@@ -621,13 +645,13 @@ fn rollouts_double_integrator(
                     vx[l] * vx[l] + vy[l] * vy[l],
                     W_GOAL,
                     W_VEL,
-                ) + W_CTRL * (ax * ax + ay * ay);
-                acc[l] += disc * with_collision(base, hit, W_COLLISION);
+                ) + R::c(W_CTRL) * (ax * ax + ay * ay);
+                acc[l] += disc * with_collision(base, hit, W_COLLISION).to_f64();
                 // x_{t+1}
-                px[l] = px[l] + vx[l] * DT + 0.5 * ax * DT * DT;
-                py[l] = py[l] + vy[l] * DT + 0.5 * ay * DT * DT;
-                vx[l] += ax * DT;
-                vy[l] += ay * DT;
+                px[l] = px[l] + vx[l] * dt + R::c(0.5) * ax * dt * dt;
+                py[l] = py[l] + vy[l] * dt + R::c(0.5) * ay * dt * dt;
+                vx[l] += ax * dt;
+                vy[l] += ay * dt;
             }
             disc *= s.discount;
         }
@@ -635,8 +659,8 @@ fn rollouts_double_integrator(
     }
 }
 
-/// The unicycle (see [`crate::unicycle`]): every block of samples, fused.
-fn rollouts_unicycle(
+/// The unicycle (see [`crate::unicycle`]): every block of samples, fused, the rollout in `R`.
+fn rollouts_unicycle<R: Real>(
     s: &Settings,
     goal: (f64, f64),
     discs: &[Disc; UNICYCLE_DISCS],
@@ -649,14 +673,15 @@ fn rollouts_unicycle(
 ) {
     use unicycle::{A_MAX, DT, OMEGA_MAX, V_MAX, V_MIN, W_ACC, W_COLLISION, W_GOAL, W_TURN, W_VEL};
     let (p0, p1) = (s.dim_params(0), s.dim_params(1));
+    let dt = R::c(DT);
     for (b, block, cost) in blocks(samples, costs, s.dim) {
         let lanes = cost.len();
         let mut rng = BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes);
         rng.normal_rows(block);
-        let mut px = [x0[0]; BLOCK_LANES];
-        let mut py = [x0[1]; BLOCK_LANES];
-        let mut th = [x0[2]; BLOCK_LANES];
-        let mut v = [x0[3]; BLOCK_LANES];
+        let mut px = [R::c(x0[0]); BLOCK_LANES];
+        let mut py = [R::c(x0[1]); BLOCK_LANES];
+        let mut th = [R::c(x0[2]); BLOCK_LANES];
+        let mut v = [R::c(x0[3]); BLOCK_LANES];
         let mut acc = [0.0; BLOCK_LANES];
         let (px, py) = (&mut px[..lanes], &mut py[..lanes]);
         let (th, v, acc) = (&mut th[..lanes], &mut v[..lanes], &mut acc[..lanes]);
@@ -667,20 +692,20 @@ fn rollouts_unicycle(
             for l in 0..lanes {
                 u0[l] = control(u0[l], p0, mu0);
                 u1[l] = control(u1[l], p1, mu1);
-                let a = u0[l].clamp(-A_MAX, A_MAX);
-                let w = u1[l].clamp(-OMEGA_MAX, OMEGA_MAX);
+                let a = R::c(u0[l]).clamp(R::c(-A_MAX), R::c(A_MAX));
+                let w = R::c(u1[l]).clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
                 // running cost of (x_t, u_t)
                 let hit = hits(discs, px[l], py[l]);
                 let base = goal_cost(goal, px[l], py[l], v[l] * v[l], W_GOAL, W_VEL)
-                    + W_ACC * a * a
-                    + W_TURN * w * w;
-                acc[l] += disc * with_collision(base, hit, W_COLLISION);
+                    + R::c(W_ACC) * a * a
+                    + R::c(W_TURN) * w * w;
+                acc[l] += disc * with_collision(base, hit, W_COLLISION).to_f64();
                 // x_{t+1}
-                let (sn, cs) = sin_cos(th[l]);
-                px[l] += v[l] * cs * DT;
-                py[l] += v[l] * sn * DT;
-                th[l] += w * DT;
-                v[l] = (v[l] + a * DT).clamp(V_MIN, V_MAX);
+                let (sn, cs) = th[l].sin_cos();
+                px[l] += v[l] * cs * dt;
+                py[l] += v[l] * sn * dt;
+                th[l] += w * dt;
+                v[l] = (v[l] + a * dt).clamp(R::c(V_MIN), R::c(V_MAX));
             }
             disc *= s.discount;
         }
@@ -689,8 +714,9 @@ fn rollouts_unicycle(
 }
 
 /// The differential drive through its costmap (see [`crate::diff_drive`]): every block of
-/// samples, fused. `sin_cos(θ)` serves both the heading cost and the dynamics.
-fn rollouts_diff_drive(
+/// samples, fused, the rollout in `R`. `sin_cos(θ)` serves both the heading cost and the
+/// dynamics.
+fn rollouts_diff_drive<R: Real>(
     s: &Settings,
     goal: (f64, f64),
     map: &Costmap,
@@ -705,14 +731,15 @@ fn rollouts_diff_drive(
         DT, OMEGA_MAX, V_MAX, V_MIN, W_CTRL, W_GOAL, W_HEADING, W_INFLATION, W_LETHAL,
     };
     let (p0, p1) = (s.dim_params(0), s.dim_params(1));
+    let (gx, gy, dt) = (R::c(goal.0), R::c(goal.1), R::c(DT));
     for (b, block, cost) in blocks(samples, costs, s.dim) {
         let lanes = cost.len();
         let mut rng = BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes);
         rng.normal_rows(block);
-        let mut px = [x0[0]; BLOCK_LANES];
-        let mut py = [x0[1]; BLOCK_LANES];
-        let mut th = [x0[2]; BLOCK_LANES];
-        let mut map_values = [0.0; BLOCK_LANES];
+        let mut px = [R::c(x0[0]); BLOCK_LANES];
+        let mut py = [R::c(x0[1]); BLOCK_LANES];
+        let mut th = [R::c(x0[2]); BLOCK_LANES];
+        let mut map_values = [R::c(0.0); BLOCK_LANES];
         let mut acc = [0.0; BLOCK_LANES];
         let (px, py, th) = (&mut px[..lanes], &mut py[..lanes], &mut th[..lanes]);
         let (map_values, acc) = (&mut map_values[..lanes], &mut acc[..lanes]);
@@ -726,26 +753,33 @@ fn rollouts_diff_drive(
             for l in 0..lanes {
                 u0[l] = control(u0[l], p0, mu0);
                 u1[l] = control(u1[l], p1, mu1);
-                let vc = u0[l].clamp(V_MIN, V_MAX);
-                let wc = u1[l].clamp(-OMEGA_MAX, OMEGA_MAX);
-                let (sn, cs) = sin_cos(th[l]);
+                let vc = R::c(u0[l]).clamp(R::c(V_MIN), R::c(V_MAX));
+                let wc = R::c(u1[l]).clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
+                let (sn, cs) = th[l].sin_cos();
                 // running cost of (x_t, u_t)
-                let (dx, dy) = (goal.0 - px[l], goal.1 - py[l]);
+                let (dx, dy) = (gx - px[l], gy - py[l]);
                 let d = (dx * dx + dy * dy).sqrt();
                 let along = cs * dx + sn * dy;
-                let heading = if d < 1.0 { d - along } else { 1.0 - along / d };
-                let mv = map_values[l];
-                let map_cost = if mv >= LETHAL {
-                    W_LETHAL
+                let heading = if d < R::c(1.0) {
+                    d - along
                 } else {
-                    W_INFLATION * mv
+                    R::c(1.0) - along / d
                 };
-                acc[l] += disc
-                    * (W_GOAL * d + W_HEADING * heading + map_cost + W_CTRL * (vc * vc + wc * wc));
+                let mv = map_values[l];
+                let map_cost = if mv >= R::c(LETHAL) {
+                    R::c(W_LETHAL)
+                } else {
+                    R::c(W_INFLATION) * mv
+                };
+                let c = R::c(W_GOAL) * d
+                    + R::c(W_HEADING) * heading
+                    + map_cost
+                    + R::c(W_CTRL) * (vc * vc + wc * wc);
+                acc[l] += disc * c.to_f64();
                 // x_{t+1}
-                px[l] += vc * cs * DT;
-                py[l] += vc * sn * DT;
-                th[l] += wc * DT;
+                px[l] += vc * cs * dt;
+                py[l] += vc * sn * dt;
+                th[l] += wc * dt;
             }
             disc *= s.discount;
         }

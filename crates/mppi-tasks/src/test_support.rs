@@ -18,7 +18,9 @@ impl Lcg {
 
 /// Check that `step_block` and `running_block` (at `t = 0`), and `step_and_cost_block` where
 /// the model has it, agree bit for bit with `step` and `running` on random SoA blocks of every
-/// lane count in `lanes_list`.
+/// lane count in `lanes_list`; and that the float32 block methods agree with `step` and
+/// `running` evaluated at the same (f32-rounded) inputs to a relative `2e-6 (1 + |value|)`,
+/// the fused float32 pass bit for bit with the unfused one.
 ///
 /// State component `i` is drawn uniformly from `state_ranges[i]` and control component `j`
 /// from `control_ranges[j]` (ranges wider than the control bounds exercise the clamping).
@@ -68,6 +70,7 @@ pub(crate) fn assert_block_matches_scalar<M: Dynamics + Cost + ?Sized>(
                 "fused cost: lanes {lanes}"
             );
         }
+        assert_f32_block_close(model, lanes, &x, &u);
         for l in 0..lanes {
             let xs: Vec<f64> = (0..n).map(|i| x[i * lanes + l]).collect();
             let us: Vec<f64> = (0..m).map(|j| u[j * lanes + l]).collect();
@@ -87,5 +90,65 @@ pub(crate) fn assert_block_matches_scalar<M: Dynamics + Cost + ?Sized>(
                 "running: lanes {lanes}, lane {l}, x {xs:?}, u {us:?}"
             );
         }
+    }
+}
+
+/// The float32 half of [`assert_block_matches_scalar`] on one SoA block.
+fn assert_f32_block_close<M: Dynamics + Cost + ?Sized>(
+    model: &M,
+    lanes: usize,
+    x: &[f64],
+    u: &[f64],
+) {
+    let (n, m) = (model.state_dim(), model.control_dim());
+    let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
+    let u32: Vec<f32> = u.iter().map(|v| *v as f32).collect();
+    let mut next = vec![f32::NAN; n * lanes];
+    let mut costs = vec![f32::NAN; lanes];
+    let mut tmp = vec![0.0; 2 * n + m];
+    model.step_block_f32(lanes, &x32, &u32, &mut next, &mut tmp);
+    model.running_block_f32(lanes, 0, &x32, &u32, &mut costs, &mut tmp);
+    let (mut fused_next, mut fused_costs) = (vec![f32::NAN; n * lanes], vec![f32::NAN; lanes]);
+    if model.step_and_cost_block_f32(
+        lanes,
+        0,
+        &x32,
+        &u32,
+        &mut fused_next,
+        &mut fused_costs,
+        &mut tmp,
+    ) {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&fused_next),
+            bits(&next),
+            "f32 fused step: lanes {lanes}"
+        );
+        assert_eq!(
+            bits(&fused_costs),
+            bits(&costs),
+            "f32 fused cost: lanes {lanes}"
+        );
+    }
+    let close = |got: f32, want: f64| (f64::from(got) - want).abs() <= 2e-6 * (1.0 + want.abs());
+    for l in 0..lanes {
+        let xs: Vec<f64> = (0..n).map(|i| f64::from(x32[i * lanes + l])).collect();
+        let us: Vec<f64> = (0..m).map(|j| f64::from(u32[j * lanes + l])).collect();
+        let mut want = vec![0.0; n];
+        model.step(&xs, &us, &mut want);
+        for i in 0..n {
+            let got = next[i * lanes + l];
+            assert!(
+                close(got, want[i]),
+                "f32 step: lanes {lanes}, lane {l}, component {i}: {got} vs {}, x {xs:?}, u {us:?}",
+                want[i]
+            );
+        }
+        let c = model.running(&xs, &us, 0);
+        assert!(
+            close(costs[l], c),
+            "f32 running: lanes {lanes}, lane {l}: {} vs {c}, x {xs:?}, u {us:?}",
+            costs[l]
+        );
     }
 }

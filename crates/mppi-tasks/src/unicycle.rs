@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use mppi::fastmath::sin_cos;
+use mppi::fastmath::{Real, sin_cos};
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
@@ -110,10 +110,44 @@ impl Default for UnicycleModel {
 impl UnicycleModel {
     /// Every term of the cost but the collision indicator, in the order the cost sums them.
     #[inline(always)]
-    fn smooth_cost(&self, px: f64, py: f64, v: f64, a: f64, w: f64) -> f64 {
-        let a = a.clamp(-A_MAX, A_MAX);
-        let w = w.clamp(-OMEGA_MAX, OMEGA_MAX);
-        goal_cost(self.goal, px, py, v * v, W_GOAL, W_VEL) + W_ACC * a * a + W_TURN * w * w
+    fn smooth_cost<R: Real>(&self, px: R, py: R, v: R, a: R, w: R) -> R {
+        let a = a.clamp(R::c(-A_MAX), R::c(A_MAX));
+        let w = w.clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
+        goal_cost(self.goal, px, py, v * v, W_GOAL, W_VEL)
+            + R::c(W_ACC) * a * a
+            + R::c(W_TURN) * w * w
+    }
+
+    /// The block running cost in `R` (`f64` or `f32`).
+    #[inline(always)]
+    fn cost_lanes<R: Real>(&self, lanes: usize, x: &[R], u: &[R], out: &mut [R]) {
+        let [px, py, _, v] = soa_rows(x, lanes);
+        let [ua, uw] = soa_rows(u, lanes);
+        let out = &mut out[..lanes];
+        // out[l] first holds the collision flag (0 or 1)
+        collision_flags(&self.obstacles, MARGIN, px, py, out);
+        for l in 0..lanes {
+            let base = self.smooth_cost(px[l], py[l], v[l], ua[l], uw[l]);
+            out[l] = with_collision(base, out[l] > R::c(0.5), W_COLLISION);
+        }
+    }
+}
+
+/// The block step in `R` (`f64` or `f32`), lanes innermost.
+#[inline(always)]
+fn step_lanes<R: Real>(lanes: usize, x: &[R], u: &[R], next: &mut [R]) {
+    let [px, py, th, v] = soa_rows(x, lanes);
+    let [ua, uw] = soa_rows(u, lanes);
+    let [npx, npy, nth, nv] = soa_rows_mut(next, lanes);
+    let dt = R::c(DT);
+    for l in 0..lanes {
+        let a = ua[l].clamp(R::c(-A_MAX), R::c(A_MAX));
+        let w = uw[l].clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
+        let (s, c) = th[l].sin_cos();
+        npx[l] = px[l] + v[l] * c * dt;
+        npy[l] = py[l] + v[l] * s * dt;
+        nth[l] = th[l] + w * dt;
+        nv[l] = (v[l] + a * dt).clamp(R::c(V_MIN), R::c(V_MAX));
     }
 }
 
@@ -134,18 +168,17 @@ impl Dynamics for UnicycleModel {
         next[3] = (x[3] + a * DT).clamp(V_MIN, V_MAX);
     }
     fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], _tmp: &mut [f64]) {
-        let [px, py, th, v] = soa_rows(x, lanes);
-        let [ua, uw] = soa_rows(u, lanes);
-        let [npx, npy, nth, nv] = soa_rows_mut(next, lanes);
-        for l in 0..lanes {
-            let a = ua[l].clamp(-A_MAX, A_MAX);
-            let w = uw[l].clamp(-OMEGA_MAX, OMEGA_MAX);
-            let (s, c) = sin_cos(th[l]);
-            npx[l] = px[l] + v[l] * c * DT;
-            npy[l] = py[l] + v[l] * s * DT;
-            nth[l] = th[l] + w * DT;
-            nv[l] = (v[l] + a * DT).clamp(V_MIN, V_MAX);
-        }
+        step_lanes(lanes, x, u, next);
+    }
+    fn step_block_f32(
+        &self,
+        lanes: usize,
+        x: &[f32],
+        u: &[f32],
+        next: &mut [f32],
+        _tmp: &mut [f64],
+    ) {
+        step_lanes(lanes, x, u, next);
     }
 }
 
@@ -164,15 +197,18 @@ impl Cost for UnicycleModel {
         out: &mut [f64],
         _tmp: &mut [f64],
     ) {
-        let [px, py, _, v] = soa_rows(x, lanes);
-        let [ua, uw] = soa_rows(u, lanes);
-        let out = &mut out[..lanes];
-        // out[l] first holds the collision flag (0 or 1)
-        collision_flags(&self.obstacles, MARGIN, px, py, out);
-        for l in 0..lanes {
-            let base = self.smooth_cost(px[l], py[l], v[l], ua[l], uw[l]);
-            out[l] = with_collision(base, out[l] > 0.5, W_COLLISION);
-        }
+        self.cost_lanes(lanes, x, u, out);
+    }
+    fn running_block_f32(
+        &self,
+        lanes: usize,
+        _t: usize,
+        x: &[f32],
+        u: &[f32],
+        out: &mut [f32],
+        _tmp: &mut [f64],
+    ) {
+        self.cost_lanes(lanes, x, u, out);
     }
 }
 

@@ -55,8 +55,14 @@ fn allocations_during(f: impl FnOnce()) -> usize {
 }
 
 fn run_default(task: &dyn Task, seed: u64) -> (bool, String, f64) {
+    run_in(task, seed, mppi::Precision::F64)
+}
+
+/// An episode with the task's defaults, `seed` and rollouts in `precision`.
+fn run_in(task: &dyn Task, seed: u64, precision: mppi::Precision) -> (bool, String, f64) {
     let mut config = task.default_config();
     config.seed = seed;
+    config.precision = precision;
     let options = EpisodeOptions {
         steps: task.default_steps(),
         ..EpisodeOptions::default()
@@ -85,6 +91,20 @@ fn every_registered_task_succeeds_with_defaults() {
         assert!(
             success,
             "{} failed (seed 0, total cost {cost:.3}): {message}",
+            task.name()
+        );
+    }
+}
+
+/// Float32 rollouts (`precision = "f32"`) solve every task too: the four benchmark problems
+/// with their own float32 kernels, the others through the default float32 block methods.
+#[test]
+fn every_registered_task_succeeds_with_float32_rollouts() {
+    for task in all_tasks() {
+        let (success, message, cost) = run_in(task.as_ref(), 0, mppi::Precision::F32);
+        assert!(
+            success,
+            "{} failed with f32 rollouts (seed 0, total cost {cost:.3}): {message}",
             task.name()
         );
     }
@@ -128,10 +148,12 @@ fn every_task_has_consistent_metadata() {
 
 #[test]
 fn control_step_allocates_nothing() {
+    let precisions = [mppi::Precision::F64, mppi::Precision::F32];
     for task in all_tasks() {
-        for threads in [1, 2] {
+        for (threads, precision) in [1, 2].into_iter().flat_map(|t| precisions.map(|p| (t, p))) {
             let mut config = task.default_config();
             config.threads = threads;
+            config.precision = precision;
             config.samples = config.samples.min(300);
             let mut ctrl = controller(task.as_ref(), &config).expect("controller");
             let x = task.initial_state();
@@ -144,7 +166,7 @@ fn control_step_allocates_nothing() {
             assert_eq!(
                 n,
                 0,
-                "{} with {threads} thread(s): {n} allocations in 5 control steps",
+                "{} with {threads} thread(s), {precision:?}: {n} allocations in 5 control steps",
                 task.name()
             );
         }
@@ -158,13 +180,15 @@ fn episodes_are_bit_identical_across_thread_counts() {
             steps: 15,
             ..EpisodeOptions::default()
         };
-        let run = |threads: usize, seed: u64| {
+        let run_in = |threads: usize, seed: u64, precision: mppi::Precision| {
             let mut config = task.default_config();
             config.threads = threads;
             config.seed = seed;
             config.samples = 333; // not a multiple of the block width
+            config.precision = precision;
             run_episode(task.as_ref(), &config, &options, |_| {}).expect("episode")
         };
+        let run = |threads: usize, seed: u64| run_in(threads, seed, mppi::Precision::F64);
         let one = run(1, 5);
         let two = run(2, 5);
         assert_eq!(
@@ -174,6 +198,14 @@ fn episodes_are_bit_identical_across_thread_counts() {
             task.name()
         );
         assert_eq!(one.controls, two.controls);
+        let one32 = run_in(1, 5, mppi::Precision::F32);
+        let two32 = run_in(2, 5, mppi::Precision::F32);
+        assert_eq!(
+            one32.controls,
+            two32.controls,
+            "{}: float32 controls differ between 1 and 2 threads",
+            task.name()
+        );
         let other_seed = run(1, 6);
         assert_ne!(
             one.controls,

@@ -82,6 +82,23 @@ pub enum DiagnosticsLevel {
     Full,
 }
 
+/// Floating-point type of the rollouts (dynamics and costs) of a [`crate::Controller`].
+///
+/// Sampling, weights and the M-step are `f64` either way; only the state, the controls fed to
+/// the dynamics and the per-step running costs of a rollout are single precision under `f32`
+/// (a trajectory's costs are still summed in `f64`). See [`crate::RolloutObjective::with_precision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Double precision throughout.
+    #[default]
+    F64,
+    /// Float32 rollouts: twice the lanes per vector register, as the GPU and Python MPPI
+    /// libraries run. Models without `f32` kernels compute each step in `f64` and store it in
+    /// `f32`.
+    F32,
+}
+
 /// Every setting of the MPPI / EM loop and the receding-horizon controller.
 ///
 /// ```
@@ -172,6 +189,8 @@ pub struct MppiConfig {
     pub safeguard: bool,
     /// Per-iteration diagnostics: `basic` or `full`.
     pub diagnostics: DiagnosticsLevel,
+    /// Rollout precision of a [`crate::Controller`]: `f64` or `f32` (see [`Precision`]).
+    pub precision: Precision,
 }
 
 impl Default for MppiConfig {
@@ -213,6 +232,7 @@ impl Default for MppiConfig {
             momentum: 0.0,
             safeguard: true,
             diagnostics: DiagnosticsLevel::Basic,
+            precision: Precision::F64,
         }
     }
 }

@@ -86,6 +86,7 @@ impl<D: Dynamics, C: Cost> Controller<D, C> {
         objective: RolloutObjective<D, C>,
         config: &MppiConfig,
     ) -> Result<Self, MppiError> {
+        let objective = objective.with_precision(config.precision);
         let m = objective.dynamics().control_dim();
         let mut planner = Planner::new(config, m)?;
         planner.prepare(&objective);

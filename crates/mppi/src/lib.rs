@@ -66,7 +66,7 @@ pub mod theory;
 pub mod weights;
 
 pub use config::{
-    Acceleration, CovarianceBlock, DiagnosticsLevel, FamilyKind, MppiConfig, ShiftFill,
+    Acceleration, CovarianceBlock, DiagnosticsLevel, FamilyKind, MppiConfig, Precision, ShiftFill,
 };
 pub use controller::{Controller, StepReport};
 pub use error::MppiError;
