@@ -15,35 +15,54 @@ def load(run_dir):
     out = {}
     for path in sorted(glob.glob(os.path.join(run_dir, "mppi*", "bench.json"))):
         bench = json.load(open(path))
-        for m in bench["problems"] + bench["k_sweep"]["measurements"]:
-            out[(m["task"], m["samples"], m["horizon"], m["threads"])] = m
+        for m in bench["k_sweep"]["measurements"] + bench["problems"]:
+            key = (m["task"], m["samples"], m["horizon"], m.get("precision", "f64"), m["threads"])
+            out[key] = m
     return out
 
 
 def ratio(m):
-    ref = m.get("reference")
+    ref = m and m.get("reference")
     return f"{m['median_ms'] / ref['median_ms']:.2f}x" if ref else "–"
 
 
+def us(m):
+    if m is None:
+        return "–"
+    return f"{m['median_ms'] * 1e3:.0f} µs [{m['min_ms'] * 1e3:.0f}–{m['max_ms'] * 1e3:.0f}]"
+
+
+def rate(m):
+    return "–" if m is None else f"{m['sample_steps_per_s'] / 1e6:.0f} M/s"
+
+
+def ms(m):
+    return "–" if m is None else f"{m['median_ms']:.2f} ms [{m['min_ms']:.2f}–{m['max_ms']:.2f}]"
+
+
 def main():
-    print("| run | pendulum T=30 K=1000, 1 thread (≤ 150 µs) | reference | double integrator, 1 thread "
-          "(≥ 100 M/s) | unicycle, 1 thread (≥ 100 M/s) | diff_drive K=2048, 2 threads (≤ 2 ms) "
-          "| mppi / reference (pendulum, DI, unicycle, diff_drive) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| run | float | pendulum T=30 K=1000, 1 thread (≤ 150 µs) | reference | double "
+          "integrator, 1 thread (≥ 100 M/s) | unicycle, 1 thread (≥ 100 M/s) | diff_drive "
+          "K=2048, 2 threads (≤ 2 ms) | mppi / reference (pendulum, DI, unicycle, diff_drive) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for run_dir in sys.argv[1:]:
         o = load(run_dir)
-        p = o[("pendulum", 1000, 30, 1)]
-        di = o[("double_integrator", 4096, 50, 1)]
-        un = o[("unicycle", 4096, 50, 1)]
-        dd1 = o[("diff_drive", 2048, 100, 1)]
-        dd2 = o[("diff_drive", 2048, 100, 2)]
-        print(f"| {os.path.basename(run_dir.rstrip('/'))} "
-              f"| {p['median_ms'] * 1e3:.0f} µs [{p['min_ms'] * 1e3:.0f}–{p['max_ms'] * 1e3:.0f}] "
-              f"| {p['reference']['median_ms'] * 1e3:.0f} µs "
-              f"| {di['sample_steps_per_s'] / 1e6:.0f} M/s "
-              f"| {un['sample_steps_per_s'] / 1e6:.0f} M/s "
-              f"| {dd2['median_ms']:.2f} ms [{dd2['min_ms']:.2f}–{dd2['max_ms']:.2f}] "
-              f"| {ratio(p)}, {ratio(di)}, {ratio(un)}, {ratio(dd1)} |")
+        for precision in ("f64", "f32"):
+            def get(task, k, t, threads):
+                return o.get((task, k, t, precision, threads))
+            p = get("pendulum", 1000, 30, 1)
+            if p is None:
+                continue
+            di = get("double_integrator", 4096, 50, 1)
+            un = get("unicycle", 4096, 50, 1)
+            dd1 = get("diff_drive", 2048, 100, 1)
+            dd2 = get("diff_drive", 2048, 100, 2)
+            ref = p.get("reference")
+            ref_text = "–" if ref is None else f"{ref['median_ms'] * 1e3:.0f} µs"
+            print(f"| {os.path.basename(run_dir.rstrip('/'))} | {precision} | {us(p)} "
+                  f"| {ref_text} "
+                  f"| {rate(di)} | {rate(un)} | {ms(dd2)} "
+                  f"| {ratio(p)}, {ratio(di)}, {ratio(un)}, {ratio(dd1)} |")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,14 @@
 //! enough (≥ 20 ms) that the clock's resolution does not matter. A block's time per step is its
 //! duration over its call count; the report gives the median over blocks and their min–max.
 //!
+//! Every fixed problem is measured with float64 rollouts and with float32 rollouts
+//! (`precision = "f32"`: state, dynamics and running costs in single precision, as the peers
+//! run; samples, weights and the M-step stay float64). The sweeps are float64.
+//!
 //! Next to the library, the same method times the hand-fused reference kernel of each fixed
-//! problem and of the `K` sweep at `K = 2048` (`mppi_tasks::reference`: the same math and the
-//! same random numbers in one plain loop, 1 thread, the "speed of light"); the tables give its
-//! time and the ratio library / reference at 1 thread.
+//! problem (`mppi_tasks::reference`: the same math, in the same precision, and the same random
+//! numbers in one plain loop, 1 thread, the "speed of light"); the tables give its time and the
+//! ratio library / reference at 1 thread.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mppi::{DiagnosticsLevel, MppiConfig, MppiError};
+use mppi::{DiagnosticsLevel, MppiConfig, MppiError, Precision};
 use mppi_tasks::reference::{ReferenceKernel, ReferenceProblem};
 use mppi_tasks::{Task, controller};
 use serde::Serialize;
@@ -48,16 +52,41 @@ struct Problem {
     samples: usize,
     /// Horizon `T`.
     horizon: usize,
+    /// Rollout precision.
+    precision: Precision,
 }
 
 impl Problem {
+    /// A float64 problem.
     fn new(task: &'static str, samples: usize, horizon: usize) -> Self {
+        Self::in_precision(task, samples, horizon, Precision::F64)
+    }
+
+    fn in_precision(
+        task: &'static str,
+        samples: usize,
+        horizon: usize,
+        precision: Precision,
+    ) -> Self {
+        let suffix = match precision {
+            Precision::F64 => "",
+            Precision::F32 => " f32",
+        };
         Problem {
-            label: format!("{task} T={horizon} K={samples}"),
+            label: format!("{task} T={horizon} K={samples}{suffix}"),
             task,
             samples,
             horizon,
+            precision,
         }
+    }
+}
+
+/// `"f64"` or `"f32"`.
+fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::F64 => "f64",
+        Precision::F32 => "f32",
     }
 }
 
@@ -74,9 +103,8 @@ struct Plan {
 /// Calls made before timing, whatever the warm-up duration.
 const WARMUP_CALLS: usize = 3;
 
-/// The `K` of the sweep at which the reference kernel is also timed (the largest swept `K`
-/// below it with `--quick`).
-const REFERENCE_SWEEP_SAMPLES: usize = 2048;
+/// `K` of the fixed differential-drive problem (the 2-thread target).
+const DIFF_DRIVE_SAMPLES: usize = 2048;
 
 /// The sizes `mppi bench` measures.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +116,19 @@ struct Suite {
 
 impl Suite {
     fn new(quick: bool) -> Self {
-        let problems = vec![
-            Problem::new("pendulum", 1000, 30),
-            Problem::new("pendulum", 100, 15),
-            Problem::new("double_integrator", 4096, 50),
-            Problem::new("unicycle", 4096, 50),
+        let sizes = [
+            ("pendulum", 1000, 30),
+            ("pendulum", 100, 15),
+            ("double_integrator", 4096, 50),
+            ("unicycle", 4096, 50),
+            ("diff_drive", DIFF_DRIVE_SAMPLES, 100),
         ];
+        let problems = sizes
+            .iter()
+            .flat_map(|&(task, k, t)| {
+                [Precision::F64, Precision::F32].map(|p| Problem::in_precision(task, k, t, p))
+            })
+            .collect();
         let (k_max, t_values, t_samples): (usize, &[usize], usize) = if quick {
             (1024, &[10, 20, 40, 80], 256)
         } else {
@@ -118,18 +153,10 @@ impl Suite {
         self.problems.len() + self.k_sweep.len() + self.t_sweep.len()
     }
 
-    /// The problems whose reference kernel is timed: every fixed problem, and the `K` sweep at
-    /// [`REFERENCE_SWEEP_SAMPLES`] (or the largest swept `K` below it).
+    /// The problems whose reference kernel is timed: every fixed problem that has one (the
+    /// `K` sweep's row at the fixed differential-drive size shares its timing).
     fn reference_problems(&self) -> Vec<Problem> {
         let mut list = self.problems.clone();
-        if let Some(p) = self
-            .k_sweep
-            .iter()
-            .filter(|p| p.samples <= REFERENCE_SWEEP_SAMPLES)
-            .max_by_key(|p| p.samples)
-        {
-            list.push(p.clone());
-        }
         list.retain(|p| ReferenceProblem::from_task_name(p.task).is_some());
         list
     }
@@ -146,6 +173,8 @@ pub struct Measurement {
     pub samples: usize,
     /// Horizon `T`.
     pub horizon: usize,
+    /// Rollout precision: `"f64"` or `"f32"`.
+    pub precision: String,
     /// Rollout threads.
     pub threads: usize,
     /// Calls per timed block.
@@ -295,11 +324,13 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     // a problem's reference kernel is timed together with the library at the first thread
     // count (1 by default), their blocks interleaved, so that both see the same machine state
     type Timings = Vec<(String, ReferenceTiming)>;
-    let run = |problems: &[Problem]| -> Result<(Vec<Measurement>, Timings), CliError> {
+    let run = |problems: &[Problem],
+               with_reference: bool|
+     -> Result<(Vec<Measurement>, Timings), CliError> {
         let (mut all, mut timings) = (vec![], vec![]);
         for (i, &n) in threads.iter().enumerate() {
             for p in problems {
-                if i == 0 && references.contains(p) {
+                if with_reference && i == 0 && references.contains(p) {
                     bar.set_message(format!(
                         "{}, {n} thread{} and reference kernel",
                         p.label,
@@ -319,15 +350,15 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
         Ok((all, timings))
     };
     let measured = (|| -> Result<_, CliError> {
+        // the sweeps' rows share the fixed problems' reference timings (same labels)
         Ok((
-            run(&suite.problems)?,
-            run(&suite.k_sweep)?,
-            run(&suite.t_sweep)?,
+            run(&suite.problems, true)?,
+            run(&suite.k_sweep, false)?,
+            run(&suite.t_sweep, false)?,
         ))
     })();
     bar.finish_and_clear();
-    let ((mut problems, mut reference_timings), (mut k_sweep, k_timings), (t_sweep, _)) = measured?;
-    reference_timings.extend(k_timings);
+    let ((mut problems, reference_timings), (mut k_sweep, _), (t_sweep, _)) = measured?;
     attach_references(&mut problems, &reference_timings);
     attach_references(&mut k_sweep, &reference_timings);
     // the table lists a problem's thread counts next to each other
@@ -406,6 +437,7 @@ fn problem_config(task: &dyn Task, problem: &Problem, threads: usize) -> MppiCon
     MppiConfig {
         samples: problem.samples,
         horizon: problem.horizon,
+        precision: problem.precision,
         threads,
         iterations: 1,
         diagnostics: DiagnosticsLevel::Basic,
@@ -510,6 +542,7 @@ fn measurement(
         task: problem.task.to_string(),
         samples: problem.samples,
         horizon: problem.horizon,
+        precision: precision_name(problem.precision).to_string(),
         threads,
         calls_per_block,
         median_ms,
@@ -825,6 +858,7 @@ fn problem_rows(measurements: &[Measurement]) -> Vec<Vec<String>> {
                 m.task.clone(),
                 m.samples.to_string(),
                 m.horizon.to_string(),
+                m.precision.clone(),
                 m.threads.to_string(),
                 fmt_ms(m.median_ms),
                 range_text(m),
@@ -837,10 +871,11 @@ fn problem_rows(measurements: &[Measurement]) -> Vec<Vec<String>> {
         .collect()
 }
 
-const PROBLEM_HEADER: [&str; 10] = [
+const PROBLEM_HEADER: [&str; 11] = [
     "PROBLEM",
     "K",
     "T",
+    "FLOAT",
     "THREADS",
     "MEDIAN/STEP",
     "MIN – MAX",
@@ -849,7 +884,9 @@ const PROBLEM_HEADER: [&str; 10] = [
     REFERENCE_HEADER,
     RATIO_HEADER,
 ];
-const PROBLEM_NUMERIC: [bool; 10] = [false, true, true, true, true, true, true, true, true, true];
+const PROBLEM_NUMERIC: [bool; 11] = [
+    false, true, true, false, true, true, true, true, true, true, true,
+];
 /// Column of the reference kernel's median time per step.
 const REFERENCE_HEADER: &str = "REFERENCE (1 THREAD)";
 /// Column of the ratio library / reference.
@@ -1125,6 +1162,7 @@ mod tests {
             task: "x".into(),
             samples,
             horizon,
+            precision: "f64".into(),
             threads,
             calls_per_block: 1,
             median_ms: ms,
@@ -1197,10 +1235,11 @@ mod tests {
         let rows = problem_rows(&ms);
         assert_eq!(rows[0].len(), PROBLEM_HEADER.len());
         assert_eq!(
-            (rows[0][8].as_str(), rows[0][9].as_str()),
+            (rows[0][9].as_str(), rows[0][10].as_str()),
             ("2.500 ms", "1.20x")
         );
-        assert_eq!((rows[1][9].as_str(), rows[2][8].as_str()), ("–", "–"));
+        assert_eq!((rows[1][10].as_str(), rows[2][9].as_str()), ("–", "–"));
+        assert_eq!(rows[0][3], "f64");
         // the sweep table gets the two columns, filled at the timed size only
         let s = sweep("x", "samples", "T = 100", ms, &[1, 2]);
         let (header, rows) = sweep_rows(&s, &[1, 2]);
@@ -1226,9 +1265,10 @@ mod tests {
         let ks: Vec<usize> = full.k_sweep.iter().map(|p| p.samples).collect();
         assert_eq!(ks, [128, 256, 512, 1024, 2048, 4096, 8192, 16384]);
         assert!(full.k_sweep.iter().all(|p| p.horizon == 100));
-        assert_eq!(full.problems.len(), 4);
+        // five problems, each in float64 and float32
+        assert_eq!(full.problems.len(), 10);
         assert!(Suite::new(true).len() < full.len());
-        // every fixed problem and the K sweep at 2048 (1024, the largest, with --quick)
+        // every fixed problem has a reference kernel, in its precision
         let labels = |s: &Suite| -> Vec<String> {
             s.reference_problems()
                 .into_iter()
@@ -1236,9 +1276,13 @@ mod tests {
                 .collect()
         };
         let full_refs = labels(&full);
-        assert_eq!(full_refs.len(), 5);
-        assert_eq!(full_refs[4], "diff_drive T=100 K=2048");
-        assert_eq!(labels(&Suite::new(true))[4], "diff_drive T=100 K=1024");
+        assert_eq!(full_refs.len(), 10);
+        assert_eq!(full_refs[0], "pendulum T=30 K=1000");
+        assert_eq!(full_refs[1], "pendulum T=30 K=1000 f32");
+        assert_eq!(full_refs[8], "diff_drive T=100 K=2048");
+        // the K sweep's row at the fixed size shares the fixed problem's label (and timing)
+        assert!(full.k_sweep.iter().any(|p| p.label == full_refs[8]));
+        assert_eq!(labels(&Suite::new(true)), full_refs);
         let machine = machine();
         assert!(machine.logical_cores >= 1);
     }

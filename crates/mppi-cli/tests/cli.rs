@@ -491,23 +491,28 @@ fn bench_quick_prints_tables_and_writes_files() {
     ] {
         assert!(out.contains(needle), "`{needle}` missing from:\n{out}");
     }
-    // every problem at both thread counts: `task K T threads ...`
+    // every problem at both thread counts and in both precisions: `task K T float threads ...`
     for (task, k, t) in [
         ("pendulum", 1000, 30),
         ("pendulum", 100, 15),
         ("double_integrator", 4096, 50),
         ("unicycle", 4096, 50),
+        ("diff_drive", 2048, 100),
     ] {
-        for threads in [1, 2] {
+        for (float, threads) in [("f64", 1), ("f64", 2), ("f32", 1), ("f32", 2)] {
             let row = out.lines().find(|l| {
                 let cells: Vec<&str> = l.split_whitespace().collect();
-                cells.len() > 4
+                cells.len() > 5
                     && cells[0] == task
                     && cells[1] == k.to_string()
                     && cells[2] == t.to_string()
-                    && cells[3] == threads.to_string()
+                    && cells[3] == float
+                    && cells[4] == threads.to_string()
             });
-            assert!(row.is_some(), "no row {task} K={k} T={t} {threads}:\n{out}");
+            assert!(
+                row.is_some(),
+                "no row {task} K={k} T={t} {float} {threads}:\n{out}"
+            );
         }
     }
     for k in ["128", "256", "512", "1024"] {
@@ -538,6 +543,7 @@ fn bench_quick_prints_tables_and_writes_files() {
         "\"median_ms\"",
         "\"sample_steps_per_s\"",
         "\"log_log_slope\"",
+        "\"precision\": \"f32\"",
     ] {
         assert!(json.contains(key), "{key} missing from bench.json");
     }
