@@ -1,6 +1,6 @@
 //! Repeat one control step of a benchmark problem, library or reference kernel, for profiling
-//! (a development aid): `step_profile <task> <lib|lib32|ref> [steps] [samples] [horizon]`
-//! (`lib32`: the library with float32 rollouts), e.g.
+//! (a development aid): `step_profile <task> <lib|lib32|ref|ref32> [steps] [samples] [horizon]`
+//! (`lib32`, `ref32`: float32 rollouts), e.g.
 //! `valgrind --tool=callgrind target/release/examples/step_profile double_integrator lib 20 4096 50`.
 use mppi_tasks::reference::{ReferenceKernel, ReferenceProblem};
 use mppi_tasks::{controller, task_by_name};
@@ -14,7 +14,7 @@ fn main() {
     let config = mppi::MppiConfig {
         samples: arg(4, defaults.samples),
         horizon: arg(5, defaults.horizon),
-        precision: if args[2] == "lib32" {
+        precision: if args[2].ends_with("32") {
             mppi::Precision::F32
         } else {
             mppi::Precision::F64
@@ -25,7 +25,7 @@ fn main() {
     let x = task.initial_state();
     let start = std::time::Instant::now();
     let mut checksum = 0.0;
-    if args[2] == "ref" {
+    if args[2].starts_with("ref") {
         let kind = ReferenceProblem::from_task_name(&args[1]).expect("a reference problem");
         let mut kernel = ReferenceKernel::new(kind, &config).expect("config");
         for _ in 0..steps {

@@ -64,7 +64,7 @@ pub fn in_collision<R: Real>(obstacles: &[Circle], margin: f64, px: R, py: R) ->
 /// The block version of [`in_collision`]: `flags[l] = 1` if lane `l` of `(px, py)` is inside
 /// an inflated obstacle, else `0`. `flags` has one entry per lane.
 ///
-/// Lanes go in groups of eight whose hit flags stay in registers while the loop runs over the
+/// Lanes go in groups of sixteen whose hit flags stay in registers while the loop runs over the
 /// obstacles (a fixed-size group unrolls and vectorizes); a pass over all lanes per obstacle
 /// would store and reload the flags for every obstacle.
 #[inline]
@@ -75,7 +75,7 @@ pub fn collision_flags<R: Real>(
     py: &[R],
     flags: &mut [R],
 ) {
-    const GROUP: usize = 8;
+    const GROUP: usize = 16;
     let lanes = flags.len();
     let (px, py) = (&px[..lanes], &py[..lanes]);
     let mut groups = flags.chunks_exact_mut(GROUP);

@@ -10,14 +10,16 @@
 //! 2. per block of [`BLOCK_LANES`] samples: draw the block's standard normals with
 //!    [`mppi::rng::BlockRng::normal_rows`] (the library's generator, so the random numbers are
 //!    the same) straight into the block's slice of the sample buffer, then one loop over the
-//!    horizon with the lanes innermost that scales, shifts and clamps the controls of step `t`,
-//!    adds the running cost of `(x_t, u_t)` and steps the dynamics, the state kept in local
-//!    arrays;
+//!    horizon; at step `t`, with the lanes innermost: scale, shift and clamp the controls (in
+//!    `f64`, in place, and into a local array in the rollout's type), then one pass that
+//!    computes the running cost of `(x_t, u_t)` and steps the dynamics, the state kept in local
+//!    arrays, then add the costs to the `f64` sums (separate loops, so that an `f32` rollout
+//!    loop touches only `f32` data and runs 8 lanes per AVX2 vector);
 //! 3. weights `w_i ∝ exp(−(J_i − J_min)/λ)` over the finite costs;
 //! 4. M-step `μ ← clamp(Σ_i w_i U_i)`, summed over `i = 0..K` in order, read straight from the
 //!    block layout.
 //!
-//! Nothing is generic and nothing is called through a pointer: the model's constants and
+//! Nothing is called through a pointer: the model's constants and
 //! obstacles are baked into the loop (the inflated radii squared once), the clamped controls
 //! are computed once and shared by the cost and the dynamics, `sin_cos(θ)` is computed once per
 //! sample-step where the cost and the dynamics both need it, there is no intermediate state or
@@ -543,6 +545,34 @@ fn control(z: f64, (scale, lo, hi): (f64, f64, f64), mu: f64) -> f64 {
     (z * scale + mu).clamp(lo, hi)
 }
 
+/// The controls of one step of a 2-D block from their standard normals, in place
+/// ([`control`]), and the same controls in the rollout's type `R`. A loop of its own: the `f64`
+/// samples would otherwise set the vector width of an `f32` rollout loop to four lanes.
+#[inline(always)]
+fn controls2<R: Real>(
+    u0: &mut [f64],
+    u1: &mut [f64],
+    (p0, mu0): ((f64, f64, f64), f64),
+    (p1, mu1): ((f64, f64, f64), f64),
+) -> ([R; BLOCK_LANES], [R; BLOCK_LANES]) {
+    let (mut r0, mut r1) = ([R::c(0.0); BLOCK_LANES], [R::c(0.0); BLOCK_LANES]);
+    for l in 0..u0.len().min(u1.len()).min(BLOCK_LANES) {
+        u0[l] = control(u0[l], p0, mu0);
+        u1[l] = control(u1[l], p1, mu1);
+        r0[l] = R::c(u0[l]);
+        r1[l] = R::c(u1[l]);
+    }
+    (r0, r1)
+}
+
+/// `acc[l] += disc · c[l]`, the running costs of one step added to the `f64` sums.
+#[inline(always)]
+fn accumulate<R: Real>(acc: &mut [f64], c: &[R; BLOCK_LANES], disc: f64) {
+    for (a, cl) in acc.iter_mut().zip(c) {
+        *a += disc * cl.to_f64();
+    }
+}
+
 /// Pendulum-v1 (see [`crate::pendulum`]): every block of samples, fused, the rollout in `R`.
 fn rollouts_pendulum<R: Real>(
     s: &Settings,
@@ -566,13 +596,17 @@ fn rollouts_pendulum<R: Real>(
         let mut disc = 1.0;
         for (t, u) in block.chunks_exact_mut(lanes).enumerate() {
             let mu = plan[t];
+            let mut ur = [R::c(0.0); BLOCK_LANES];
             for l in 0..lanes {
                 u[l] = control(u[l], p0, mu);
-                let uc = R::c(u[l]).clamp(R::c(-MAX_TORQUE), R::c(MAX_TORQUE));
+                ur[l] = R::c(u[l]);
+            }
+            let mut c = [R::c(0.0); BLOCK_LANES];
+            for l in 0..lanes {
+                let uc = ur[l].clamp(R::c(-MAX_TORQUE), R::c(MAX_TORQUE));
                 // running cost of (x_t, u_t)
                 let a = th[l].wrap_angle();
-                let c = a * a + R::c(0.1) * thd[l] * thd[l] + R::c(0.001) * uc * uc;
-                acc[l] += disc * c.to_f64();
+                c[l] = a * a + R::c(0.1) * thd[l] * thd[l] + R::c(0.001) * uc * uc;
                 // x_{t+1}
                 let v = (thd[l]
                     + (R::c(3.0 * G / (2.0 * L)) * th[l].sin() + R::c(3.0 / (M * L * L)) * uc)
@@ -581,6 +615,7 @@ fn rollouts_pendulum<R: Real>(
                 th[l] += v * R::c(DT);
                 thd[l] = v;
             }
+            accumulate(acc, &c, disc);
             disc *= s.discount;
         }
         // the terminal cost is 0 (adding disc · 0 to a sum that starts at +0 changes nothing)
@@ -631,11 +666,11 @@ fn rollouts_double_integrator<R: Real>(
         for (t, u) in block.chunks_exact_mut(2 * lanes).enumerate() {
             let (u0, u1) = u.split_at_mut(lanes);
             let (mu0, mu1) = (plan[2 * t], plan[2 * t + 1]);
+            let (ux, uy) = controls2::<R>(u0, u1, (p0, mu0), (p1, mu1));
+            let mut c = [R::c(0.0); BLOCK_LANES];
             for l in 0..lanes {
-                u0[l] = control(u0[l], p0, mu0);
-                u1[l] = control(u1[l], p1, mu1);
-                let ax = R::c(u0[l]).clamp(R::c(-A_MAX), R::c(A_MAX));
-                let ay = R::c(u1[l]).clamp(R::c(-A_MAX), R::c(A_MAX));
+                let ax = ux[l].clamp(R::c(-A_MAX), R::c(A_MAX));
+                let ay = uy[l].clamp(R::c(-A_MAX), R::c(A_MAX));
                 // running cost of (x_t, u_t)
                 let hit = hits(discs, px[l], py[l]);
                 let base = goal_cost(
@@ -646,13 +681,14 @@ fn rollouts_double_integrator<R: Real>(
                     W_GOAL,
                     W_VEL,
                 ) + R::c(W_CTRL) * (ax * ax + ay * ay);
-                acc[l] += disc * with_collision(base, hit, W_COLLISION).to_f64();
+                c[l] = with_collision(base, hit, W_COLLISION);
                 // x_{t+1}
                 px[l] = px[l] + vx[l] * dt + R::c(0.5) * ax * dt * dt;
                 py[l] = py[l] + vy[l] * dt + R::c(0.5) * ay * dt * dt;
                 vx[l] += ax * dt;
                 vy[l] += ay * dt;
             }
+            accumulate(acc, &c, disc);
             disc *= s.discount;
         }
         cost.copy_from_slice(acc);
@@ -689,17 +725,17 @@ fn rollouts_unicycle<R: Real>(
         for (t, u) in block.chunks_exact_mut(2 * lanes).enumerate() {
             let (u0, u1) = u.split_at_mut(lanes);
             let (mu0, mu1) = (plan[2 * t], plan[2 * t + 1]);
+            let (ua, uw) = controls2::<R>(u0, u1, (p0, mu0), (p1, mu1));
+            let mut c = [R::c(0.0); BLOCK_LANES];
             for l in 0..lanes {
-                u0[l] = control(u0[l], p0, mu0);
-                u1[l] = control(u1[l], p1, mu1);
-                let a = R::c(u0[l]).clamp(R::c(-A_MAX), R::c(A_MAX));
-                let w = R::c(u1[l]).clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
+                let a = ua[l].clamp(R::c(-A_MAX), R::c(A_MAX));
+                let w = uw[l].clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
                 // running cost of (x_t, u_t)
                 let hit = hits(discs, px[l], py[l]);
                 let base = goal_cost(goal, px[l], py[l], v[l] * v[l], W_GOAL, W_VEL)
                     + R::c(W_ACC) * a * a
                     + R::c(W_TURN) * w * w;
-                acc[l] += disc * with_collision(base, hit, W_COLLISION).to_f64();
+                c[l] = with_collision(base, hit, W_COLLISION);
                 // x_{t+1}
                 let (sn, cs) = th[l].sin_cos();
                 px[l] += v[l] * cs * dt;
@@ -707,6 +743,7 @@ fn rollouts_unicycle<R: Real>(
                 th[l] += w * dt;
                 v[l] = (v[l] + a * dt).clamp(R::c(V_MIN), R::c(V_MAX));
             }
+            accumulate(acc, &c, disc);
             disc *= s.discount;
         }
         cost.copy_from_slice(acc);
@@ -750,11 +787,11 @@ fn rollouts_diff_drive<R: Real>(
             // the task's costmap lookup first, lanes at once (its table reads are the only
             // scalar part), then the arithmetic, lanes innermost
             map.lookup_block(px, py, map_values);
+            let (uv, uw) = controls2::<R>(u0, u1, (p0, mu0), (p1, mu1));
+            let mut c = [R::c(0.0); BLOCK_LANES];
             for l in 0..lanes {
-                u0[l] = control(u0[l], p0, mu0);
-                u1[l] = control(u1[l], p1, mu1);
-                let vc = R::c(u0[l]).clamp(R::c(V_MIN), R::c(V_MAX));
-                let wc = R::c(u1[l]).clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
+                let vc = uv[l].clamp(R::c(V_MIN), R::c(V_MAX));
+                let wc = uw[l].clamp(R::c(-OMEGA_MAX), R::c(OMEGA_MAX));
                 let (sn, cs) = th[l].sin_cos();
                 // running cost of (x_t, u_t)
                 let (dx, dy) = (gx - px[l], gy - py[l]);
@@ -771,16 +808,16 @@ fn rollouts_diff_drive<R: Real>(
                 } else {
                     R::c(W_INFLATION) * mv
                 };
-                let c = R::c(W_GOAL) * d
+                c[l] = R::c(W_GOAL) * d
                     + R::c(W_HEADING) * heading
                     + map_cost
                     + R::c(W_CTRL) * (vc * vc + wc * wc);
-                acc[l] += disc * c.to_f64();
                 // x_{t+1}
                 px[l] += vc * cs * dt;
                 py[l] += vc * sn * dt;
                 th[l] += wc * dt;
             }
+            accumulate(acc, &c, disc);
             disc *= s.discount;
         }
         cost.copy_from_slice(acc);
