@@ -93,19 +93,14 @@ def main():
             print("| " + " | ".join(row) + " |")
 
     print("\nDifferential drive through a costmap (T = 100), K sweep (float64):\n")
-    print("| K | mppi 1 thread | mppi 2 threads | reference (1 thread) | mppi / reference |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| K | mppi 1 thread | mppi 2 threads |")
+    print("| --- | --- | --- |")
     for k in sorted({k for k, _ in sweep}):
-        one, two = sweep.get((k, 1)), sweep.get((k, 2))
-        ref = one.get("reference") if one else None
         cells = [str(k)]
-        for m in (one, two):
+        for m in (sweep.get((k, 1)), sweep.get((k, 2))):
             cells.append("–" if m is None else
                          f"{fmt_ms(m['median_ms'])} ({m['sample_steps_per_s'] / 1e6:.1f} M/s)")
-        cells.append("–" if ref is None else fmt_ms(ref["median_ms"]))
-        cells.append("–" if ref is None else f"{one['median_ms'] / ref['median_ms']:.2f}x")
         print("| " + " | ".join(cells) + " |")
-
 
 if __name__ == "__main__":
     main()
