@@ -144,7 +144,8 @@ pub struct TheoryArgs {
                                         beta | categorical | mixture\n  \
     acceleration, momentum, safeguard   step rule: none | over_relaxed | heavy_ball\n  \
     diagnostics                         basic | full; `mppi run` uses full unless you set it\n  \
-                                        (KL step, increase margin, contraction in diagnostics.csv/plot)\n\n\
+                                        (KL step, increase margin, contraction in diagnostics.csv/plot)\n  \
+    precision                           f64 | f32 (float32 rollouts: faster; samples, weights stay f64)\n\n\
 Exit status: 0 when the run finished (successful or not; see --require-success),\n\
 1 when it failed at run time or --require-success was not met, 2 for usage and config errors."
 )]
