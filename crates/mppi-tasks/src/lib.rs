@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use mppi::{Controller, Cost, Dynamics, MppiConfig, MppiError, StepReport};
+use mppi::{Controller, Cost, Dynamics, MppiConfig, MppiError, RolloutObjective, StepReport};
 use serde::Serialize;
 
 pub mod acrobot;
@@ -81,7 +81,7 @@ pub struct Outcome {
 }
 
 /// The dynamics and cost handed to the planner.
-pub type TaskController = Controller<Arc<dyn Dynamics>, Arc<dyn Cost>>;
+pub type TaskController = Controller<RolloutObjective<Arc<dyn Dynamics>, Arc<dyn Cost>>>;
 
 /// A built-in control problem.
 pub trait Task: Send + Sync {

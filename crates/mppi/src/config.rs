@@ -10,7 +10,46 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::MppiError;
+use crate::schedule::{Constant, Dial, Schedule};
 use crate::weights::{Temperature, TemperatureMode};
+
+/// The `[schedule]` section: how the spread and the temperature change between iterations.
+///
+/// ```
+/// use mppi::MppiConfig;
+/// let cfg: MppiConfig = toml::from_str("[schedule]\nkind = \"dial\"\niteration_factor = 0.4").unwrap();
+/// assert!(matches!(cfg.schedule, mppi::ScheduleConfig::Dial(d) if d.iteration_factor == 0.4));
+/// let typo = toml::from_str::<MppiConfig>("[schedule]\nkind = \"dial\"\niteration_factr = 0.4");
+/// assert!(typo.is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScheduleConfig {
+    /// The proposal's own spread and the configured temperature at every iteration.
+    #[default]
+    Constant,
+    /// DIAL-MPC's annealing: the spread shrinks by `iteration_factor` per iteration and by
+    /// `horizon_factor` per time step closer to the present (see [`Dial`]).
+    Dial(Dial),
+}
+
+impl ScheduleConfig {
+    /// Check the section's values.
+    pub fn validate(&self) -> Result<(), MppiError> {
+        match self {
+            ScheduleConfig::Constant => Ok(()),
+            ScheduleConfig::Dial(d) => d.validate(),
+        }
+    }
+    /// The runtime schedule.
+    #[must_use]
+    pub fn build(&self) -> Box<dyn Schedule> {
+        match self {
+            ScheduleConfig::Constant => Box::new(Constant),
+            ScheduleConfig::Dial(d) => Box::new(*d),
+        }
+    }
+}
 
 /// What the last slot of the plan holds after the warm-start shift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -191,6 +230,16 @@ pub struct MppiConfig {
     pub diagnostics: DiagnosticsLevel,
     /// Rollout precision of a [`crate::Controller`]: `f64` or `f32` (see [`Precision`]).
     pub precision: Precision,
+    /// How the spread and temperature change between iterations (annealing); constant by
+    /// default.
+    pub schedule: ScheduleConfig,
+    /// Wall-clock budget of one control step in milliseconds: [`crate::Controller::act`] stops
+    /// iterating when another iteration would overrun it (at least one always runs) and
+    /// reports [`crate::Status::OutOfTime`]. `None`: no deadline.
+    pub deadline_ms: Option<f64>,
+    /// Largest workspace the planner may allocate, in MiB; a config that needs more is an
+    /// error that says how much it would need.
+    pub memory_limit_mb: f64,
 }
 
 impl Default for MppiConfig {
@@ -233,6 +282,9 @@ impl Default for MppiConfig {
             safeguard: true,
             diagnostics: DiagnosticsLevel::Basic,
             precision: Precision::F64,
+            schedule: ScheduleConfig::Constant,
+            deadline_ms: None,
+            memory_limit_mb: 4096.0,
         }
     }
 }
@@ -291,7 +343,9 @@ pub(crate) struct Validated {
     pub momentum: f64,
     pub safeguard: bool,
     pub diagnostics: DiagnosticsLevel,
-    /// The whole config, for the family-specific keys (read by `family::build`).
+    pub std_reset: bool,
+    pub schedule: ScheduleConfig,
+    /// The whole config, for the family-specific keys (read by `proposal::build`).
     pub raw: MppiConfig,
 }
 
@@ -319,7 +373,78 @@ fn in_range(
     }
 }
 
+/// Most inner EM iterations of the mixture's M-step.
+pub const MAX_INNER_ITERATIONS: usize = 1000;
+/// The range of `noise_sigma` entries whose square is a normal `f64`.
+const SIGMA_RANGE: (f64, f64) = (1e-150, 1e150);
+
 impl MppiConfig {
+    /// Bytes the planner and the controller would allocate for this config (an estimate
+    /// within a small factor: the sample buffers, per-sample and per-iteration records and
+    /// the proposal's parameters), or `None` if it does not fit in `u128`.
+    #[must_use]
+    pub fn workspace_bytes(&self, control_dim: usize) -> Option<u128> {
+        let (k, t, m) = (
+            self.samples as u128,
+            self.horizon as u128,
+            control_dim as u128,
+        );
+        let d = t.checked_mul(m)?;
+        let f = 8u128;
+        // samples (rows and blocks), three proposal instances, per-sample vectors
+        let samples = k.checked_mul(d)?.checked_mul(2 * f)?;
+        let params = match (self.family, self.covariance_block) {
+            (FamilyKind::GaussianFull, CovarianceBlock::Sequence) => {
+                d.checked_mul(d)?.checked_mul(6 * f)?
+            }
+            (FamilyKind::GaussianFull, CovarianceBlock::Step) => {
+                d.checked_mul(m)?.checked_mul(6 * f)?
+            }
+            (FamilyKind::Mixture, _) => d
+                .checked_mul(self.mixture_components as u128)?
+                .checked_mul(6 * f)?
+                .checked_add(
+                    k.checked_mul(self.mixture_components as u128)?
+                        .checked_mul(f)?,
+                )?,
+            (FamilyKind::Categorical, _) => d
+                .checked_mul(self.categories.len() as u128)?
+                .checked_mul(6 * f)?,
+            _ => d.checked_mul(12 * f)?,
+        };
+        let per_sample = k.checked_mul(8 * f)?;
+        let records = (self.iterations as u128)
+            .checked_mul(std::mem::size_of::<crate::IterStats>() as u128)?;
+        samples
+            .checked_add(params)?
+            .checked_add(per_sample)?
+            .checked_add(records)
+    }
+
+    fn check_memory(&self, m: usize) -> Result<(), MppiError> {
+        let limit = self.memory_limit_mb * 1024.0 * 1024.0;
+        let need = self.workspace_bytes(m);
+        if need.is_none_or(|b| b as f64 > limit) {
+            let need = need.map_or("more than 10^38 bytes".to_string(), |b| {
+                human_bytes(b as f64)
+            });
+            return Err(MppiError::config(
+                "samples",
+                format!(
+                    "samples = {}, horizon = {}, iterations = {} need {need} of memory, over \
+                     memory_limit_mb = {} ({}): reduce them, or raise memory_limit_mb if the \
+                     machine has the memory",
+                    self.samples,
+                    self.horizon,
+                    self.iterations,
+                    self.memory_limit_mb,
+                    human_bytes(limit)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Check every value against its valid range for a problem with `control_dim` controls.
     ///
     /// ```
@@ -354,9 +479,41 @@ impl MppiConfig {
         if self.threads == 0 {
             return Err(MppiError::config("threads", "must be >= 1"));
         }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        // one pool thread per core is all the rollouts can use; far more only hangs the start
+        let max_threads = cores.max(2);
+        if self.threads > max_threads {
+            return Err(MppiError::config(
+                "threads",
+                format!(
+                    "is {} but this machine has {cores} cores: use at most {max_threads}",
+                    self.threads
+                ),
+            ));
+        }
+        self.schedule.validate()?;
+        if let Some(d) = self.deadline_ms
+            && !(d.is_finite() && d > 0.0)
+        {
+            return Err(MppiError::config(
+                "deadline_ms",
+                format!("must be a finite number of milliseconds > 0 (or absent), got {d}"),
+            ));
+        }
+        positive("memory_limit_mb", self.memory_limit_mb)?;
         let temperature = match self.temperature_mode {
             TemperatureMode::Fixed => {
                 positive("lambda", self.lambda)?;
+                if self.lambda < f64::MIN_POSITIVE {
+                    return Err(MppiError::config(
+                        "lambda",
+                        format!(
+                            "{} is too small: 1/λ overflows (use at least {:e})",
+                            self.lambda,
+                            f64::MIN_POSITIVE
+                        ),
+                    ));
+                }
                 Temperature::Fixed(self.lambda)
             }
             TemperatureMode::StdNormalized => {
@@ -455,13 +612,23 @@ impl MppiConfig {
             }
         }
         in_range("category_floor", self.category_floor, 0.0, 1.0, true, false)?;
-        if self.mixture_components == 0 {
-            return Err(MppiError::config("mixture_components", "must be >= 1"));
+        if self.mixture_components == 0 || self.mixture_components > self.samples {
+            return Err(MppiError::config(
+                "mixture_components",
+                format!(
+                    "must be between 1 and samples = {}, got {}",
+                    self.samples, self.mixture_components
+                ),
+            ));
         }
-        if self.mixture_inner_iterations == 0 {
+        if !(1..=MAX_INNER_ITERATIONS).contains(&self.mixture_inner_iterations) {
             return Err(MppiError::config(
                 "mixture_inner_iterations",
-                "must be >= 1",
+                format!(
+                    "must be between 1 and {MAX_INNER_ITERATIONS}, got {} (each one is a pass \
+                     over every sample and component)",
+                    self.mixture_inner_iterations
+                ),
             ));
         }
         if !(self.control_cost_gamma.is_finite() && self.control_cost_gamma >= 0.0) {
@@ -530,6 +697,22 @@ impl MppiConfig {
                         format!("entry {i} must be a finite number > 0, got {s}"),
                     ));
                 }
+                // σ² must be a normal f64: beyond these, the variance overflows or underflows
+                if let Some((i, s)) = sigma
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| !(SIGMA_RANGE.0..=SIGMA_RANGE.1).contains(*s))
+                {
+                    return Err(MppiError::config(
+                        "noise_sigma",
+                        format!(
+                            "entry {i} = {s:e} is out of range: σ² would {} (use a value in [{:e}, {:e}])",
+                            if *s > 1.0 { "overflow" } else { "underflow" },
+                            SIGMA_RANGE.0,
+                            SIGMA_RANGE.1
+                        ),
+                    ));
+                }
                 let mut cov = vec![0.0; m * m];
                 for (i, s) in sigma.iter().enumerate() {
                     cov[i * m + i] = s * s;
@@ -557,6 +740,23 @@ impl MppiConfig {
                 ));
             }
         }
+        if self.family == FamilyKind::Categorical
+            && let Some((i, v)) = self
+                .categories
+                .iter()
+                .enumerate()
+                .find(|(_, v)| (0..m).any(|j| **v < u_min[j] || **v > u_max[j]))
+        {
+            return Err(MppiError::config(
+                "categories",
+                format!(
+                    "entry {i} = {v} is outside the control bounds [{:?}, {:?}]: every category \
+                     must be a control the system accepts",
+                    u_min, u_max
+                ),
+            ));
+        }
+        self.check_memory(m)?;
         Ok(Validated {
             samples: self.samples,
             horizon: self.horizon,
@@ -577,7 +777,24 @@ impl MppiConfig {
             momentum: self.momentum,
             safeguard: self.safeguard,
             diagnostics: self.diagnostics,
+            std_reset: self.std_reset,
+            schedule: self.schedule,
             raw: self.clone(),
         })
     }
+}
+
+/// `bytes` as a short human-readable size (`3.2 GiB`).
+fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = bytes;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit + 1 == UNITS.len() && v >= 1024.0 {
+        return format!("{bytes:.1e} B");
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }

@@ -1,19 +1,24 @@
 //! The receding-horizon controller: warm start, `act(state) -> control`, diagnostics.
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::config::MppiConfig;
 use crate::error::{MppiError, check_len};
-use crate::objective::{Cost, Dynamics, RolloutObjective};
-use crate::planner::{IterStats, Observer, Planner};
+use crate::objective::{Cost, Dynamics, Objective, RolloutObjective};
+use crate::planner::{Deadline, IterStats, Observer, Planner, Stages, Status};
+use crate::proposal::Proposal;
 
 /// What one control step did.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct StepReport {
     /// Index of the control step (0 for the first call of `act`).
     pub step: u64,
+    /// Why the loop stopped: every iteration ran, the deadline came, or an observer stopped
+    /// it.
+    pub status: Status,
     /// Statistics of every EM iteration of this step, in order.
     pub iterations: Vec<IterStats>,
     /// Wall-clock time spent planning (shift + iterations).
@@ -30,6 +35,30 @@ impl StepReport {
     #[must_use]
     pub fn last(&self) -> IterStats {
         self.iterations.last().copied().unwrap_or_default()
+    }
+}
+
+/// An [`Objective`] over plans that starts from a state: what a [`Controller`] closes the loop
+/// with. [`RolloutObjective`] (dynamics + cost) is one; a learned latent model or a Python
+/// callback is another.
+pub trait StateObjective: Objective {
+    /// Control dimension `m` (a plan is `T` rows of `m`).
+    fn control_dim(&self) -> usize;
+    /// Plan from `state` from now on; an error if it has the wrong length or is not finite.
+    fn set_state(&mut self, state: &[f64]) -> Result<(), MppiError>;
+    /// The state the plans start from.
+    fn state(&self) -> &[f64];
+}
+
+impl<D: Dynamics, C: Cost> StateObjective for RolloutObjective<D, C> {
+    fn control_dim(&self) -> usize {
+        self.dynamics().control_dim()
+    }
+    fn set_state(&mut self, state: &[f64]) -> Result<(), MppiError> {
+        RolloutObjective::set_state(self, state)
+    }
+    fn state(&self) -> &[f64] {
+        RolloutObjective::state(self)
     }
 }
 
@@ -58,115 +87,31 @@ impl StepReport {
 /// assert!(x[0].abs() < 0.1);
 /// assert!(ctrl.report().last().weights.ess >= 1.0);
 /// ```
-pub struct Controller<D, C> {
+pub struct Controller<O> {
     planner: Planner,
-    objective: RolloutObjective<D, C>,
+    objective: O,
+    deadline: Option<Duration>,
     step: u64,
     started: bool,
     action: Vec<f64>,
     report: StepReport,
 }
 
-impl<D: Dynamics, C: Cost> Controller<D, C> {
+impl<D: Dynamics, C: Cost> Controller<RolloutObjective<D, C>> {
     /// Build a controller for `dynamics` and `cost` with `config`.
     pub fn new(dynamics: D, cost: C, config: &MppiConfig) -> Result<Self, MppiError> {
-        let objective = RolloutObjective::new(dynamics, cost, config.horizon, config.discount)?;
-        Self::with_objective(objective, config)
+        let objective = RolloutObjective::new(dynamics, cost, config.horizon, config.discount)?
+            .with_precision(config.precision);
+        Self::from_objective(objective, config)
     }
 
     /// [`Controller::new`] for a model that is its own running cost, whose dynamics computes
     /// the running cost and the step in one pass (see [`RolloutObjective::with_fused_cost`]).
     pub fn with_fused_cost(dynamics: D, cost: C, config: &MppiConfig) -> Result<Self, MppiError> {
         let objective =
-            RolloutObjective::with_fused_cost(dynamics, cost, config.horizon, config.discount)?;
-        Self::with_objective(objective, config)
-    }
-
-    fn with_objective(
-        objective: RolloutObjective<D, C>,
-        config: &MppiConfig,
-    ) -> Result<Self, MppiError> {
-        let objective = objective.with_precision(config.precision);
-        let m = objective.dynamics().control_dim();
-        let mut planner = Planner::new(config, m)?;
-        planner.prepare(&objective);
-        Ok(Controller {
-            planner,
-            objective,
-            step: 0,
-            started: false,
-            action: vec![0.0; m],
-            report: StepReport {
-                step: 0,
-                iterations: Vec::with_capacity(config.iterations),
-                planning_time: Duration::ZERO,
-            },
-        })
-    }
-
-    /// Plan from `state` and return the control to apply now (the plan's first control).
-    ///
-    /// Errors if `state` has the wrong length or a non-finite entry. If every sampled cost is
-    /// non-finite the previous (shifted) plan is kept and the report says so.
-    pub fn act(&mut self, state: &[f64]) -> Result<&[f64], MppiError> {
-        self.act_observed(state, &mut ())
-    }
-
-    /// [`Controller::act`], reporting every EM iteration to `observer`.
-    pub fn act_observed(
-        &mut self,
-        state: &[f64],
-        observer: &mut dyn Observer,
-    ) -> Result<&[f64], MppiError> {
-        self.objective.set_state(state)?;
-        let start = Instant::now();
-        if self.started {
-            self.planner.shift(self.planner.shift_fill());
-        }
-        self.started = true;
-        self.report.iterations.clear();
-        for it in 0..self.planner.iterations() as u64 {
-            let stats = self.planner.iterate(&self.objective, self.step, it)?;
-            observer.on_iteration(&stats, &self.planner);
-            self.report.iterations.push(stats);
-        }
-        self.report.planning_time = start.elapsed();
-        self.report.step = self.step;
-        self.step += 1;
-        let m = self.action.len();
-        self.action.copy_from_slice(&self.planner.mean()[..m]);
-        Ok(&self.action)
-    }
-
-    /// Diagnostics of the last control step.
-    #[must_use]
-    pub fn report(&self) -> &StepReport {
-        &self.report
-    }
-    /// The current plan (`T·m`), as optimized for the last state passed to `act`.
-    #[must_use]
-    pub fn plan(&self) -> &[f64] {
-        self.planner.mean()
-    }
-    /// The planner (samples, weights, noise model).
-    #[must_use]
-    pub fn planner(&self) -> &Planner {
-        &self.planner
-    }
-    /// The rollout objective (dynamics, cost, current state).
-    #[must_use]
-    pub fn objective(&self) -> &RolloutObjective<D, C> {
-        &self.objective
-    }
-    /// Replace the plan, e.g. with a known good initial guess.
-    pub fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
-        self.planner.set_mean(plan)
-    }
-    /// Forget the plan and the step counter.
-    pub fn reset(&mut self) {
-        self.planner.reset();
-        self.step = 0;
-        self.started = false;
+            RolloutObjective::with_fused_cost(dynamics, cost, config.horizon, config.discount)?
+                .with_precision(config.precision);
+        Self::from_objective(objective, config)
     }
 
     /// Roll out sample `index` of the last iteration from the last state, writing the `T + 1`
@@ -188,6 +133,151 @@ impl<D: Dynamics, C: Cost> Controller<D, C> {
         let mut controls = vec![0.0; d];
         self.planner.sample(index, &mut controls)?;
         self.objective.rollout(&controls, states)
+    }
+}
+
+impl<O: StateObjective> Controller<O> {
+    /// A controller for any objective that starts from a state, with the stages `config`
+    /// describes.
+    pub fn from_objective(objective: O, config: &MppiConfig) -> Result<Self, MppiError> {
+        let stages = Stages::from_config(config, objective.control_dim())?;
+        Self::with_stages(objective, stages, config)
+    }
+
+    /// A controller with a proposal of your own (a user-written family, a learned policy);
+    /// the other stages come from `config`.
+    pub fn with_proposal(
+        objective: O,
+        proposal: Box<dyn Proposal>,
+        config: &MppiConfig,
+    ) -> Result<Self, MppiError> {
+        let mut stages = Stages::from_config(config, objective.control_dim())?;
+        stages.proposal = proposal;
+        Self::with_stages(objective, stages, config)
+    }
+
+    /// A controller from stages of your own (see [`Stages::from_config`]).
+    pub fn with_stages(
+        objective: O,
+        stages: Stages,
+        config: &MppiConfig,
+    ) -> Result<Self, MppiError> {
+        let m = objective.control_dim();
+        check_len(
+            "proposal control dimension",
+            m,
+            stages.proposal.control_dim(),
+        )?;
+        let mut planner = Planner::with_stages(config, stages)?;
+        planner.prepare(&objective);
+        let capacity = config.iterations.max(planner.iterations_at(0));
+        Ok(Controller {
+            planner,
+            objective,
+            deadline: config
+                .deadline_ms
+                .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+            step: 0,
+            started: false,
+            action: vec![0.0; m],
+            report: StepReport {
+                step: 0,
+                status: Status::MaxIterations,
+                iterations: Vec::with_capacity(capacity),
+                planning_time: Duration::ZERO,
+            },
+        })
+    }
+
+    /// Plan from `state` and return the control to apply now (the plan's first control).
+    ///
+    /// Errors if `state` has the wrong length or a non-finite entry. If every sampled cost is
+    /// non-finite the previous (shifted) plan is kept and the report says so. With
+    /// `deadline_ms` the loop stops early when the next iteration would overrun it
+    /// ([`Status::OutOfTime`] in the report).
+    pub fn act(&mut self, state: &[f64]) -> Result<&[f64], MppiError> {
+        self.act_observed(state, &mut ())
+    }
+
+    /// [`Controller::act`], reporting every EM iteration to `observer` (which may stop the
+    /// loop early).
+    pub fn act_observed(
+        &mut self,
+        state: &[f64],
+        observer: &mut dyn Observer,
+    ) -> Result<&[f64], MppiError> {
+        let start = Instant::now();
+        let deadline = self
+            .deadline
+            .map_or(Deadline::NONE, |budget| Deadline(start.checked_add(budget)));
+        self.objective.set_state(state)?;
+        if self.started {
+            self.planner.shift(self.planner.shift_fill());
+        }
+        self.started = true;
+        self.report.iterations.clear();
+        let mut recording = Recording {
+            iterations: &mut self.report.iterations,
+            inner: observer,
+        };
+        let outcome = self.planner.optimize_until(
+            &self.objective,
+            Some(state),
+            self.step,
+            deadline,
+            &mut recording,
+        )?;
+        self.report.status = outcome.status;
+        self.report.planning_time = start.elapsed();
+        self.report.step = self.step;
+        self.step += 1;
+        let m = self.action.len();
+        self.action.copy_from_slice(&self.planner.mean()[..m]);
+        Ok(&self.action)
+    }
+
+    /// Diagnostics of the last control step.
+    #[must_use]
+    pub fn report(&self) -> &StepReport {
+        &self.report
+    }
+    /// The current plan (`T·m`), as optimized for the last state passed to `act`.
+    #[must_use]
+    pub fn plan(&self) -> &[f64] {
+        self.planner.mean()
+    }
+    /// The planner (samples, weights, proposal).
+    #[must_use]
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+    /// The objective (for rollouts: dynamics, cost, current state).
+    #[must_use]
+    pub fn objective(&self) -> &O {
+        &self.objective
+    }
+    /// Replace the plan, e.g. with a known good initial guess.
+    pub fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
+        self.planner.set_mean(plan)
+    }
+    /// Forget the plan and the step counter.
+    pub fn reset(&mut self) {
+        self.planner.reset();
+        self.step = 0;
+        self.started = false;
+    }
+}
+
+/// Records every iteration into the step report and forwards it to the caller's observer.
+struct Recording<'a> {
+    iterations: &'a mut Vec<IterStats>,
+    inner: &'a mut dyn Observer,
+}
+
+impl Observer for Recording<'_> {
+    fn on_iteration(&mut self, stats: &IterStats, planner: &Planner) -> ControlFlow<()> {
+        self.iterations.push(*stats);
+        self.inner.on_iteration(stats, planner)
     }
 }
 

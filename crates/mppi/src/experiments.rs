@@ -515,7 +515,7 @@ pub const FAMILIES: [(&str, FamilyKind); 8] = [
 /// The measured sufficient-increase diagnostics of one family.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FamilyRow {
-    /// Family name.
+    /// Proposal name.
     pub family: String,
     /// Iterations with a measured margin.
     pub iterations: usize,

@@ -7,9 +7,14 @@
 //! with step size `α = 1`. This crate writes that loop once ([`Planner`]) and makes every
 //! variant a setting of [`MppiConfig`].
 //!
-//! Layers (data flows down): [`objective`] (dynamics + cost → batched trajectory costs, or a
-//! black box) → [`gaussian`] (sampling) → [`weights`] (E-step, temperature rules) →
-//! [`planner`] (the loop, its workspace and diagnostics) → [`controller`] (receding horizon).
+//! The loop is made of four stages, each a small trait with built-in implementations chosen
+//! by the config ([`Stages`]): a [`Proposal`] (the sampling distribution and its M-step,
+//! [`proposal`]), a [`Schedule`] (annealing of the spread and temperature, [`schedule`]), a
+//! [`Weighting`] (the E-step, [`weights`]) and an [`Update`] (step size and acceleration,
+//! [`update`]). An [`Objective`] scores samples (rollouts of [`Dynamics`] + [`Cost`] in lane
+//! blocks, or any black box, per block or batch-wide); the [`Planner`] runs the loop until its
+//! iteration count, a deadline or an observer stops it; the [`Controller`] closes the loop
+//! around a state.
 //!
 //! ```
 //! use mppi::{Controller, Cost, Dynamics, MppiConfig};
@@ -56,25 +61,33 @@ pub mod config;
 pub mod controller;
 pub mod error;
 pub mod experiments;
-pub mod family;
 pub mod fastmath;
 pub mod gaussian;
 pub mod objective;
 pub mod planner;
+pub mod proposal;
 pub mod rng;
+pub mod schedule;
 pub mod theory;
+pub mod update;
 pub mod weights;
 
 pub use config::{
-    Acceleration, CovarianceBlock, DiagnosticsLevel, FamilyKind, MppiConfig, Precision, ShiftFill,
+    Acceleration, CovarianceBlock, DiagnosticsLevel, FamilyKind, MppiConfig, Precision,
+    ScheduleConfig, ShiftFill,
 };
-pub use controller::{Controller, StepReport};
+pub use controller::{Controller, StateObjective, StepReport};
 pub use error::MppiError;
-pub use family::Family;
-pub use objective::{BLOCK_LANES, Cost, Dynamics, FnObjective, Objective, RolloutObjective};
-pub use planner::{IterStats, Observer, Planner};
+pub use objective::{
+    BLOCK_LANES, BatchFnObjective, Cost, Dynamics, FnObjective, Objective, RolloutObjective,
+};
+pub use planner::{Deadline, IterStats, Observer, Outcome, Planner, Stages, Status};
+pub use proposal::{Context, Proposal};
+pub use schedule::{Annealing, Schedule};
+pub use update::{StepRule, Update};
 pub use weights::{
-    Temperature, TemperatureMode, WeightStats, compute_weights, compute_weights_elite,
+    Softmax, Temperature, TemperatureMode, WeightStats, Weighting, compute_weights,
+    compute_weights_elite,
 };
 
 /// The README's library example, compiled and run as a doctest.

@@ -365,6 +365,89 @@ pub trait Objective: Send + Sync {
     ) {
         self.evaluate(decisions, costs, scratch);
     }
+
+    /// Whether the planner should call [`Objective::evaluate_batch`] once per iteration with
+    /// every sample, instead of [`Objective::evaluate_block`] per block of lanes. A neural
+    /// world model, a Python callback or a GPU objective wants the whole batch; rollouts do
+    /// not. The default is `false`.
+    fn evaluates_batch(&self) -> bool {
+        false
+    }
+
+    /// Costs of all `N` samples of an iteration at once: `decisions` is `N × dim` row-major
+    /// (`N × T × m` for trajectories), `costs` has `N` entries. Called on the planner's thread
+    /// when [`Objective::evaluates_batch`] is `true`; an error (a failed callback) stops the
+    /// iteration and is returned by the planner. The default evaluates the rows in blocks of
+    /// [`BLOCK_LANES`] with a scratch it allocates, so override it in a batch objective.
+    fn evaluate_batch(&self, decisions: &[f64], costs: &mut [f64]) -> Result<(), MppiError> {
+        let d = self.dim();
+        check_len("batch decisions", costs.len() * d, decisions.len())?;
+        let mut scratch = vec![0.0; self.scratch_len(BLOCK_LANES)];
+        for (rows, c) in decisions
+            .chunks(BLOCK_LANES * d)
+            .zip(costs.chunks_mut(BLOCK_LANES))
+        {
+            self.evaluate(rows, c, &mut scratch);
+        }
+        Ok(())
+    }
+}
+
+/// A black-box objective evaluated on the whole batch of samples in one call, from a closure
+/// `f(decisions, costs)` over `N × dim` row-major decisions (see
+/// [`Objective::evaluate_batch`]).
+///
+/// ```
+/// use mppi::{BatchFnObjective, MppiConfig, Planner};
+/// // one call per iteration with all 64 samples of u ∈ R²
+/// let f = BatchFnObjective::new(2, |u: &[f64], costs: &mut [f64]| {
+///     for (c, row) in costs.iter_mut().zip(u.chunks_exact(2)) {
+///         *c = (row[0] - 1.0).powi(2) + (row[1] + 1.0).powi(2);
+///     }
+///     Ok(())
+/// });
+/// let cfg = MppiConfig { samples: 64, horizon: 1, iterations: 40, lambda: 0.05,
+///                        noise_sigma: vec![0.5], ..MppiConfig::default() };
+/// let mut planner = Planner::new(&cfg, 2)?;
+/// planner.optimize(&f, 0, &mut ())?;
+/// assert!((planner.mean()[0] - 1.0).abs() < 0.1 && (planner.mean()[1] + 1.0).abs() < 0.1);
+/// # Ok::<(), mppi::MppiError>(())
+/// ```
+pub struct BatchFnObjective<F> {
+    dim: usize,
+    f: F,
+}
+
+impl<F> BatchFnObjective<F>
+where
+    F: Fn(&[f64], &mut [f64]) -> Result<(), MppiError> + Send + Sync,
+{
+    /// Wrap `f` as an objective over `R^dim` evaluated batch-wide.
+    pub fn new(dim: usize, f: F) -> Self {
+        BatchFnObjective { dim, f }
+    }
+}
+
+impl<F> Objective for BatchFnObjective<F>
+where
+    F: Fn(&[f64], &mut [f64]) -> Result<(), MppiError> + Send + Sync,
+{
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Blocks go through the batch closure too (errors become NaN costs there).
+    fn evaluate(&self, decisions: &[f64], costs: &mut [f64], _scratch: &mut [f64]) {
+        if (self.f)(decisions, costs).is_err() {
+            costs.fill(f64::NAN);
+        }
+    }
+    fn evaluates_batch(&self) -> bool {
+        true
+    }
+    fn evaluate_batch(&self, decisions: &[f64], costs: &mut [f64]) -> Result<(), MppiError> {
+        check_len("batch decisions", costs.len() * self.dim, decisions.len())?;
+        (self.f)(decisions, costs)
+    }
 }
 
 /// A black-box objective from a closure `f(u) -> J`.

@@ -1,23 +1,27 @@
-//! The optimizer: one EM / MPPI loop, with every algorithm a setting of it.
+//! The optimizer: one EM / MPPI loop, with every algorithm a choice of its stages.
 //!
-//! One iteration (theory-spec B.1):
+//! One iteration (docs/theory.md §B.1), each line a stage ([`Stages`]):
 //!
 //! ```text
-//! U_i ~ p(·; θ_k)                                   (sample, family.sample)
-//! J_i = objective(U_i) + γ Σ_t μ_tᵀ Σ⁻¹ ε_{i,t}     (batched rollouts; control-cost term)
-//! w   = softmax(−J/λ) [over the elites]             (E-step, crate::weights)
-//! θ_EM = argmax_θ Σ_i w_i log p(U_i; θ)             (M-step, family.fit)
-//! θ_{k+1} = θ_k + α (θ_EM − θ_k) + β (θ_k − θ_{k−1})  (step rule in mean parameters)
+//! s_t, λ-scale  = schedule(step, k)                  (Schedule: annealing; constant by default)
+//! U_i ~ p(·; θ_k | context, s)                       (Proposal::sample_block)
+//! J_i = objective(U_i) + γ Σ_t μ_tᵀ Σ⁻¹ ε_{i,t}      (Objective: lane blocks or the whole batch)
+//! w   = softmax(−J/λ) [over the elites]              (Weighting, the E-step)
+//! θ_EM = argmax_θ Σ_i w_i log p(U_i; θ)              (Proposal::fit, the M-step)
+//! θ_{k+1} = θ_k + α (θ_EM − θ_k) + β (θ_k − θ_{k−1}) (Update: step rule in mean parameters)
 //! ```
+//!
+//! [`Planner::optimize_until`] repeats it until the schedule's iteration count, a deadline or
+//! an observer stops it, and says which in its [`Status`].
 //!
 //! `α = 1, β = 0` is exact EM (MPPI for the fixed-covariance Gaussian). Over-relaxed and
 //! heavy-ball steps are accepted only if they stay in the family's domain and, with the
 //! safeguard on, only if they beat the EM step on the importance-sampled surrogate
 //! `L̂(θ; θ_k) = log Σ_i w_i p(U_i; θ)/p(U_i; θ_k) + L̂(θ_k)` over the current samples
-//! (theory-spec C.1, D.3).
+//! (docs/theory.md §C.1, §D.3).
 //!
 //! With `diagnostics = "full"` every iteration also reports `KL(p_{θ_EM} ‖ p_{θ_k})`, the
-//! empirical sufficient-increase margin `ΔL̂ − ΔQ̂` (theory-spec C.2: it is `≥ 0` for every
+//! empirical sufficient-increase margin `ΔL̂ − ΔQ̂` (docs/theory.md §C.2: it is `≥ 0` for every
 //! family, by Jensen) and a contraction estimate `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖`.
 //!
 //! The planner owns a workspace allocated once at construction, so [`Planner::iterate`]
@@ -25,15 +29,20 @@
 //! every reduction runs in a fixed order, so results are bit-identical for any number of
 //! threads.
 
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::{Acceleration, DiagnosticsLevel, MppiConfig, ShiftFill, Validated};
 use crate::error::{MppiError, check_len};
-use crate::family::{self, Family};
 use crate::objective::{BLOCK_LANES, Objective};
+use crate::proposal::{self, Context, Proposal};
 use crate::rng::BlockRng;
-use crate::weights::{WeightStats, compute_weights_elite};
+use crate::schedule::Schedule;
+use crate::update::{Step as UpdateStep, StepRule, Update};
+use crate::weights::{Softmax, WeightStats, Weighting};
 
 /// Below this many sample-steps per iteration (`K · T`) the blocks run on the calling thread
 /// even with `threads > 1`: handing them to the pool costs more than it saves (pendulum,
@@ -70,18 +79,130 @@ pub struct IterStats {
     /// measured).
     pub increase_margin: f64,
     /// `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖` within a control step (NaN on its first iteration
-    /// or without full diagnostics): the local contraction rate of theory-spec C.3.
+    /// or without full diagnostics): the local contraction rate of docs/theory.md §C.3.
     pub contraction: f64,
 }
 
-/// Receives diagnostics as the loop runs. Every method has a no-op default.
+impl IterStats {
+    /// The statistics of iteration `iteration` of step `step` before anything is measured
+    /// (NaN where a quantity is only measured with full diagnostics).
+    #[must_use]
+    pub fn new(step: u64, iteration: u64) -> Self {
+        IterStats {
+            step,
+            iteration,
+            weights: WeightStats::default(),
+            kept_plan: false,
+            update_norm: 0.0,
+            fell_back: false,
+            em_rejected: false,
+            kl_step: f64::NAN,
+            surrogate_gain: f64::NAN,
+            q_gain: f64::NAN,
+            increase_margin: f64::NAN,
+            contraction: f64::NAN,
+        }
+    }
+}
+
+/// Receives diagnostics as the loop runs. Every method has a default.
 pub trait Observer {
-    /// Called after every EM iteration with its statistics and the updated planner.
-    fn on_iteration(&mut self, _stats: &IterStats, _planner: &Planner) {}
+    /// Called after every EM iteration with its statistics and the updated planner. Return
+    /// [`ControlFlow::Break`] to stop the loop after this iteration (status
+    /// [`Status::Done`]).
+    fn on_iteration(&mut self, _stats: &IterStats, _planner: &Planner) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
 }
 
 /// The do-nothing observer.
 impl Observer for () {}
+
+/// Why [`Planner::optimize`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// An observer asked to stop.
+    Done,
+    /// Every configured iteration ran.
+    #[default]
+    MaxIterations,
+    /// The deadline left no time for another iteration (the plan is the last iteration's: a
+    /// status, not an error).
+    OutOfTime,
+}
+
+/// What [`Planner::optimize`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Outcome {
+    /// Why the loop stopped.
+    pub status: Status,
+    /// Iterations run.
+    pub iterations: usize,
+    /// Statistics of the last iteration.
+    pub last: IterStats,
+}
+
+/// The four stages the loop is made of, as runtime objects: what to sample from, how the
+/// spread and temperature change between iterations, how costs become weights, and how the
+/// M-step result becomes the next parameters. [`Stages::from_config`] builds the ones a
+/// config asks for; replace any field with your own before building a [`Planner`] or a
+/// [`crate::Controller`].
+#[derive(Debug)]
+pub struct Stages {
+    /// The sampling distribution and its M-step.
+    pub proposal: Box<dyn Proposal>,
+    /// Per-iteration spread and temperature (annealing).
+    pub schedule: Box<dyn Schedule>,
+    /// The E-step: costs to weights.
+    pub weighting: Box<dyn Weighting>,
+    /// The step rule from `θ_EM` to `θ_{k+1}`.
+    pub update: Box<dyn Update>,
+}
+
+impl Stages {
+    /// The stages `config` describes, for plans of `config.horizon` steps of `control_dim`
+    /// controls.
+    pub fn from_config(config: &MppiConfig, control_dim: usize) -> Result<Self, MppiError> {
+        let cfg = config.validated(control_dim)?;
+        Self::from_validated(&cfg)
+    }
+
+    fn from_validated(cfg: &Validated) -> Result<Self, MppiError> {
+        Ok(Stages {
+            proposal: proposal::build(cfg)?,
+            schedule: cfg.schedule.build(),
+            weighting: Box::new(Softmax::new(cfg.temperature, cfg.elites, cfg.samples)),
+            update: Box::new(StepRule {
+                step_size: cfg.step_size,
+                momentum: if cfg.acceleration == Acceleration::HeavyBall {
+                    cfg.momentum
+                } else {
+                    0.0
+                },
+                safeguard: cfg.safeguard,
+            }),
+        })
+    }
+}
+
+/// When the loop must stop: a wall-clock deadline, checked between iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deadline(pub Option<Instant>);
+
+impl Deadline {
+    /// No deadline.
+    pub const NONE: Deadline = Deadline(None);
+    /// `budget` from now.
+    #[must_use]
+    pub fn after(budget: Duration) -> Self {
+        Deadline(Instant::now().checked_add(budget))
+    }
+    /// Whether another iteration, expected to take `next`, would end past the deadline.
+    fn no_time_for(&self, next: Duration) -> bool {
+        self.0.is_some_and(|d| Instant::now() + next > d)
+    }
+}
 
 /// The MPPI / EM optimizer with its workspace.
 ///
@@ -92,22 +213,28 @@ impl Observer for () {}
 ///                        noise_sigma: vec![0.3], ..MppiConfig::default() };
 /// let mut planner = Planner::new(&cfg, 3).unwrap();
 /// let f = FnObjective::new(3, |u: &[f64]| u.iter().map(|v| (v - 1.0).powi(2)).sum());
-/// planner.optimize(&f, 0, &mut ()).unwrap();
+/// let outcome = planner.optimize(&f, 0, &mut ()).unwrap();
+/// assert_eq!(outcome.iterations, 30);
 /// assert!(planner.mean().iter().all(|v| (v - 1.0).abs() < 0.05));
 /// ```
 pub struct Planner {
     cfg: Validated,
     dim: usize,
     /// `p(·; θ_k)`: what the next iteration samples from.
-    family: Box<dyn Family>,
-    /// Scratch instances for `θ_EM` and an accelerated proposal.
-    em_family: Box<dyn Family>,
-    candidate: Box<dyn Family>,
+    proposal: Box<dyn Proposal>,
+    /// Scratch instances for `θ_EM` and an accelerated candidate.
+    em_proposal: Box<dyn Proposal>,
+    candidate: Box<dyn Proposal>,
+    schedule: Box<dyn Schedule>,
+    weighting: Box<dyn Weighting>,
+    update: Box<dyn Update>,
+    /// The schedule's spread multipliers of the current iteration (`T`).
+    spread: Vec<f64>,
     plan: Vec<f64>,
     new_plan: Vec<f64>,
     samples: Vec<f64>,
-    /// The samples block by block in structure-of-arrays layout: what the family draws into,
-    /// the rollouts read and block-aware M-steps use.
+    /// The samples block by block in structure-of-arrays layout: what the proposal draws
+    /// into, the rollouts read and block-aware M-steps use.
     soa: Vec<f64>,
     /// Whether `samples` (row-major) holds the last iteration's samples.
     rows_valid: bool,
@@ -117,7 +244,7 @@ pub struct Planner {
     eps_rows: Vec<f64>,
     costs: Vec<f64>,
     weights: Vec<f64>,
-    sort_scratch: Vec<f64>,
+    log_p_scratch: Vec<f64>,
     log_p_k: Vec<f64>,
     log_p_em: Vec<f64>,
     theta_k: Vec<f64>,
@@ -133,37 +260,63 @@ pub struct Planner {
 
 impl Planner {
     /// Build a planner for plans of `config.horizon` steps of `control_dim` controls, with the
-    /// family `config.family`.
+    /// stages `config` describes.
     pub fn new(config: &MppiConfig, control_dim: usize) -> Result<Self, MppiError> {
         let cfg = config.validated(control_dim)?;
-        let family = family::build(&cfg)?;
-        Self::assemble(cfg, family)
+        let stages = Stages::from_validated(&cfg)?;
+        Self::assemble(cfg, stages)
     }
 
-    /// Build a planner around a custom [`Family`] (its dimensions must match the config).
-    pub fn with_family(config: &MppiConfig, family: Box<dyn Family>) -> Result<Self, MppiError> {
-        let cfg = config.validated(family.control_dim())?;
-        check_len(
-            "family dimension",
-            cfg.horizon * cfg.control_dim,
-            family.dim(),
-        )?;
-        Self::assemble(cfg, family)
+    /// Build a planner around a custom [`Proposal`] (its dimensions must match the config);
+    /// the other stages come from the config.
+    pub fn with_proposal(
+        config: &MppiConfig,
+        proposal: Box<dyn Proposal>,
+    ) -> Result<Self, MppiError> {
+        let cfg = config.validated(proposal.control_dim())?;
+        let mut stages = Stages::from_validated(&cfg)?;
+        stages.proposal = proposal;
+        Self::assemble(cfg, stages)
     }
 
-    fn assemble(cfg: Validated, family: Box<dyn Family>) -> Result<Self, MppiError> {
-        if cfg.control_cost_gamma > 0.0 && family.control_cost(&[], &[]).is_none() {
+    /// Build a planner from stages of your own (see [`Stages::from_config`]).
+    pub fn with_stages(config: &MppiConfig, stages: Stages) -> Result<Self, MppiError> {
+        let cfg = config.validated(stages.proposal.control_dim())?;
+        Self::assemble(cfg, stages)
+    }
+
+    fn assemble(cfg: Validated, stages: Stages) -> Result<Self, MppiError> {
+        let Stages {
+            proposal,
+            schedule,
+            weighting,
+            update,
+        } = stages;
+        let dim = cfg.horizon * cfg.control_dim;
+        check_len("proposal dimension", dim, proposal.dim())?;
+        if cfg.control_cost_gamma > 0.0 && proposal.control_cost(&[], &[]).is_none() {
             return Err(MppiError::config(
                 "control_cost_gamma",
                 format!(
-                    "the control-cost term needs a Gaussian family; `{}` has none (set it to 0)",
-                    family.name()
+                    "the control-cost term needs a Gaussian proposal; `{}` has none (set it to 0)",
+                    proposal.name()
                 ),
             ));
         }
-        let dim = cfg.horizon * cfg.control_dim;
+        let mut plan = vec![0.0; dim];
+        proposal.plan(&mut plan);
+        if update.safeguarded() && proposal.log_prob(&plan).is_none() {
+            return Err(MppiError::config(
+                "safeguard",
+                format!(
+                    "a safeguarded accelerated step needs the proposal's log-density; `{}` has \
+                     none (set safeguard = false, or use step_size <= 1 without momentum)",
+                    proposal.name()
+                ),
+            ));
+        }
         let k = cfg.samples;
-        let p = family.params().len();
+        let p = proposal.params().len();
         let pool = if cfg.threads > 1 {
             Some(
                 rayon::ThreadPoolBuilder::new()
@@ -178,10 +331,14 @@ impl Planner {
         };
         let mut planner = Planner {
             dim,
-            em_family: family.clone_box(),
-            candidate: family.clone_box(),
-            family,
-            plan: vec![0.0; dim],
+            em_proposal: proposal.clone_box(),
+            candidate: proposal.clone_box(),
+            proposal,
+            schedule,
+            weighting,
+            update,
+            spread: vec![1.0; cfg.horizon],
+            plan,
             new_plan: vec![0.0; dim],
             samples: vec![0.0; k * dim],
             soa: vec![0.0; k * dim],
@@ -190,7 +347,7 @@ impl Planner {
             eps_rows: vec![0.0; k.div_ceil(BLOCK_LANES) * dim],
             costs: vec![0.0; k],
             weights: vec![0.0; k],
-            sort_scratch: vec![0.0; k],
+            log_p_scratch: vec![0.0; k],
             log_p_k: vec![0.0; k],
             log_p_em: vec![0.0; k],
             theta_k: vec![0.0; p],
@@ -222,235 +379,268 @@ impl Planner {
 
     /// Reset the distribution to its initial parameters (plan: zeros clamped into the bounds).
     pub fn reset(&mut self) {
-        self.family.reset();
-        self.family.plan(&mut self.plan);
+        self.proposal.reset();
+        self.proposal.plan(&mut self.plan);
     }
 
     /// Replace the plan (`T·m` entries), keeping the distribution's spread.
     pub fn set_mean(&mut self, mean: &[f64]) -> Result<(), MppiError> {
-        self.family.set_plan(mean)?;
-        self.family.plan(&mut self.plan);
+        self.proposal.set_plan(mean)?;
+        self.proposal.plan(&mut self.plan);
         Ok(())
     }
 
     /// Receding-horizon warm start: drop the first control and fill the last slot. With
-    /// `std_reset` the family's spread goes back to its initial value (TD-MPC2).
+    /// `std_reset` the proposal's spread goes back to its initial value (TD-MPC2).
     pub fn shift(&mut self, fill: ShiftFill) {
-        self.family.shift(fill);
-        if self.cfg.raw.std_reset {
+        self.proposal.shift(fill);
+        if self.cfg.std_reset {
             // keep the shifted plan, restore the initial spread
-            self.family.plan(&mut self.plan);
-            self.family.reset();
+            self.proposal.plan(&mut self.plan);
+            self.proposal.reset();
             // set_plan only fails on a wrong length or non-finite values: neither can occur
-            let _ = self.family.set_plan(&self.plan);
+            let _ = self.proposal.set_plan(&self.plan);
         }
-        self.family.plan(&mut self.plan);
+        self.proposal.plan(&mut self.plan);
     }
 
-    /// Run `config.iterations` EM iterations for control step `step`, reporting each to
-    /// `observer`, and return the statistics of the last one.
+    /// Iterations the schedule runs at control step `step`.
+    #[must_use]
+    pub fn iterations_at(&self, step: u64) -> usize {
+        self.schedule.iterations(step, self.cfg.iterations)
+    }
+
+    /// Run the schedule's iterations for control step `step` (an open-loop problem: no
+    /// state), reporting each to `observer`; see [`Planner::optimize_until`].
     pub fn optimize<O: Objective + ?Sized>(
         &mut self,
         objective: &O,
         step: u64,
         observer: &mut dyn Observer,
-    ) -> Result<IterStats, MppiError> {
-        for it in 0..self.cfg.iterations as u64 {
-            let stats = self.iterate(objective, step, it)?;
-            observer.on_iteration(&stats, self);
-        }
-        Ok(self.last)
+    ) -> Result<Outcome, MppiError> {
+        self.optimize_until(objective, None, step, Deadline::NONE, observer)
     }
 
-    /// One EM iteration (sample, evaluate, weight, update). Allocates nothing once
-    /// [`Planner::prepare`] has seen the objective. Iteration 0 of a step starts a fresh
-    /// momentum history.
+    /// The loop: iterate until the schedule's iteration count, until the next iteration would
+    /// end past `deadline`, or until `observer` breaks. The first iteration always runs, so
+    /// there is always a plan. `state` is handed to the proposal (see [`Context`]).
+    pub fn optimize_until<O: Objective + ?Sized>(
+        &mut self,
+        objective: &O,
+        state: Option<&[f64]>,
+        step: u64,
+        deadline: Deadline,
+        observer: &mut dyn Observer,
+    ) -> Result<Outcome, MppiError> {
+        let iterations = self.iterations_at(step);
+        let mut outcome = Outcome::default();
+        let mut longest = Duration::ZERO;
+        for it in 0..iterations as u64 {
+            if it > 0 && deadline.no_time_for(longest) {
+                outcome.status = Status::OutOfTime;
+                break;
+            }
+            let start = Instant::now();
+            outcome.last = self.iterate_from(objective, state, step, it)?;
+            outcome.iterations += 1;
+            longest = longest.max(start.elapsed());
+            if observer.on_iteration(&outcome.last, self).is_break() {
+                outcome.status = Status::Done;
+                break;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// One EM iteration of an open-loop problem; see [`Planner::iterate_from`].
     pub fn iterate<O: Objective + ?Sized>(
         &mut self,
         objective: &O,
         step: u64,
         iteration: u64,
     ) -> Result<IterStats, MppiError> {
+        self.iterate_from(objective, None, step, iteration)
+    }
+
+    /// One EM iteration: schedule → sample → evaluate → weight → fit → update. Allocates
+    /// nothing once [`Planner::prepare`] has seen the objective. Iteration 0 of a step starts
+    /// a fresh momentum history.
+    pub fn iterate_from<O: Objective + ?Sized>(
+        &mut self,
+        objective: &O,
+        state: Option<&[f64]>,
+        step: u64,
+        iteration: u64,
+    ) -> Result<IterStats, MppiError> {
         check_len("objective dimension", self.dim, objective.dim())?;
         self.prepare(objective);
-        let full = self.cfg.diagnostics == DiagnosticsLevel::Full;
-        let (alpha, beta) = (
-            self.cfg.step_size,
-            if self.cfg.acceleration == Acceleration::HeavyBall {
-                self.cfg.momentum
-            } else {
-                0.0
-            },
-        );
-        let accelerated = alpha > 1.0 || beta > 0.0;
-        let needs_log_densities = full || (accelerated && self.cfg.safeguard);
-        // row-major samples only where something reads them
-        let want_rows = objective.needs_rows()
-            || self.cfg.control_cost_gamma > 0.0
-            || !self.family.fits_blocks()
-            || needs_log_densities;
-        self.sample_and_evaluate(objective, step, iteration, want_rows);
+        let mut result = IterStats::new(step, iteration);
 
-        // E-step.
-        let stats = compute_weights_elite(
-            &self.costs,
-            self.cfg.temperature,
-            self.cfg.elites,
-            &mut self.weights,
-            &mut self.sort_scratch,
-        );
-        let mut result = IterStats {
+        // schedule: the spread and temperature of this iteration, handed to every instance
+        let iterations = self.iterations_at(step) as u64;
+        let annealing =
+            self.schedule
+                .before_iteration(step, iteration, iterations, &mut self.spread);
+        let ctx = Context {
+            state,
             step,
             iteration,
-            weights: stats,
-            kept_plan: false,
-            update_norm: 0.0,
-            fell_back: false,
-            em_rejected: false,
-            kl_step: f64::NAN,
-            surrogate_gain: f64::NAN,
-            q_gain: f64::NAN,
-            increase_margin: f64::NAN,
-            contraction: f64::NAN,
+            iterations,
+            spread: annealing.scaled.then_some(self.spread.as_slice()),
         };
-        if stats.all_nonfinite(self.cfg.samples) {
+        for p in [
+            &mut self.proposal,
+            &mut self.em_proposal,
+            &mut self.candidate,
+        ] {
+            p.prepare(&ctx)?;
+        }
+
+        let full = self.cfg.diagnostics == DiagnosticsLevel::Full;
+        let needs_log_densities = full || self.update.safeguarded();
+        self.sample_and_evaluate(objective, step, iteration, needs_log_densities)?;
+
+        result.weights =
+            self.weighting
+                .weigh(&self.costs, annealing.temperature_scale, &mut self.weights);
+        if result.weights.all_nonfinite(self.cfg.samples) {
             result.kept_plan = true;
             self.last = result;
             return Ok(result);
         }
 
-        // M-step.
-        self.theta_k.copy_from_slice(self.family.params());
+        self.fit(iteration, &mut result)?;
+        if needs_log_densities {
+            self.log_densities();
+        }
+        if full {
+            self.measure(&mut result);
+        }
+        self.step(&mut result)?;
+        self.last = result;
+        Ok(result)
+    }
+
+    /// M-step into `θ_EM` (and `em_proposal`), from the block layout when the proposal can.
+    fn fit(&mut self, iteration: u64, result: &mut IterStats) -> Result<(), MppiError> {
+        self.theta_k.copy_from_slice(self.proposal.params());
         if iteration == 0 {
             self.theta_prev.copy_from_slice(&self.theta_k);
             self.last_step_norm = f64::NAN;
         }
         if !self
-            .family
+            .proposal
             .fit_blocks(&self.soa, &self.weights, &mut self.theta_em)
         {
             self.ensure_rows();
-            self.family
+            self.proposal
                 .fit(&self.samples, &self.weights, &mut self.theta_em);
         }
-        // θ_EM comes from a valid M-step; if the family still refuses it (round-off at a
+        // θ_EM comes from a valid M-step; if the proposal still refuses it (round-off at a
         // floor), keep θ_k and say so.
-        if self.em_family.set_params(&self.theta_em).is_err() {
+        if self.em_proposal.set_params(&self.theta_em).is_err() {
             self.theta_em.copy_from_slice(&self.theta_k);
-            self.em_family.set_params(&self.theta_em)?;
+            self.em_proposal.set_params(&self.theta_em)?;
             result.em_rejected = true;
         }
+        Ok(())
+    }
 
-        if needs_log_densities {
-            self.ensure_rows();
-            self.log_densities();
-        }
-        if full {
-            let (gain, q) = self.surrogate_gains(&self.log_p_em);
-            result.kl_step = self.em_family.kl(self.family.as_ref());
-            result.surrogate_gain = gain;
-            result.q_gain = q;
-            result.increase_margin = gain - q;
-        }
+    /// Full diagnostics: the KL step and the surrogate and M-step gains.
+    fn measure(&self, result: &mut IterStats) {
+        let (gain, q) = self.surrogate_gains(&self.log_p_em);
+        result.kl_step = self
+            .em_proposal
+            .kl(self.proposal.as_ref())
+            .unwrap_or(f64::NAN);
+        result.surrogate_gain = gain;
+        result.q_gain = q;
+        result.increase_margin = gain - q;
+    }
 
-        // Step rule in mean parameters.
-        for (((new, k), em), prev) in self
-            .theta_new
-            .iter_mut()
-            .zip(&self.theta_k)
-            .zip(&self.theta_em)
-            .zip(&self.theta_prev)
-        {
-            *new = if alpha == 1.0 && beta == 0.0 {
-                *em
-            } else {
-                k + alpha * (em - k) + beta * (k - prev)
-            };
-        }
-        let mut take_em = alpha == 1.0 && beta == 0.0;
+    /// The update stage: take the EM step or the candidate, swap it in, track the step sizes.
+    fn step(&mut self, result: &mut IterStats) -> Result<(), MppiError> {
+        let proposed = self.update.propose(
+            &self.theta_k,
+            &self.theta_em,
+            &self.theta_prev,
+            &mut self.theta_new,
+        );
+        let mut take_em = proposed == UpdateStep::Em;
         if !take_em && self.candidate.set_params(&self.theta_new).is_err() {
             take_em = true;
             result.fell_back = true;
         }
-        if !take_em && accelerated && self.cfg.safeguard {
+        if !take_em && proposed == (UpdateStep::Candidate { safeguarded: true }) {
             // compare L̂(θ_new; θ_k) with L̂(θ_EM; θ_k) on the current samples
             for (lp, u) in self
-                .sort_scratch
+                .log_p_scratch
                 .iter_mut()
                 .zip(self.samples.chunks_exact(self.dim))
             {
-                *lp = self.candidate.log_prob(u);
+                *lp = self.candidate.log_prob(u).unwrap_or(f64::NAN);
             }
-            let (gain_new, _) = self.surrogate_gains(&self.sort_scratch);
+            let (gain_new, _) = self.surrogate_gains(&self.log_p_scratch);
             let (gain_em, _) = self.surrogate_gains(&self.log_p_em);
-            // NaN (a sample outside the proposal's support) also rejects the proposal
+            // NaN (a sample outside the candidate's support) also rejects it
             if gain_new.is_nan() || gain_new < gain_em {
                 take_em = true;
                 result.fell_back = true;
             }
         }
         if take_em {
-            std::mem::swap(&mut self.family, &mut self.em_family);
+            std::mem::swap(&mut self.proposal, &mut self.em_proposal);
             self.theta_new.copy_from_slice(&self.theta_em);
         } else {
-            std::mem::swap(&mut self.family, &mut self.candidate);
+            std::mem::swap(&mut self.proposal, &mut self.candidate);
         }
         self.theta_prev.copy_from_slice(&self.theta_k);
 
-        // Contraction estimate from successive parameter steps within this control step.
-        let step_norm = self
-            .theta_new
-            .iter()
-            .zip(&self.theta_k)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f64>()
-            .sqrt();
-        if full && self.last_step_norm > 0.0 {
+        // contraction estimate from successive parameter steps within this control step
+        let step_norm = distance(&self.theta_new, &self.theta_k);
+        if self.cfg.diagnostics == DiagnosticsLevel::Full && self.last_step_norm > 0.0 {
             result.contraction = step_norm / self.last_step_norm;
         }
         self.last_step_norm = step_norm;
 
-        // plan ← family.plan(), measuring the change
-        self.family.plan(&mut self.new_plan);
-        let mut norm2 = 0.0;
-        for (old, new) in self.plan.iter_mut().zip(&self.new_plan) {
-            norm2 += (new - *old) * (new - *old);
-            *old = *new;
-        }
-        result.update_norm = norm2.sqrt();
-        self.last = result;
-        Ok(result)
+        self.proposal.plan(&mut self.new_plan);
+        result.update_norm = distance(&self.new_plan, &self.plan);
+        self.plan.copy_from_slice(&self.new_plan);
+        Ok(())
     }
 
-    /// Sample, clamp, evaluate: one fused pass per block of samples.
+    /// Sample, clamp, evaluate: one fused pass per block of samples, or the whole batch at
+    /// once for an objective that asks for it.
     fn sample_and_evaluate<O: Objective + ?Sized>(
         &mut self,
         objective: &O,
         step: u64,
         iteration: u64,
-        want_rows: bool,
-    ) {
+        needs_log_densities: bool,
+    ) -> Result<(), MppiError> {
+        let batch = objective.evaluates_batch();
+        // row-major samples only where something reads them
+        let want_rows = batch
+            || objective.needs_rows()
+            || self.cfg.control_cost_gamma > 0.0
+            || !self.proposal.fits_blocks()
+            || needs_log_densities;
         let d = self.dim;
         self.sampled_plan.copy_from_slice(&self.plan);
         let gamma = self.cfg.control_cost_gamma;
         let seed = self.cfg.seed;
-        let (family, plan) = (self.family.as_ref(), &self.plan);
+        let (proposal, plan) = (self.proposal.as_ref(), &self.plan);
         let per_block = self.scratch_per_block;
         let block = |b: usize, ((((us, eps), costs), scratch), soa): BlockParts<'_>| {
             let lanes = costs.len();
             let mut rng = BlockRng::new(seed, step, iteration, b * BLOCK_LANES, lanes);
-            if !family.sample_block(&mut rng, us, soa) && want_rows {
-                family::soa_to_rows(lanes, soa, us);
+            if !proposal.sample_block(&mut rng, us, soa) && want_rows {
+                proposal::soa_to_rows(lanes, soa, us);
             }
-            objective.evaluate_block(us, soa, costs, &mut scratch[..per_block]);
-            if gamma > 0.0 {
-                // ε = U − μ only where the control-cost term needs it (one row of scratch)
-                let e = &mut eps[..d];
-                for (c, u) in costs.iter_mut().zip(us.chunks_exact(d)) {
-                    for ((ei, ui), pi) in e.iter_mut().zip(u).zip(plan) {
-                        *ei = ui - pi;
-                    }
-                    *c += gamma * family.control_cost(plan, e).unwrap_or(0.0);
+            if !batch {
+                objective.evaluate_block(us, soa, costs, &mut scratch[..per_block]);
+                if gamma > 0.0 {
+                    add_control_cost(proposal, plan, gamma, us, &mut eps[..d], costs);
                 }
             }
         };
@@ -479,18 +669,37 @@ impl Planner {
                 .for_each(|(b, parts)| block(b, parts)),
         }
         self.rows_valid = want_rows;
+        if batch {
+            // the whole batch in one call (a neural, Python or GPU objective), then the
+            // control-cost term sample by sample
+            objective.evaluate_batch(&self.samples, &mut self.costs)?;
+            if gamma > 0.0 {
+                let (proposal, plan) = (self.proposal.as_ref(), &self.plan);
+                add_control_cost(
+                    proposal,
+                    plan,
+                    gamma,
+                    &self.samples,
+                    &mut self.eps_rows[..d],
+                    &mut self.costs,
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Make `samples` (row-major) hold the last samples, transposing the blocks if needed.
     fn ensure_rows(&mut self) {
         if !self.rows_valid {
-            family::blocks_to_rows(&self.soa, self.dim, &mut self.samples);
+            proposal::blocks_to_rows(&self.soa, self.dim, &mut self.samples);
             self.rows_valid = true;
         }
     }
 
-    /// `log p(U_i; θ_k)` and `log p(U_i; θ_EM)` for every sample with positive weight.
+    /// `log p(U_i; θ_k)` and `log p(U_i; θ_EM)` for every sample with positive weight (NaN
+    /// where the proposal has no density).
     fn log_densities(&mut self) {
+        self.ensure_rows();
         let d = self.dim;
         for (((lk, le), u), w) in self
             .log_p_k
@@ -500,8 +709,8 @@ impl Planner {
             .zip(&self.weights)
         {
             if *w > 0.0 {
-                *lk = self.family.log_prob(u);
-                *le = self.em_family.log_prob(u);
+                *lk = self.proposal.log_prob(u).unwrap_or(f64::NAN);
+                *le = self.em_proposal.log_prob(u).unwrap_or(f64::NAN);
             } else {
                 *lk = 0.0;
                 *le = 0.0;
@@ -510,7 +719,7 @@ impl Planner {
     }
 
     /// For `log p(U_i; θ)` in `log_p`: the surrogate gain `log Σ w_i r_i` and the M-step gain
-    /// `Σ w_i log r_i`, with `r_i = p(U_i; θ) / p(U_i; θ_k)` (theory-spec C.1, C.2).
+    /// `Σ w_i log r_i`, with `r_i = p(U_i; θ) / p(U_i; θ_k)` (docs/theory.md §C.1, §C.2).
     fn surrogate_gains(&self, log_p: &[f64]) -> (f64, f64) {
         let mut max = f64::NEG_INFINITY;
         let mut q = 0.0;
@@ -535,10 +744,16 @@ impl Planner {
     pub fn mean(&self) -> &[f64] {
         &self.plan
     }
-    /// The sampling family with its current parameters `θ_k`.
+    /// The proposal with its current parameters `θ_k`.
     #[must_use]
-    pub fn family(&self) -> &dyn Family {
-        self.family.as_ref()
+    pub fn proposal(&self) -> &dyn Proposal {
+        self.proposal.as_ref()
+    }
+    /// The schedule's spread multipliers of the last iteration (`T` entries; all 1 unless a
+    /// schedule scaled them).
+    #[must_use]
+    pub fn spread(&self) -> &[f64] {
+        &self.spread
     }
     /// The samples `U_i` of the last iteration (`N × T·m`, row-major). Built on demand from
     /// the block layout the planner samples into (it allocates; use [`Planner::sample`] for
@@ -549,7 +764,7 @@ impl Planner {
             return self.samples.clone();
         }
         let mut rows = vec![0.0; self.samples.len()];
-        family::blocks_to_rows(&self.soa, self.dim, &mut rows);
+        proposal::blocks_to_rows(&self.soa, self.dim, &mut rows);
         rows
     }
     /// Copy sample `i` of the last iteration (`T·m` entries) into `out`. Errors if `i` is not
@@ -619,7 +834,8 @@ impl Planner {
     pub fn num_samples(&self) -> usize {
         self.cfg.samples
     }
-    /// EM iterations per control step.
+    /// EM iterations per control step, as configured (the schedule may change it per step,
+    /// see [`Planner::iterations_at`]).
     #[must_use]
     pub fn iterations(&self) -> usize {
         self.cfg.iterations
@@ -642,3 +858,29 @@ type BlockParts<'a> = (
     ),
     &'a mut [f64],
 );
+
+/// `‖a − b‖₂`.
+fn distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .fold(0.0, |acc, (x, y)| acc + (x - y) * (x - y))
+        .sqrt()
+}
+
+/// Add the Williams control-cost term `γ μᵀΣ⁻¹ε_i` to the cost of every sample (rows `us`),
+/// with `ε_i = U_i − μ` formed in one row of scratch (`eps`, `d` entries).
+fn add_control_cost(
+    proposal: &dyn Proposal,
+    plan: &[f64],
+    gamma: f64,
+    us: &[f64],
+    eps: &mut [f64],
+    costs: &mut [f64],
+) {
+    for (c, u) in costs.iter_mut().zip(us.chunks_exact(eps.len())) {
+        for ((ei, ui), pi) in eps.iter_mut().zip(u).zip(plan) {
+            *ei = ui - pi;
+        }
+        *c += gamma * proposal.control_cost(plan, eps).unwrap_or(0.0);
+    }
+}

@@ -87,14 +87,29 @@ fn exponentials(
     let inv = 1.0 / lambda;
     let mut s1 = 0.0;
     let mut s2 = 0.0;
-    for (e, &j) in out.iter_mut().zip(costs) {
-        *e = if j.is_finite() && j <= threshold {
-            (-(j - min_cost) * inv).exp()
-        } else {
-            0.0
-        };
-        s1 += *e;
-        s2 += *e * *e;
+    if inv.is_finite() {
+        for (e, &j) in out.iter_mut().zip(costs) {
+            *e = if j.is_finite() && j <= threshold {
+                // j − J_min may overflow to +inf for finite costs of opposite extreme signs:
+                // exp(−inf) = 0, still a valid weight
+                (-(j - min_cost) * inv).exp()
+            } else {
+                0.0
+            };
+            s1 += *e;
+            s2 += *e * *e;
+        }
+    } else {
+        // a subnormal λ: 1/λ overflows, so divide (the minimum still gets exp(0) = 1)
+        for (e, &j) in out.iter_mut().zip(costs) {
+            *e = if j.is_finite() && j <= threshold {
+                (-(j - min_cost) / lambda).exp()
+            } else {
+                0.0
+            };
+            s1 += *e;
+            s2 += *e * *e;
+        }
     }
     (s1, s2)
 }
@@ -227,8 +242,11 @@ fn weights_below(
             }
             let std = (var / kept as f64).sqrt();
             // All kept costs equal: any λ gives uniform weights; keep λ positive and finite.
+            // A spread too wide for f64 (var overflows) uses the largest finite λ.
             if std > 0.0 && std.is_finite() {
-                kappa * std
+                (kappa * std).min(f64::MAX)
+            } else if std.is_infinite() {
+                f64::MAX
             } else {
                 kappa
             }
@@ -276,12 +294,15 @@ fn ess_target_lambda(
     if spread <= 0.0 {
         return 1.0; // every kept cost is equal: weights are uniform for any λ
     }
+    // finite costs of opposite extreme signs overflow the difference: bracket in range
+    let spread = spread.min(f64::MAX);
     let ess_at = |log_lambda: f64, scratch: &mut [f64]| {
         let (s1, s2) = exponentials(costs, min_cost, threshold, log_lambda.exp(), scratch);
         s1 * s1 / s2
     };
     let mut lo = spread.ln() - 40.0; // ESS ≈ number of ties at the minimum
-    let mut hi = spread.ln() + 40.0; // ESS ≈ number of kept samples
+    // ESS ≈ number of kept samples; λ stays finite
+    let mut hi = (spread.ln() + 40.0).min(f64::MAX.ln());
     if ess_at(hi, scratch) <= target {
         return hi.exp();
     }
@@ -301,4 +322,78 @@ fn ess_target_lambda(
         }
     }
     (0.5 * (lo + hi)).exp()
+}
+
+/// The weighting stage (E-step): normalized weights from costs, and what they measured.
+///
+/// The contract: for any costs (finite, infinite or NaN) every weight is finite and `≥ 0`,
+/// non-finite costs get weight 0, and the weights sum to 1 unless no cost is finite (then all
+/// are 0). Log-weight corrections that need the samples (the Williams control-cost term, see
+/// [`crate::config::WeightingConfig::control_cost_gamma`]) are added to the costs by the loop
+/// while it evaluates them, so a weighting only ever sees costs.
+pub trait Weighting: Send + Sync + std::fmt::Debug {
+    /// Write the weights of `costs` into `weights` (same length). `temperature_scale` comes
+    /// from the [`crate::Schedule`] (1 unless annealing).
+    fn weigh(&mut self, costs: &[f64], temperature_scale: f64, weights: &mut [f64]) -> WeightStats;
+}
+
+/// `w ∝ exp(−J/λ)` over the finite costs, with a temperature rule and optional elite
+/// truncation: MPPI's weighting (and CEM / TD-MPC2's with `elites`).
+///
+/// ```
+/// use mppi::{Softmax, Temperature, Weighting};
+/// let mut softmax = Softmax::new(Temperature::Fixed(1.0), Some(2), 4);
+/// let mut w = [0.0; 4];
+/// let stats = softmax.weigh(&[4.0, 1.0, 3.0, f64::NAN], 1.0, &mut w);
+/// assert_eq!((w[0], w[3]), (0.0, 0.0));
+/// assert_eq!((stats.truncated, stats.nonfinite), (1, 1));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Softmax {
+    temperature: Temperature,
+    elites: Option<usize>,
+    scratch: Vec<f64>,
+}
+
+impl Softmax {
+    /// A softmax weighting for `samples` costs (its scratch is allocated here, once).
+    #[must_use]
+    pub fn new(temperature: Temperature, elites: Option<usize>, samples: usize) -> Self {
+        Softmax {
+            temperature,
+            elites,
+            scratch: vec![0.0; if elites.is_some() { samples } else { 0 }],
+        }
+    }
+    /// The temperature rule.
+    #[must_use]
+    pub fn temperature(&self) -> Temperature {
+        self.temperature
+    }
+}
+
+impl Temperature {
+    /// The rule with its temperature multiplied by `scale` (`λ` of the fixed rule, `κ` of
+    /// the std-normalized rule; the ESS target sets `λ` itself and ignores it).
+    #[must_use]
+    pub fn scaled(self, scale: f64) -> Temperature {
+        if scale == 1.0 {
+            return self;
+        }
+        match self {
+            Temperature::Fixed(l) => Temperature::Fixed(l * scale),
+            Temperature::StdNormalized(k) => Temperature::StdNormalized(k * scale),
+            t @ Temperature::EssTarget(_) => t,
+        }
+    }
+}
+
+impl Weighting for Softmax {
+    fn weigh(&mut self, costs: &[f64], temperature_scale: f64, weights: &mut [f64]) -> WeightStats {
+        let temperature = self.temperature.scaled(temperature_scale);
+        if self.scratch.len() < costs.len() && self.elites.is_some() {
+            self.scratch.resize(costs.len(), 0.0);
+        }
+        compute_weights_elite(costs, temperature, self.elites, weights, &mut self.scratch)
+    }
 }

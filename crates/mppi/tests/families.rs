@@ -1,4 +1,4 @@
-//! Family conformance suite and the theory-spec H checks not covered by `tests/theory.rs`.
+//! Proposal conformance suite and the theory-spec H checks not covered by `tests/theory.rs`.
 //!
 //! This is the crate's second (and last) integration-test binary. Every check prints its
 //! measured value next to its tolerance (`cargo test -p mppi --test families -- --nocapture`).
@@ -9,7 +9,7 @@
 //! and zero-weight invariance, KL, shift, plan, `clone_box`, the empirical sufficient increase
 //! (H4, on fixed samples and through the planner's full diagnostics), D.2 interpolation,
 //! determinism across thread counts and NaN costs. A family that is not registered in
-//! `family::build` yet is skipped with a printed note by every check, and makes
+//! `proposal::build` yet is skipped with a printed note by every check, and makes
 //! [`every_family_kind_is_available`] fail.
 //!
 //! Part 2, theory: H6 and H10 (nonconvex 1-D EM by quadrature), H19 (over-relaxed and
@@ -17,7 +17,7 @@
 //! (policy gradient / MPPI / weighted maximum likelihood, with a small linear-Gaussian policy
 //! search on a 2-state LQR).
 
-use mppi::family::Family;
+use mppi::proposal::Proposal;
 use mppi::rng::{BlockRng, sample_rng};
 use mppi::theory::{self, Quadratic};
 use mppi::weights::{Temperature, compute_weights};
@@ -204,7 +204,7 @@ fn every_family_kind_is_available() {
         .collect();
     assert!(
         missing.is_empty(),
-        "families not registered in family::build (every conformance check skipped them):\n  {}",
+        "families not registered in proposal::build (every conformance check skipped them):\n  {}",
         missing.join("\n  ")
     );
     println!(
@@ -241,18 +241,18 @@ fn weight_cost(u: &[f64]) -> f64 {
 
 /// A non-default member of the family: the planner's distribution after 3 EM iterations on the
 /// warm-up objective.
-fn warmed(case: &Case) -> Box<dyn Family> {
+fn warmed(case: &Case) -> Box<dyn Proposal> {
     let cfg = MppiConfig {
         iterations: 3,
         ..case.cfg.clone()
     };
     let mut planner = Planner::new(&cfg, M).unwrap();
     planner.optimize(&warm_objective(), 0, &mut ()).unwrap();
-    planner.family().clone_box()
+    planner.proposal().clone_box()
 }
 
 /// `n` plans drawn from `f` with fixed streams.
-fn draw(f: &dyn Family, n: usize, seed: u64) -> Vec<f64> {
+fn draw(f: &dyn Proposal, n: usize, seed: u64) -> Vec<f64> {
     let d = f.dim();
     let mut out = vec![0.0; n * d];
     for (i, u) in out.chunks_exact_mut(d).enumerate() {
@@ -309,7 +309,7 @@ fn interpolate(a: &[f64], b: &[f64], alpha: f64) -> Vec<f64> {
 }
 
 /// The family's initial distribution (after `reset`).
-fn initial(f: &dyn Family) -> Box<dyn Family> {
+fn initial(f: &dyn Proposal) -> Box<dyn Proposal> {
     let mut g = f.clone_box();
     g.reset();
     g
@@ -327,14 +327,14 @@ fn conformance_params_round_trip_and_domain_checks() {
             case.name
         );
         let u = draw(f.as_ref(), 20, 1);
-        let lp: Vec<f64> = u.chunks_exact(D).map(|x| f.log_prob(x)).collect();
+        let lp: Vec<f64> = u.chunks_exact(D).map(|x| f.log_prob(x).unwrap()).collect();
 
         // round trip
         let mut g = f.clone_box();
         g.set_params(&p)
             .unwrap_or_else(|e| panic!("{}: set_params(params()) failed: {e}", case.name));
         let rt = max_scaled_diff(g.params(), &p);
-        let lp2: Vec<f64> = u.chunks_exact(D).map(|x| g.log_prob(x)).collect();
+        let lp2: Vec<f64> = u.chunks_exact(D).map(|x| g.log_prob(x).unwrap()).collect();
         let lp_diff = max_scaled_diff(&lp2, &lp);
         println!(
             "[params] {:<24} |params| = {:3}: round trip {rt:.1e}, log_prob after round trip {lp_diff:.1e} (tol 1e-12)",
@@ -378,7 +378,7 @@ fn conformance_params_round_trip_and_domain_checks() {
                 "{}: rejected set_params ({what}) changed the parameters",
                 case.name
             );
-            let lp3: Vec<f64> = u.chunks_exact(D).map(|x| g.log_prob(x)).collect();
+            let lp3: Vec<f64> = u.chunks_exact(D).map(|x| g.log_prob(x).unwrap()).collect();
             assert_eq!(
                 bits(&lp3),
                 bits(&lp),
@@ -408,7 +408,7 @@ fn conformance_sampling_log_prob_and_bounds() {
     {
         let (lo, hi) = (planner.bounds().0.to_vec(), planner.bounds().1.to_vec());
         for (label, f) in [
-            ("initial", planner.family().clone_box()),
+            ("initial", planner.proposal().clone_box()),
             ("warmed", warmed(&case)),
         ] {
             assert_eq!(f.dim(), D, "{}: dim", case.name);
@@ -454,7 +454,7 @@ fn conformance_sampling_log_prob_and_bounds() {
             }
             let worst = a
                 .chunks_exact(D)
-                .map(|u| f.log_prob(u))
+                .map(|u| f.log_prob(u).unwrap())
                 .fold(f64::INFINITY, f64::min);
             assert!(
                 worst.is_finite(),
@@ -676,7 +676,7 @@ fn conformance_fit_recovers_parameters_and_ignores_zero_weights() {
 #[test]
 fn conformance_kl() {
     let cases = available("kl", table());
-    let mut fams: Vec<(&'static str, Box<dyn Family>)> = Vec::new();
+    let mut fams: Vec<(&'static str, Box<dyn Proposal>)> = Vec::new();
     for (case, _) in &cases {
         let f = warmed(case);
         let init = initial(f.as_ref());
@@ -700,7 +700,7 @@ fn conformance_kl() {
             (&fitted, &init),
         ] {
             let same = std::ptr::eq(a, b);
-            let kl = a.kl(b.as_ref());
+            let kl = a.kl(b.as_ref()).unwrap_or(f64::NAN);
             if kl.is_nan() {
                 assert!(is_mixture, "{}: KL is NaN", case.name);
                 continue;
@@ -731,7 +731,7 @@ fn conformance_kl() {
     for (na, a) in &fams {
         for (nb, b) in &fams {
             if a.name() != b.name() {
-                let kl = a.kl(b.as_ref());
+                let kl = a.kl(b.as_ref()).unwrap_or(f64::NAN);
                 assert!(kl.is_nan(), "KL({na} ‖ {nb}) = {kl}, expected NaN");
             }
         }
@@ -766,7 +766,8 @@ fn conformance_shift_plan_and_clone() {
             let s = draw(g.as_ref(), 100, 8);
             assert_in_bounds("shifted sample", case.name, &s, &lo, &hi);
             assert!(
-                s.chunks_exact(D).all(|u| g.log_prob(u).is_finite()),
+                s.chunks_exact(D)
+                    .all(|u| g.log_prob(u).unwrap().is_finite()),
                 "{}: log_prob not finite after shift",
                 case.name
             );
@@ -809,8 +810,8 @@ fn conformance_shift_plan_and_clone() {
             "{}: clone samples differ",
             case.name
         );
-        let lp: Vec<f64> = s.chunks_exact(D).map(|u| f.log_prob(u)).collect();
-        let lpc: Vec<f64> = s.chunks_exact(D).map(|u| c.log_prob(u)).collect();
+        let lp: Vec<f64> = s.chunks_exact(D).map(|u| f.log_prob(u).unwrap()).collect();
+        let lpc: Vec<f64> = s.chunks_exact(D).map(|u| c.log_prob(u).unwrap()).collect();
         assert_eq!(
             bits(&lp),
             bits(&lpc),
@@ -869,7 +870,8 @@ fn conformance_mean_parameter_interpolation_stays_in_the_domain() {
                 worst = worst.max(max_scaled_diff(g.params(), &theta));
                 let s = draw(g.as_ref(), 20, 11);
                 assert!(
-                    s.chunks_exact(D).all(|u| g.log_prob(u).is_finite()),
+                    s.chunks_exact(D)
+                        .all(|u| g.log_prob(u).unwrap().is_finite()),
                     "{}: log_prob not finite at α = {alpha}",
                     case.name
                 );
@@ -890,13 +892,13 @@ fn conformance_mean_parameter_interpolation_stays_in_the_domain() {
 
 /// `(L̂ gain, Q̂ gain)` of `plus` over `k` on fixed samples: `log Σ w_i r_i` and
 /// `Σ w_i log r_i`, `r_i = p(U_i; θ⁺) / p(U_i; θ_k)` (theory-spec C.1, C.2).
-fn gains(plus: &dyn Family, k: &dyn Family, u: &[f64], w: &[f64]) -> (f64, f64) {
+fn gains(plus: &dyn Proposal, k: &dyn Proposal, u: &[f64], w: &[f64]) -> (f64, f64) {
     let d = k.dim();
     let r: Vec<(f64, f64)> = u
         .chunks_exact(d)
         .zip(w)
         .filter(|(_, wi)| **wi > 0.0)
-        .map(|(x, wi)| (*wi, plus.log_prob(x) - k.log_prob(x)))
+        .map(|(x, wi)| (*wi, plus.log_prob(x).unwrap() - k.log_prob(x).unwrap()))
         .collect();
     let q: f64 = r.iter().map(|(wi, ri)| wi * ri).sum();
     let max = r
@@ -924,7 +926,7 @@ fn h4_empirical_sufficient_increase_on_fixed_samples() {
             plus.set_params(&theta)
                 .unwrap_or_else(|e| panic!("{}: M-step result rejected: {e}", case.name));
             let (l_gain, q_gain) = gains(plus.as_ref(), k.as_ref(), &u, &w);
-            let kl = plus.kl(k.as_ref());
+            let kl = plus.kl(k.as_ref()).unwrap_or(f64::NAN);
             println!(
                 "[H4] {:<24} λ = {lambda}, ESS {ess:.0}/{n}: ΔL̂ = {l_gain:.6} ≥ ΔQ̂ = {q_gain:.6} (slack {:.2e}, tol −1e-10); KL(p⁺‖p_k) = {kl:.6}, |ΔQ̂ − KL|/KL = {:.1e} (tol 1e-8)",
                 case.name,
@@ -993,8 +995,9 @@ impl Cost for Reach {
 
 struct Collect(Vec<IterStats>);
 impl Observer for Collect {
-    fn on_iteration(&mut self, stats: &IterStats, _planner: &Planner) {
+    fn on_iteration(&mut self, stats: &IterStats, _planner: &Planner) -> std::ops::ControlFlow<()> {
         self.0.push(*stats);
+        std::ops::ControlFlow::Continue(())
     }
 }
 
@@ -1146,17 +1149,17 @@ fn planner_determinism_and_nan_costs_for_every_family() {
         let mut planner = Planner::new(&case.cfg, M).unwrap();
         planner.optimize(&warm_objective(), 0, &mut ()).unwrap();
         let before = planner.mean().to_vec();
-        let params = planner.family().params().to_vec();
+        let params = planner.proposal().params().to_vec();
         let all_nan = FnObjective::new(D, |_: &[f64]| f64::NAN);
         let s = planner.optimize(&all_nan, 1, &mut ()).unwrap();
         assert!(
-            s.kept_plan,
+            s.last.kept_plan,
             "{}: all-NaN costs did not keep the plan",
             case.name
         );
         assert_eq!(bits(planner.mean()), bits(&before), "{}", case.name);
         assert_eq!(
-            bits(planner.family().params()),
+            bits(planner.proposal().params()),
             bits(&params),
             "{}",
             case.name

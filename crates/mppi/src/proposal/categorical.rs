@@ -14,13 +14,12 @@
 //! with the list; a value not in the list (which the family never samples) is mapped to the
 //! nearest entry (ties: the lowest index), in `fit` and `log_prob` alike.
 
-use std::any::Any;
-
+use super::downcast;
 use crate::config::ShiftFill;
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
-use super::{Family, shift_rows};
+use super::{Proposal, shift_rows};
 
 /// Row sums of the probabilities may deviate from 1 by at most this in `set_params`.
 const SUM_TOL: f64 = 1e-9;
@@ -32,10 +31,10 @@ const SUM_TOL: f64 = 1e-9;
 /// coordinate (ties: the lowest index). The initial distribution is uniform.
 ///
 /// ```
-/// use mppi::family::{Family, Categorical};
+/// use mppi::proposal::{Proposal, Categorical};
 /// // 2 steps, 1 control, values {-1, 0, 1}, floor 0.01
 /// let mut f = Categorical::new(2, 1, &[-1.0, 0.0, 1.0], 0.01).unwrap();
-/// assert!((f.log_prob(&[1.0, -1.0]) - 2.0 * (1.0f64 / 3.0).ln()).abs() < 1e-12);
+/// assert!((f.log_prob(&[1.0, -1.0]).unwrap() - 2.0 * (1.0f64 / 3.0).ln()).abs() < 1e-12);
 /// f.set_plan(&[1.0, 0.2]).unwrap(); // mass on the nearest categories: 1 and 0
 /// let mut plan = [0.0; 2];
 /// f.plan(&mut plan);
@@ -145,7 +144,7 @@ impl Categorical {
     }
 }
 
-impl Family for Categorical {
+impl Proposal for Categorical {
     fn name(&self) -> &'static str {
         "categorical"
     }
@@ -254,12 +253,14 @@ impl Family for Categorical {
         }
     }
     /// `Σ_c log π_c(k(u_c))`.
-    fn log_prob(&self, u: &[f64]) -> f64 {
-        let k = self.values.len();
-        u.iter()
-            .enumerate()
-            .map(|(c, ui)| self.log_probs[c * k + self.index_of(*ui)])
-            .sum()
+    fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        Some({
+            let k = self.values.len();
+            u.iter()
+                .enumerate()
+                .map(|(c, ui)| self.log_probs[c * k + self.index_of(*ui)])
+                .sum()
+        })
     }
     /// Weighted counts `π⁺_c(k) = Σ_i w_i 1[u_{i,c} = v_k] / Σ_i w_i`, then the floor.
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
@@ -286,30 +287,28 @@ impl Family for Categorical {
     }
     /// `Σ_c Σ_k π_c(k) log(π_c(k)/π⁰_c(k))` (`0 log 0 = 0`; `+∞` if `other` gives zero mass
     /// where `self` does not).
-    fn kl(&self, other: &dyn Family) -> f64 {
-        match other.as_any().downcast_ref::<Categorical>() {
-            Some(o) if o.probs.len() == self.probs.len() && o.values == self.values => self
-                .probs
-                .iter()
-                .zip(&self.log_probs)
-                .zip(&o.log_probs)
-                .map(|((p, lp), lq)| if *p > 0.0 { p * (lp - lq) } else { 0.0 })
-                .sum(),
-            _ => f64::NAN,
+    fn kl(&self, other: &dyn Proposal) -> Option<f64> {
+        match downcast::<Categorical>(other) {
+            Some(o) if o.probs.len() == self.probs.len() && o.values == self.values => Some(
+                self.probs
+                    .iter()
+                    .zip(&self.log_probs)
+                    .zip(&o.log_probs)
+                    .map(|((p, lp), lq)| if *p > 0.0 { p * (lp - lq) } else { 0.0 })
+                    .sum(),
+            ),
+            _ => None,
         }
     }
-    fn clone_box(&self) -> Box<dyn Family> {
+    fn clone_box(&self) -> Box<dyn Proposal> {
         Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::family::test_support::{
+    use crate::proposal::test_support::{
         assert_sufficient_increase, costs_of, em_step, sample_set, weights_from_costs,
     };
 
@@ -463,8 +462,8 @@ mod tests {
                 .iter()
                 .all(|p| (p - 1.0 / 3.0).abs() < 1e-15)
         );
-        assert!((u.log_prob(&[-1.0, 0.0]) - (1.0f64 / 3.0).ln()).abs() < 1e-15);
-        assert_eq!(u.log_prob(&[0.0, 0.0]), f64::NEG_INFINITY);
+        assert!((u.log_prob(&[-1.0, 0.0]).unwrap() - (1.0f64 / 3.0).ln()).abs() < 1e-15);
+        assert_eq!(u.log_prob(&[0.0, 0.0]).unwrap(), f64::NEG_INFINITY);
         // sampling frequencies, never a zero-probability category, deterministic
         let n = 20_000;
         let s = sample_set(&f, n, 5);
@@ -482,6 +481,10 @@ mod tests {
         let s = sample_set(&u, 2000, 1);
         assert!(s.chunks_exact(2).all(|x| x[0] == -1.0));
         let uniform = Categorical::new(3, 2, &[-10.0, 0.0, 10.0], 0.0).unwrap();
-        assert!(f.kl(&f).abs() < 1e-15 && f.kl(&uniform) > 0.0 && f.kl(&u).is_nan());
+        assert!(
+            f.kl(&f).unwrap_or(f64::NAN).abs() < 1e-15
+                && f.kl(&uniform).unwrap_or(f64::NAN) > 0.0
+                && f.kl(&u).unwrap_or(f64::NAN).is_nan()
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Scaffolding shared by the families' unit tests: seeded sample sets, weights from costs,
 //! one EM step, and the empirical sufficient increase (theory-spec H4).
 
-use super::Family;
+use super::Proposal;
 use crate::rng::sample_rng;
 use crate::weights::{Temperature, compute_weights};
 
@@ -12,7 +12,7 @@ pub(crate) const KL_REL_TOL: f64 = 1e-8;
 
 /// `n` plans drawn from `f` (sample `i` from the stream `sample_rng(seed, 0, 0, i)`),
 /// row-major `n x d`.
-pub(crate) fn sample_set(f: &dyn Family, n: usize, seed: u64) -> Vec<f64> {
+pub(crate) fn sample_set(f: &dyn Proposal, n: usize, seed: u64) -> Vec<f64> {
     let d = f.dim();
     let mut samples = vec![0.0; n * d];
     for (i, u) in samples.chunks_exact_mut(d).enumerate() {
@@ -37,7 +37,7 @@ pub(crate) fn weights_from_costs(costs: &[f64], lambda: f64) -> Vec<f64> {
 /// `n` samples of `f` (seeded as in [`sample_set`]) and their planner weights
 /// ([`compute_weights`] at the fixed temperature `λ`) under `cost`.
 pub(crate) fn weighted_sample_set(
-    f: &dyn Family,
+    f: &dyn Proposal,
     n: usize,
     seed: u64,
     lambda: f64,
@@ -51,7 +51,7 @@ pub(crate) fn weighted_sample_set(
 }
 
 /// One EM step from `f`: a clone fitted to the weighted samples and moved to the result.
-pub(crate) fn em_step<F: Family + Clone>(f: &F, samples: &[f64], weights: &[f64]) -> F {
+pub(crate) fn em_step<F: Proposal + Clone>(f: &F, samples: &[f64], weights: &[f64]) -> F {
     let mut g = f.clone();
     let mut theta = vec![0.0; f.params().len()];
     g.fit(samples, weights, &mut theta);
@@ -63,15 +63,15 @@ pub(crate) fn em_step<F: Family + Clone>(f: &F, samples: &[f64], weights: &[f64]
 /// `log Σ_i w_i p_new(U_i)/p_old(U_i)` and `Σ_i w_i log(p_new(U_i)/p_old(U_i))`, over the
 /// samples with positive weight (the first by log-sum-exp).
 pub(crate) fn increase_gains(
-    old: &dyn Family,
-    new: &dyn Family,
+    old: &dyn Proposal,
+    new: &dyn Proposal,
     samples: &[f64],
     weights: &[f64],
 ) -> (f64, f64) {
     let d = old.dim();
     let r: Vec<f64> = samples
         .chunks_exact(d)
-        .map(|u| new.log_prob(u) - old.log_prob(u))
+        .map(|u| new.log_prob(u).unwrap() - old.log_prob(u).unwrap())
         .collect();
     let pos = || weights.iter().zip(&r).filter(|(w, _)| **w > 0.0);
     let q_gain: f64 = pos().map(|(w, r)| w * r).sum();
@@ -104,13 +104,13 @@ pub(crate) struct Increase {
 /// and returns the measured values; the messages give them next to the tolerances.
 pub(crate) fn assert_sufficient_increase(
     label: &str,
-    old: &dyn Family,
-    new: &dyn Family,
+    old: &dyn Proposal,
+    new: &dyn Proposal,
     samples: &[f64],
     weights: &[f64],
 ) -> Increase {
     let (l_gain, q_gain) = increase_gains(old, new, samples, weights);
-    let kl = new.kl(old);
+    let kl = new.kl(old).unwrap_or(f64::NAN);
     let rel = (q_gain - kl).abs() / kl.abs().max(1e-300);
     println!(
         "{label}: ΔL̂ {l_gain:.6} ≥ ΔQ̂ {q_gain:.6} (margin {:.3e}, tol −{MARGIN_TOL:e}); KL {kl:.6}, |ΔQ̂ − KL|/KL {rel:.2e} (tol {KL_REL_TOL:e})",

@@ -5,7 +5,7 @@
 //! flat vector in **mean-parameter coordinates** `m(θ) = E_θ[T(U)]`, which is what makes step
 //! sizes and acceleration generic: the planner forms
 //! `θ_new = θ + α (θ_EM − θ) + β (θ − θ_prev)` on that vector (theory-spec D.2, D.3) and the
-//! family only has to say whether the result is inside its domain ([`Family::set_params`]).
+//! family only has to say whether the result is inside its domain ([`Proposal::set_params`]).
 //!
 //! | `family =` | type | parameters (mean coordinates) |
 //! | --- | --- | --- |
@@ -49,12 +49,54 @@ pub use gaussian_full::GaussianFull;
 pub use mixture::{GaussianMixture, MixtureSettings};
 pub use spline::SplineGaussian;
 
-/// A sampling distribution over plans, with the operations the EM loop needs.
+/// What a proposal may condition on at one iteration: the state the plan starts from, where
+/// the loop is, and the spread the [`crate::Schedule`] asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The state the plan starts from (closed loop), `None` for a black-box objective.
+    pub state: Option<&'a [f64]>,
+    /// Control step (call index of [`crate::Controller::act`], or as passed to the planner).
+    pub step: u64,
+    /// Iteration within the control step.
+    pub iteration: u64,
+    /// Iterations planned for this control step.
+    pub iterations: u64,
+    /// Per-time-step multipliers `s_t` (`T` entries) of the spread to sample with, `u_t =
+    /// μ_t + s_t L z_t`, or `None` for the proposal's own spread (`s_t = 1`, the constant
+    /// schedule).
+    pub spread: Option<&'a [f64]>,
+}
+
+impl Context<'_> {
+    /// A context without a state, for iteration `iteration` of step `step`, with the
+    /// proposal's own spread.
+    #[must_use]
+    pub fn open_loop(step: u64, iteration: u64, iterations: u64) -> Self {
+        Context {
+            state: None,
+            step,
+            iteration,
+            iterations,
+            spread: None,
+        }
+    }
+}
+
+/// The sampling distribution of the EM loop: draws plans, refits itself to weighted samples
+/// (the M-step) and follows the receding horizon.
 ///
 /// Implementations own their parameters and every cache derived from them (Cholesky factors,
-/// shape parameters, ...), so sampling and densities allocate nothing.
-pub trait Family: Send + Sync + Debug {
-    /// The name used in the config (`family = "..."`).
+/// shape parameters, ...), so sampling and densities allocate nothing. Parameters are a flat
+/// vector in mean-parameter coordinates, which is what lets an [`crate::Update`] take steps
+/// of any size or with momentum without knowing the proposal. The built-in families are in
+/// this module; a user's proposal implements the required methods (the helpers below,
+/// [`weighted_sum`], [`weighted_mean`], [`clamp_plan`], [`shift_rows`], ..., are public for it)
+/// and checks itself with [`crate::testing`].
+///
+/// A proposal is `'static` so that [`downcast`] can recover its concrete type: [`Proposal::kl`]
+/// compares two instances of the same proposal that way.
+pub trait Proposal: Any + Send + Sync + Debug {
+    /// The name used in the config (`[proposal] kind = "..."`).
     fn name(&self) -> &'static str;
     /// Plan dimension `d = T · m`.
     fn dim(&self) -> usize;
@@ -63,7 +105,7 @@ pub trait Family: Send + Sync + Debug {
     /// The parameters `θ` in mean-parameter coordinates.
     fn params(&self) -> &[f64];
     /// Replace the parameters (mean coordinates, `params().len()` entries). Returns an error
-    /// and leaves the family unchanged if `theta` is outside the family's domain (for example a
+    /// and leaves the proposal unchanged if `theta` is outside its domain (for example a
     /// covariance that is not positive definite after an extrapolated step).
     fn set_params(&mut self, theta: &[f64]) -> Result<(), MppiError>;
     /// Back to the initial distribution.
@@ -75,6 +117,24 @@ pub trait Family: Send + Sync + Debug {
     fn plan(&self, out: &mut [f64]);
     /// Move the distribution so that its plan is `plan`, keeping its spread.
     fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError>;
+    /// Called once before the samples of every iteration are drawn, with the state, the
+    /// position in the loop and the schedule's spread. The default accepts the proposal's
+    /// own spread only and returns an error naming the proposal if a schedule asks for
+    /// another; a proposal that can scale its spread per time step, or that conditions on the
+    /// state (a learned policy, a denoiser), overrides it.
+    fn prepare(&mut self, ctx: &Context<'_>) -> Result<(), MppiError> {
+        match ctx.spread {
+            Some(s) if s.iter().any(|v| *v != 1.0) => Err(MppiError::config(
+                "schedule",
+                format!(
+                    "proposal `{}` cannot change its spread per iteration or time step; use \
+                     `kind = \"gaussian\"` with this schedule, or `[schedule] kind = \"constant\"`",
+                    self.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
     /// Draw one plan into `u` (`d` entries).
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]);
     /// Draw one plan per lane of `rng` (sample `l` from lane `l`'s stream) into `soa`
@@ -82,9 +142,9 @@ pub trait Family: Send + Sync + Debug {
     /// (`lanes × d`) is scratch of the same size; return `true` if it also holds the samples
     /// row-major, `false` if the planner has to transpose when it needs rows.
     ///
-    /// The default calls [`Family::sample`] lane by lane into `rows` and transposes (returns
-    /// `true`). A family overrides it to draw across lanes at once; the samples must equal the
-    /// default's bit for bit.
+    /// The default calls [`Proposal::sample`] lane by lane into `rows` and transposes (returns
+    /// `true`). A proposal overrides it to draw across lanes at once; the samples must equal
+    /// the default's bit for bit ([`crate::testing::check_proposal`] checks it).
     fn sample_block(&self, rng: &mut BlockRng, rows: &mut [f64], soa: &mut [f64]) -> bool {
         let d = self.dim();
         for (l, u) in rows.chunks_exact_mut(d).enumerate() {
@@ -95,41 +155,59 @@ pub trait Family: Send + Sync + Debug {
         rows_to_soa(rng.lanes(), rows, soa);
         true
     }
-    /// Whether [`Family::fit_blocks`] is implemented. Then the planner runs the M-step on the
+    /// Whether [`Proposal::fit_blocks`] is implemented. Then the planner runs the M-step on the
     /// block layout and builds row-major samples only when something else needs them.
     fn fits_blocks(&self) -> bool {
         false
     }
-    /// [`Family::fit`] on samples in block layout: consecutive blocks of [`BLOCK_LANES`]
+    /// [`Proposal::fit`] on samples in block layout: consecutive blocks of [`BLOCK_LANES`]
     /// samples (the last one may be shorter), structure of arrays within a block. Must give
     /// what `fit` gives on the same samples as rows. Returns `false` if not implemented (the
     /// default), in which case the planner builds rows and calls `fit`.
     fn fit_blocks(&mut self, _blocks: &[f64], _weights: &[f64], _out: &mut [f64]) -> bool {
         false
     }
-    /// Normalized log-density `log p(u; θ)`.
-    fn log_prob(&self, u: &[f64]) -> f64;
     /// M-step: the (regularized) maximizer of `Σ_i w_i log p(U_i; θ)` over the samples
     /// (`N × d`, row-major) with normalized weights, written into `out` in mean coordinates.
     /// Samples with zero weight must be ignored.
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]);
-    /// `KL(self ‖ other)` for two members of the same family; NaN if `other` is a different
-    /// kind of family.
-    fn kl(&self, other: &dyn Family) -> f64;
-    /// The Williams control-cost quadratic form `Σ uᵀ Σ⁻¹ ε` with the family's full sequence
+    /// Normalized log-density `log p(u; θ)` of the distribution the last samples were drawn
+    /// from, or `None` if the proposal has none (a learned sampler). Without it the loop still
+    /// runs; the full diagnostics report NaN and a safeguarded accelerated step is refused
+    /// when the planner is built.
+    fn log_prob(&self, _u: &[f64]) -> Option<f64> {
+        None
+    }
+    /// `KL(self ‖ other)` when `other` is an instance of the same proposal (get it with
+    /// [`downcast`]); `None` if it is not, or if the proposal has no closed form.
+    fn kl(&self, _other: &dyn Proposal) -> Option<f64> {
+        None
+    }
+    /// The Williams control-cost quadratic form `Σ uᵀ Σ⁻¹ ε` with the proposal's full sequence
     /// precision, for Gaussian families; `None` where it is not defined.
     fn control_cost(&self, _plan: &[f64], _eps: &[f64]) -> Option<f64> {
         None
     }
     /// A boxed copy (the planner keeps several instances for the current, EM and accelerated
     /// parameters).
-    fn clone_box(&self) -> Box<dyn Family>;
-    /// For [`Family::kl`] between two instances of the same concrete type.
-    fn as_any(&self) -> &dyn Any;
+    fn clone_box(&self) -> Box<dyn Proposal>;
+}
+
+/// `other` as the concrete proposal type `P`, if it is one.
+///
+/// ```
+/// use mppi::proposal::{GaussianFixed, Proposal, downcast};
+/// let g = GaussianFixed::new(2, 1, &[1.0], &[-1.0], &[1.0]).unwrap();
+/// let boxed: Box<dyn Proposal> = Box::new(g);
+/// assert!(downcast::<GaussianFixed>(boxed.as_ref()).is_some());
+/// ```
+#[must_use]
+pub fn downcast<P: Proposal>(other: &dyn Proposal) -> Option<&P> {
+    (other as &dyn Any).downcast_ref::<P>()
 }
 
 /// Build the family a config asks for.
-pub(crate) fn build(cfg: &Validated) -> Result<Box<dyn Family>, MppiError> {
+pub(crate) fn build(cfg: &Validated) -> Result<Box<dyn Proposal>, MppiError> {
     match cfg.raw.family {
         FamilyKind::Gaussian => Ok(Box::new(GaussianFixed::new(
             cfg.horizon,
@@ -175,7 +253,7 @@ pub(crate) fn build(cfg: &Validated) -> Result<Box<dyn Family>, MppiError> {
 }
 
 /// Clamp every entry of a plan into per-dimension bounds (entry `i` is dimension `i % m`).
-pub(crate) fn clamp_plan(u: &mut [f64], u_min: &[f64], u_max: &[f64]) {
+pub fn clamp_plan(u: &mut [f64], u_min: &[f64], u_max: &[f64]) {
     let m = u_min.len();
     for step in u.chunks_exact_mut(m) {
         for ((v, lo), hi) in step.iter_mut().zip(u_min).zip(u_max) {
@@ -185,11 +263,11 @@ pub(crate) fn clamp_plan(u: &mut [f64], u_min: &[f64], u_max: &[f64]) {
 }
 
 /// `out = Σ_i w_i U_i` like [`weighted_sum`], for samples in block layout (see
-/// [`Family::fit_blocks`]). Each coordinate is still summed over `i = 0..N` in order, starting
+/// [`Proposal::fit_blocks`]). Each coordinate is still summed over `i = 0..N` in order, starting
 /// from `0.0`, so for finite samples the result is bit-identical to [`weighted_sum`]: a zero
 /// weight adds `±0`, which leaves a sum that started at `+0` unchanged. Four coordinates are
 /// summed at a time, reading four contiguous lane rows of the block.
-pub(crate) fn weighted_sum_blocks(blocks: &[f64], weights: &[f64], out: &mut [f64]) {
+pub fn weighted_sum_blocks(blocks: &[f64], weights: &[f64], out: &mut [f64]) {
     const GROUP: usize = 4;
     let d = out.len();
     out.fill(0.0);
@@ -219,8 +297,8 @@ pub(crate) fn weighted_sum_blocks(blocks: &[f64], weights: &[f64], out: &mut [f6
     }
 }
 
-/// Row-major samples (`N × d`) from the block layout of [`Family::fit_blocks`].
-pub(crate) fn blocks_to_rows(blocks: &[f64], d: usize, rows: &mut [f64]) {
+/// Row-major samples (`N × d`) from the block layout of [`Proposal::fit_blocks`].
+pub fn blocks_to_rows(blocks: &[f64], d: usize, rows: &mut [f64]) {
     for (block, out) in blocks
         .chunks(BLOCK_LANES * d)
         .zip(rows.chunks_mut(BLOCK_LANES * d))
@@ -230,7 +308,7 @@ pub(crate) fn blocks_to_rows(blocks: &[f64], d: usize, rows: &mut [f64]) {
 }
 
 /// Transpose a block of `lanes` row-major vectors into structure-of-arrays layout.
-pub(crate) fn rows_to_soa(lanes: usize, rows: &[f64], soa: &mut [f64]) {
+pub fn rows_to_soa(lanes: usize, rows: &[f64], soa: &mut [f64]) {
     let d = rows.len() / lanes;
     for (l, row) in rows.chunks_exact(d).enumerate() {
         for (i, v) in row.iter().enumerate() {
@@ -240,7 +318,7 @@ pub(crate) fn rows_to_soa(lanes: usize, rows: &[f64], soa: &mut [f64]) {
 }
 
 /// Transpose a structure-of-arrays block back into `lanes` row-major vectors.
-pub(crate) fn soa_to_rows(lanes: usize, soa: &[f64], rows: &mut [f64]) {
+pub fn soa_to_rows(lanes: usize, soa: &[f64], rows: &mut [f64]) {
     let d = soa.len() / lanes;
     for (l, row) in rows.chunks_exact_mut(d).enumerate() {
         for (i, v) in row.iter_mut().enumerate() {
@@ -251,7 +329,7 @@ pub(crate) fn soa_to_rows(lanes: usize, soa: &[f64], rows: &mut [f64]) {
 
 /// Shift a per-time-step array (`T` rows of `width`) one row left; `fill` decides the last row
 /// (`Last` keeps the old last row; `Zero` writes `zero_row`).
-pub(crate) fn shift_rows(values: &mut [f64], width: usize, fill: ShiftFill, zero_row: &[f64]) {
+pub fn shift_rows(values: &mut [f64], width: usize, fill: ShiftFill, zero_row: &[f64]) {
     values.copy_within(width.., 0);
     if fill == ShiftFill::Zero {
         let n = values.len();
@@ -261,7 +339,7 @@ pub(crate) fn shift_rows(values: &mut [f64], width: usize, fill: ShiftFill, zero
 
 /// The zero control clamped into per-dimension bounds: the plan row of a fresh (or
 /// zero-filled) distribution.
-pub(crate) fn clamped_zero_row(u_min: &[f64], u_max: &[f64]) -> Vec<f64> {
+pub fn clamped_zero_row(u_min: &[f64], u_max: &[f64]) -> Vec<f64> {
     u_min
         .iter()
         .zip(u_max)
@@ -270,7 +348,7 @@ pub(crate) fn clamped_zero_row(u_min: &[f64], u_max: &[f64]) -> Vec<f64> {
 }
 
 /// Write `row` into every row of `values` (`values.len()` a multiple of `row.len()`).
-pub(crate) fn fill_rows(values: &mut [f64], row: &[f64]) {
+pub fn fill_rows(values: &mut [f64], row: &[f64]) {
     for r in values.chunks_exact_mut(row.len()) {
         r.copy_from_slice(row);
     }
@@ -279,7 +357,7 @@ pub(crate) fn fill_rows(values: &mut [f64], row: &[f64]) {
 /// Replace a mean (a plan or knot values) by `theta` projected into the control box, after
 /// checking its length and finiteness (`what` names it in the error; the mean is left
 /// unchanged on error). The shared `set_params` of the fixed-covariance Gaussians.
-pub(crate) fn set_clamped_mean(
+pub fn set_clamped_mean(
     what: &'static str,
     mean: &mut [f64],
     theta: &[f64],
@@ -294,7 +372,7 @@ pub(crate) fn set_clamped_mean(
 }
 
 /// `u ← clamp(u + mean)`: a zero-mean draw in `u` moved to `mean` and clamped into the box.
-pub(crate) fn add_mean_and_clamp(u: &mut [f64], mean: &[f64], u_min: &[f64], u_max: &[f64]) {
+pub fn add_mean_and_clamp(u: &mut [f64], mean: &[f64], u_min: &[f64], u_max: &[f64]) {
     for (ui, mi) in u.iter_mut().zip(mean) {
         *ui += mi;
     }
@@ -303,7 +381,7 @@ pub(crate) fn add_mean_and_clamp(u: &mut [f64], mean: &[f64], u_min: &[f64], u_m
 
 /// `out = Σ_i w_i U_i` over the rows `U_i` of `samples` (`out.len()` entries each), skipping
 /// zero weights: the M-step of a Gaussian with fixed covariance (weights are normalized).
-pub(crate) fn weighted_sum(samples: &[f64], weights: &[f64], out: &mut [f64]) {
+pub fn weighted_sum(samples: &[f64], weights: &[f64], out: &mut [f64]) {
     out.fill(0.0);
     for (w, u) in weights.iter().zip(samples.chunks_exact(out.len())) {
         if *w != 0.0 {
@@ -317,7 +395,7 @@ pub(crate) fn weighted_sum(samples: &[f64], weights: &[f64], out: &mut [f64]) {
 /// `mean = Σ_i w_i U_i / Σ_i w_i` over the positive weights, returning `Σ_i w_i`; `None` (and
 /// `mean` untouched) when the weights sum to zero or are not finite. Adapted-spread families
 /// use it so their fit is defined for unnormalized weights too.
-pub(crate) fn weighted_mean(samples: &[f64], weights: &[f64], mean: &mut [f64]) -> Option<f64> {
+pub fn weighted_mean(samples: &[f64], weights: &[f64], mean: &mut [f64]) -> Option<f64> {
     let wsum: f64 = weights.iter().filter(|w| **w > 0.0).sum();
     if !(wsum > 0.0 && wsum.is_finite()) {
         return None;
@@ -330,13 +408,13 @@ pub(crate) fn weighted_mean(samples: &[f64], weights: &[f64], mean: &mut [f64]) 
 }
 
 /// `log det Σ` of a per-step covariance from its Cholesky factor: `Σ_i 2 log L_ii`.
-pub(crate) fn step_log_det(noise: &GaussianNoise, m: usize) -> f64 {
+pub fn step_log_det(noise: &GaussianNoise, m: usize) -> f64 {
     (0..m).map(|i| 2.0 * noise.cholesky()[i * m + i].ln()).sum()
 }
 
 /// `Σ_t (a_t − b_t)ᵀ P (a_t − b_t)` over the rows of `m` entries of `a` and `b`, with the
 /// per-step precision `P` (row-major `m x m`).
-pub(crate) fn step_mahalanobis(precision: &[f64], m: usize, a: &[f64], b: &[f64]) -> f64 {
+pub fn step_mahalanobis(precision: &[f64], m: usize, a: &[f64], b: &[f64]) -> f64 {
     let mut total = 0.0;
     for (at, bt) in a.chunks_exact(m).zip(b.chunks_exact(m)) {
         for i in 0..m {
@@ -353,11 +431,7 @@ pub(crate) fn step_mahalanobis(precision: &[f64], m: usize, a: &[f64], b: &[f64]
 
 /// Shared range checks of the spread regularization keys (`std_min`, `std_max`,
 /// `prior_weight`).
-pub(crate) fn check_spread_limits(
-    std_min: f64,
-    std_max: f64,
-    prior_weight: f64,
-) -> Result<(), MppiError> {
+pub fn check_spread_limits(std_min: f64, std_max: f64, prior_weight: f64) -> Result<(), MppiError> {
     if !(std_min.is_finite() && std_min > 0.0) {
         return Err(MppiError::config(
             "std_min",

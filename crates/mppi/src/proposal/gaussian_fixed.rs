@@ -4,28 +4,31 @@
 //! sufficient statistic is `U` itself, the mean parameter is `μ`, and the M-step is
 //! `μ⁺ = Σ_i w_i U_i`. `log_prob` is the Gaussian density of the unclamped distribution
 //! evaluated at the (possibly clamped) sample.
+//!
+//! It follows a [`crate::Schedule`]'s spread: with multipliers `s_t` the draws are
+//! `U_t = clamp(μ_t + s_t ε_t)` and the density is that of `N(μ_t, s_t² Σ)` (annealing,
+//! DIAL-MPC). The M-step is the same weighted mean.
 
-use std::any::Any;
-
+use super::downcast;
 use crate::config::ShiftFill;
 use crate::error::{MppiError, check_len};
 use crate::gaussian::GaussianNoise;
 use crate::rng::{BlockRng, SampleRng};
 
 use super::{
-    Family, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows,
-    step_log_det, step_mahalanobis, weighted_sum, weighted_sum_blocks,
+    Context, Proposal, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean,
+    shift_rows, step_log_det, step_mahalanobis, weighted_sum, weighted_sum_blocks,
 };
 
-/// Fixed-covariance Gaussian over plans (`family = "gaussian"`).
+/// Fixed-covariance Gaussian over plans (`[proposal] kind = "gaussian"`).
 ///
 /// ```
-/// use mppi::family::{Family, GaussianFixed};
+/// use mppi::proposal::{Proposal, GaussianFixed};
 /// let f = GaussianFixed::new(3, 1, &[0.25], &[-1.0], &[1.0]).unwrap();
 /// assert_eq!(f.params(), &[0.0, 0.0, 0.0]);
 /// // log N(0; 0, 0.25) per step, three steps
 /// let expected = 3.0 * (-0.5 * (2.0 * std::f64::consts::PI * 0.25).ln());
-/// assert!((f.log_prob(&[0.0, 0.0, 0.0]) - expected).abs() < 1e-12);
+/// assert!((f.log_prob(&[0.0, 0.0, 0.0]).unwrap() - expected).abs() < 1e-12);
 /// ```
 #[derive(Debug, Clone)]
 pub struct GaussianFixed {
@@ -37,6 +40,9 @@ pub struct GaussianFixed {
     zero_row: Vec<f64>,
     /// `−½ log det(2π Σ)` of one step.
     log_norm: f64,
+    /// The schedule's spread multiplier `s_t` of every time step (all 1 when `!scaled`).
+    spread: Vec<f64>,
+    scaled: bool,
 }
 
 impl GaussianFixed {
@@ -62,6 +68,8 @@ impl GaussianFixed {
             u_max: u_max.to_vec(),
             zero_row,
             log_norm: -0.5 * (m as f64 * (2.0 * std::f64::consts::PI).ln() + log_det),
+            spread: vec![1.0; horizon],
+            scaled: false,
         };
         family.reset();
         Ok(family)
@@ -79,7 +87,7 @@ impl GaussianFixed {
     }
 }
 
-impl Family for GaussianFixed {
+impl Proposal for GaussianFixed {
     fn name(&self) -> &'static str {
         "gaussian"
     }
@@ -114,8 +122,37 @@ impl Family for GaussianFixed {
     fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
         set_clamped_mean("plan", &mut self.mean, plan, &self.u_min, &self.u_max)
     }
+    fn prepare(&mut self, ctx: &Context<'_>) -> Result<(), MppiError> {
+        match ctx.spread {
+            Some(s) => {
+                check_len("schedule spread", self.spread.len(), s.len())?;
+                if let Some(t) = s.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                    return Err(MppiError::config(
+                        "schedule",
+                        format!(
+                            "spread of time step {t} must be a finite number > 0, got {}",
+                            s[t]
+                        ),
+                    ));
+                }
+                self.spread.copy_from_slice(s);
+                self.scaled = s.iter().any(|v| *v != 1.0);
+            }
+            None if self.scaled => {
+                self.spread.fill(1.0);
+                self.scaled = false;
+            }
+            None => {}
+        }
+        Ok(())
+    }
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
         self.noise.fill(rng, u);
+        if self.scaled {
+            for (row, s) in u.chunks_exact_mut(self.m).zip(&self.spread) {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
+        }
         add_mean_and_clamp(u, &self.mean, &self.u_min, &self.u_max);
     }
     /// Draws across lanes into `soa` only (the noise and the clamp run with the lanes
@@ -131,16 +168,31 @@ impl Family for GaussianFixed {
             for (i, u) in soa.chunks_exact_mut(lanes).enumerate() {
                 let j = i % m;
                 let (s, mu, lo, hi) = (chol[j * m + j], self.mean[i], self.u_min[j], self.u_max[j]);
-                for v in u {
-                    *v = (*v * s + mu).clamp(lo, hi);
+                if self.scaled {
+                    // the order of `sample`: ε = σ z, then s_t ε, then clamp(· + μ)
+                    let st = self.spread[i / m];
+                    for v in u {
+                        *v = (*v * s * st + mu).clamp(lo, hi);
+                    }
+                } else {
+                    for v in u {
+                        *v = (*v * s + mu).clamp(lo, hi);
+                    }
                 }
             }
         } else {
             self.noise.fill_block(rng, soa);
             for (i, u) in soa.chunks_exact_mut(lanes).enumerate() {
                 let (mu, lo, hi) = (self.mean[i], self.u_min[i % m], self.u_max[i % m]);
-                for v in u {
-                    *v = (*v + mu).clamp(lo, hi);
+                if self.scaled {
+                    let st = self.spread[i / m];
+                    for v in u {
+                        *v = (*v * st + mu).clamp(lo, hi);
+                    }
+                } else {
+                    for v in u {
+                        *v = (*v + mu).clamp(lo, hi);
+                    }
                 }
             }
         }
@@ -153,29 +205,42 @@ impl Family for GaussianFixed {
         weighted_sum_blocks(blocks, weights, &mut out[..self.mean.len()]);
         true
     }
-    fn log_prob(&self, u: &[f64]) -> f64 {
-        let steps = (self.mean.len() / self.m) as f64;
-        steps * self.log_norm - 0.5 * self.mahalanobis(u, &self.mean)
+    fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        Some({
+            if !self.scaled {
+                let steps = (self.mean.len() / self.m) as f64;
+                return Some(steps * self.log_norm - 0.5 * self.mahalanobis(u, &self.mean));
+            }
+            // N(μ_t, s_t² Σ): −m ln s_t and the quadratic form over s_t² per step
+            let m = self.m;
+            let mut total = 0.0;
+            for ((ut, mt), st) in u
+                .chunks_exact(m)
+                .zip(self.mean.chunks_exact(m))
+                .zip(&self.spread)
+            {
+                let q = step_mahalanobis(self.noise.precision(), m, ut, mt);
+                total += self.log_norm - m as f64 * st.ln() - 0.5 * q / (st * st);
+            }
+            total
+        })
     }
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         weighted_sum(samples, weights, &mut out[..self.mean.len()]);
     }
     /// Same covariance: `KL = ½ Σ_t (μ_a − μ_b)ᵀ Σ⁻¹ (μ_a − μ_b)`.
-    fn kl(&self, other: &dyn Family) -> f64 {
-        match other.as_any().downcast_ref::<GaussianFixed>() {
+    fn kl(&self, other: &dyn Proposal) -> Option<f64> {
+        match downcast::<GaussianFixed>(other) {
             Some(o) if o.mean.len() == self.mean.len() && o.noise == self.noise => {
-                0.5 * self.mahalanobis(&self.mean, &o.mean)
+                Some(0.5 * self.mahalanobis(&self.mean, &o.mean))
             }
-            _ => f64::NAN,
+            _ => None,
         }
     }
     fn control_cost(&self, plan: &[f64], eps: &[f64]) -> Option<f64> {
         Some(self.noise.control_cost(plan, eps))
     }
-    fn clone_box(&self) -> Box<dyn Family> {
+    fn clone_box(&self) -> Box<dyn Proposal> {
         Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

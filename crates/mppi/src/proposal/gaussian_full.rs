@@ -33,13 +33,12 @@
 //! matrices allocate their outputs). The Cholesky factor `L` and its inverse `L⁻¹` are cached
 //! whenever the parameters change: sampling uses `L`, densities and KL use `L⁻¹`.
 
-use std::any::Any;
-
+use super::downcast;
 use crate::config::{CovarianceBlock, ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
-use super::{Family, check_spread_limits, clamp_plan, clamped_zero_row, weighted_mean};
+use super::{Proposal, check_spread_limits, clamp_plan, clamped_zero_row, weighted_mean};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_3;
 
@@ -52,11 +51,11 @@ pub(crate) const MAX_SEQUENCE_DIM: usize = 512;
 ///
 /// The initial covariance is the configured per-step covariance `Σ₀` in every step (the
 /// `"sequence"` block starts block-diagonal), with its eigenvalues clipped into
-/// `[std_min², std_max²]`; [`Family::reset`] returns to it.
+/// `[std_min², std_max²]`; [`Proposal::reset`] returns to it.
 ///
 /// ```
 /// use mppi::config::CovarianceBlock;
-/// use mppi::family::{Family, GaussianFull};
+/// use mppi::proposal::{Proposal, GaussianFull};
 /// let inf = f64::INFINITY;
 /// // 1 step of 2 controls, Σ₀ = I, no shrinkage or prior, eigenvalues clipped to [0.01, 100]
 /// let mut f = GaussianFull::new(1, 2, &[1.0, 0.0, 0.0, 1.0], &[-inf, -inf], &[inf, inf],
@@ -71,7 +70,7 @@ pub(crate) const MAX_SEQUENCE_DIM: usize = 512;
 /// assert!((c[0] - 1.005).abs() < 1e-12 && (c[1] - 0.995).abs() < 1e-12);
 /// // log_prob is the normalized density: at the mean, −log(2π) − ½ log det Σ
 /// let expected = -(2.0 * std::f64::consts::PI).ln() - 0.5 * (2.0f64 * 0.01).ln();
-/// assert!((f.log_prob(&[0.0, 0.0]) - expected).abs() < 1e-10);
+/// assert!((f.log_prob(&[0.0, 0.0]).unwrap() - expected).abs() < 1e-10);
 /// ```
 #[derive(Debug, Clone)]
 pub struct GaussianFull {
@@ -364,7 +363,7 @@ impl GaussianFull {
     }
 }
 
-impl Family for GaussianFull {
+impl Proposal for GaussianFull {
     fn name(&self) -> &'static str {
         "gaussian_full"
     }
@@ -501,9 +500,11 @@ impl Family for GaussianFull {
         clamp_plan(u, &self.u_min, &self.u_max);
     }
     /// `−½ (d log 2π + log det Σ) − ½ Σ_k ‖L_k⁻¹ (u_k − μ_k)‖²`.
-    fn log_prob(&self, u: &[f64]) -> f64 {
-        let q = Self::mahalanobis_with(&self.chol_inv, self.b, u, &self.params[..self.d]);
-        -0.5 * (self.d as f64 * LN_2PI + self.log_det) - 0.5 * q
+    fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        Some({
+            let q = Self::mahalanobis_with(&self.chol_inv, self.b, u, &self.params[..self.d]);
+            -0.5 * (self.d as f64 * LN_2PI + self.log_det) - 0.5 * q
+        })
     }
     /// Weighted moment matching per block, then shrinkage, prior and eigenvalue clipping
     /// (module docs). Weights are renormalized by their sum; if it is zero or not finite, or
@@ -578,12 +579,10 @@ impl Family for GaussianFull {
     /// Per block, `KL = ½ [tr(Σ_b⁻¹ Σ_a) + (μ_a − μ_b)ᵀ Σ_b⁻¹ (μ_a − μ_b) − b + log det Σ_b
     /// − log det Σ_a]`, summed; `tr(Σ_b⁻¹ Σ_a) = ‖L_b⁻¹ L_a‖_F²`. NaN for a different block
     /// structure or size.
-    fn kl(&self, other: &dyn Family) -> f64 {
-        let Some(o) = other.as_any().downcast_ref::<GaussianFull>() else {
-            return f64::NAN;
-        };
+    fn kl(&self, other: &dyn Proposal) -> Option<f64> {
+        let o = downcast::<GaussianFull>(other)?;
         if o.d != self.d || o.b != self.b || o.nb != self.nb {
-            return f64::NAN;
+            return None;
         }
         let (b, bb) = (self.b, self.b * self.b);
         let mut trace = 0.0;
@@ -600,7 +599,7 @@ impl Family for GaussianFull {
             }
         }
         let maha = Self::mahalanobis_with(&o.chol_inv, b, &self.params[..self.d], &o.params[..o.d]);
-        0.5 * (trace + maha - self.d as f64 + o.log_det - self.log_det)
+        Some(0.5 * (trace + maha - self.d as f64 + o.log_det - self.log_det))
     }
     /// `Σ_k (L_k⁻¹ u_k)·(L_k⁻¹ ε_k) = Σ_k u_kᵀ Σ_k⁻¹ ε_k` with the current covariance.
     fn control_cost(&self, plan: &[f64], eps: &[f64]) -> Option<f64> {
@@ -623,11 +622,8 @@ impl Family for GaussianFull {
         }
         Some(total)
     }
-    fn clone_box(&self) -> Box<dyn Family> {
+    fn clone_box(&self) -> Box<dyn Proposal> {
         Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -802,7 +798,7 @@ mod tests {
     //! tolerances (`-- --nocapture`).
 
     use super::*;
-    use crate::family::test_support::{
+    use crate::proposal::test_support::{
         assert_jensen, assert_sufficient_increase, em_step, increase_gains, weighted_sample_set,
     };
     use crate::rng::sample_rng;
@@ -1080,7 +1076,7 @@ mod tests {
                         "{lo} {hi}"
                     );
                     assert!(c.cholesky().is_some());
-                    assert!(f.log_prob(&samples[..8]).is_finite());
+                    assert!(f.log_prob(&samples[..8]).unwrap().is_finite());
                 }
             }
         }
@@ -1129,7 +1125,7 @@ mod tests {
         let r = DVector::from_column_slice(&u) - &mu;
         let inv = a_cov.clone().try_inverse().unwrap();
         let lp = -0.5 * (4.0 * LN_2PI + a_cov.determinant().ln()) - 0.5 * r.dot(&(&inv * &r));
-        assert!((f.log_prob(&u) - lp).abs() < 1e-12);
+        assert!((f.log_prob(&u).unwrap() - lp).abs() < 1e-12);
         let cc = f.control_cost(&[0.3, 0.1, -0.2, 0.4], &u).unwrap();
         let dense_cc = DVector::from_vec(vec![0.3, 0.1, -0.2, 0.4])
             .dot(&(&inv * DVector::from_column_slice(&u)));
@@ -1141,8 +1137,12 @@ mod tests {
         let kl = 0.5
             * ((&b_inv * &a_cov).trace() + dm.dot(&(&b_inv * &dm)) - 4.0
                 + (b_cov.determinant() / a_cov.determinant()).ln());
-        assert!((f.kl(&g) - kl).abs() < 1e-12);
-        assert!(f.kl(&family(2, 2, &COV2, CovarianceBlock::Step)).is_nan());
+        assert!((f.kl(&g).unwrap_or(f64::NAN) - kl).abs() < 1e-12);
+        assert!(
+            f.kl(&family(2, 2, &COV2, CovarianceBlock::Step))
+                .unwrap_or(f64::NAN)
+                .is_nan()
+        );
 
         // Jacobi reconstruction
         let mut a: Vec<f64> = a_cov.iter().copied().collect();
@@ -1197,17 +1197,22 @@ mod tests {
                 ..MppiConfig::default()
             };
             let mut planner = Planner::new(&cfg, 2).unwrap();
-            assert_eq!(planner.family().name(), "gaussian_full");
+            assert_eq!(planner.proposal().name(), "gaussian_full");
             let cost = |u: &[f64]| -> f64 { quartic(u) };
             let obj = FnObjective::new(4, cost);
             let start = cost(planner.mean());
             struct Check(f64, f64);
             impl crate::Observer for Check {
-                fn on_iteration(&mut self, s: &crate::IterStats, _p: &Planner) {
+                fn on_iteration(
+                    &mut self,
+                    s: &crate::IterStats,
+                    _p: &Planner,
+                ) -> std::ops::ControlFlow<()> {
                     self.0 = self.0.min(s.increase_margin);
                     self.1 = self
                         .1
                         .max((s.kl_step - s.q_gain).abs() / s.kl_step.max(1e-300));
+                    std::ops::ControlFlow::Continue(())
                 }
             }
             let mut check = Check(f64::INFINITY, 0.0);

@@ -5,7 +5,7 @@
 //! ```
 //!
 //! A mixture is not an exponential family (the component is latent), so the outer M-step
-//! `max_θ Q̂(θ) = Σ_i w_i log p(U_i; θ)` has no closed form; [`Family::fit`] solves it
+//! `max_θ Q̂(θ) = Σ_i w_i log p(U_i; θ)` has no closed form; [`Proposal::fit`] solves it
 //! approximately with `mixture_inner_iterations` iterations of an inner EM started at the
 //! current parameters:
 //!
@@ -28,7 +28,7 @@
 //!
 //! **Parameters** (mean coordinates, `C + 2·C·d` entries): `π_0..π_{C−1}`, then per component
 //! `μ_c` (`d`) followed by the second moments `E_c[U²] = μ_c² + s_c²` (`d`).
-//! [`Family::set_params`] requires `π ≥ 0` summing to 1 (within 1e-6; renormalized) and
+//! [`Proposal::set_params`] requires `π ≥ 0` summing to 1 (within 1e-6; renormalized) and
 //! `E_c[U²] − μ_c² > 0`; it clamps the variances into `[std_min², std_max²]` and the means into
 //! the control box.
 //!
@@ -48,28 +48,27 @@
 //! clamped into the control box. `log_prob` is the exact mixture density of the unclamped
 //! distribution (log-sum-exp over components) evaluated at the sample.
 //!
-//! **Plan** ([`Family::plan`]): the mean of the component with the largest `π` (lowest index on
+//! **Plan** ([`Proposal::plan`]): the mean of the component with the largest `π` (lowest index on
 //! ties) — mode seeking: a controller must commit to one route, and the mixture mean of two
-//! routes around an obstacle goes through it. [`Family::set_plan`] moves that component's mean
-//! and keeps the others. [`Family::shift`] shifts every component's per-step means and
+//! routes around an obstacle goes through it. [`Proposal::set_plan`] moves that component's mean
+//! and keeps the others. [`Proposal::shift`] shifts every component's per-step means and
 //! variances (`shift_fill = "zero"` fills the mean with zeros and the variance with the
 //! initial spread).
 //!
-//! **KL**: there is no closed form between mixtures; [`Family::kl`] returns NaN (theory-spec
+//! **KL**: there is no closed form between mixtures; [`Proposal::kl`] returns NaN (theory-spec
 //! B.5: mixtures are tested with H18 instead).
 //!
 //! **Allocation**: the `N × C` responsibilities are allocated by the constructor for
 //! [`MixtureSettings::samples`] samples; `sample`, `log_prob` and `fit` allocate nothing unless
 //! `fit` is handed more samples than that (then the buffer grows once).
 
-use std::any::Any;
 use std::f64::consts::PI;
 
 use crate::config::{ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
-use super::{Family, check_spread_limits, clamp_plan, clamped_zero_row, shift_rows};
+use super::{Proposal, check_spread_limits, clamp_plan, clamped_zero_row, shift_rows};
 
 /// A component whose weight falls below this after the inner EM is re-seeded.
 pub const PI_DEAD: f64 = 1e-3;
@@ -237,14 +236,14 @@ impl Components {
 /// for the math.
 ///
 /// ```
-/// use mppi::family::{Family, GaussianMixture, MixtureSettings};
+/// use mppi::proposal::{Proposal, GaussianMixture, MixtureSettings};
 /// let settings = MixtureSettings { components: 2, inner_iterations: 20, ..MixtureSettings::default() };
 /// // 1 step of 1 control, σ = 0.5: means at ∓0.5, variance 0.25, weights ½
 /// let mut f = GaussianMixture::new(1, 1, &[0.25], &[-2.0], &[2.0], settings).unwrap();
 /// assert_eq!(f.params(), &[0.5, 0.5, -0.5, 0.5, 0.5, 0.5]);
 /// let n = |u: f64, m: f64| (-(u - m) * (u - m) / 0.5).exp() / (2.0 * std::f64::consts::PI * 0.25).sqrt();
 /// let expected = (0.5 * n(0.3, -0.5) + 0.5 * n(0.3, 0.5)).ln();
-/// assert!((f.log_prob(&[0.3]) - expected).abs() < 1e-12);
+/// assert!((f.log_prob(&[0.3]).unwrap() - expected).abs() < 1e-12);
 /// // fit to samples at ±1 with equal weights: the components move to the two clusters
 /// let samples = [-1.0, -1.1, 1.0, 1.1];
 /// let mut theta = vec![0.0; f.params().len()];
@@ -360,7 +359,7 @@ impl GaussianMixture {
         })
     }
 
-    /// Build from a validated config (`family::build`).
+    /// Build from a validated config (`proposal::build`).
     pub(crate) fn from_validated(cfg: &Validated) -> Result<Self, MppiError> {
         let raw = &cfg.raw;
         Self::new(
@@ -408,7 +407,7 @@ impl GaussianMixture {
         weighted_ll(&self.cur, samples, weights)
     }
 
-    /// The fit of [`Family::fit`], also reporting `Q̂` after every inner iteration into
+    /// The fit of [`Proposal::fit`], also reporting `Q̂` after every inner iteration into
     /// `trace` (as many entries as fit; for the H18 checks). The re-seeding of dead
     /// components happens after the last entry.
     pub fn fit_traced(
@@ -568,7 +567,7 @@ fn weighted_ll(comp: &Components, samples: &[f64], weights: &[f64]) -> f64 {
         .sum()
 }
 
-impl Family for GaussianMixture {
+impl Proposal for GaussianMixture {
     fn name(&self) -> &'static str {
         "mixture"
     }
@@ -690,28 +689,25 @@ impl Family for GaussianMixture {
         }
         clamp_plan(u, &self.u_min, &self.u_max);
     }
-    fn log_prob(&self, u: &[f64]) -> f64 {
-        self.cur.log_prob(u)
+    fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        Some(self.cur.log_prob(u))
     }
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         self.fit_inner(samples, weights, out, &mut []);
     }
     /// No closed form between mixtures: always NaN (theory-spec B.5; H18 tests the fit).
-    fn kl(&self, _other: &dyn Family) -> f64 {
-        f64::NAN
+    fn kl(&self, _other: &dyn Proposal) -> Option<f64> {
+        None
     }
-    fn clone_box(&self) -> Box<dyn Family> {
+    fn clone_box(&self) -> Box<dyn Proposal> {
         Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::family::test_support::{assert_jensen, increase_gains};
+    use crate::proposal::test_support::{assert_jensen, increase_gains};
     use crate::rng::sample_rng;
     use crate::{FnObjective, MppiConfig, Planner};
 
@@ -765,11 +761,11 @@ mod tests {
                 .product()
         };
         let p = 0.3 * comp([-1.0, 2.0], [0.04, 0.25]) + 0.7 * comp([0.5, -0.5], [0.09, 0.01]);
-        let lp = f.log_prob(&u);
+        let lp = f.log_prob(&u).unwrap();
         assert!((lp - p.ln()).abs() < 1e-10, "{lp} vs {}", p.ln());
         assert_eq!(f.params(), &theta);
         // far away: finite (log-sum-exp), not −∞ through underflow
-        assert!(f.log_prob(&[1e3, -1e3]).is_finite());
+        assert!(f.log_prob(&[1e3, -1e3]).unwrap().is_finite());
         // invalid parameters are rejected and leave the family unchanged
         let mut bad = theta;
         bad[4] = 0.9; // E[u²] < μ²
@@ -778,7 +774,7 @@ mod tests {
         bad[0] = 0.5; // weights sum to 1.2
         assert!(f.set_params(&bad).is_err());
         assert_eq!(f.params(), &theta);
-        assert!(f.kl(&f.clone()).is_nan());
+        assert!(f.kl(&f.clone()).unwrap_or(f64::NAN).is_nan());
     }
 
     #[test]
@@ -1008,18 +1004,10 @@ mod tests {
         let mut min_weight = f64::INFINITY;
         for it in 0..30 {
             planner.iterate(&objective, 0, it).unwrap();
-            let mix = planner
-                .family()
-                .as_any()
-                .downcast_ref::<GaussianMixture>()
-                .unwrap();
+            let mix = crate::proposal::downcast::<GaussianMixture>(planner.proposal()).unwrap();
             min_weight = min_weight.min(mix.weights()[0].min(mix.weights()[1]));
         }
-        let mix = planner
-            .family()
-            .as_any()
-            .downcast_ref::<GaussianMixture>()
-            .unwrap();
+        let mix = crate::proposal::downcast::<GaussianMixture>(planner.proposal()).unwrap();
         let (m0, m1) = (mix.component_mean(0)[0], mix.component_mean(1)[0]);
         println!(
             "double well: means {m0:.4}, {m1:.4}, weights {:?}, min weight over 30 its {min_weight:.3}, plan {:.4}",

@@ -16,11 +16,11 @@
 //!
 //! **EM in knot space.** The density of `U` is degenerate (rank `K m` in `R^{T m}`), so the
 //! family is the exponential family of the knots: sufficient statistic `Y`, mean parameter
-//! `μ` (`K·m` entries, [`Family::params`]). A plan is mapped back to its knots by least squares,
+//! `μ` (`K·m` entries, [`Proposal::params`]). A plan is mapped back to its knots by least squares,
 //! `Y = B⁺ U` with the precomputed pseudo-inverse `B⁺ = (BᵀB)⁻¹Bᵀ` (so `B⁺B = I`), which is
 //! exact for every plan in `range(B)`, in particular every unclamped sample. The M-step is
 //! then the exact knot-space M-step `μ⁺ = Σ_i w_i B⁺U_i = B⁺ Σ_i w_i U_i`, and
-//! [`Family::log_prob`] is the knot density `log N(B⁺u; μ, I_K ⊗ Σ_u)`, which is what the EM
+//! [`Proposal::log_prob`] is the knot density `log N(B⁺u; μ, I_K ⊗ Σ_u)`, which is what the EM
 //! objective `Σ_i w_i log p(Y_i; θ)` uses.
 //!
 //! **Clamping approximation.** Samples are clamped into `[u_min, u_max]` after interpolation.
@@ -28,15 +28,14 @@
 //! projection `B⁺ clamp(BY)`, not the drawn `Y`, and the M-step is the EM step of the
 //! projected samples (the same clipping bias as in the other families, theory-spec B.4.5).
 //!
-//! **Warm start.** [`Family::shift`] shifts the plan `B μ` by one step in U-space and projects
+//! **Warm start.** [`Proposal::shift`] shifts the plan `B μ` by one step in U-space and projects
 //! it back onto the spline space, `μ ← B⁺ shift(B μ)`.
 //!
 //! **Control cost.** The Williams term is the knot-space one,
 //! `(B⁺ plan)ᵀ (I_K ⊗ Σ_u⁻¹) (B⁺ ε)`, i.e. the IS log-ratio of the knot densities
 //! (theory-spec B.4.8 applied to the knot Gaussian).
 
-use std::any::Any;
-
+use super::downcast;
 use nalgebra::DMatrix;
 
 use crate::config::ShiftFill;
@@ -45,14 +44,14 @@ use crate::gaussian::GaussianNoise;
 use crate::rng::SampleRng;
 
 use super::{
-    Family, clamp_plan, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows, step_log_det,
+    Proposal, clamp_plan, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows, step_log_det,
     step_mahalanobis, weighted_sum,
 };
 
 /// Gaussian over `K` knots, linearly interpolated to a `T`-step plan (`family = "spline"`).
 ///
 /// ```
-/// use mppi::family::{Family, SplineGaussian};
+/// use mppi::proposal::{Proposal, SplineGaussian};
 /// let inf = f64::INFINITY;
 /// // 5 steps, 3 knots at steps 0, 2, 4
 /// let mut f = SplineGaussian::new(5, 3, 1, &[1.0], &[-inf], &[inf]).unwrap();
@@ -62,7 +61,7 @@ use super::{
 /// assert_eq!(plan, [0.0, 0.5, 1.0, 0.5, 0.0]);
 /// // log_prob is the density of the knots B⁺u = (0, 1, 0): the mean, so −(3/2) log 2π
 /// let expected = -1.5 * (2.0 * std::f64::consts::PI).ln();
-/// assert!((f.log_prob(&plan) - expected).abs() < 1e-12);
+/// assert!((f.log_prob(&plan).unwrap() - expected).abs() < 1e-12);
 /// ```
 #[derive(Debug, Clone)]
 pub struct SplineGaussian {
@@ -273,7 +272,7 @@ fn linear_basis(horizon: usize, knots: usize) -> (Vec<f64>, Vec<usize>) {
     (basis, segment)
 }
 
-impl Family for SplineGaussian {
+impl Proposal for SplineGaussian {
     fn name(&self) -> &'static str {
         "spline"
     }
@@ -348,8 +347,11 @@ impl Family for SplineGaussian {
         clamp_plan(u, &self.u_min, &self.u_max);
     }
     /// The knot density `log N(B⁺u; μ, I_K ⊗ Σ_u)` (the U-space density is degenerate).
-    fn log_prob(&self, u: &[f64]) -> f64 {
-        self.knots as f64 * self.log_norm - 0.5 * self.knot_bilinear(u, &self.mean, u, &self.mean)
+    fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        Some({
+            self.knots as f64 * self.log_norm
+                - 0.5 * self.knot_bilinear(u, &self.mean, u, &self.mean)
+        })
     }
     /// `μ⁺ = B⁺ Σ_i w_i U_i = Σ_i w_i B⁺U_i` (zero weights skipped).
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
@@ -359,17 +361,17 @@ impl Family for SplineGaussian {
     }
     /// Same knot covariance: `KL = ½ Σ_k (μ_a − μ_b)_kᵀ Σ_u⁻¹ (μ_a − μ_b)_k`; NaN unless
     /// `other` is a spline Gaussian with the same horizon, knots and `Σ_u`.
-    fn kl(&self, other: &dyn Family) -> f64 {
-        match other.as_any().downcast_ref::<SplineGaussian>() {
+    fn kl(&self, other: &dyn Proposal) -> Option<f64> {
+        match downcast::<SplineGaussian>(other) {
             Some(o)
                 if o.horizon == self.horizon
                     && o.knots == self.knots
                     && o.m == self.m
                     && o.noise == self.noise =>
             {
-                0.5 * self.knot_mahalanobis(&self.mean, &o.mean)
+                Some(0.5 * self.knot_mahalanobis(&self.mean, &o.mean))
             }
-            _ => f64::NAN,
+            _ => None,
         }
     }
     /// Knot-space Williams term `(B⁺ plan)ᵀ (I_K ⊗ Σ_u⁻¹) (B⁺ ε)`; `0` for empty input and NaN
@@ -384,11 +386,8 @@ impl Family for SplineGaussian {
         }
         Some(self.knot_bilinear(plan, &[], eps, &[]))
     }
-    fn clone_box(&self) -> Box<dyn Family> {
+    fn clone_box(&self) -> Box<dyn Proposal> {
         Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -397,7 +396,7 @@ mod tests {
     //! Checks of the knot parameterization and the knot-space EM (theory-spec B.4.4, H4).
 
     use super::*;
-    use crate::family::test_support::{
+    use crate::proposal::test_support::{
         assert_sufficient_increase, costs_of, em_step, sample_set, weights_from_costs,
     };
     use crate::rng::sample_rng;
@@ -574,7 +573,7 @@ mod tests {
         let e: Vec<f64> = y.iter().zip(&mu).map(|(a, b)| a - b).collect();
         let expected =
             -0.5 * (k as f64 * (2.0 * (2.0 * std::f64::consts::PI).ln() + det.ln()) + quad(&e, &e));
-        assert!((f.log_prob(&u) - expected).abs() <= 1e-12);
+        assert!((f.log_prob(&u).unwrap() - expected).abs() <= 1e-12);
         let mut plan = vec![0.0; t * m];
         f.plan(&mut plan);
         let eps: Vec<f64> = u.iter().zip(&plan).map(|(a, b)| a - b).collect();
@@ -628,6 +627,6 @@ mod tests {
         let mut u = [0.0; 8];
         g.sample(&mut sample_rng(4, 0, 0, 0), &mut u);
         assert!(u.iter().all(|v| (-0.2..=0.2).contains(v)));
-        assert!(g.log_prob(&u).is_finite());
+        assert!(g.log_prob(&u).unwrap().is_finite());
     }
 }

@@ -25,15 +25,14 @@
 //! not the per-step `Σ_u⁻¹`) in `O(T m²)` without forming any `Tm × Tm` matrix.
 //! With `ρ = 0` the family coincides with `gaussian`.
 
-use std::any::Any;
-
+use super::downcast;
 use crate::config::ShiftFill;
 use crate::error::{MppiError, check_len};
 use crate::gaussian::GaussianNoise;
 use crate::rng::SampleRng;
 
 use super::{
-    Family, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows,
+    Proposal, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows,
     step_log_det, weighted_sum, weighted_sum_blocks,
 };
 
@@ -41,13 +40,13 @@ use super::{
 /// (`family = "colored"`, correlation `noise_correlation`).
 ///
 /// ```
-/// use mppi::family::{ColoredGaussian, Family};
+/// use mppi::proposal::{ColoredGaussian, Proposal};
 /// let inf = f64::INFINITY;
 /// let f = ColoredGaussian::new(3, 1, &[1.0], 0.5, &[-inf], &[inf]).unwrap();
 /// // εᵀ K⁻¹ ε for ε = (1, 1, 1), K_ts = 0.5^|t−s|: 1 + 2 · (1 − 0.5)² / (1 − 0.25) = 5/3
 /// let log_det = 2.0 * (0.75f64).ln();
 /// let expected = -0.5 * (3.0 * (2.0 * std::f64::consts::PI).ln() + log_det + 5.0 / 3.0);
-/// assert!((f.log_prob(&[1.0, 1.0, 1.0]) - expected).abs() < 1e-12);
+/// assert!((f.log_prob(&[1.0, 1.0, 1.0]).unwrap() - expected).abs() < 1e-12);
 /// // the control-cost term uses the full sequence precision
 /// assert!((f.control_cost(&[1.0, 1.0, 1.0], &[1.0, 1.0, 1.0]).unwrap() - 5.0 / 3.0).abs() < 1e-12);
 /// ```
@@ -170,7 +169,7 @@ impl ColoredGaussian {
     }
 }
 
-impl Family for ColoredGaussian {
+impl Proposal for ColoredGaussian {
     fn name(&self) -> &'static str {
         "colored"
     }
@@ -218,8 +217,8 @@ impl Family for ColoredGaussian {
         add_mean_and_clamp(u, &self.mean, &self.u_min, &self.u_max);
     }
     /// `−½ log det(2π Σ_full) − ½ (u − μ)ᵀ Σ_full⁻¹ (u − μ)` of the unclamped distribution.
-    fn log_prob(&self, u: &[f64]) -> f64 {
-        self.log_norm - 0.5 * self.bilinear(u, &self.mean, u, &self.mean)
+    fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        Some(self.log_norm - 0.5 * self.bilinear(u, &self.mean, u, &self.mean))
     }
     /// `μ⁺ = Σ_i w_i U_i` (zero weights skipped).
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
@@ -234,27 +233,24 @@ impl Family for ColoredGaussian {
     }
     /// Same covariance: `KL = ½ (μ_a − μ_b)ᵀ Σ_full⁻¹ (μ_a − μ_b)`; NaN unless `other` is a
     /// colored Gaussian with the same `Σ_u`, `ρ` and horizon.
-    fn kl(&self, other: &dyn Family) -> f64 {
-        match other.as_any().downcast_ref::<ColoredGaussian>() {
+    fn kl(&self, other: &dyn Proposal) -> Option<f64> {
+        match downcast::<ColoredGaussian>(other) {
             Some(o)
                 if o.mean.len() == self.mean.len()
                     && o.noise == self.noise
                     && o.rho == self.rho =>
             {
-                0.5 * self.bilinear(&self.mean, &o.mean, &self.mean, &o.mean)
+                Some(0.5 * self.bilinear(&self.mean, &o.mean, &self.mean, &o.mean))
             }
-            _ => f64::NAN,
+            _ => None,
         }
     }
     /// `planᵀ Σ_full⁻¹ ε` with the full AR(1) sequence precision (theory-spec B.4.4, B.4.8).
     fn control_cost(&self, plan: &[f64], eps: &[f64]) -> Option<f64> {
         Some(self.bilinear(plan, &[], eps, &[]))
     }
-    fn clone_box(&self) -> Box<dyn Family> {
+    fn clone_box(&self) -> Box<dyn Proposal> {
         Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -263,8 +259,8 @@ mod tests {
     //! Theory checks for the colored family (theory-spec B.4.4, B.4.8, H4, H14, H15).
 
     use super::*;
-    use crate::family::GaussianFixed;
-    use crate::family::test_support::{
+    use crate::proposal::GaussianFixed;
+    use crate::proposal::test_support::{
         assert_sufficient_increase, costs_of, em_step, sample_set, weights_from_costs,
     };
     use crate::rng::sample_rng;
@@ -305,17 +301,21 @@ mod tests {
             * ((t * m) as f64 * (2.0 * std::f64::consts::PI).ln()
                 + log_det
                 + (e.transpose() * &prec * &e)[(0, 0)]);
-        assert!((a.log_prob(&u) - dense_lp).abs() < 1e-10);
+        assert!((a.log_prob(&u).unwrap() - dense_lp).abs() < 1e-10);
         let dm = DVector::from_vec(mu_a.iter().zip(&mu_b).map(|(x, y)| x - y).collect());
         let dense_kl = 0.5 * (dm.transpose() * &prec * &dm)[(0, 0)];
-        assert!((a.kl(&b) - dense_kl).abs() < 1e-10);
+        assert!((a.kl(&b).unwrap_or(f64::NAN) - dense_kl).abs() < 1e-10);
         let p = DVector::from_vec(mu_a.clone());
         let dense_cc = (p.transpose() * &prec * &e)[(0, 0)];
         assert!((a.control_cost(&mu_a, e.as_slice()).unwrap() - dense_cc).abs() < 1e-10);
         // the planner's probe with empty slices
         assert_eq!(a.control_cost(&[], &[]), Some(0.0));
         // a different correlation is a different family
-        assert!(a.kl(&family(t, m, &sigma_u, 0.5)).is_nan());
+        assert!(
+            a.kl(&family(t, m, &sigma_u, 0.5))
+                .unwrap_or(f64::NAN)
+                .is_nan()
+        );
     }
 
     /// `ρ = 0` is the white `gaussian` family.
@@ -325,7 +325,7 @@ mod tests {
         let c = family(4, 2, &sigma_u, 0.0);
         let g = GaussianFixed::new(4, 2, &sigma_u, &[-INF; 2], &[INF; 2]).unwrap();
         let u = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8];
-        assert!((c.log_prob(&u) - g.log_prob(&u)).abs() < 1e-12);
+        assert!((c.log_prob(&u).unwrap() - g.log_prob(&u).unwrap()).abs() < 1e-12);
         let (mut r1, mut r2) = (sample_rng(3, 0, 0, 0), sample_rng(3, 0, 0, 0));
         let (mut a, mut b) = ([0.0; 8], [0.0; 8]);
         c.sample(&mut r1, &mut a);
@@ -559,6 +559,6 @@ mod tests {
         let mut u = [0.0; 4];
         g.sample(&mut sample_rng(1, 0, 0, 0), &mut u);
         assert!(u.iter().all(|v| (-0.1..=0.1).contains(v)));
-        assert!(g.log_prob(&u).is_finite());
+        assert!(g.log_prob(&u).unwrap().is_finite());
     }
 }

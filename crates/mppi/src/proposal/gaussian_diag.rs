@@ -25,13 +25,12 @@
 //! `log_prob` is the density of the unclamped Gaussian evaluated at the (possibly clamped)
 //! sample, as for [`super::GaussianFixed`].
 
-use std::any::Any;
-
+use super::downcast;
 use crate::config::{ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
-use super::{Family, check_spread_limits, clamped_zero_row, shift_rows, weighted_mean};
+use super::{Proposal, check_spread_limits, clamped_zero_row, shift_rows, weighted_mean};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_3;
 
@@ -40,11 +39,11 @@ const LN_2PI: f64 = 1.837_877_066_409_345_3;
 ///
 /// Parameters (mean coordinates, `2d` entries, `d = T·m`): the mean `μ` followed by the
 /// second moments `E[U_j²] = s_j² + μ_j²`. The initial spread is `s₀ = √diag(Σ)` of the
-/// configured per-step covariance, clamped into `[std_min, std_max]`; [`Family::reset`]
+/// configured per-step covariance, clamped into `[std_min, std_max]`; [`Proposal::reset`]
 /// returns to it (the planner's `std_reset` relies on that).
 ///
 /// ```
-/// use mppi::family::{Family, GaussianDiag};
+/// use mppi::proposal::{Proposal, GaussianDiag};
 /// // 2 steps of 1 control, initial std 0.5, std clamped into [0.1, 1], no prior
 /// let mut f = GaussianDiag::new(2, 1, &[0.25], &[-1.0], &[1.0], 0.1, 1.0, 0.0).unwrap();
 /// assert_eq!(f.params(), &[0.0, 0.0, 0.25, 0.25]);
@@ -188,7 +187,7 @@ impl GaussianDiag {
     }
 }
 
-impl Family for GaussianDiag {
+impl Proposal for GaussianDiag {
     fn name(&self) -> &'static str {
         "gaussian_diag"
     }
@@ -277,13 +276,15 @@ impl Family for GaussianDiag {
         }
     }
     /// `Σ_j −½ log(2π s_j²) − (u_j − μ_j)²/(2 s_j²)`.
-    fn log_prob(&self, u: &[f64]) -> f64 {
-        let mut q = 0.0;
-        for ((uj, mu), iv) in u.iter().zip(&self.params[..self.d]).zip(&self.inv_var) {
-            let r = uj - mu;
-            q += r * r * iv;
-        }
-        self.log_norm - 0.5 * q
+    fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        Some({
+            let mut q = 0.0;
+            for ((uj, mu), iv) in u.iter().zip(&self.params[..self.d]).zip(&self.inv_var) {
+                let r = uj - mu;
+                q += r * r * iv;
+            }
+            self.log_norm - 0.5 * q
+        })
     }
     /// Weighted moment matching, then the prior and the clamps (module docs). Weights are
     /// renormalized by their sum; if they sum to zero (or are not finite) the current
@@ -316,8 +317,8 @@ impl Family for GaussianDiag {
         }
     }
     /// `KL = ½ Σ_j [s_aj²/s_bj² + (μ_aj − μ_bj)²/s_bj² − 1 + log(s_bj²/s_aj²)]`.
-    fn kl(&self, other: &dyn Family) -> f64 {
-        match other.as_any().downcast_ref::<GaussianDiag>() {
+    fn kl(&self, other: &dyn Proposal) -> Option<f64> {
+        match downcast::<GaussianDiag>(other) {
             Some(o) if o.d == self.d && o.m == self.m => {
                 let mut total = 0.0;
                 for j in 0..self.d {
@@ -325,9 +326,9 @@ impl Family for GaussianDiag {
                     let ratio = self.var[j] * o.inv_var[j];
                     total += ratio + dm * dm * o.inv_var[j] - 1.0 - ratio.ln();
                 }
-                0.5 * total
+                Some(0.5 * total)
             }
-            _ => f64::NAN,
+            _ => None,
         }
     }
     /// `Σ_j u_j ε_j / s_j²` with the current variances.
@@ -340,11 +341,8 @@ impl Family for GaussianDiag {
                 .sum(),
         )
     }
-    fn clone_box(&self) -> Box<dyn Family> {
+    fn clone_box(&self) -> Box<dyn Proposal> {
         Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -354,7 +352,7 @@ mod tests {
     //! are printed next to their tolerances (`-- --nocapture`).
 
     use super::*;
-    use crate::family::test_support::{
+    use crate::proposal::test_support::{
         assert_sufficient_increase, em_step, increase_gains, weighted_sample_set,
     };
     use crate::rng::sample_rng;
@@ -574,7 +572,7 @@ mod tests {
                 -0.5 * (2.0 * std::f64::consts::PI * v).ln() - 0.5 * (u[j] - m).powi(2) / v
             })
             .sum();
-        assert!((f.log_prob(&u) - lp).abs() < 1e-12);
+        assert!((f.log_prob(&u).unwrap() - lp).abs() < 1e-12);
         // KL in closed form agrees with a Monte-Carlo estimate E_a[log p_a − log p_b]
         let a = GaussianDiag::new(
             2,
@@ -595,13 +593,13 @@ mod tests {
         let (mut s, mut s2) = (0.0, 0.0);
         for i in 0..n {
             a.sample(&mut sample_rng(9, 0, 0, i), &mut u);
-            let x = a.log_prob(&u) - b.log_prob(&u);
+            let x = a.log_prob(&u).unwrap() - b.log_prob(&u).unwrap();
             s += x;
             s2 += x * x;
         }
         let mean = s / n as f64;
         let se = ((s2 / n as f64 - mean * mean) / n as f64).sqrt();
-        let kl = a.kl(&b);
+        let kl = a.kl(&b).unwrap_or(f64::NAN);
         println!("KL diag closed {kl:.5} vs MC {mean:.5} ± {se:.5}");
         assert!((kl - mean).abs() <= 4.0 * se);
     }
@@ -623,7 +621,7 @@ mod tests {
             ..MppiConfig::default()
         };
         let mut planner = Planner::new(&cfg, 3).unwrap();
-        assert_eq!(planner.family().name(), "gaussian_diag");
+        assert_eq!(planner.proposal().name(), "gaussian_diag");
         let cost = |u: &[f64]| -> f64 {
             u.iter()
                 .enumerate()
@@ -633,11 +631,16 @@ mod tests {
         let obj = FnObjective::new(3, cost);
         struct Check(f64, f64);
         impl crate::Observer for Check {
-            fn on_iteration(&mut self, s: &crate::IterStats, _p: &Planner) {
+            fn on_iteration(
+                &mut self,
+                s: &crate::IterStats,
+                _p: &Planner,
+            ) -> std::ops::ControlFlow<()> {
                 self.0 = self.0.min(s.increase_margin);
                 self.1 = self
                     .1
                     .max((s.kl_step - s.q_gain).abs() / s.kl_step.max(1e-300));
+                std::ops::ControlFlow::Continue(())
             }
         }
         let mut check = Check(f64::INFINITY, 0.0);
