@@ -18,9 +18,9 @@ use clap::{Args, Parser, Subcommand};
     after_help = "Examples:\n  \
         mppi tasks\n  \
         mppi run pendulum\n  \
-        mppi run pendulum --set samples=256 --set lambda=0.5 --out runs/pendulum\n  \
-        mppi run pendulum --set temperature_mode=ess_target --set ess_target=0.05\n  \
-        mppi run pendulum --config my.toml --seed 3 --require-success",
+        mppi run pendulum --set samples=256 --set weighting.temperature.lambda=0.5 --out runs/pendulum\n  \
+        mppi run pendulum --set 'weighting.temperature={ kind = \"ess_target\", target = 0.05 }'\n  \
+        mppi config pendulum > my.toml; mppi run pendulum --config my.toml --seed 3 --require-success",
     propagate_version = true
 )]
 pub struct Cli {
@@ -36,6 +36,9 @@ pub enum Command {
     Tasks,
     /// Run a task in closed loop and print a summary (optionally write CSV, JSON and plots).
     Run(RunArgs),
+    /// Print a task's whole planner config as TOML, every key with a comment: a file to edit
+    /// and pass to `mppi run --config`.
+    Config(ConfigArgs),
     /// Compare the EM-MPPI theory with measurements: contraction rates, sufficient increase
     /// per family, full-covariance O(1/k), acceleration rates and expected ESS.
     Theory(TheoryArgs),
@@ -128,42 +131,41 @@ pub struct TheoryArgs {
     pub quiet: bool,
 }
 
+/// Options of `mppi config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Task whose config to print (see `mppi tasks`).
+    #[arg(value_name = "TASK")]
+    pub task: String,
+
+    /// TOML file laid over the task's defaults before printing (as in `mppi run`).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Override one setting before printing (as in `mppi run`); repeatable.
+    #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
 /// Options of `mppi run`.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Config keys (TOML file or --set; unspecified keys keep the task's defaults):\n  \
-    samples, horizon, iterations        sizes of the EM loop (e.g. --set samples=512)\n  \
-    lambda                              temperature in cost units (temperature_mode = fixed)\n  \
-    temperature_mode                    fixed | std_normalized | ess_target\n  \
-    std_temperature, ess_target         parameters of the two adaptive modes\n  \
-    noise_sigma                         exploration std per control (e.g. --set noise_sigma=[1.0,0.5])\n  \
-    noise_covariance                    full m x m covariance (e.g. [[1.0,0.0],[0.0,0.25]])\n  \
-    u_min, u_max                        control bounds per dimension (e.g. --set u_max=[3.0])\n  \
-    step_size, control_cost_gamma, discount, shift_fill (last | zero), seed, threads\n  \
-    family                              gaussian | gaussian_diag | gaussian_full | colored | spline |\n  \
-                                        beta | categorical | mixture\n  \
-    acceleration, momentum, safeguard   step rule: none | over_relaxed | heavy_ball\n  \
-    diagnostics                         basic | full; `mppi run` uses full unless you set it\n  \
-                                        (KL step, increase margin, contraction in diagnostics.csv/plot)\n  \
-    precision                           f64 | f32 (float32 rollouts: faster; samples, weights stay f64)\n\n\
-Exit status: 0 when the run finished (successful or not; see --require-success),\n\
-1 when it failed at run time or --require-success was not met, 2 for usage and config errors."
-)]
+#[command(after_help = crate::config::keys_help())]
 pub struct RunArgs {
     /// Task to run (see `mppi tasks`).
     #[arg(value_name = "TASK")]
     pub task: String,
 
-    /// TOML file of planner settings, applied over the task's defaults. Keys are the
-    /// `MppiConfig` fields (samples, horizon, lambda, noise_sigma, temperature_mode, ...);
-    /// keys not in the file keep the task's defaults. Unknown keys are an error.
+    /// TOML file of planner settings, applied over the task's defaults: top-level keys
+    /// (samples, horizon, ...) and one section per stage ([proposal], [schedule], [weighting],
+    /// [update]); keys not in the file keep the task's defaults. Unknown keys are an error.
+    /// `mppi config <task>` prints a complete file to start from.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Override one setting, after the config file; repeatable. VALUE is a TOML value
-    /// (number, bool, array, quoted string) or a bare word, e.g. `--set samples=512`,
-    /// `--set lambda=0.5`, `--set noise_sigma=[1.0]`, `--set u_max=[3.0]`,
-    /// `--set temperature_mode=ess_target`.
+    /// Override one setting, after the config file; repeatable. KEY is a dotted path, VALUE
+    /// a TOML value (number, bool, array, inline table, quoted string) or a bare word, e.g.
+    /// `--set samples=512`, `--set weighting.temperature.lambda=0.5`,
+    /// `--set proposal.noise_sigma=1.0`, `--set proposal.kind=gaussian_diag`.
     #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 

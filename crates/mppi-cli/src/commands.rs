@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mppi::{DiagnosticsLevel, MppiConfig, MppiError};
 use mppi_tasks::{EpisodeOptions, Task, all_tasks, run_episode, task_by_name, task_names};
 
-use crate::cli::{Cli, Command, RunArgs, TheoryArgs};
-use crate::config::{Overrides, build_config};
+use crate::cli::{Cli, Command, ConfigArgs, RunArgs, TheoryArgs};
+use crate::config::{Overrides, build_config, render_config};
 use crate::error::CliError;
 use crate::output::{RunSummary, write_data_files};
 use crate::plots::{register_font, rollout_interval, write_plots, write_theory_plots};
@@ -23,9 +23,26 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Tasks => print_stdout(&tasks_table()),
         Command::Run(args) => run(&args),
+        Command::Config(args) => show_config(&args),
         Command::Theory(args) => theory(&args),
         Command::Bench(args) => crate::bench::bench(&args),
     }
+}
+
+/// `mppi config <task>`: the task's config, with the file and `--set` overrides laid over it.
+fn show_config(args: &ConfigArgs) -> Result<(), CliError> {
+    let task = find_task(&args.task)?;
+    let overrides = Overrides {
+        file: args.config.as_deref(),
+        set: &args.set,
+        ..Overrides::default()
+    };
+    let config = build_config(
+        &task.default_config(),
+        &overrides,
+        task.dynamics().control_dim(),
+    )?;
+    print_stdout(&render_config(task.name(), &config)?)
 }
 
 /// Write to stdout; a closed pipe (e.g. `mppi tasks | head -1`) is not an error.
@@ -193,7 +210,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
 
 /// `mppi theory`.
 pub fn theory(args: &TheoryArgs) -> Result<(), CliError> {
-    use mppi::experiments::{EXPERIMENTS, Size, run_all};
+    use mppi_theory::experiments::{EXPERIMENTS, Size, run_all};
     let out = args.out.as_deref();
     if let Some(dir) = out {
         create_out_dir(dir)?;

@@ -11,7 +11,8 @@
 
 use std::path::Path;
 
-use mppi::MppiConfig;
+use mppi::config::moved_key;
+use mppi::{MppiConfig, ProposalKind};
 use toml::{Table, Value};
 
 use crate::error::{CliError, single_line};
@@ -29,7 +30,8 @@ pub struct Layer {
 ///
 /// VALUE is read as a TOML value (`512`, `0.5`, `true`, `[1.0, 2.0]`, `"text"`); anything
 /// else that does not look like the start of a TOML array, table or string is taken as a bare
-/// string, so `temperature_mode=ess_target` works without quotes.
+/// string, so `proposal.kind=gaussian_diag` works without quotes. KEY is a dotted path into
+/// the config's sections (`weighting.temperature.lambda`).
 pub fn parse_set(arg: &str) -> Result<(String, Value), CliError> {
     let Some((key, raw)) = arg.split_once('=') else {
         return Err(CliError::usage(format!(
@@ -63,8 +65,16 @@ pub fn set_layers(args: &[String]) -> Result<Vec<Layer>, CliError> {
     args.iter()
         .map(|arg| {
             let (key, value) = parse_set(arg)?;
+            let path: Vec<String> = key.split('.').map(|p| p.trim().to_string()).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(CliError::usage(format!(
+                    "--set {arg}: `{key}` has an empty part; write a dotted path such as \
+                     proposal.std_min"
+                )));
+            }
             let mut table = Table::new();
-            table.insert(key, value);
+            insert_path(&mut table, &path, value)
+                .map_err(|reason| CliError::usage(format!("--set {arg}: {reason}")))?;
             Ok(Layer {
                 source: format!("--set {arg}"),
                 table,
@@ -180,55 +190,238 @@ fn plain_types(message: &str) -> String {
         .replace("expected f64", "expected a number")
 }
 
-/// Check that `key = value` alone is a valid config entry (known key, right type).
-fn check_entry(key: &str, value: &Value) -> Result<(), String> {
-    let mut table = Table::new();
-    table.insert(key.to_string(), value.clone());
-    match table.try_into::<MppiConfig>() {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let msg = single_line(e.message());
-            if msg.starts_with("unknown field") {
-                let keys = listed_keys(&msg);
-                let hint = keys
-                    .iter()
-                    .map(|k| (edit_distance(key, k), k))
-                    .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-                    .min()
-                    .map(|(_, k)| format!("did you mean `{k}`? "))
-                    .unwrap_or_default();
-                if keys.is_empty() {
-                    Err(format!("unknown config key `{key}`: {msg}"))
-                } else {
-                    Err(format!(
-                        "unknown config key `{key}`; {hint}valid keys: {}",
-                        keys.join(", ")
-                    ))
-                }
-            } else {
-                Err(format!("invalid value for `{key}`: {}", plain_types(&msg)))
+/// A dotted key path as the user writes it.
+fn dotted(path: &[String]) -> String {
+    path.join(".")
+}
+
+/// Every leaf `(path, value)` of a table; nested tables are sections, not values.
+fn leaves(table: &Table, prefix: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value)>) {
+    for (key, value) in table {
+        prefix.push(key.clone());
+        match value {
+            Value::Table(inner) => leaves(inner, prefix, out),
+            other => out.push((prefix.clone(), other.clone())),
+        }
+        prefix.pop();
+    }
+}
+
+/// Set `path = value` in `table`, creating sections on the way. Errors if a key on the way
+/// already holds a value that is not a section.
+fn insert_path(table: &mut Table, path: &[String], value: Value) -> Result<(), String> {
+    let (last, sections) = path.split_last().expect("a key path is never empty");
+    let mut at = table;
+    for (depth, key) in sections.iter().enumerate() {
+        let entry = at
+            .entry(key.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        match entry {
+            Value::Table(inner) => at = inner,
+            _ => {
+                return Err(format!(
+                    "`{}` is a value, not a section: `{}` cannot be set",
+                    dotted(&path[..=depth]),
+                    dotted(path)
+                ));
+            }
+        }
+    }
+    at.insert(last.clone(), value);
+    Ok(())
+}
+
+/// `over` laid over `base`, key by key, sections merged recursively.
+fn deep_merge(base: &mut Table, over: &Table) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => deep_merge(b, o),
+            _ => {
+                base.insert(key.clone(), value.clone());
             }
         }
     }
 }
 
-/// Lay `layers` over `base`, in order, and deserialize the result.
-///
-/// Every key of every layer is checked on its own first, so an error names the key and the
-/// layer it came from. The result is *not* validated against a control dimension; see
-/// [`build_config`].
-pub fn merge(base: &MppiConfig, layers: &[Layer]) -> Result<MppiConfig, CliError> {
-    let mut merged = config_table(base)?;
-    for layer in layers {
-        for (key, value) in &layer.table {
-            check_entry(key, value)
-                .map_err(|reason| CliError::usage(format!("{}: {reason}", layer.source)))?;
-            merged.insert(key.clone(), value.clone());
+/// The `kind` string of the section at `path`, if set.
+fn kind_at<'a>(table: &'a Table, path: &[&str]) -> Option<&'a str> {
+    let mut at = table;
+    for key in path {
+        at = at.get(*key)?.as_table()?;
+    }
+    at.get("kind")?.as_str()
+}
+
+fn section_mut<'a>(table: &'a mut Table, path: &[&str]) -> Option<&'a mut Table> {
+    let mut at = table;
+    for key in path {
+        at = at.get_mut(*key)?.as_table_mut()?;
+    }
+    Some(at)
+}
+
+/// When the user changes the `kind` of a section, the task's keys for the old kind no longer
+/// apply: drop those the new kind does not have (a tagged rule's keys all belong to its kind;
+/// a proposal keeps what the new kind shares, such as `noise_sigma`).
+fn switch_kinds(defaults: &mut Table, user: &Table) {
+    for path in [
+        &["proposal"][..],
+        &["schedule"][..],
+        &["weighting", "temperature"][..],
+    ] {
+        let Some(new) = kind_at(user, path) else {
+            continue;
+        };
+        if kind_at(defaults, path) == Some(new) {
+            continue;
+        }
+        let keep: &[&str] = match (path, ProposalKind::from_name(new)) {
+            (["proposal"], Some(kind)) => kind.keys(),
+            _ => &[],
+        };
+        if let Some(section) = section_mut(defaults, path) {
+            section.retain(|k, _| keep.contains(&k));
         }
     }
+}
+
+/// `defaults` with the user's keys laid over it, after the kind switches.
+fn combine(defaults: &Table, user: &Table) -> Table {
+    let mut merged = defaults.clone();
+    switch_kinds(&mut merged, user);
+    deep_merge(&mut merged, user);
     merged
+}
+
+/// Why `path = value` made the config invalid, in words that name the key.
+fn explain(
+    path: &[String],
+    value: &Value,
+    message: &str,
+    defaults: &Table,
+    user: &Table,
+) -> String {
+    let key = dotted(path);
+    if message.starts_with("unknown field") {
+        let field = message
+            .split('`')
+            .nth(1)
+            .unwrap_or_else(|| path.last().map_or("", String::as_str));
+        // the unknown key sits where serde found it: at the leaf, or a section on the way
+        let at = path
+            .iter()
+            .position(|p| p == field)
+            .unwrap_or(path.len() - 1);
+        let full = dotted(&path[..=at]);
+        let section = dotted(&path[..at]);
+        if at == 0
+            && let Some(new) = moved_key(field)
+        {
+            return format!(
+                "`{field}` is not a top-level key any more: it is now {new} (e.g. `--set {}=...`; \
+                 see `mppi run --help`)",
+                new.split(' ').next().unwrap_or(new)
+            );
+        }
+        let keys = listed_keys(message);
+        let hint = keys
+            .iter()
+            .map(|k| (edit_distance(field, k), k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+            .min()
+            .map(|(_, k)| {
+                if section.is_empty() {
+                    format!("did you mean `{k}`? ")
+                } else {
+                    format!("did you mean `{section}.{k}`? ")
+                }
+            })
+            .unwrap_or_default();
+        let place = if section.is_empty() {
+            String::new()
+        } else {
+            format!(" of [{section}]")
+        };
+        return if keys.is_empty() {
+            format!("unknown config key `{full}`: {message}")
+        } else {
+            format!(
+                "unknown config key `{full}`; {hint}valid keys{place}: {}",
+                keys.join(", ")
+            )
+        };
+    }
+    if message.contains("invalid type: map") && path.len() > 1 {
+        return format!(
+            "`{}` is a value, not a section: `{key}` cannot be set",
+            dotted(&path[..path.len() - 1])
+        );
+    }
+    if message.contains("unknown variant") {
+        return format!("invalid value for `{key}`: {}", plain_types(message));
+    }
+    // a value of the wrong type for a key with named values (an enum): list them
+    let mut probe = user.clone();
+    if insert_path(&mut probe, path, Value::String("\u{1}".into())).is_ok()
+        && let Err(e) = combine(defaults, &probe).try_into::<MppiConfig>()
+        && let probed = single_line(e.message())
+        && probed.contains("unknown variant")
+        && let Some((_, list)) = probed.split_once("expected ")
+    {
+        let list = list.trim_start_matches("one of ").trim_end_matches('.');
+        return format!("invalid value for `{key}`: {value} is not one of {list}");
+    }
+    format!("invalid value for `{key}`: {}", plain_types(message))
+}
+
+/// Lay `layers` over `base`, in order, and deserialize the result.
+///
+/// Keys are dotted paths (`proposal.std_min`) or sections of a file. Every key of every layer
+/// is checked as it is laid on, so an error names the key and the layer it came from. When a
+/// layer changes the `kind` of a section, the task's keys that the new kind does not have are
+/// dropped (the user's are kept, and an error if they do not fit). The result is *not*
+/// validated against a control dimension; see [`build_config`].
+pub fn merge(base: &MppiConfig, layers: &[Layer]) -> Result<MppiConfig, CliError> {
+    let defaults = config_table(base)?;
+    let mut user = Table::new();
+    let mut sources: Vec<(Vec<String>, &str)> = Vec::new();
+    for layer in layers {
+        let mut found = Vec::new();
+        leaves(&layer.table, &mut Vec::new(), &mut found);
+        for (path, value) in found {
+            let fail = |reason: String| CliError::usage(format!("{}: {reason}", layer.source));
+            insert_path(&mut user, &path, value.clone()).map_err(&fail)?;
+            if let Err(e) = combine(&defaults, &user).try_into::<MppiConfig>() {
+                let message = single_line(e.message());
+                return Err(fail(explain(&path, &value, &message, &defaults, &user)));
+            }
+            sources.push((path, layer.source.as_str()));
+        }
+    }
+    let config = combine(&defaults, &user)
         .try_into::<MppiConfig>()
-        .map_err(|e| CliError::usage(format!("invalid config: {}", single_line(e.message()))))
+        .map_err(|e| CliError::usage(format!("invalid config: {}", single_line(e.message()))))?;
+    // a proposal key the final kind does not have: name the layer that set it
+    let kind = config.proposal.kind;
+    if let Some((path, source)) = sources.iter().rev().find(|(p, _)| {
+        p.len() == 2
+            && p[0] == "proposal"
+            && p[1] != "kind"
+            && !kind.keys().contains(&p[1].as_str())
+    }) {
+        let owners: Vec<&str> = ProposalKind::kinds_with(&path[1])
+            .into_iter()
+            .map(ProposalKind::name)
+            .collect();
+        return Err(CliError::usage(format!(
+            "{source}: `{}` is not a key of proposal kind \"{}\" (it belongs to {}); set \
+             proposal.kind too, or drop it",
+            dotted(path),
+            kind.name(),
+            owners.join(", ")
+        )));
+    }
+    Ok(config)
 }
 
 /// Command-line overrides of a run's config.
@@ -269,20 +462,91 @@ pub fn build_config(
     Ok(config)
 }
 
+/// Every config key with its description (generated from [`mppi::keys`]), for
+/// `mppi run --help`.
+#[must_use]
+pub fn keys_help() -> String {
+    let width = mppi::keys::KEYS
+        .iter()
+        .map(|(k, _)| k.len())
+        .max()
+        .unwrap_or(0);
+    let mut s = String::from(
+        "Config keys (TOML file sections or --set section.key=value; unspecified keys keep the \
+         task's defaults; `mppi config <task>` prints a task's whole config):\n",
+    );
+    for (key, text) in mppi::keys::KEYS {
+        s.push_str(&format!("  {key:<width$}  {text}\n"));
+    }
+    s.push_str(
+        "\nProposal keys belong to their kinds (e.g. std_min to gaussian_diag, gaussian_full \
+         and mixture); a key of another kind is an error.\n\
+         Exit status: 0 when the run finished (successful or not; see --require-success),\n\
+         1 when it failed at run time or --require-success was not met, 2 for usage and \
+         config errors.",
+    );
+    s
+}
+
+/// A task's whole config as TOML, every key of its stages resolved to its value, each with
+/// its description as a comment (`mppi config <task>`).
+pub fn render_config(task: &str, config: &MppiConfig) -> Result<String, CliError> {
+    let mut resolved = config.clone();
+    resolved.proposal = resolved.proposal.resolved();
+    let table = config_table(&resolved)?;
+    let mut out = format!(
+        "# The config of task `{task}`: its defaults, with every key of the chosen kinds.\n\
+         # Save it, edit it and run `mppi run {task} --config FILE`.\n"
+    );
+    render_table(&table, &mut Vec::new(), &mut out);
+    Ok(out)
+}
+
+fn render_table(table: &Table, path: &mut Vec<String>, out: &mut String) {
+    // values first, then sections (TOML requires it)
+    for (key, value) in table {
+        if value.is_table() && !is_inline(path, key) {
+            continue;
+        }
+        path.push(key.clone());
+        let full = dotted(path);
+        if let Some(text) = mppi::keys::describe(&full) {
+            out.push_str(&format!("# {text}\n"));
+        }
+        out.push_str(&format!("{key} = {value}\n"));
+        path.pop();
+    }
+    for (key, value) in table {
+        if let Value::Table(inner) = value
+            && !is_inline(path, key)
+        {
+            path.push(key.clone());
+            out.push_str(&format!("\n[{}]\n", dotted(path)));
+            render_table(inner, path, out);
+            path.pop();
+        }
+    }
+}
+
+/// `weighting.temperature` is written inline (`temperature = { kind = "fixed", lambda = 1.0 }`).
+fn is_inline(path: &[String], key: &str) -> bool {
+    path.len() == 1 && path[0] == "weighting" && key == "temperature"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mppi::TemperatureMode;
+    use mppi::{ProposalConfig, TemperatureConfig, WeightingConfig};
 
     fn base() -> MppiConfig {
         MppiConfig {
             samples: 700,
             horizon: 25,
-            lambda: 0.3,
-            noise_sigma: vec![0.8],
             u_min: Some(vec![-2.0]),
             u_max: Some(vec![2.0]),
             seed: 11,
+            proposal: ProposalConfig::gaussian(&[0.8]),
+            weighting: WeightingConfig::fixed(0.3),
             ..MppiConfig::default()
         }
     }
@@ -301,6 +565,14 @@ mod tests {
             },
             1,
         )
+    }
+
+    fn err(args: &[&str]) -> String {
+        let e = with_sets(args).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{args:?}");
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'), "{args:?}: {msg}");
+        msg
     }
 
     #[test]
@@ -324,31 +596,104 @@ mod tests {
         let cfg = with_sets(&["samples=64"]).expect("valid");
         assert_eq!(cfg.samples, 64);
         assert_eq!(cfg.horizon, 25);
-        assert_eq!(cfg.lambda, 0.3);
+        assert_eq!(cfg.weighting, WeightingConfig::fixed(0.3));
         assert_eq!(cfg.u_max, Some(vec![2.0]));
         assert_eq!(cfg.seed, 11);
     }
 
     #[test]
-    fn set_parses_numbers_bools_arrays_and_bare_strings() {
+    fn dotted_sets_reach_every_section() {
         let cfg = with_sets(&[
-            "lambda=2",
+            "weighting.temperature.lambda=2",
             "u_max=[3.0]",
-            "u_min = [-3]",
-            "noise_sigma=[0.5]",
-            "temperature_mode=ess_target",
-            "ess_target=0.2",
+            "u_min = -3",
+            "proposal.noise_sigma=0.5",
             "shift_fill=\"zero\"",
+            "update.step_size=0.5",
+            "weighting.elites=10",
         ])
         .expect("valid");
-        assert_eq!(cfg.lambda, 2.0);
+        assert_eq!(
+            cfg.weighting.temperature,
+            TemperatureConfig::Fixed { lambda: 2.0 }
+        );
         assert_eq!(cfg.u_max, Some(vec![3.0]));
         assert_eq!(cfg.u_min, Some(vec![-3.0]));
-        assert_eq!(cfg.noise_sigma, vec![0.5]);
-        assert_eq!(cfg.temperature_mode, TemperatureMode::EssTarget);
+        assert_eq!(cfg.proposal.noise_sigma, Some(vec![0.5]));
         assert_eq!(cfg.shift_fill, mppi::ShiftFill::Zero);
-        let cov = with_sets(&["noise_covariance=[[0.25]]"]).expect("valid");
-        assert_eq!(cov.noise_covariance, Some(vec![vec![0.25]]));
+        assert_eq!(cfg.update.step_size, 0.5);
+        assert_eq!(cfg.weighting.elites, Some(10));
+        let cov = with_sets(&["proposal.noise_covariance=[[0.25]]"]);
+        // the task's noise_sigma and a user's covariance: the user must choose one
+        assert!(cov.unwrap_err().to_string().contains("noise_covariance"));
+    }
+
+    #[test]
+    fn switching_a_kind_drops_the_task_keys_it_does_not_have() {
+        let cfg = with_sets(&[
+            "weighting.temperature.kind=ess_target",
+            "weighting.temperature.target=0.2",
+        ])
+        .expect("valid");
+        assert_eq!(
+            cfg.weighting.temperature,
+            TemperatureConfig::EssTarget { target: 0.2 }
+        );
+        // inline table form
+        let cfg = with_sets(&["weighting.temperature={ kind = \"std_normalized\", scale = 0.3 }"])
+            .expect("valid");
+        assert_eq!(
+            cfg.weighting.temperature,
+            TemperatureConfig::StdNormalized { scale: 0.3 }
+        );
+        // the proposal keeps what the new kind shares (the task's noise_sigma)
+        let cfg =
+            with_sets(&["proposal.kind=gaussian_diag", "proposal.std_min=0.1"]).expect("valid");
+        assert_eq!(cfg.proposal.kind, ProposalKind::GaussianDiag);
+        assert_eq!(cfg.proposal.noise_sigma, Some(vec![0.8]));
+        assert_eq!(cfg.proposal.std_min, Some(0.1));
+        // order does not matter within the run
+        let cfg =
+            with_sets(&["proposal.std_min=0.1", "proposal.kind=gaussian_diag"]).expect("valid");
+        assert_eq!(cfg.proposal.std_min, Some(0.1));
+        let cat = with_sets(&[
+            "proposal.kind=categorical",
+            "proposal.categories=[-1.0, 1.0]",
+        ])
+        .expect("valid");
+        assert_eq!(cat.proposal.noise_sigma, None);
+        let dial = with_sets(&["schedule.kind=dial"]).expect("valid");
+        assert!(matches!(dial.schedule, mppi::ScheduleConfig::Dial(_)));
+    }
+
+    #[test]
+    fn a_key_of_another_kind_names_the_key_and_the_kinds() {
+        let msg = err(&["proposal.std_min=0.1"]);
+        assert!(msg.contains("--set proposal.std_min=0.1"), "{msg}");
+        assert!(msg.contains("`proposal.std_min`"), "{msg}");
+        assert!(msg.contains("\"gaussian\""), "{msg}");
+        assert!(msg.contains("gaussian_diag"), "{msg}");
+        let msg = err(&["proposal.knots=0"]);
+        assert!(msg.contains("spline"), "{msg}");
+        let msg = err(&["weighting.temperature.target=1.5"]);
+        assert!(msg.contains("weighting.temperature.target"), "{msg}");
+    }
+
+    #[test]
+    fn old_flat_keys_say_where_they_went() {
+        for (old, new) in [
+            ("lambda=0.5", "weighting.temperature"),
+            ("family=gaussian_diag", "proposal.kind"),
+            ("std_min=0.1", "proposal.std_min"),
+            ("noise_sigma=1.0", "proposal.noise_sigma"),
+            ("ess_target=1.5", "weighting.temperature"),
+            ("step_size=0.5", "update.step_size"),
+            ("spline_knots=0", "proposal.knots"),
+        ] {
+            let msg = err(&[old]);
+            assert!(msg.contains(new), "{old}: {msg}");
+            assert!(msg.contains("not a top-level key"), "{old}: {msg}");
+        }
     }
 
     #[test]
@@ -371,66 +716,121 @@ mod tests {
     }
 
     #[test]
-    fn file_then_set() {
+    fn the_largest_seed_is_a_seed() {
+        let cfg = with_sets(&["seed=18446744073709551615"]).expect("valid");
+        assert_eq!(cfg.seed, u64::MAX);
+        // and it survives a round trip through TOML
+        assert_eq!(merge(&cfg, &[]), Ok(cfg));
+        let msg = err(&["seed=18446744073709551616"]);
+        assert!(msg.contains("seed"), "{msg}");
+    }
+
+    #[test]
+    fn file_sections_then_set() {
         let path = Path::new("test.toml");
-        let file = parse_config_text("samples = 128\nlambda = 0.7\n", path).expect("parses");
-        let set = set_layers(&sets(&["lambda=0.9"])).expect("parses");
+        let file = parse_config_text(
+            "samples = 128\n[weighting]\ntemperature = { kind = \"fixed\", lambda = 0.7 }\n",
+            path,
+        )
+        .expect("parses");
+        let set = set_layers(&sets(&["weighting.temperature.lambda=0.9"])).expect("parses");
         let layers: Vec<Layer> = std::iter::once(file).chain(set).collect();
         let cfg = merge(&base(), &layers).expect("valid");
         assert_eq!(cfg.samples, 128);
-        assert_eq!(cfg.lambda, 0.9);
+        assert_eq!(
+            cfg.weighting.temperature,
+            TemperatureConfig::Fixed { lambda: 0.9 }
+        );
         assert_eq!(cfg.horizon, 25);
     }
 
     #[test]
     fn unknown_key_is_named_with_its_source() {
-        let err = with_sets(&["sampels=10"]).unwrap_err();
-        let msg = err.to_string();
-        assert_eq!(err.exit_code(), 2);
+        let msg = err(&["sampels=10"]);
         assert!(msg.contains("--set sampels=10"), "{msg}");
         assert!(msg.contains("unknown config key `sampels`"), "{msg}");
         assert!(msg.contains("did you mean `samples`?"), "{msg}");
         assert!(msg.contains("valid keys: samples, horizon,"), "{msg}");
-        assert!(msg.contains("temperature_mode"), "{msg}");
-        let far = with_sets(&["zzzzzz=1"]).unwrap_err().to_string();
+        let far = err(&["zzzzzz=1"]);
         assert!(!far.contains("did you mean"), "{far}");
+        let nested = err(&["proposal.std_mn=0.1"]);
+        assert!(nested.contains("`proposal.std_mn`"), "{nested}");
+        assert!(
+            nested.contains("did you mean `proposal.std_min`?"),
+            "{nested}"
+        );
+        let section = err(&["weighting.temprature.lambda=1"]);
+        assert!(section.contains("`weighting.temprature`"), "{section}");
 
-        let file =
-            parse_config_text("horizon = 10\nlamda = 1.0\n", Path::new("my.toml")).expect("parses");
-        let err = merge(&base(), &[file]).unwrap_err().to_string();
-        assert!(err.contains("config file `my.toml`"), "{err}");
-        assert!(err.contains("`lamda`"), "{err}");
+        let file = parse_config_text(
+            "horizon = 10\n[update]\nstep_sise = 1.0\n",
+            Path::new("my.toml"),
+        )
+        .expect("parses");
+        let msg = merge(&base(), &[file]).unwrap_err().to_string();
+        assert!(msg.contains("config file `my.toml`"), "{msg}");
+        assert!(msg.contains("`update.step_sise`"), "{msg}");
     }
 
     #[test]
-    fn wrong_types_are_rejected_with_the_key() {
+    fn wrong_types_are_rejected_with_the_key_and_the_valid_values() {
         for (arg, key) in [
             ("samples=abc", "samples"),
             ("samples=1.5", "samples"),
             ("samples=-4", "samples"),
-            ("lambda=true", "lambda"),
-            ("u_max=3.0", "u_max"),
-            ("temperature_mode=hot", "temperature_mode"),
+            (
+                "weighting.temperature.lambda=true",
+                "weighting.temperature.lambda",
+            ),
+            ("u_max=\"x\"", "u_max"),
+            ("weighting.temperature.kind=hot", "weighting.temperature"),
         ] {
-            let msg = with_sets(&[arg]).unwrap_err().to_string();
-            assert!(msg.contains(&format!("`{key}`")), "{arg}: {msg}");
-            assert!(!msg.contains('\n'), "{arg}: {msg}");
+            let msg = err(&[arg]);
+            assert!(msg.contains(&format!("`{key}")), "{arg}: {msg}");
         }
+        for (arg, values) in [
+            ("precision=32", "`f64` or `f32`"),
+            ("proposal.kind=3", "`gaussian`"),
+            ("shift_fill=1", "`last` or `zero`"),
+        ] {
+            let msg = err(&[arg]);
+            assert!(msg.contains(values), "{arg}: {msg}");
+            assert!(!msg.contains("unit variant"), "{arg}: {msg}");
+        }
+        let msg = err(&["samples.x=1"]);
+        assert!(msg.contains("not a section"), "{msg}");
     }
 
     #[test]
     fn validation_errors_name_the_key() {
         for (arg, key) in [
-            ("lambda=-1", "lambda"),
+            (
+                "weighting.temperature.lambda=-1",
+                "weighting.temperature.lambda",
+            ),
+            (
+                "weighting.temperature.lambda=1e-310",
+                "weighting.temperature.lambda",
+            ),
             ("samples=0", "samples"),
             ("horizon=0", "horizon"),
             ("u_max=[1.0, 2.0]", "u_max"),
-            ("noise_sigma=[0.0]", "noise_sigma"),
+            ("proposal.noise_sigma=[0.0]", "proposal.noise_sigma"),
+            ("proposal.noise_sigma=1e300", "proposal.noise_sigma"),
+            ("proposal.noise_sigma=1e-300", "proposal.noise_sigma"),
+            ("threads=100000", "threads"),
+            ("samples=100000000000", "samples"),
+            ("horizon=10000000000000", "samples"),
+            ("iterations=1000000000", "samples"),
         ] {
-            let err = with_sets(&[arg]).unwrap_err();
-            assert_eq!(err.exit_code(), 2);
-            assert!(err.to_string().contains(key), "{arg}: {err}");
+            let msg = err(&[arg]);
+            assert!(msg.contains(key), "{arg}: {msg}");
         }
+        let mem = err(&["samples=100000000000"]);
+        assert!(
+            mem.contains("GiB") && mem.contains("memory_limit_mb"),
+            "{mem}"
+        );
     }
 
     #[test]
@@ -440,12 +840,13 @@ mod tests {
         let err = parse_set("u_max=[3.0").unwrap_err().to_string();
         assert!(err.contains("not a valid TOML value"), "{err}");
         assert_eq!(
-            parse_set("temperature_mode=ess_target").expect("bare string"),
+            parse_set("proposal.kind=gaussian_diag").expect("bare string"),
             (
-                "temperature_mode".to_string(),
-                Value::String("ess_target".into())
+                "proposal.kind".to_string(),
+                Value::String("gaussian_diag".into())
             )
         );
+        assert!(set_layers(&sets(&["proposal..kind=x"])).is_err());
     }
 
     #[test]
@@ -463,6 +864,65 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/definitely/not/here.toml"), "{err}");
+    }
+
+    #[test]
+    fn every_key_is_described_and_every_description_is_a_key() {
+        // the resolved config of every kind, flattened, against mppi::keys
+        let mut seen = std::collections::BTreeSet::new();
+        for kind in ProposalKind::ALL {
+            for schedule in [
+                mppi::ScheduleConfig::Constant,
+                mppi::ScheduleConfig::Dial(mppi::schedule::Dial {
+                    first_step_iterations: Some(3),
+                    ..Default::default()
+                }),
+            ] {
+                for temperature in [
+                    TemperatureConfig::Fixed { lambda: 1.0 },
+                    TemperatureConfig::StdNormalized { scale: 0.1 },
+                    TemperatureConfig::EssTarget { target: 0.1 },
+                ] {
+                    let mut cfg = MppiConfig {
+                        u_min: Some(vec![-1.0]),
+                        u_max: Some(vec![1.0]),
+                        deadline_ms: Some(5.0),
+                        schedule,
+                        ..MppiConfig::default()
+                    };
+                    cfg.weighting.temperature = temperature;
+                    cfg.weighting.elites = Some(5);
+                    cfg.proposal = ProposalConfig::new(kind).resolved();
+                    if kind == ProposalKind::Categorical {
+                        cfg.proposal.categories = Some(vec![-1.0, 1.0]);
+                    }
+                    let mut found = Vec::new();
+                    leaves(&config_table(&cfg).unwrap(), &mut Vec::new(), &mut found);
+                    seen.extend(found.into_iter().map(|(p, _)| dotted(&p)));
+                }
+            }
+        }
+        // noise_covariance is the alternative to noise_sigma
+        seen.insert("proposal.noise_covariance".into());
+        let described: std::collections::BTreeSet<String> = mppi::keys::KEYS
+            .iter()
+            .map(|(k, _)| (*k).to_string())
+            .collect();
+        assert_eq!(seen, described);
+    }
+
+    #[test]
+    fn rendered_config_parses_back_to_the_same_config() {
+        for task in mppi_tasks::all_tasks() {
+            let cfg = task.default_config();
+            let text = render_config(task.name(), &cfg).unwrap();
+            let layer = parse_config_text(&text, Path::new("rendered.toml")).unwrap();
+            let back = merge(&MppiConfig::default(), &[layer]).unwrap();
+            let mut resolved = cfg.clone();
+            resolved.proposal = resolved.proposal.resolved();
+            assert_eq!(back, resolved, "{}", task.name());
+            assert!(text.contains("# sampled control sequences"), "{text}");
+        }
     }
 
     #[test]

@@ -13,12 +13,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
-use mppi::experiments::{
+use mppi::{DiagnosticsLevel, MppiConfig, TemperatureConfig};
+use mppi_tasks::{Circle as Disk, Episode, Scene, Task};
+use mppi_theory::experiments::{
     AccelerationResult, ContractionResult, EssResult, FamiliesResult, FamilyRow, FullCovResult,
     TheoryReport,
 };
-use mppi::{DiagnosticsLevel, MppiConfig, TemperatureMode};
-use mppi_tasks::{Circle as Disk, Episode, Scene, Task};
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -900,14 +900,6 @@ fn cost_figure(task: &dyn Task, episode: &Episode) -> Figure {
     })
 }
 
-fn mode_name(mode: TemperatureMode) -> &'static str {
-    match mode {
-        TemperatureMode::Fixed => "fixed",
-        TemperatureMode::StdNormalized => "std_normalized",
-        TemperatureMode::EssTarget => "ess_target",
-    }
-}
-
 fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -> Figure {
     let dt = episode.dt;
     let mut ess = vec![];
@@ -935,8 +927,8 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
         .collect();
     let (t0, t1) = (x_range(episode).start, x_range(episode).end);
     let mut ess_series = vec![Series::line("ESS", ess, PALETTE[0])];
-    if config.temperature_mode == TemperatureMode::EssTarget {
-        let target = config.ess_target * config.samples as f64;
+    if let TemperatureConfig::EssTarget { target } = config.weighting.temperature {
+        let target = target * config.samples as f64;
         ess_series.push(Series::dashed(
             "target",
             vec![(t0, target), (t1, target)],
@@ -1012,7 +1004,7 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
             config.samples,
             config.horizon,
             config.iterations,
-            mode_name(config.temperature_mode)
+            config.weighting.temperature.name()
         ),
         x_label: "time (s)".into(),
         x_range: x_range(episode),

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use mppi::experiments::{Check, TheoryReport};
+use mppi_theory::experiments::{Check, TheoryReport};
 
 /// Display width of `s`: characters, not counting combining marks (`L̂` is one column).
 fn width(s: &str) -> usize {
@@ -193,8 +193,8 @@ pub fn render(report: &TheoryReport) -> String {
         "\n{passed}/{} checks agree with the theory ({} size, seed {})",
         all.len(),
         match report.size {
-            mppi::experiments::Size::Quick => "quick",
-            mppi::experiments::Size::Full => "full",
+            mppi_theory::experiments::Size::Quick => "quick",
+            mppi_theory::experiments::Size::Full => "full",
         },
         report.seed
     );
@@ -217,9 +217,9 @@ pub fn checks_csv(report: &TheoryReport) -> String {
         String::from("experiment,quantity,setting,theory,measured,criterion,tolerance,pass\n");
     for c in report.checks() {
         let criterion = match c.criterion {
-            mppi::experiments::Criterion::Abs => "abs",
-            mppi::experiments::Criterion::Rel => "rel",
-            mppi::experiments::Criterion::AtLeast => "at_least",
+            mppi_theory::experiments::Criterion::Abs => "abs",
+            mppi_theory::experiments::Criterion::Rel => "rel",
+            mppi_theory::experiments::Criterion::AtLeast => "at_least",
         };
         let _ = writeln!(
             s,

@@ -74,9 +74,14 @@ fn help_describes_options_and_keys() {
         "--require-success",
         "samples",
         "horizon",
-        "lambda",
-        "noise_sigma",
-        "temperature_mode",
+        "proposal.kind",
+        "proposal.noise_sigma",
+        "proposal.std_min",
+        "schedule.kind",
+        "weighting.temperature.lambda",
+        "weighting.temperature.kind",
+        "update.step_size",
+        "mppi config",
     ] {
         assert!(
             out.contains(word),
@@ -202,7 +207,7 @@ fn overrides_reach_the_planner() {
         "--set",
         "u_max=[3.0]",
         "--set",
-        "temperature_mode=ess_target",
+        "weighting.temperature.kind=ess_target",
         "--set",
         "iterations=2",
         "--seed",
@@ -224,7 +229,7 @@ fn overrides_reach_the_planner() {
     assert_eq!(c["horizon"], 12, "--set wins over the file");
     assert_eq!(c["u_max"], serde_json::json!([3.0]));
     assert_eq!(c["u_min"], serde_json::json!([-2.0]), "task default kept");
-    assert_eq!(c["temperature_mode"], "ess_target");
+    assert_eq!(c["weighting"]["temperature"]["kind"], "ess_target");
     assert_eq!(c["seed"], 5);
     assert_eq!(c["threads"], 2);
     // 6 steps x 2 EM iterations
@@ -292,14 +297,28 @@ fn missing_config_file_names_the_path() {
 fn wrong_type() {
     let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "samples=many"]);
     assert_clean_error(&o, 2, &["samples"]);
-    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "lambda=[1.0]"]);
-    assert_clean_error(&o, 2, &["lambda"]);
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "--set",
+        "weighting.temperature.lambda=[1.0]",
+    ]);
+    assert_clean_error(&o, 2, &["weighting.temperature.lambda"]);
 }
 
 #[test]
 fn negative_lambda() {
-    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "lambda=-1"]);
-    assert_clean_error(&o, 2, &["lambda"]);
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "--set",
+        "weighting.temperature.lambda=-1",
+    ]);
+    assert_clean_error(&o, 2, &["weighting.temperature.lambda"]);
 }
 
 #[test]
@@ -324,12 +343,19 @@ fn bad_flags() {
 
 #[test]
 fn bad_family_lists_valid_names() {
-    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "family=nope"]);
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "--set",
+        "proposal.kind=nope",
+    ]);
     assert_clean_error(
         &o,
         2,
         &[
-            "family",
+            "proposal.kind",
             "nope",
             "gaussian",
             "gaussian_diag",
@@ -393,6 +419,96 @@ fn run_writes_full_diagnostics_by_default() {
 }
 
 #[test]
+fn config_prints_a_file_that_runs() {
+    let o = mppi(&["config", "cartpole", "--set", "proposal.kind=gaussian_diag"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in [
+        "[proposal]",
+        "kind = \"gaussian_diag\"",
+        "std_min = ",
+        "# floor of adapted",
+        "[weighting]",
+        "temperature = {",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing:\n{text}");
+    }
+    let dir = temp_dir("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cartpole.toml");
+    std::fs::write(&file, &text).unwrap();
+    let o = mppi(&[
+        "run",
+        "cartpole",
+        "--config",
+        &file.to_string_lossy(),
+        "--steps",
+        "3",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = mppi(&["config", "nope"]);
+    assert_clean_error(&o, 2, &["nope", "pendulum"]);
+}
+
+#[test]
+fn hardened_config_values_get_one_line_errors() {
+    for (set, needle) in [
+        ("samples=100000000000", "memory_limit_mb"),
+        ("horizon=10000000000000", "memory_limit_mb"),
+        ("iterations=1000000000", "memory_limit_mb"),
+        ("threads=100000", "threads"),
+        ("proposal.noise_sigma=[1e300]", "overflow"),
+        ("proposal.noise_sigma=[1e-300]", "proposal.noise_sigma"),
+        ("weighting.temperature.lambda=1e-310", "too small"),
+        ("precision=32", "`f64` or `f32`"),
+        ("proposal.kind=3", "`gaussian`"),
+        ("noise_sigma=1.0", "proposal.noise_sigma"),
+        ("proposal.kind=mixture", "proposal.components"),
+    ] {
+        let extra: &[&str] = if set == "proposal.kind=mixture" {
+            &["--set", "proposal.components=100000"]
+        } else {
+            &[]
+        };
+        let mut args = vec!["run", "pendulum", "--steps", "2", "--set", set];
+        args.extend_from_slice(extra);
+        let o = mppi(&args);
+        assert_clean_error(&o, 2, &[needle]);
+    }
+    // categories outside the task's bounds (pendulum: ±2)
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "--set",
+        "proposal.kind=categorical",
+        "--set",
+        "proposal.categories=[-100.0, 100.0]",
+    ]);
+    assert_clean_error(
+        &o,
+        2,
+        &["proposal.categories", "outside the control bounds"],
+    );
+    // a scalar where a vector is broadcast, and the largest seed, are accepted
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "-q",
+        "--set",
+        "proposal.noise_sigma=1.0",
+        "--set",
+        "seed=18446744073709551615",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
 fn set_family_reaches_the_planner() {
     let o = mppi(&[
         "run",
@@ -400,7 +516,7 @@ fn set_family_reaches_the_planner() {
         "--steps",
         "3",
         "--set",
-        "family=gaussian_diag",
+        "proposal.kind=gaussian_diag",
         "-q",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -24,11 +24,12 @@
 //! c = 10 (2 − h) + 2 (1 − cos θ₂) + 0.02 (θ̇₁² + θ̇₂²) + 10⁻³ τ²
 //! ```
 
+use mppi::{ProposalConfig, WeightingConfig};
 use std::sync::Arc;
 
 use mppi::fastmath::{cos, sin, sin_cos};
 use mppi::objective::{soa_rows, soa_rows_mut};
-use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
+use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::ode::Ode;
 use crate::{Episode, Outcome, Task};
@@ -201,11 +202,10 @@ impl Task for Acrobot {
             samples: 500,
             horizon: 40,
             iterations: 1,
-            noise_sigma: vec![5.0],
-            lambda: 1.0,
-            temperature_mode: TemperatureMode::Fixed,
             u_min: Some(vec![-MAX_TORQUE]),
             u_max: Some(vec![MAX_TORQUE]),
+            proposal: ProposalConfig::gaussian(&[5.0]),
+            weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         }
     }

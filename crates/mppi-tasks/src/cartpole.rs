@@ -20,11 +20,12 @@
 //! so the track `|x| ≤ 2.4` is enforced by the cost (a soft wall from `1.8` and a large
 //! penalty beyond the end of the track); the plant itself has no walls.
 
+use mppi::{ProposalConfig, WeightingConfig};
 use std::sync::Arc;
 
 use mppi::fastmath::{cos, sin_cos};
 use mppi::objective::{soa_rows, soa_rows_mut};
-use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
+use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::ode::Ode;
 use crate::{Episode, Outcome, Task, wrap_angle};
@@ -183,11 +184,10 @@ impl Task for CartPole {
             samples: 500,
             horizon: 30,
             iterations: 1,
-            noise_sigma: vec![5.0],
-            lambda: 1.0,
-            temperature_mode: TemperatureMode::Fixed,
             u_min: Some(vec![-MAX_FORCE]),
             u_max: Some(vec![MAX_FORCE]),
+            proposal: ProposalConfig::gaussian(&[5.0]),
+            weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         }
     }

@@ -8,9 +8,10 @@
 //! config samples every step's force independently from a categorical over the three values
 //! and refits the probabilities by weighted counts (with a floor so that no action dies out).
 
+use mppi::{ProposalConfig, WeightingConfig};
 use std::sync::Arc;
 
-use mppi::{Cost, Dynamics, FamilyKind, MppiConfig, TemperatureMode};
+use mppi::{Cost, Dynamics, MppiConfig, ProposalKind};
 
 use crate::cartpole::{CartPole, CartPoleModel, DT, MAX_FORCE};
 use crate::{Episode, Outcome, Task};
@@ -43,13 +44,14 @@ impl Task for CartPoleDiscrete {
             samples: 500,
             horizon: 30,
             iterations: 1,
-            lambda: 1.0,
-            temperature_mode: TemperatureMode::Fixed,
-            family: FamilyKind::Categorical,
-            categories: FORCES.to_vec(),
-            category_floor: 0.1,
             u_min: Some(vec![-MAX_FORCE]),
             u_max: Some(vec![MAX_FORCE]),
+            proposal: ProposalConfig {
+                categories: Some(FORCES.to_vec()),
+                floor: Some(0.1),
+                ..ProposalConfig::new(ProposalKind::Categorical)
+            },
+            weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         }
     }
@@ -102,7 +104,7 @@ mod tests {
     fn default_config_is_valid_and_categorical() {
         let cfg = CartPoleDiscrete.default_config();
         cfg.validate(1).unwrap();
-        assert_eq!(cfg.family, FamilyKind::Categorical);
-        assert_eq!(cfg.categories, FORCES.to_vec());
+        assert_eq!(cfg.proposal.kind, ProposalKind::Categorical);
+        assert_eq!(cfg.proposal.categories(), FORCES);
     }
 }

@@ -28,6 +28,7 @@
 //! line to the goal grazes the inflation bands and brushes one disc, so a small swerve (driven
 //! by the inflation gradient) suffices. A head-on blockage needs more exploration (`σ ≈ 0.5`).
 
+use mppi::{ProposalConfig, WeightingConfig};
 use std::sync::Arc;
 
 use mppi::fastmath::{Real, sin_cos};
@@ -347,10 +348,10 @@ impl Task for DiffDrive {
             samples: 512,
             horizon: 100,
             iterations: 1,
-            noise_sigma: vec![0.2, 0.2],
-            lambda: 1.0,
             u_min: Some(vec![V_MIN, -OMEGA_MAX]),
             u_max: Some(vec![V_MAX, OMEGA_MAX]),
+            proposal: ProposalConfig::gaussian(&[0.2, 0.2]),
+            weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         }
     }

@@ -17,6 +17,7 @@
 //! The velocity term only matters near the goal (it makes the mass stop there); the collision
 //! term is an indicator over the obstacles inflated by a safety margin.
 
+use mppi::{ProposalConfig, WeightingConfig};
 use std::sync::Arc;
 
 use mppi::fastmath::Real;
@@ -250,10 +251,10 @@ impl Task for DoubleIntegrator {
             samples: 512,
             horizon: 40,
             iterations: 1,
-            noise_sigma: vec![2.0],
-            lambda: 1.0,
             u_min: Some(vec![-A_MAX]),
             u_max: Some(vec![A_MAX]),
+            proposal: ProposalConfig::gaussian(&[2.0]),
+            weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         }
     }

@@ -9,6 +9,7 @@
 //! ```
 //! with `g = 10`, `m = 1`, `l = 1`, `dt = 0.05`.
 
+use mppi::{ProposalConfig, WeightingConfig};
 use std::sync::Arc;
 
 use mppi::fastmath::{Real, sin};
@@ -148,10 +149,10 @@ impl Task for Pendulum {
             samples: 1000,
             horizon: 30,
             iterations: 1,
-            noise_sigma: vec![1.0],
-            lambda: 1.0,
             u_min: Some(vec![-MAX_TORQUE]),
             u_max: Some(vec![MAX_TORQUE]),
+            proposal: ProposalConfig::gaussian(&[1.0]),
+            weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         }
     }

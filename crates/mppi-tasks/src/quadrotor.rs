@@ -22,11 +22,12 @@
 //! with `T_h = m g / 2` the hover thrust per rotor. The first plan is hover thrust on both
 //! rotors ([`Task::initial_plan`]).
 
+use mppi::{ProposalConfig, WeightingConfig};
 use std::sync::Arc;
 
 use mppi::fastmath::sin_cos;
 use mppi::objective::{soa_rows, soa_rows_mut};
-use mppi::{Cost, Dynamics, MppiConfig, TemperatureMode};
+use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::ode::Ode;
 use crate::{Circle, Episode, Outcome, Scene, Task};
@@ -199,15 +200,16 @@ impl Task for Quadrotor {
             samples: 1000,
             horizon: 30,
             iterations: 1,
-            noise_sigma: vec![NOISE_STD],
-            noise_covariance: Some(vec![
-                vec![var, NOISE_CORRELATION * var],
-                vec![NOISE_CORRELATION * var, var],
-            ]),
-            lambda: 5.0,
-            temperature_mode: TemperatureMode::Fixed,
             u_min: Some(vec![0.0]),
             u_max: Some(vec![MAX_THRUST]),
+            proposal: ProposalConfig {
+                noise_covariance: Some(vec![
+                    vec![var, NOISE_CORRELATION * var],
+                    vec![NOISE_CORRELATION * var, var],
+                ]),
+                ..ProposalConfig::default()
+            },
+            weighting: WeightingConfig::fixed(5.0),
             ..MppiConfig::default()
         }
     }

@@ -23,6 +23,7 @@
 //! i.e. a reward for speed along the track, a mild speed target, and a heavy penalty per step
 //! spent off the track (with a safety margin).
 
+use mppi::{ProposalConfig, WeightingConfig};
 use std::sync::Arc;
 
 use mppi::fastmath::sin_cos;
@@ -231,10 +232,10 @@ impl Task for Racing {
             samples: 512,
             horizon: 30,
             iterations: 1,
-            noise_sigma: vec![2.0, 0.2],
-            lambda: 1.0,
             u_min: Some(vec![A_MIN, -STEER_MAX]),
             u_max: Some(vec![A_MAX, STEER_MAX]),
+            proposal: ProposalConfig::gaussian(&[2.0, 0.2]),
+            weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         }
     }

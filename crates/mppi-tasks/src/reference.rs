@@ -61,8 +61,8 @@ use mppi::fastmath::Real;
 use mppi::gaussian::GaussianNoise;
 use mppi::rng::BlockRng;
 use mppi::{
-    Acceleration, BLOCK_LANES, FamilyKind, MppiConfig, MppiError, Precision, ShiftFill,
-    TemperatureMode,
+    BLOCK_LANES, MppiConfig, MppiError, Precision, ProposalKind, ScheduleConfig, ShiftFill,
+    TemperatureConfig,
 };
 
 use crate::geometry::{Costmap, LETHAL};
@@ -243,54 +243,44 @@ impl ReferenceKernel {
     pub fn new(problem: ReferenceProblem, config: &MppiConfig) -> Result<Self, MppiError> {
         let m = problem.control_dim();
         config.validate(m)?;
-        if config.family != FamilyKind::Gaussian {
-            return Err(unsupported("family", "only `gaussian` is implemented"));
-        }
-        if config.temperature_mode != TemperatureMode::Fixed {
+        if config.proposal.kind != ProposalKind::Gaussian {
             return Err(unsupported(
-                "temperature_mode",
-                "only `fixed` is implemented",
+                "proposal.kind",
+                "only `gaussian` is implemented",
             ));
         }
-        if config.elites.is_some() {
-            return Err(unsupported("elites", "elite truncation is not implemented"));
-        }
-        if config.control_cost_gamma != 0.0 {
+        let TemperatureConfig::Fixed { lambda } = config.weighting.temperature else {
             return Err(unsupported(
-                "control_cost_gamma",
+                "weighting.temperature",
+                "only `fixed` is implemented",
+            ));
+        };
+        if !matches!(config.schedule, ScheduleConfig::Constant) {
+            return Err(unsupported(
+                "schedule",
+                "only the constant schedule is implemented",
+            ));
+        }
+        if config.weighting.elites.is_some() {
+            return Err(unsupported(
+                "weighting.elites",
+                "elite truncation is not implemented",
+            ));
+        }
+        if config.weighting.control_cost_gamma != 0.0 {
+            return Err(unsupported(
+                "weighting.control_cost_gamma",
                 "the control-cost term is not implemented",
             ));
         }
-        let beta = if config.acceleration == Acceleration::HeavyBall {
-            config.momentum
-        } else {
-            0.0
-        };
-        if config.step_size != 1.0 || beta != 0.0 {
+        if config.update.step_size != 1.0 || config.update.momentum != 0.0 {
             return Err(unsupported(
-                "step_size",
+                "update.step_size",
                 "only the plain EM step (step_size = 1, no momentum) is implemented",
             ));
         }
         // the per-step covariance exactly as the library builds it, and its Cholesky factor
-        let covariance: Vec<f64> = match &config.noise_covariance {
-            Some(rows) => rows.iter().flatten().copied().collect(),
-            None => {
-                let sigma = |j: usize| {
-                    config
-                        .noise_sigma
-                        .get(j)
-                        .or(config.noise_sigma.first())
-                        .copied()
-                        .unwrap_or(1.0)
-                };
-                let mut cov = vec![0.0; m * m];
-                for j in 0..m {
-                    cov[j * m + j] = sigma(j) * sigma(j);
-                }
-                cov
-            }
-        };
+        let covariance = config.proposal.covariance(m)?;
         if (0..m).any(|i| (0..m).any(|j| i != j && covariance[i * m + j] != 0.0)) {
             return Err(unsupported(
                 "noise_covariance",
@@ -347,7 +337,7 @@ impl ReferenceKernel {
                 discount: config.discount,
             },
             iterations: config.iterations,
-            lambda: config.lambda,
+            lambda,
             shift_fill: config.shift_fill,
             precision: config.precision,
             zero_row,

@@ -17,9 +17,10 @@
 //! [`MARGIN`](crate::double_integrator::MARGIN)); success is the same criterion: at the goal,
 //! slow, and a collision-free path.
 
+use mppi::ProposalConfig;
 use std::sync::Arc;
 
-use mppi::{Cost, Dynamics, FamilyKind, MppiConfig};
+use mppi::{Cost, Dynamics, MppiConfig, ProposalKind};
 
 use crate::double_integrator::DoubleIntegrator;
 use crate::{Circle, Episode, Outcome, Scene, Task};
@@ -90,11 +91,18 @@ impl Task for TwoRoutes {
     /// The double integrator's config with the mixture family.
     fn default_config(&self) -> MppiConfig {
         MppiConfig {
-            family: FamilyKind::Mixture,
-            mixture_components: 2,
-            mixture_inner_iterations: 2,
-            std_min: 0.3,
-            std_max: 3.0,
+            proposal: ProposalConfig {
+                components: Some(2),
+                inner_iterations: Some(2),
+                std_min: Some(0.3),
+                std_max: Some(3.0),
+                ..self
+                    .task
+                    .default_config()
+                    .proposal
+                    .clone()
+                    .into_kind(ProposalKind::Mixture)
+            },
             ..self.task.default_config()
         }
     }

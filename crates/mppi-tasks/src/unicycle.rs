@@ -15,6 +15,7 @@
 //! c = W_GOAL d + W_VEL v² / (1 + d²) + W_ACC a² + W_TURN ω² + W_COLLISION · [∃ i: |p − cᵢ| < rᵢ + MARGIN]
 //! ```
 
+use mppi::{ProposalConfig, WeightingConfig};
 use std::sync::Arc;
 
 use mppi::fastmath::{Real, sin_cos};
@@ -239,10 +240,10 @@ impl Task for Unicycle {
             samples: 512,
             horizon: 40,
             iterations: 1,
-            noise_sigma: vec![1.0, 1.0],
-            lambda: 1.0,
             u_min: Some(vec![-A_MAX, -OMEGA_MAX]),
             u_max: Some(vec![A_MAX, OMEGA_MAX]),
+            proposal: ProposalConfig::gaussian(&[1.0, 1.0]),
+            weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         }
     }

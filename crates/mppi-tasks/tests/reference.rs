@@ -4,6 +4,7 @@
 //! with float64 and with float32 rollouts.
 
 use mppi::{MppiConfig, Precision, ShiftFill};
+use mppi::{ProposalConfig, TemperatureConfig, UpdateConfig, WeightingConfig};
 use mppi_tasks::reference::{ReferenceKernel, ReferenceProblem};
 use mppi_tasks::{Task, controller, task_by_name};
 
@@ -146,8 +147,11 @@ fn collisions_and_lethal_cells_match_the_library() {
         ),
     ] {
         let cfg = MppiConfig {
-            noise_sigma: vec![2.0],
             seed: 11,
+            proposal: ProposalConfig {
+                noise_sigma: Some(vec![2.0]),
+                ..config(problem, 96, 40).proposal.clone()
+            },
             ..config(problem, 96, 40)
         };
         let hit = assert_identical_from(problem, &cfg, 4, Some(x0));
@@ -163,18 +167,24 @@ fn non_default_settings_match_the_library() {
         iterations: 3,
         discount: 0.97,
         shift_fill: ShiftFill::Zero,
-        lambda: 0.05,
         seed: 1234,
+        weighting: WeightingConfig {
+            temperature: TemperatureConfig::Fixed { lambda: 0.05 },
+            ..config(ReferenceProblem::Pendulum, 70, 12).weighting
+        },
         ..config(ReferenceProblem::Pendulum, 70, 12)
     };
     assert_identical(ReferenceProblem::Pendulum, &cfg, 4);
     let cfg = MppiConfig {
         iterations: 2,
-        noise_sigma: vec![0.5, 1.5],
         u_min: Some(vec![-1.0, -0.5]),
         u_max: Some(vec![2.5, 1.0]),
         discount: 0.9,
         seed: 99,
+        proposal: ProposalConfig {
+            noise_sigma: Some(vec![0.5, 1.5]),
+            ..config(ReferenceProblem::Unicycle, 80, 20).proposal.clone()
+        },
         ..config(ReferenceProblem::Unicycle, 80, 20)
     };
     assert_identical(ReferenceProblem::Unicycle, &cfg, 4);
@@ -185,23 +195,39 @@ fn unsupported_settings_are_errors() {
     let base = config(ReferenceProblem::Pendulum, 64, 10);
     for cfg in [
         MppiConfig {
-            family: mppi::FamilyKind::GaussianDiag,
+            proposal: base
+                .clone()
+                .proposal
+                .clone()
+                .into_kind(mppi::ProposalKind::GaussianDiag),
             ..base.clone()
         },
         MppiConfig {
-            elites: Some(8),
+            weighting: WeightingConfig {
+                elites: Some(8),
+                ..base.clone().weighting
+            },
             ..base.clone()
         },
         MppiConfig {
-            control_cost_gamma: 0.5,
+            weighting: WeightingConfig {
+                control_cost_gamma: 0.5,
+                ..base.clone().weighting
+            },
             ..base.clone()
         },
         MppiConfig {
-            temperature_mode: mppi::TemperatureMode::StdNormalized,
+            weighting: WeightingConfig {
+                temperature: TemperatureConfig::StdNormalized { scale: 0.1 },
+                ..base.clone().weighting
+            },
             ..base.clone()
         },
         MppiConfig {
-            step_size: 1.5,
+            update: UpdateConfig {
+                step_size: 1.5,
+                ..base.clone().update
+            },
             ..base.clone()
         },
         MppiConfig {
@@ -212,7 +238,10 @@ fn unsupported_settings_are_errors() {
         assert!(ReferenceKernel::new(ReferenceProblem::Pendulum, &cfg).is_err());
     }
     let full = MppiConfig {
-        noise_covariance: Some(vec![vec![1.0, 0.5], vec![0.5, 1.0]]),
+        proposal: ProposalConfig {
+            noise_covariance: Some(vec![vec![1.0, 0.5], vec![0.5, 1.0]]),
+            ..config(ReferenceProblem::Unicycle, 64, 10).proposal.clone()
+        },
         ..config(ReferenceProblem::Unicycle, 64, 10)
     };
     assert!(ReferenceKernel::new(ReferenceProblem::Unicycle, &full).is_err());

@@ -226,7 +226,10 @@ fn two_routes_needs_the_mixture() {
     );
     // the same settings with the single fixed-covariance Gaussian stall in front of the wall
     let mut config = task.default_config();
-    config.family = mppi::FamilyKind::Gaussian;
+    config.proposal = config
+        .proposal
+        .clone()
+        .into_kind(mppi::ProposalKind::Gaussian);
     let options = EpisodeOptions {
         steps: task.default_steps(),
         ..EpisodeOptions::default()
@@ -240,13 +243,34 @@ fn two_routes_needs_the_mixture() {
     );
 }
 
-/// Apply `key = value` TOML overrides to a task's default config, as `mppi run --set` does.
+/// Lay TOML overrides (top-level keys and stage sections) over a task's default config, as
+/// `mppi run --config` does: a new `proposal.kind` keeps only the task's keys that kind has.
 fn with_overrides(task: &dyn Task, overrides: &str) -> mppi::MppiConfig {
-    let mut table = toml::Table::try_from(task.default_config()).expect("config serializes");
     let extra: toml::Table = toml::from_str(overrides).expect("overrides parse");
-    for (k, v) in extra {
-        table.insert(k, v);
+    let mut config = task.default_config();
+    if let Some(kind) = extra
+        .get("proposal")
+        .and_then(|p| p.get("kind"))
+        .and_then(|k| k.as_str())
+    {
+        let kind = mppi::ProposalKind::from_name(kind).expect("a proposal kind");
+        config.proposal = config.proposal.into_kind(kind);
     }
+    let mut table = toml::Table::try_from(config).expect("config serializes");
+    fn merge(base: &mut toml::Table, over: &toml::Table) {
+        for (k, v) in over {
+            match (base.get_mut(k), v) {
+                // a temperature rule is replaced whole (its keys belong to its kind)
+                (Some(toml::Value::Table(b)), toml::Value::Table(o)) if k != "temperature" => {
+                    merge(b, o)
+                }
+                _ => {
+                    base.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    merge(&mut table, &extra);
     table.try_into().expect("overridden config is valid")
 }
 
@@ -279,30 +303,33 @@ fn every_family_succeeds_in_closed_loop() {
     let cases = [
         (
             "double_integrator",
-            "family = \"gaussian_diag\"\nprior_weight = 0.5",
+            "[proposal]\nkind = \"gaussian_diag\"\nprior_weight = 0.5",
         ),
         (
             "double_integrator",
-            "family = \"gaussian_full\"\nprior_weight = 0.5",
+            "[proposal]\nkind = \"gaussian_full\"\nprior_weight = 0.5",
         ),
         (
             "pendulum",
-            "family = \"gaussian_full\"\ncovariance_block = \"sequence\"\nprior_weight = 0.5",
+            "[proposal]\nkind = \"gaussian_full\"\ncovariance_block = \"sequence\"\nprior_weight = 0.5",
         ),
-        ("pendulum", "family = \"colored\"\nnoise_correlation = 0.5"),
-        ("pendulum", "family = \"spline\"\nspline_knots = 4"),
+        (
+            "pendulum",
+            "[proposal]\nkind = \"colored\"\ncorrelation = 0.5",
+        ),
+        ("pendulum", "[proposal]\nkind = \"spline\"\nknots = 4"),
         // The default concentration cap (1e3) lets Beta collapse in closed loop and passes or
         // fails on round-off (a known issue); 50 passes cartpole on seeds 0-2.
         (
             "cartpole",
-            "family = \"beta\"\nstd_reset = true\nbeta_concentration_max = 50.0",
+            "[proposal]\nkind = \"beta\"\nstd_reset = true\nconcentration_max = 50.0",
         ),
         (
             "cartpole_discrete",
-            "family = \"categorical\"\ncategories = [-10.0, 0.0, 10.0]\ncategory_floor = 0.1",
+            "[proposal]\nkind = \"categorical\"\ncategories = [-10.0, 0.0, 10.0]\nfloor = 0.1",
         ),
-        ("double_integrator", "family = \"mixture\""),
-        ("two_routes", "family = \"mixture\""),
+        ("double_integrator", "[proposal]\nkind = \"mixture\""),
+        ("two_routes", "[proposal]\nkind = \"mixture\""),
     ];
     for (task, overrides) in cases {
         assert_succeeds_with(task, overrides);
@@ -322,10 +349,10 @@ fn tdmpc2_preset_swings_up_the_cartpole() {
 fn accelerated_and_ess_target_settings_succeed() {
     assert_succeeds_with(
         "pendulum",
-        "iterations = 2\nacceleration = \"heavy_ball\"\nstep_size = 1.2\nmomentum = 0.3",
+        "iterations = 2\n[update]\nacceleration = \"heavy_ball\"\nstep_size = 1.2\nmomentum = 0.3",
     );
     assert_succeeds_with(
         "double_integrator",
-        "temperature_mode = \"ess_target\"\ness_target = 0.05",
+        "[weighting]\ntemperature = { kind = \"ess_target\", target = 0.05 }",
     );
 }

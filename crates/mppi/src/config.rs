@@ -1,17 +1,34 @@
-//! The planner configuration: a plain, serializable, validated struct.
+//! The planner configuration: plain, serializable data with one section per stage.
 //!
-//! A config is data (it comes from a TOML file, `--set key=value` flags, Python, or code);
-//! the runtime [`crate::Planner`] and [`crate::Controller`] are built from it and validate it
-//! once, returning [`MppiError::InvalidConfig`] naming the offending key.
+//! ```toml
+//! samples = 1000          # the loop: samples, horizon, iterations, seed, threads, ...
+//! horizon = 30
+//! [proposal]              # what to sample from (crate::proposal)
+//! kind = "gaussian_diag"
+//! noise_sigma = 0.5
+//! std_min = 0.05
+//! [schedule]              # annealing between iterations (crate::schedule)
+//! kind = "constant"
+//! [weighting]             # the E-step (crate::weights)
+//! temperature = { kind = "ess_target", target = 0.1 }
+//! elites = 64
+//! [update]                # the step rule (crate::update)
+//! step_size = 1.0
+//! ```
 //!
-//! Unknown keys are rejected (`deny_unknown_fields`), so a typo in a config file is an error,
-//! not a silently ignored setting.
+//! A config comes from a TOML file, `--set section.key=value` flags, Python or code; the
+//! runtime [`crate::Planner`] and [`crate::Controller`] are built from it and validate it
+//! once, each section checking its own keys and returning [`MppiError::InvalidConfig`] naming
+//! the key (`proposal.std_min`). Unknown keys are rejected (`deny_unknown_fields`), so a typo
+//! is an error, not a silently ignored setting; [`moved_key`] names the new place of a key of
+//! the old flat config.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::MppiError;
+pub use crate::proposal::config::ProposalConfig;
 use crate::schedule::{Constant, Dial, Schedule};
-use crate::weights::{Temperature, TemperatureMode};
+use crate::weights::Temperature;
 
 /// The `[schedule]` section: how the spread and the temperature change between iterations.
 ///
@@ -62,10 +79,11 @@ pub enum ShiftFill {
     Zero,
 }
 
-/// The sampling distribution `p(U; θ)` (theory-spec B.4). See [`crate::family`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The kind of sampling distribution `p(U; θ)` (docs/theory.md §B.4): `[proposal] kind`. See
+/// [`crate::proposal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum FamilyKind {
+pub enum ProposalKind {
     /// Gaussian with a fixed per-step covariance: classic MPPI (B.4.1).
     #[default]
     Gaussian,
@@ -73,15 +91,15 @@ pub enum FamilyKind {
     GaussianDiag,
     /// Gaussian with an adapted, regularized full covariance (B.4.3).
     GaussianFull,
-    /// Time-correlated Gaussian: AR(1) noise with correlation `noise_correlation` (B.4.4).
+    /// Time-correlated Gaussian: AR(1) noise with correlation `correlation` (B.4.4).
     Colored,
-    /// Gaussian over `spline_knots` knots, interpolated to the horizon (DIAL-MPC style, B.4.4).
+    /// Gaussian over `knots` knots, interpolated to the horizon (DIAL-MPC style, B.4.4).
     Spline,
     /// Independent Beta distributions on the control box (B.4.5).
     Beta,
     /// Categorical over the control values `categories` (B.4.6).
     Categorical,
-    /// Mixture of `mixture_components` diagonal Gaussians, fitted by inner EM (B.4.7).
+    /// Mixture of `components` diagonal Gaussians, fitted by inner EM (B.4.7).
     Mixture,
 }
 
@@ -138,11 +156,196 @@ pub enum Precision {
     F32,
 }
 
-/// Every setting of the MPPI / EM loop and the receding-horizon controller.
+/// The `[weighting]` section: how costs become weights (the E-step).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightingConfig {
+    /// The temperature rule: `{ kind = "fixed", lambda = 1.0 }` (cost units),
+    /// `{ kind = "std_normalized", scale = 0.1 }` (`λ = scale · std(J)`) or
+    /// `{ kind = "ess_target", target = 0.1 }` (`λ` such that `ESS / N = target`).
+    pub temperature: TemperatureConfig,
+    /// Keep only the best `elites` samples (CEM / TD-MPC2 truncation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elites: Option<usize>,
+    /// Williams control-cost weight `γ` (cost units): each sample's cost gets
+    /// `γ Σ_t u_tᵀ Σ⁻¹ ε_t` added, `u_t` the plan and `ε_t` the perturbation (a log-weight
+    /// correction). `γ = λ` is the classic control-cost term; `0` is plain EM-MPPI.
+    pub control_cost_gamma: f64,
+}
+
+impl Default for WeightingConfig {
+    fn default() -> Self {
+        WeightingConfig {
+            temperature: TemperatureConfig::Fixed { lambda: 1.0 },
+            elites: None,
+            control_cost_gamma: 0.0,
+        }
+    }
+}
+
+impl WeightingConfig {
+    /// Softmax weights at the fixed temperature `lambda`, nothing else.
+    #[must_use]
+    pub fn fixed(lambda: f64) -> Self {
+        WeightingConfig {
+            temperature: TemperatureConfig::Fixed { lambda },
+            ..WeightingConfig::default()
+        }
+    }
+
+    /// Check the section (`samples` bounds `elites`).
+    pub fn validate(&self, samples: usize) -> Result<Temperature, MppiError> {
+        let temperature = self.temperature.validate()?;
+        if let Some(e) = self.elites
+            && (e == 0 || e > samples)
+        {
+            return Err(MppiError::config(
+                "weighting.elites",
+                format!("must be between 1 and samples = {samples}, got {e}"),
+            ));
+        }
+        if !(self.control_cost_gamma.is_finite() && self.control_cost_gamma >= 0.0) {
+            return Err(MppiError::config(
+                "weighting.control_cost_gamma",
+                format!(
+                    "must be a finite number >= 0, got {}",
+                    self.control_cost_gamma
+                ),
+            ));
+        }
+        Ok(temperature)
+    }
+}
+
+/// The temperature rule of the weighting (`weighting.temperature`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TemperatureConfig {
+    /// `λ` in cost units.
+    Fixed {
+        /// The temperature `λ > 0` (default 1).
+        #[serde(default = "one")]
+        lambda: f64,
+    },
+    /// `λ = scale · std(J)` over the finite costs of each iteration (DIAL-MPC, MBD).
+    StdNormalized {
+        /// `κ > 0` (default 0.1).
+        #[serde(default = "one_tenth")]
+        scale: f64,
+    },
+    /// `λ` by bisection so that `ESS / N = target`.
+    EssTarget {
+        /// Target `ESS / N` in `(0, 1]` (default 0.1).
+        #[serde(default = "one_tenth")]
+        target: f64,
+    },
+}
+
+impl TemperatureConfig {
+    /// The rule's name in the config.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            TemperatureConfig::Fixed { .. } => "fixed",
+            TemperatureConfig::StdNormalized { .. } => "std_normalized",
+            TemperatureConfig::EssTarget { .. } => "ess_target",
+        }
+    }
+
+    /// Check the value and turn it into the runtime rule.
+    pub fn validate(&self) -> Result<Temperature, MppiError> {
+        match *self {
+            TemperatureConfig::Fixed { lambda } => {
+                positive("weighting.temperature.lambda", lambda)?;
+                if lambda < f64::MIN_POSITIVE {
+                    return Err(MppiError::config(
+                        "weighting.temperature.lambda",
+                        format!(
+                            "{lambda} is too small: 1/λ overflows (use at least {:e})",
+                            f64::MIN_POSITIVE
+                        ),
+                    ));
+                }
+                Ok(Temperature::Fixed(lambda))
+            }
+            TemperatureConfig::StdNormalized { scale } => {
+                positive("weighting.temperature.scale", scale)?;
+                Ok(Temperature::StdNormalized(scale))
+            }
+            TemperatureConfig::EssTarget { target } => {
+                if !(target > 0.0 && target <= 1.0) {
+                    return Err(MppiError::config(
+                        "weighting.temperature.target",
+                        format!("must be in (0, 1], got {target}"),
+                    ));
+                }
+                Ok(Temperature::EssTarget(target))
+            }
+        }
+    }
+}
+
+/// The `[update]` section: how the M-step result becomes the next parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateConfig {
+    /// Step size `α` in mean parameters: `θ ← θ + α (θ_EM − θ)`. `α = 1` is MPPI / EM; below
+    /// 2 without acceleration, up to 4 with it.
+    pub step_size: f64,
+    /// `none` (step size only), `over_relaxed` (`α > 1` allowed) or `heavy_ball` (momentum).
+    pub acceleration: Acceleration,
+    /// Heavy-ball momentum `β ∈ [0, 1)` (only with `acceleration = "heavy_ball"`).
+    pub momentum: f64,
+    /// Accept an accelerated step only if it beats the EM step on the surrogate `L̂(θ; θ_k)`
+    /// over the current samples (docs/theory.md §D.3).
+    pub safeguard: bool,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            step_size: 1.0,
+            acceleration: Acceleration::None,
+            momentum: 0.0,
+            safeguard: true,
+        }
+    }
+}
+
+impl UpdateConfig {
+    /// Check the section.
+    pub fn validate(&self) -> Result<(), MppiError> {
+        let max_step = if self.acceleration == Acceleration::None {
+            2.0
+        } else {
+            4.0
+        };
+        if !(self.step_size > 0.0 && self.step_size < max_step) {
+            return Err(MppiError::config(
+                "update.step_size",
+                format!(
+                    "must be in (0, {max_step}) (1 = MPPI/EM; up to 4 with acceleration = \"over_relaxed\" or \"heavy_ball\"), got {}",
+                    self.step_size
+                ),
+            ));
+        }
+        in_range("update.momentum", self.momentum, 0.0, 1.0, true, false)?;
+        if self.momentum != 0.0 && self.acceleration != Acceleration::HeavyBall {
+            return Err(MppiError::config(
+                "update.momentum",
+                "only applies with acceleration = \"heavy_ball\" (set it, or remove momentum)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Every setting of the MPPI / EM loop and the receding-horizon controller: the loop's own
+/// keys at the top, then one section per stage.
 ///
 /// ```
 /// use mppi::MppiConfig;
-/// let cfg: MppiConfig = toml::from_str("samples = 256\nhorizon = 20\nlambda = 0.5").unwrap();
+/// let cfg: MppiConfig = toml::from_str("samples = 256\nhorizon = 20\n[weighting]\ntemperature = { kind = \"fixed\", lambda = 0.5 }").unwrap();
 /// assert_eq!(cfg.samples, 256);
 /// assert!(toml::from_str::<MppiConfig>("sampels = 256").is_err()); // typo is an error
 /// ```
@@ -153,93 +356,56 @@ pub struct MppiConfig {
     pub samples: usize,
     /// Planning horizon: number of controls in the plan (`T`).
     pub horizon: usize,
-    /// EM iterations per control step.
+    /// EM iterations per control step (the schedule may change it at the first step).
     pub iterations: usize,
-    /// Exploration standard deviation per control dimension (one value is broadcast).
-    pub noise_sigma: Vec<f64>,
-    /// Optional full `m x m` exploration covariance of one time step; overrides `noise_sigma`.
-    pub noise_covariance: Option<Vec<Vec<f64>>>,
-    /// Temperature `λ` in cost units (used by `temperature_mode = "fixed"`).
-    pub lambda: f64,
-    /// How `λ` is chosen each iteration: `fixed`, `std_normalized` or `ess_target`.
-    pub temperature_mode: TemperatureMode,
-    /// `κ` of the std-normalized mode: `λ = κ · std(J)`.
-    pub std_temperature: f64,
-    /// Target `ESS / N` of the ESS-target mode, in `(0, 1]`.
-    pub ess_target: f64,
-    /// Step size `α` in mean parameters: `μ ← (1-α) μ + α μ⁺`. `α = 1` is MPPI / EM.
-    pub step_size: f64,
-    /// Williams control-cost weight `γ` (cost units): each sample's cost gets
-    /// `γ Σ_t u_tᵀ Σ⁻¹ ε_t` added, `u_t` the plan and `ε_t` the perturbation. `γ = λ` is the
-    /// classic control-cost term; `0` is plain EM-MPPI.
-    pub control_cost_gamma: f64,
-    /// Lower control bounds per dimension (samples are clamped; the perturbation is recomputed).
+    /// Lower control bounds per dimension (one value is broadcast; samples are clamped).
+    #[serde(
+        deserialize_with = "opt_scalar_or_vec",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub u_min: Option<Vec<f64>>,
     /// Upper control bounds per dimension.
+    #[serde(
+        deserialize_with = "opt_scalar_or_vec",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub u_max: Option<Vec<f64>>,
     /// Discount factor on running costs, in `(0, 1]`.
     pub discount: f64,
-    /// Warm-start fill for the last slot of the shifted plan.
+    /// Warm-start fill for the last slot of the shifted plan: `last` or `zero`.
     pub shift_fill: ShiftFill,
-    /// Base random seed; results are a pure function of it.
+    /// Base random seed; results are a pure function of it. In TOML, a seed beyond
+    /// `i64::MAX` is written as a string of digits.
+    #[serde(
+        deserialize_with = "seed_from_int_or_string",
+        serialize_with = "seed_as_int_or_string"
+    )]
     pub seed: u64,
-    /// Worker threads for rollouts (1 = run on the calling thread). Problems below
-    /// [`crate::planner::PARALLEL_MIN_SAMPLE_STEPS`] sample-steps run on the calling thread
-    /// anyway. Results do not depend on it.
+    /// Worker threads for rollouts (1 = run on the calling thread), at most the machine's
+    /// cores. Problems below [`crate::planner::PARALLEL_MIN_SAMPLE_STEPS`] sample-steps run on
+    /// the calling thread anyway. Results do not depend on it.
     pub threads: usize,
-    /// The sampling family: `gaussian`, `gaussian_diag`, `gaussian_full`, `colored`, `spline`,
-    /// `beta`, `categorical` or `mixture`.
-    pub family: FamilyKind,
-    /// Floor on adapted standard deviations (`gaussian_diag`, `gaussian_full`, `mixture`).
-    pub std_min: f64,
-    /// Ceiling on adapted standard deviations.
-    pub std_max: f64,
-    /// Reset the adapted spread to its initial value at every control step (TD-MPC2 does).
-    pub std_reset: bool,
-    /// Block structure of the `gaussian_full` covariance: `step` or `sequence`.
-    pub covariance_block: CovarianceBlock,
-    /// Shrinkage `β ∈ [0, 1]` of an adapted covariance toward its diagonal.
-    pub shrinkage: f64,
-    /// Conjugate-prior pseudo-count `ν ≥ 0` pulling adapted second moments toward the initial
-    /// covariance: `T̄ ← (ν T₀ + T̄) / (1 + ν)`.
-    pub prior_weight: f64,
-    /// AR(1) correlation `ρ ∈ [0, 1)` between consecutive steps of `colored` noise.
-    pub noise_correlation: f64,
-    /// Number of spline knots (`spline` family), at least 2 and at most the horizon.
-    pub spline_knots: usize,
-    /// Cap on the Beta concentration `α + β` (the Beta analogue of a variance floor).
-    pub beta_concentration_max: f64,
-    /// Control values of the `categorical` family (every control dimension uses this list).
-    pub categories: Vec<f64>,
-    /// Floor `ε` of categorical probabilities: `π ← (1 − ε) π + ε / K`.
-    pub category_floor: f64,
-    /// Number of components of the `mixture` family.
-    pub mixture_components: usize,
-    /// Inner EM iterations of the `mixture` M-step.
-    pub mixture_inner_iterations: usize,
-    /// Keep only the best `elites` samples in the weighting (CEM / TD-MPC2 truncation).
-    pub elites: Option<usize>,
-    /// Step rule: `none` (step size only), `over_relaxed` or `heavy_ball`.
-    pub acceleration: Acceleration,
-    /// Heavy-ball momentum `β ∈ [0, 1)`.
-    pub momentum: f64,
-    /// Accept an accelerated step only if it beats the EM step on the surrogate `L̂(θ; θ_k)`
-    /// over the current samples (theory-spec D.3).
-    pub safeguard: bool,
-    /// Per-iteration diagnostics: `basic` or `full`.
-    pub diagnostics: DiagnosticsLevel,
     /// Rollout precision of a [`crate::Controller`]: `f64` or `f32` (see [`Precision`]).
     pub precision: Precision,
-    /// How the spread and temperature change between iterations (annealing); constant by
-    /// default.
-    pub schedule: ScheduleConfig,
+    /// Per-iteration diagnostics: `basic` or `full`.
+    pub diagnostics: DiagnosticsLevel,
     /// Wall-clock budget of one control step in milliseconds: [`crate::Controller::act`] stops
     /// iterating when another iteration would overrun it (at least one always runs) and
-    /// reports [`crate::Status::OutOfTime`]. `None`: no deadline.
+    /// reports [`crate::Status::OutOfTime`]. Absent: no deadline.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<f64>,
     /// Largest workspace the planner may allocate, in MiB; a config that needs more is an
     /// error that says how much it would need.
     pub memory_limit_mb: f64,
+    /// What to sample from: the kind of distribution and its keys.
+    pub proposal: ProposalConfig,
+    /// How the spread and temperature change between iterations (annealing); constant by
+    /// default.
+    pub schedule: ScheduleConfig,
+    /// How costs become weights.
+    pub weighting: WeightingConfig,
+    /// How the M-step result becomes the next parameters.
+    pub update: UpdateConfig,
 }
 
 impl Default for MppiConfig {
@@ -248,44 +414,117 @@ impl Default for MppiConfig {
             samples: 1000,
             horizon: 30,
             iterations: 1,
-            noise_sigma: vec![1.0],
-            noise_covariance: None,
-            lambda: 1.0,
-            temperature_mode: TemperatureMode::Fixed,
-            std_temperature: 0.1,
-            ess_target: 0.1,
-            step_size: 1.0,
-            control_cost_gamma: 0.0,
             u_min: None,
             u_max: None,
             discount: 1.0,
             shift_fill: ShiftFill::Last,
             seed: 0,
             threads: 1,
-            family: FamilyKind::Gaussian,
-            std_min: 1e-3,
-            std_max: 1e3,
-            std_reset: false,
-            covariance_block: CovarianceBlock::Step,
-            shrinkage: 0.0,
-            prior_weight: 0.0,
-            noise_correlation: 0.0,
-            spline_knots: 4,
-            beta_concentration_max: 1e3,
-            categories: Vec::new(),
-            category_floor: 1e-3,
-            mixture_components: 2,
-            mixture_inner_iterations: 1,
-            elites: None,
-            acceleration: Acceleration::None,
-            momentum: 0.0,
-            safeguard: true,
-            diagnostics: DiagnosticsLevel::Basic,
             precision: Precision::F64,
-            schedule: ScheduleConfig::Constant,
+            diagnostics: DiagnosticsLevel::Basic,
             deadline_ms: None,
             memory_limit_mb: 4096.0,
+            proposal: ProposalConfig::default(),
+            schedule: ScheduleConfig::Constant,
+            weighting: WeightingConfig::default(),
+            update: UpdateConfig::default(),
         }
+    }
+}
+
+/// Where a key of the old flat config (before the stages got sections) lives now, as a
+/// dotted path, or `None` if `key` was never one of them.
+///
+/// ```
+/// assert_eq!(mppi::config::moved_key("std_min"), Some("proposal.std_min"));
+/// assert_eq!(mppi::config::moved_key("lambda"), Some("weighting.temperature = { kind = \"fixed\", lambda = ... }"));
+/// assert_eq!(mppi::config::moved_key("samples"), None);
+/// ```
+#[must_use]
+pub fn moved_key(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "family" => "proposal.kind",
+        "noise_sigma" => "proposal.noise_sigma",
+        "noise_covariance" => "proposal.noise_covariance",
+        "std_min" => "proposal.std_min",
+        "std_max" => "proposal.std_max",
+        "std_reset" => "proposal.std_reset",
+        "prior_weight" => "proposal.prior_weight",
+        "covariance_block" => "proposal.covariance_block",
+        "shrinkage" => "proposal.shrinkage",
+        "noise_correlation" => "proposal.correlation",
+        "spline_knots" => "proposal.knots",
+        "beta_concentration_max" => "proposal.concentration_max",
+        "categories" => "proposal.categories",
+        "category_floor" => "proposal.floor",
+        "mixture_components" => "proposal.components",
+        "mixture_inner_iterations" => "proposal.inner_iterations",
+        "lambda" => "weighting.temperature = { kind = \"fixed\", lambda = ... }",
+        "temperature_mode" => "weighting.temperature.kind",
+        "std_temperature" => "weighting.temperature = { kind = \"std_normalized\", scale = ... }",
+        "ess_target" => "weighting.temperature = { kind = \"ess_target\", target = ... }",
+        "elites" => "weighting.elites",
+        "control_cost_gamma" => "weighting.control_cost_gamma",
+        "step_size" => "update.step_size",
+        "acceleration" => "update.acceleration",
+        "momentum" => "update.momentum",
+        "safeguard" => "update.safeguard",
+        _ => return None,
+    })
+}
+
+/// A list of numbers, or one number (broadcast where a list per dimension is expected).
+pub(crate) fn opt_scalar_or_vec<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<f64>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a number or a list of numbers")]
+    enum ScalarOrVec {
+        Scalar(f64),
+        Vec(Vec<f64>),
+    }
+    Ok(Some(match ScalarOrVec::deserialize(deserializer)? {
+        ScalarOrVec::Scalar(v) => vec![v],
+        ScalarOrVec::Vec(v) => v,
+    }))
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn one_tenth() -> f64 {
+    0.1
+}
+
+/// A seed from a TOML integer or, for seeds beyond `i64::MAX` (TOML integers are signed), a
+/// string of decimal digits.
+fn seed_from_int_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "a whole number between 0 and 18446744073709551615"
+    )]
+    enum IntOrString {
+        Int(u64),
+        String(String),
+    }
+    match IntOrString::deserialize(deserializer)? {
+        IntOrString::Int(v) => Ok(v),
+        IntOrString::String(s) => s.trim().parse::<u64>().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a whole number between 0 and 18446744073709551615"
+            ))
+        }),
+    }
+}
+
+/// Seeds beyond `i64::MAX` are written as strings (TOML integers are signed).
+fn seed_as_int_or_string<S: serde::Serializer>(seed: &u64, s: S) -> Result<S::Ok, S::Error> {
+    if i64::try_from(*seed).is_ok() {
+        s.serialize_u64(*seed)
+    } else {
+        s.serialize_str(&seed.to_string())
     }
 }
 
@@ -300,7 +539,7 @@ fn positive(field: &'static str, v: f64) -> Result<(), MppiError> {
     }
 }
 
-fn per_dim(field: &'static str, v: &[f64], m: usize) -> Result<Vec<f64>, MppiError> {
+pub(crate) fn per_dim(field: &'static str, v: &[f64], m: usize) -> Result<Vec<f64>, MppiError> {
     if let Some(i) = v.iter().position(|x| x.is_nan()) {
         return Err(MppiError::config(field, format!("entry {i} is NaN")));
     }
@@ -318,35 +557,6 @@ fn per_dim(field: &'static str, v: &[f64], m: usize) -> Result<Vec<f64>, MppiErr
             ),
         )),
     }
-}
-
-/// A config checked against a control dimension, with per-dimension vectors expanded.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Validated {
-    pub samples: usize,
-    pub horizon: usize,
-    pub control_dim: usize,
-    pub iterations: usize,
-    /// Row-major `m x m` covariance of one time step.
-    pub covariance: Vec<f64>,
-    pub temperature: Temperature,
-    pub step_size: f64,
-    pub control_cost_gamma: f64,
-    pub u_min: Vec<f64>,
-    pub u_max: Vec<f64>,
-    pub discount: f64,
-    pub shift_fill: ShiftFill,
-    pub seed: u64,
-    pub threads: usize,
-    pub elites: Option<usize>,
-    pub acceleration: Acceleration,
-    pub momentum: f64,
-    pub safeguard: bool,
-    pub diagnostics: DiagnosticsLevel,
-    pub std_reset: bool,
-    pub schedule: ScheduleConfig,
-    /// The whole config, for the family-specific keys (read by `proposal::build`).
-    pub raw: MppiConfig,
 }
 
 fn in_range(
@@ -373,12 +583,46 @@ fn in_range(
     }
 }
 
-/// Most inner EM iterations of the mixture's M-step.
-pub const MAX_INNER_ITERATIONS: usize = 1000;
-/// The range of `noise_sigma` entries whose square is a normal `f64`.
-const SIGMA_RANGE: (f64, f64) = (1e-150, 1e150);
+/// A config checked against a control dimension, with per-dimension vectors expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Validated {
+    pub samples: usize,
+    pub horizon: usize,
+    pub control_dim: usize,
+    pub iterations: usize,
+    /// Row-major `m x m` covariance of one time step (identity for kinds without a spread).
+    pub covariance: Vec<f64>,
+    pub temperature: Temperature,
+    pub step_size: f64,
+    pub control_cost_gamma: f64,
+    pub u_min: Vec<f64>,
+    pub u_max: Vec<f64>,
+    pub shift_fill: ShiftFill,
+    pub seed: u64,
+    pub threads: usize,
+    pub elites: Option<usize>,
+    pub acceleration: Acceleration,
+    pub momentum: f64,
+    pub safeguard: bool,
+    pub diagnostics: DiagnosticsLevel,
+    pub std_reset: bool,
+    pub schedule: ScheduleConfig,
+    pub proposal: ProposalConfig,
+}
 
 impl MppiConfig {
+    /// Check every value against its valid range for a problem with `control_dim` controls.
+    ///
+    /// ```
+    /// use mppi::{MppiConfig, WeightingConfig};
+    /// let bad = MppiConfig { weighting: WeightingConfig::fixed(-1.0), ..MppiConfig::default() };
+    /// let err = bad.validate(1).unwrap_err();
+    /// assert!(err.to_string().contains("weighting.temperature.lambda"));
+    /// ```
+    pub fn validate(&self, control_dim: usize) -> Result<(), MppiError> {
+        self.validated(control_dim).map(|_| ())
+    }
+
     /// Bytes the planner and the controller would allocate for this config (an estimate
     /// within a small factor: the sample buffers, per-sample and per-iteration records and
     /// the proposal's parameters), or `None` if it does not fit in `u128`.
@@ -391,24 +635,24 @@ impl MppiConfig {
         );
         let d = t.checked_mul(m)?;
         let f = 8u128;
+        let p = &self.proposal;
         // samples (rows and blocks), three proposal instances, per-sample vectors
         let samples = k.checked_mul(d)?.checked_mul(2 * f)?;
-        let params = match (self.family, self.covariance_block) {
-            (FamilyKind::GaussianFull, CovarianceBlock::Sequence) => {
+        let params = match (p.kind, p.covariance_block()) {
+            (ProposalKind::GaussianFull, CovarianceBlock::Sequence) => {
                 d.checked_mul(d)?.checked_mul(6 * f)?
             }
-            (FamilyKind::GaussianFull, CovarianceBlock::Step) => {
+            (ProposalKind::GaussianFull, CovarianceBlock::Step) => {
                 d.checked_mul(m)?.checked_mul(6 * f)?
             }
-            (FamilyKind::Mixture, _) => d
-                .checked_mul(self.mixture_components as u128)?
-                .checked_mul(6 * f)?
-                .checked_add(
-                    k.checked_mul(self.mixture_components as u128)?
-                        .checked_mul(f)?,
-                )?,
-            (FamilyKind::Categorical, _) => d
-                .checked_mul(self.categories.len() as u128)?
+            (ProposalKind::Mixture, _) => {
+                let c = p.components() as u128;
+                d.checked_mul(c)?
+                    .checked_mul(6 * f)?
+                    .checked_add(k.checked_mul(c)?.checked_mul(f)?)?
+            }
+            (ProposalKind::Categorical, _) => d
+                .checked_mul(p.categories().len() as u128)?
                 .checked_mul(6 * f)?,
             _ => d.checked_mul(12 * f)?,
         };
@@ -445,18 +689,6 @@ impl MppiConfig {
         Ok(())
     }
 
-    /// Check every value against its valid range for a problem with `control_dim` controls.
-    ///
-    /// ```
-    /// use mppi::MppiConfig;
-    /// let bad = MppiConfig { lambda: -1.0, ..MppiConfig::default() };
-    /// let err = bad.validate(1).unwrap_err();
-    /// assert!(err.to_string().contains("lambda"));
-    /// ```
-    pub fn validate(&self, control_dim: usize) -> Result<(), MppiError> {
-        self.validated(control_dim).map(|_| ())
-    }
-
     pub(crate) fn validated(&self, m: usize) -> Result<Validated, MppiError> {
         if m == 0 {
             return Err(MppiError::config(
@@ -491,7 +723,6 @@ impl MppiConfig {
                 ),
             ));
         }
-        self.schedule.validate()?;
         if let Some(d) = self.deadline_ms
             && !(d.is_finite() && d > 0.0)
         {
@@ -501,225 +732,12 @@ impl MppiConfig {
             ));
         }
         positive("memory_limit_mb", self.memory_limit_mb)?;
-        let temperature = match self.temperature_mode {
-            TemperatureMode::Fixed => {
-                positive("lambda", self.lambda)?;
-                if self.lambda < f64::MIN_POSITIVE {
-                    return Err(MppiError::config(
-                        "lambda",
-                        format!(
-                            "{} is too small: 1/λ overflows (use at least {:e})",
-                            self.lambda,
-                            f64::MIN_POSITIVE
-                        ),
-                    ));
-                }
-                Temperature::Fixed(self.lambda)
-            }
-            TemperatureMode::StdNormalized => {
-                positive("std_temperature", self.std_temperature)?;
-                Temperature::StdNormalized(self.std_temperature)
-            }
-            TemperatureMode::EssTarget => {
-                if !(self.ess_target > 0.0 && self.ess_target <= 1.0) {
-                    return Err(MppiError::config(
-                        "ess_target",
-                        format!("must be in (0, 1], got {}", self.ess_target),
-                    ));
-                }
-                Temperature::EssTarget(self.ess_target)
-            }
-        };
-        let max_step = if self.acceleration == Acceleration::None {
-            2.0
-        } else {
-            4.0
-        };
-        if !(self.step_size > 0.0 && self.step_size < max_step) {
-            return Err(MppiError::config(
-                "step_size",
-                format!(
-                    "must be in (0, {max_step}) (1 = MPPI/EM; up to 4 with acceleration = \"over_relaxed\" or \"heavy_ball\"), got {}",
-                    self.step_size
-                ),
-            ));
-        }
-        in_range("momentum", self.momentum, 0.0, 1.0, true, false)?;
-        if let Some(e) = self.elites
-            && (e == 0 || e > self.samples)
-        {
-            return Err(MppiError::config(
-                "elites",
-                format!("must be between 1 and samples = {}, got {e}", self.samples),
-            ));
-        }
-        positive("std_min", self.std_min)?;
-        positive("std_max", self.std_max)?;
-        if self.std_max < self.std_min {
-            return Err(MppiError::config(
-                "std_max",
-                format!(
-                    "must be >= std_min = {}, got {}",
-                    self.std_min, self.std_max
-                ),
-            ));
-        }
-        in_range("shrinkage", self.shrinkage, 0.0, 1.0, true, true)?;
-        if !(self.prior_weight.is_finite() && self.prior_weight >= 0.0) {
-            return Err(MppiError::config(
-                "prior_weight",
-                format!("must be a finite number >= 0, got {}", self.prior_weight),
-            ));
-        }
-        in_range(
-            "noise_correlation",
-            self.noise_correlation,
-            0.0,
-            1.0,
-            true,
-            false,
-        )?;
-        if self.family == FamilyKind::Spline && !(2..=self.horizon).contains(&self.spline_knots) {
-            return Err(MppiError::config(
-                "spline_knots",
-                format!(
-                    "must be between 2 and horizon = {}, got {}",
-                    self.horizon, self.spline_knots
-                ),
-            ));
-        }
-        if !(self.beta_concentration_max.is_finite() && self.beta_concentration_max > 2.0) {
-            return Err(MppiError::config(
-                "beta_concentration_max",
-                format!(
-                    "must be a finite number > 2, got {}",
-                    self.beta_concentration_max
-                ),
-            ));
-        }
-        if self.family == FamilyKind::Categorical {
-            if self.categories.len() < 2 {
-                return Err(MppiError::config(
-                    "categories",
-                    "the categorical family needs at least 2 control values, e.g. categories = [-1.0, 0.0, 1.0]",
-                ));
-            }
-            if let Some(i) = self.categories.iter().position(|v| !v.is_finite()) {
-                return Err(MppiError::config(
-                    "categories",
-                    format!("entry {i} is not finite"),
-                ));
-            }
-        }
-        in_range("category_floor", self.category_floor, 0.0, 1.0, true, false)?;
-        if self.mixture_components == 0 || self.mixture_components > self.samples {
-            return Err(MppiError::config(
-                "mixture_components",
-                format!(
-                    "must be between 1 and samples = {}, got {}",
-                    self.samples, self.mixture_components
-                ),
-            ));
-        }
-        if !(1..=MAX_INNER_ITERATIONS).contains(&self.mixture_inner_iterations) {
-            return Err(MppiError::config(
-                "mixture_inner_iterations",
-                format!(
-                    "must be between 1 and {MAX_INNER_ITERATIONS}, got {} (each one is a pass \
-                     over every sample and component)",
-                    self.mixture_inner_iterations
-                ),
-            ));
-        }
-        if !(self.control_cost_gamma.is_finite() && self.control_cost_gamma >= 0.0) {
-            return Err(MppiError::config(
-                "control_cost_gamma",
-                format!(
-                    "must be a finite number >= 0, got {}",
-                    self.control_cost_gamma
-                ),
-            ));
-        }
         if !(self.discount > 0.0 && self.discount <= 1.0) {
             return Err(MppiError::config(
                 "discount",
                 format!("must be in (0, 1], got {}", self.discount),
             ));
         }
-        let covariance = match &self.noise_covariance {
-            Some(rows) => {
-                if rows.len() != m || rows.iter().any(|r| r.len() != m) {
-                    return Err(MppiError::config(
-                        "noise_covariance",
-                        format!("must be a {m} x {m} matrix (one row per control dimension)"),
-                    ));
-                }
-                let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-                if flat.iter().any(|v| !v.is_finite()) {
-                    return Err(MppiError::config(
-                        "noise_covariance",
-                        "has a non-finite entry",
-                    ));
-                }
-                for i in 0..m {
-                    for j in 0..i {
-                        let (a, b) = (flat[i * m + j], flat[j * m + i]);
-                        if (a - b).abs() > 1e-12 * (1.0 + a.abs().max(b.abs())) {
-                            return Err(MppiError::config(
-                                "noise_covariance",
-                                format!(
-                                    "is not symmetric: entry ({i},{j}) = {a} but ({j},{i}) = {b}"
-                                ),
-                            ));
-                        }
-                    }
-                }
-                if nalgebra::DMatrix::from_row_slice(m, m, &flat)
-                    .cholesky()
-                    .is_none()
-                {
-                    return Err(MppiError::config(
-                        "noise_covariance",
-                        "is not positive definite (Cholesky failed)",
-                    ));
-                }
-                flat
-            }
-            None => {
-                let sigma = per_dim("noise_sigma", &self.noise_sigma, m)?;
-                if let Some((i, s)) = sigma
-                    .iter()
-                    .enumerate()
-                    .find(|(_, s)| !(s.is_finite() && **s > 0.0))
-                {
-                    return Err(MppiError::config(
-                        "noise_sigma",
-                        format!("entry {i} must be a finite number > 0, got {s}"),
-                    ));
-                }
-                // σ² must be a normal f64: beyond these, the variance overflows or underflows
-                if let Some((i, s)) = sigma
-                    .iter()
-                    .enumerate()
-                    .find(|(_, s)| !(SIGMA_RANGE.0..=SIGMA_RANGE.1).contains(*s))
-                {
-                    return Err(MppiError::config(
-                        "noise_sigma",
-                        format!(
-                            "entry {i} = {s:e} is out of range: σ² would {} (use a value in [{:e}, {:e}])",
-                            if *s > 1.0 { "overflow" } else { "underflow" },
-                            SIGMA_RANGE.0,
-                            SIGMA_RANGE.1
-                        ),
-                    ));
-                }
-                let mut cov = vec![0.0; m * m];
-                for (i, s) in sigma.iter().enumerate() {
-                    cov[i * m + i] = s * s;
-                }
-                cov
-            }
-        };
         let u_min = match &self.u_min {
             Some(v) => per_dim("u_min", v, m)?,
             None => vec![f64::NEG_INFINITY; m],
@@ -740,22 +758,44 @@ impl MppiConfig {
                 ));
             }
         }
-        if self.family == FamilyKind::Categorical
-            && let Some((i, v)) = self
-                .categories
-                .iter()
-                .enumerate()
-                .find(|(_, v)| (0..m).any(|j| **v < u_min[j] || **v > u_max[j]))
-        {
+
+        // the stages, each checking its own section
+        let proposal = &self.proposal;
+        proposal.validate(m)?;
+        if proposal.kind == ProposalKind::Mixture && proposal.components() > self.samples {
             return Err(MppiError::config(
-                "categories",
+                "proposal.components",
                 format!(
-                    "entry {i} = {v} is outside the control bounds [{:?}, {:?}]: every category \
-                     must be a control the system accepts",
-                    u_min, u_max
+                    "must be between 1 and samples = {}, got {}",
+                    self.samples,
+                    proposal.components()
                 ),
             ));
         }
+        if let Some((i, v)) = proposal
+            .categories()
+            .iter()
+            .enumerate()
+            .find(|(_, v)| (0..m).any(|j| **v < u_min[j] || **v > u_max[j]))
+        {
+            return Err(MppiError::config(
+                "proposal.categories",
+                format!(
+                    "entry {i} = {v} is outside the control bounds u_min = {u_min:?}, u_max = \
+                     {u_max:?}: every category must be a control the system accepts"
+                ),
+            ));
+        }
+        let covariance = if proposal.kind.keys().contains(&"noise_sigma") {
+            proposal.covariance(m)?
+        } else {
+            let mut identity = vec![0.0; m * m];
+            (0..m).for_each(|i| identity[i * m + i] = 1.0);
+            identity
+        };
+        self.schedule.validate()?;
+        let temperature = self.weighting.validate(self.samples)?;
+        self.update.validate()?;
         self.check_memory(m)?;
         Ok(Validated {
             samples: self.samples,
@@ -764,22 +804,21 @@ impl MppiConfig {
             iterations: self.iterations,
             covariance,
             temperature,
-            step_size: self.step_size,
-            control_cost_gamma: self.control_cost_gamma,
+            step_size: self.update.step_size,
+            control_cost_gamma: self.weighting.control_cost_gamma,
             u_min,
             u_max,
-            discount: self.discount,
             shift_fill: self.shift_fill,
             seed: self.seed,
             threads: self.threads,
-            elites: self.elites,
-            acceleration: self.acceleration,
-            momentum: self.momentum,
-            safeguard: self.safeguard,
+            elites: self.weighting.elites,
+            acceleration: self.update.acceleration,
+            momentum: self.update.momentum,
+            safeguard: self.update.safeguard,
             diagnostics: self.diagnostics,
-            std_reset: self.std_reset,
+            std_reset: proposal.std_reset(),
             schedule: self.schedule,
-            raw: self.clone(),
+            proposal: proposal.clone(),
         })
     }
 }

@@ -65,7 +65,7 @@ impl<D: Dynamics, C: Cost> StateObjective for RolloutObjective<D, C> {
 /// MPPI in closed loop: plan from the current state, apply the first control, shift the plan.
 ///
 /// ```
-/// use mppi::{Controller, Cost, Dynamics, MppiConfig};
+/// use mppi::{Controller, Cost, Dynamics, MppiConfig, WeightingConfig};
 /// // drive a 1-D integrator x' = x + 0.1 u to the origin
 /// struct Integrator;
 /// impl Dynamics for Integrator {
@@ -77,7 +77,7 @@ impl<D: Dynamics, C: Cost> StateObjective for RolloutObjective<D, C> {
 /// impl Cost for ToOrigin {
 ///     fn running(&self, x: &[f64], u: &[f64], _t: usize) -> f64 { x[0] * x[0] + 0.01 * u[0] * u[0] }
 /// }
-/// let cfg = MppiConfig { samples: 256, horizon: 20, lambda: 0.1, ..MppiConfig::default() };
+/// let cfg = MppiConfig { samples: 256, horizon: 20, weighting: WeightingConfig::fixed(0.1), ..MppiConfig::default() };
 /// let mut ctrl = Controller::new(Integrator, ToOrigin, &cfg).unwrap();
 /// let mut x = [1.0];
 /// for _ in 0..60 {
@@ -285,6 +285,7 @@ impl Observer for Recording<'_> {
 mod tests {
     use super::*;
     use crate::config::ShiftFill;
+    use crate::{ProposalConfig, WeightingConfig};
 
     /// x' = x + u, cost x² (optionally NaN everywhere).
     struct Line;
@@ -310,7 +311,7 @@ mod tests {
         MppiConfig {
             samples: 64,
             horizon: 5,
-            lambda: 1.0,
+            weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         }
     }
@@ -363,12 +364,18 @@ mod tests {
         let sigma = 0.7;
         let plan = [0.3, -0.2, 0.1, 0.4, -0.5];
         let base = MppiConfig {
-            noise_sigma: vec![sigma],
+            proposal: ProposalConfig {
+                noise_sigma: Some(vec![sigma]),
+                ..config().proposal.clone()
+            },
             ..config()
         };
         let gamma = 2.5;
         let with = MppiConfig {
-            control_cost_gamma: gamma,
+            weighting: WeightingConfig {
+                control_cost_gamma: gamma,
+                ..base.clone().weighting
+            },
             ..base.clone()
         };
         let mut a = Controller::new(Line, Square(false), &base).unwrap();
@@ -398,9 +405,12 @@ mod tests {
     #[test]
     fn clamped_samples_respect_bounds_and_perturbations_are_recomputed() {
         let cfg = MppiConfig {
-            noise_sigma: vec![5.0],
             u_min: Some(vec![-1.0]),
             u_max: Some(vec![0.5]),
+            proposal: ProposalConfig {
+                noise_sigma: Some(vec![5.0]),
+                ..config().proposal.clone()
+            },
             ..config()
         };
         let mut c = Controller::new(Line, Square(false), &cfg).unwrap();

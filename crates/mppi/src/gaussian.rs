@@ -40,7 +40,7 @@ impl GaussianNoise {
         let cov = DMatrix::from_row_slice(m, m, covariance);
         let chol = cov.clone().cholesky().ok_or_else(|| {
             MppiError::config(
-                "noise_covariance",
+                "proposal.noise_covariance",
                 "is not positive definite (Cholesky failed)",
             )
         })?;

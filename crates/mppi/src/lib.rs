@@ -17,7 +17,7 @@
 //! around a state.
 //!
 //! ```
-//! use mppi::{Controller, Cost, Dynamics, MppiConfig};
+//! use mppi::{Controller, Cost, Dynamics, MppiConfig, ProposalConfig, WeightingConfig};
 //!
 //! /// A point mass on a line: state (position, velocity), control = force.
 //! struct PointMass;
@@ -39,8 +39,10 @@
 //! }
 //!
 //! let config = MppiConfig {
-//!     samples: 256, horizon: 30, lambda: 0.5, noise_sigma: vec![2.0],
-//!     u_min: Some(vec![-5.0]), u_max: Some(vec![5.0]), seed: 7,
+//!     samples: 256, horizon: 30, seed: 7,
+//!     u_min: Some(vec![-5.0]), u_max: Some(vec![5.0]),
+//!     proposal: ProposalConfig::gaussian(&[2.0]),
+//!     weighting: WeightingConfig::fixed(0.5),
 //!     ..MppiConfig::default()
 //! };
 //! let mut controller = Controller::new(PointMass, Goal, &config)?;
@@ -60,21 +62,20 @@
 pub mod config;
 pub mod controller;
 pub mod error;
-pub mod experiments;
 pub mod fastmath;
 pub mod gaussian;
+pub mod keys;
 pub mod objective;
 pub mod planner;
 pub mod proposal;
 pub mod rng;
 pub mod schedule;
-pub mod theory;
 pub mod update;
 pub mod weights;
 
 pub use config::{
-    Acceleration, CovarianceBlock, DiagnosticsLevel, FamilyKind, MppiConfig, Precision,
-    ScheduleConfig, ShiftFill,
+    Acceleration, CovarianceBlock, DiagnosticsLevel, MppiConfig, Precision, ProposalConfig,
+    ProposalKind, ScheduleConfig, ShiftFill, TemperatureConfig, UpdateConfig, WeightingConfig,
 };
 pub use controller::{Controller, StateObjective, StepReport};
 pub use error::MppiError;
@@ -86,8 +87,7 @@ pub use proposal::{Context, Proposal};
 pub use schedule::{Annealing, Schedule};
 pub use update::{StepRule, Update};
 pub use weights::{
-    Softmax, Temperature, TemperatureMode, WeightStats, Weighting, compute_weights,
-    compute_weights_elite,
+    Softmax, Temperature, WeightStats, Weighting, compute_weights, compute_weights_elite,
 };
 
 /// The README's library example, compiled and run as a doctest.

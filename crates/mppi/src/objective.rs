@@ -398,7 +398,7 @@ pub trait Objective: Send + Sync {
 /// [`Objective::evaluate_batch`]).
 ///
 /// ```
-/// use mppi::{BatchFnObjective, MppiConfig, Planner};
+/// use mppi::{BatchFnObjective, MppiConfig, Planner, ProposalConfig, WeightingConfig};
 /// // one call per iteration with all 64 samples of u ∈ R²
 /// let f = BatchFnObjective::new(2, |u: &[f64], costs: &mut [f64]| {
 ///     for (c, row) in costs.iter_mut().zip(u.chunks_exact(2)) {
@@ -406,8 +406,12 @@ pub trait Objective: Send + Sync {
 ///     }
 ///     Ok(())
 /// });
-/// let cfg = MppiConfig { samples: 64, horizon: 1, iterations: 40, lambda: 0.05,
-///                        noise_sigma: vec![0.5], ..MppiConfig::default() };
+/// let cfg = MppiConfig {
+///     samples: 64, horizon: 1, iterations: 40,
+///     proposal: ProposalConfig::gaussian(&[0.5]),
+///     weighting: WeightingConfig::fixed(0.05),
+///     ..MppiConfig::default()
+/// };
 /// let mut planner = Planner::new(&cfg, 2)?;
 /// planner.optimize(&f, 0, &mut ())?;
 /// assert!((planner.mean()[0] - 1.0).abs() < 0.1 && (planner.mean()[1] + 1.0).abs() < 0.1);

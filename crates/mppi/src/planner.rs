@@ -207,10 +207,14 @@ impl Deadline {
 /// The MPPI / EM optimizer with its workspace.
 ///
 /// ```
-/// use mppi::{FnObjective, MppiConfig, Planner};
+/// use mppi::{FnObjective, MppiConfig, Planner, ProposalConfig, WeightingConfig};
 /// // minimize ‖u − 1‖² over u ∈ R³ (a black-box objective: horizon 1, 3 controls)
-/// let cfg = MppiConfig { samples: 500, horizon: 1, iterations: 30, lambda: 0.05,
-///                        noise_sigma: vec![0.3], ..MppiConfig::default() };
+/// let cfg = MppiConfig {
+///     samples: 500, horizon: 1, iterations: 30,
+///     proposal: ProposalConfig::gaussian(&[0.3]),
+///     weighting: WeightingConfig::fixed(0.05),
+///     ..MppiConfig::default()
+/// };
 /// let mut planner = Planner::new(&cfg, 3).unwrap();
 /// let f = FnObjective::new(3, |u: &[f64]| u.iter().map(|v| (v - 1.0).powi(2)).sum());
 /// let outcome = planner.optimize(&f, 0, &mut ()).unwrap();
@@ -296,7 +300,7 @@ impl Planner {
         check_len("proposal dimension", dim, proposal.dim())?;
         if cfg.control_cost_gamma > 0.0 && proposal.control_cost(&[], &[]).is_none() {
             return Err(MppiError::config(
-                "control_cost_gamma",
+                "weighting.control_cost_gamma",
                 format!(
                     "the control-cost term needs a Gaussian proposal; `{}` has none (set it to 0)",
                     proposal.name()
@@ -307,7 +311,7 @@ impl Planner {
         proposal.plan(&mut plan);
         if update.safeguarded() && proposal.log_prob(&plan).is_none() {
             return Err(MppiError::config(
-                "safeguard",
+                "update.safeguard",
                 format!(
                     "a safeguarded accelerated step needs the proposal's log-density; `{}` has \
                      none (set safeguard = false, or use step_size <= 1 without momentum)",

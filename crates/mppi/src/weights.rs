@@ -12,27 +12,14 @@
 //! `L̂ = log( (1/N) Σ_i exp(-J_i/λ) )` (theory-spec C.1, `N` counts every sample, finite or not)
 //! and the effective sample size `ESS = 1 / Σ w_i²`.
 //!
-//! The temperature is chosen by a [`TemperatureMode`]:
+//! The temperature is chosen by a [`Temperature`] rule (`weighting.temperature` in the config):
 //! - `fixed`: `λ` as configured, in cost units;
 //! - `std_normalized`: `λ = κ · std(J)` over the finite costs (as DIAL-MPC / model-based
 //!   diffusion do), so `κ` is scale free;
 //! - `ess_target`: bisection on `log λ` until `ESS / N` hits a target fraction (ESS is
 //!   increasing in `λ`, so the bisection is well posed).
 
-use serde::{Deserialize, Serialize};
-
-/// How the temperature `λ` is chosen at every iteration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum TemperatureMode {
-    /// `λ` is the configured `lambda`, in cost units.
-    #[default]
-    Fixed,
-    /// `λ = std_temperature · std(J)` over the finite costs of this iteration.
-    StdNormalized,
-    /// `λ` is found by bisection so that `ESS / N = ess_target`.
-    EssTarget,
-}
+use serde::Serialize;
 
 /// The temperature rule with its parameter, as used by [`compute_weights`].
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,7 +3,7 @@
 //! This is the crate's second (and last) integration-test binary. Every check prints its
 //! measured value next to its tolerance (`cargo test -p mppi --test families -- --nocapture`).
 //!
-//! Part 1, conformance: a table of `(name, MppiConfig)` covering every `FamilyKind` (both
+//! Part 1, conformance: a table of `(name, MppiConfig)` covering every `ProposalKind` (both
 //! `covariance_block` values of `gaussian_full`), and checks that iterate over it: parameter
 //! round trips and domain checks, sampling determinism and bounds, `log_prob`, M-step recovery
 //! and zero-weight invariance, KL, shift, plan, `clone_box`, the empirical sufficient increase
@@ -19,12 +19,13 @@
 
 use mppi::proposal::Proposal;
 use mppi::rng::{BlockRng, sample_rng};
-use mppi::theory::{self, Quadratic};
 use mppi::weights::{Temperature, compute_weights};
 use mppi::{
-    Acceleration, BLOCK_LANES, Cost, CovarianceBlock, DiagnosticsLevel, Dynamics, FamilyKind,
-    FnObjective, IterStats, MppiConfig, Observer, Planner, RolloutObjective, ShiftFill,
+    Acceleration, BLOCK_LANES, Cost, CovarianceBlock, DiagnosticsLevel, Dynamics, FnObjective,
+    IterStats, MppiConfig, Observer, Planner, ProposalKind, RolloutObjective, ShiftFill,
 };
+use mppi::{ProposalConfig, UpdateConfig, WeightingConfig};
+use mppi_theory::closed_form::{self as theory, Quadratic};
 use nalgebra::{DMatrix, DVector};
 use rand::RngExt;
 use rand_distr::StandardNormal;
@@ -55,12 +56,11 @@ fn base_config() -> MppiConfig {
         samples: 256,
         horizon: T,
         iterations: 1,
-        lambda: 1.0,
-        noise_sigma: vec![0.5],
-        // wide enough that clamping never happens with σ = 0.5 around |μ| ≤ 0.6
         u_min: Some(vec![-4.0]),
         u_max: Some(vec![4.0]),
         seed: 11,
+        proposal: ProposalConfig::gaussian(&[0.5]),
+        weighting: WeightingConfig::fixed(1.0),
         ..MppiConfig::default()
     }
 }
@@ -77,7 +77,7 @@ fn table() -> Vec<Case> {
         Case {
             name: "gaussian_diag",
             cfg: MppiConfig {
-                family: FamilyKind::GaussianDiag,
+                proposal: b().proposal.clone().into_kind(ProposalKind::GaussianDiag),
                 ..b()
             },
             fit_tol: 0.03,
@@ -85,8 +85,10 @@ fn table() -> Vec<Case> {
         Case {
             name: "gaussian_full(step)",
             cfg: MppiConfig {
-                family: FamilyKind::GaussianFull,
-                covariance_block: CovarianceBlock::Step,
+                proposal: ProposalConfig {
+                    covariance_block: Some(CovarianceBlock::Step),
+                    ..b().proposal.clone().into_kind(ProposalKind::GaussianFull)
+                },
                 ..b()
             },
             fit_tol: 0.03,
@@ -94,8 +96,10 @@ fn table() -> Vec<Case> {
         Case {
             name: "gaussian_full(sequence)",
             cfg: MppiConfig {
-                family: FamilyKind::GaussianFull,
-                covariance_block: CovarianceBlock::Sequence,
+                proposal: ProposalConfig {
+                    covariance_block: Some(CovarianceBlock::Sequence),
+                    ..b().proposal.clone().into_kind(ProposalKind::GaussianFull)
+                },
                 ..b()
             },
             fit_tol: 0.03,
@@ -103,8 +107,10 @@ fn table() -> Vec<Case> {
         Case {
             name: "colored",
             cfg: MppiConfig {
-                family: FamilyKind::Colored,
-                noise_correlation: 0.8,
+                proposal: ProposalConfig {
+                    correlation: Some(0.8),
+                    ..b().proposal.clone().into_kind(ProposalKind::Colored)
+                },
                 ..b()
             },
             fit_tol: 0.03,
@@ -112,8 +118,10 @@ fn table() -> Vec<Case> {
         Case {
             name: "spline",
             cfg: MppiConfig {
-                family: FamilyKind::Spline,
-                spline_knots: 3,
+                proposal: ProposalConfig {
+                    knots: Some(3),
+                    ..b().proposal.clone().into_kind(ProposalKind::Spline)
+                },
                 ..b()
             },
             fit_tol: 0.03,
@@ -121,9 +129,9 @@ fn table() -> Vec<Case> {
         Case {
             name: "beta",
             cfg: MppiConfig {
-                family: FamilyKind::Beta,
                 u_min: Some(vec![-1.0]),
                 u_max: Some(vec![1.0]),
+                proposal: b().proposal.clone().into_kind(ProposalKind::Beta),
                 ..b()
             },
             fit_tol: 0.03,
@@ -131,10 +139,12 @@ fn table() -> Vec<Case> {
         Case {
             name: "categorical",
             cfg: MppiConfig {
-                family: FamilyKind::Categorical,
-                categories: vec![-1.0, -0.25, 0.5, 1.0],
                 u_min: Some(vec![-1.0]),
                 u_max: Some(vec![1.0]),
+                proposal: ProposalConfig {
+                    categories: Some(vec![-1.0, -0.25, 0.5, 1.0]),
+                    ..b().proposal.clone().into_kind(ProposalKind::Categorical)
+                },
                 ..b()
             },
             fit_tol: 0.03,
@@ -142,8 +152,10 @@ fn table() -> Vec<Case> {
         Case {
             name: "mixture",
             cfg: MppiConfig {
-                family: FamilyKind::Mixture,
-                mixture_components: 2,
+                proposal: ProposalConfig {
+                    components: Some(2),
+                    ..b().proposal.clone().into_kind(ProposalKind::Mixture)
+                },
                 ..b()
             },
             fit_tol: 0.05,
@@ -155,12 +167,23 @@ fn table() -> Vec<Case> {
 /// the exact maximizer of `Q̂` (theory-spec H4: "when no floor is active").
 fn floors_off(case: &Case) -> Case {
     let mut c = case.clone();
-    c.cfg.std_min = 1e-9;
-    c.cfg.std_max = 1e9;
-    c.cfg.shrinkage = 0.0;
-    c.cfg.prior_weight = 0.0;
-    c.cfg.category_floor = 0.0;
-    c.cfg.beta_concentration_max = 1e9;
+    let p = &mut c.cfg.proposal;
+    // only the keys this kind has
+    let has = |key: &str| p.kind.keys().contains(&key);
+    if has("std_min") {
+        p.std_min = Some(1e-9);
+        p.std_max = Some(1e9);
+        p.prior_weight = Some(0.0);
+    }
+    if has("shrinkage") {
+        p.shrinkage = Some(0.0);
+    }
+    if has("floor") {
+        p.floor = Some(0.0);
+    }
+    if has("concentration_max") {
+        p.concentration_max = Some(1e9);
+    }
     c
 }
 
@@ -395,7 +418,7 @@ fn conformance_sampling_log_prob_and_bounds() {
     let tight: Vec<Case> = table()
         .into_iter()
         .map(|mut c| {
-            if c.cfg.family != FamilyKind::Categorical {
+            if c.cfg.proposal.kind != ProposalKind::Categorical {
                 c.cfg.u_min = Some(vec![-0.4, -0.2]);
                 c.cfg.u_max = Some(vec![0.6, 0.3]);
             }
@@ -444,8 +467,8 @@ fn conformance_sampling_log_prob_and_bounds() {
                 }
             }
             assert_in_bounds("sample", case.name, &a, &lo, &hi);
-            if case.cfg.family == FamilyKind::Categorical {
-                let cats = &case.cfg.categories;
+            if case.cfg.proposal.kind == ProposalKind::Categorical {
+                let cats = &case.cfg.proposal.categories();
                 assert!(
                     a.iter().all(|v| cats.contains(v)),
                     "{}: a sample is not one of the categories",
@@ -687,7 +710,7 @@ fn conformance_kl() {
         f.clone_box().fit(&u, &w, &mut theta);
         let mut fitted = f.clone_box();
         fitted.set_params(&theta).unwrap();
-        let is_mixture = case.cfg.family == FamilyKind::Mixture;
+        let is_mixture = case.cfg.proposal.kind == ProposalKind::Mixture;
         let mut min_kl = f64::INFINITY;
         for (a, b) in [
             (&f, &f),
@@ -776,7 +799,7 @@ fn conformance_shift_plan_and_clone() {
             assert_in_bounds("shifted plan", case.name, &after, &lo, &hi);
             // the plan moves one step left (knots are not steps: not for the spline)
             let moved = max_abs_diff(&after[..D - M], &before[M..]);
-            if case.cfg.family == FamilyKind::Spline {
+            if case.cfg.proposal.kind == ProposalKind::Spline {
                 println!(
                     "[shift] {:<24} {fill:?}: dims and validity kept; plan moved by one step up to {moved:.2e} (knots ≠ steps, not asserted)",
                     case.name
@@ -912,7 +935,7 @@ fn gains(plus: &dyn Proposal, k: &dyn Proposal, u: &[f64], w: &[f64]) -> (f64, f
 #[test]
 fn h4_empirical_sufficient_increase_on_fixed_samples() {
     for (case, _) in available("H4", table().iter().map(floors_off).collect()) {
-        let is_mixture = case.cfg.family == FamilyKind::Mixture;
+        let is_mixture = case.cfg.proposal.kind == ProposalKind::Mixture;
         let k = warmed(&case);
         let n = 400;
         for (seed, lambda) in [(12u64, 1.0), (13, 0.3), (14, 3.0)] {
@@ -1040,7 +1063,7 @@ fn h4_planner_full_diagnostics_increase_margin() {
             continue;
         }
         let (_, stats) = closed_loop(&case.cfg, false);
-        let is_mixture = case.cfg.family == FamilyKind::Mixture;
+        let is_mixture = case.cfg.proposal.kind == ProposalKind::Mixture;
         let min_margin = stats
             .iter()
             .map(|s| s.increase_margin)
@@ -1427,7 +1450,10 @@ fn accelerated_run(
         .collect();
     let cfg = MppiConfig {
         horizon: 1,
-        noise_covariance: Some(rows),
+        proposal: ProposalConfig {
+            noise_covariance: Some(rows),
+            ..cfg.proposal.clone()
+        },
         ..cfg
     };
     let mut planner = Planner::new(&cfg, d).unwrap();
@@ -1456,7 +1482,7 @@ fn h19_planner_acceleration_and_safeguard() {
     let base = MppiConfig {
         samples: 2000,
         iterations: 25,
-        lambda: 1.0,
+        weighting: WeightingConfig::fixed(1.0),
         ..MppiConfig::default()
     };
     let e0 = sigma_norm(&DVector::from_column_slice(&u0), &sigma);
@@ -1474,8 +1500,11 @@ fn h19_planner_acceleration_and_safeguard() {
             &quad,
             &u0,
             MppiConfig {
-                acceleration: Acceleration::OverRelaxed,
-                step_size: alpha_or,
+                update: UpdateConfig {
+                    acceleration: Acceleration::OverRelaxed,
+                    step_size: alpha_or,
+                    ..cfg.clone().update
+                },
                 ..cfg.clone()
             },
         );
@@ -1486,9 +1515,12 @@ fn h19_planner_acceleration_and_safeguard() {
             &quad,
             &u0,
             MppiConfig {
-                acceleration: Acceleration::HeavyBall,
-                step_size: alpha_hb,
-                momentum: beta_hb,
+                update: UpdateConfig {
+                    acceleration: Acceleration::HeavyBall,
+                    step_size: alpha_hb,
+                    momentum: beta_hb,
+                    ..cfg.clone().update
+                },
                 ..cfg.clone()
             },
         )
@@ -1508,10 +1540,13 @@ fn h19_planner_acceleration_and_safeguard() {
     let cfg = MppiConfig {
         samples: 2000,
         iterations: 8,
-        lambda: 1.0,
-        acceleration: Acceleration::OverRelaxed,
-        step_size: 3.9,
         seed: 4,
+        weighting: WeightingConfig::fixed(1.0),
+        update: UpdateConfig {
+            acceleration: Acceleration::OverRelaxed,
+            step_size: 3.9,
+            ..UpdateConfig::default()
+        },
         ..MppiConfig::default()
     };
     let (safe, fell_back) = accelerated_run(&sigma, &quad, &u0, cfg.clone());
@@ -1520,7 +1555,10 @@ fn h19_planner_acceleration_and_safeguard() {
         &quad,
         &u0,
         MppiConfig {
-            safeguard: false,
+            update: UpdateConfig {
+                safeguard: false,
+                ..cfg.clone().update
+            },
             ..cfg.clone()
         },
     );
@@ -1529,8 +1567,11 @@ fn h19_planner_acceleration_and_safeguard() {
         &quad,
         &u0,
         MppiConfig {
-            acceleration: Acceleration::None,
-            step_size: 1.0,
+            update: UpdateConfig {
+                acceleration: Acceleration::None,
+                step_size: 1.0,
+                ..cfg.update
+            },
             ..cfg
         },
     );
@@ -1614,9 +1655,9 @@ fn h21_open_loop_weighted_mle_is_the_mppi_update() {
     let cfg = MppiConfig {
         samples: 300,
         horizon: LQR_T,
-        lambda: 2.0,
-        noise_sigma: vec![0.7],
         seed: 21,
+        proposal: ProposalConfig::gaussian(&[0.7]),
+        weighting: WeightingConfig::fixed(2.0),
         ..MppiConfig::default()
     };
     let mut planner = Planner::new(&cfg, 1).unwrap();

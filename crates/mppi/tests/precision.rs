@@ -3,6 +3,7 @@
 //! controller that still converges.
 
 use mppi::{Controller, Cost, Dynamics, MppiConfig, Objective, Precision, RolloutObjective};
+use mppi::{ProposalConfig, WeightingConfig};
 
 /// A damped point mass in the plane: `x = (px, py, vx, vy)`, `u = (ax, ay)`, with a `sin` so
 /// the model is not linear. Only the scalar methods: the float32 path uses the defaults.
@@ -111,13 +112,13 @@ fn float32_rows_and_blocks_agree_bit_for_bit() {
 
 fn config(threads: usize) -> MppiConfig {
     MppiConfig {
-        samples: 512, // 512 · 25 sample-steps: the planner splits the blocks over threads
+        samples: 512,
         horizon: T,
-        noise_sigma: vec![1.0],
-        lambda: 0.3,
         seed: 7,
         threads,
         precision: Precision::F32,
+        proposal: ProposalConfig::gaussian(&[1.0]),
+        weighting: WeightingConfig::fixed(0.3),
         ..MppiConfig::default()
     }
 }

@@ -355,7 +355,7 @@ impl BetaFamily {
         }
         if !(kappa_max.is_finite() && kappa_max > 2.0) {
             return Err(MppiError::config(
-                "beta_concentration_max",
+                "proposal.concentration_max",
                 format!("must be a finite number > 2, got {kappa_max}"),
             ));
         }
@@ -376,7 +376,7 @@ impl BetaFamily {
         }
         let d = horizon * m;
         let beta0 = rand_distr::Beta::new(1.0, 1.0).map_err(|e| {
-            MppiError::config("beta_concentration_max", format!("internal error: {e}"))
+            MppiError::config("proposal.concentration_max", format!("internal error: {e}"))
         })?;
         let mut family = BetaFamily {
             m,
@@ -459,7 +459,7 @@ impl Proposal for BetaFamily {
             (0..self.alpha.len()).find(|&c| !in_mean_domain(theta[2 * c], theta[2 * c + 1]))
         {
             return Err(MppiError::config(
-                "family",
+                "proposal",
                 format!(
                     "beta mean parameters of coordinate {c} ({}, {}) are outside the domain exp(s1) + exp(s2) < 1",
                     theta[2 * c],

@@ -66,20 +66,20 @@ impl Categorical {
         let k = categories.len();
         if k < 2 {
             return Err(MppiError::config(
-                "categories",
+                "proposal.categories",
                 "the categorical family needs at least 2 control values, e.g. categories = [-1.0, 0.0, 1.0]",
             ));
         }
         if let Some(i) = categories.iter().position(|v| !v.is_finite()) {
             return Err(MppiError::config(
-                "categories",
+                "proposal.categories",
                 format!("entry {i} is not finite"),
             ));
         }
         for i in 0..k {
             if let Some(j) = (0..i).find(|&j| categories[j] == categories[i]) {
                 return Err(MppiError::config(
-                    "categories",
+                    "proposal.categories",
                     format!(
                         "entries {j} and {i} are both {}; values must be distinct",
                         categories[i]
@@ -89,7 +89,7 @@ impl Categorical {
         }
         if !(floor.is_finite() && (0.0..1.0).contains(&floor)) {
             return Err(MppiError::config(
-                "category_floor",
+                "proposal.floor",
                 format!("must be in [0, 1), got {floor}"),
             ));
         }
@@ -167,7 +167,7 @@ impl Proposal for Categorical {
             let sum: f64 = row.iter().sum();
             if row.iter().any(|p| *p < 0.0) || (sum - 1.0).abs() > SUM_TOL {
                 return Err(MppiError::config(
-                    "family",
+                    "proposal",
                     format!(
                         "categorical probabilities of coordinate {c} are not a probability vector (sum {sum}, min {})",
                         row.iter().copied().fold(f64::INFINITY, f64::min)
@@ -441,7 +441,7 @@ mod tests {
             Categorical::new(1, 1, &[1.0, 1.0], 0.0)
                 .unwrap_err()
                 .to_string()
-                .contains("categories")
+                .contains("proposal.categories")
         );
         assert!(Categorical::new(1, 1, &[1.0], 0.0).is_err());
         // ties go to the lowest index; the plan is a category value

@@ -84,7 +84,7 @@ impl ColoredGaussian {
         check_len("u_max", m, u_max.len())?;
         if !(rho.is_finite() && (0.0..1.0).contains(&rho)) {
             return Err(MppiError::config(
-                "noise_correlation",
+                "proposal.correlation",
                 format!("must be in [0, 1) for family = \"colored\", got {rho}"),
             ));
         }
@@ -264,6 +264,7 @@ mod tests {
         assert_sufficient_increase, costs_of, em_step, sample_set, weights_from_costs,
     };
     use crate::rng::sample_rng;
+    use crate::{ProposalConfig, TemperatureConfig, WeightingConfig};
     use nalgebra::{DMatrix, DVector};
 
     const INF: f64 = f64::INFINITY;
@@ -496,7 +497,7 @@ mod tests {
     /// With `ρ = 0` the same check is H14 for the white Gaussian.
     #[test]
     fn h14_h15_planner_control_cost_term_reaches_the_prior_fixed_point() {
-        use crate::{FamilyKind, FnObjective, MppiConfig, Planner};
+        use crate::{FnObjective, MppiConfig, Planner, ProposalKind};
         for rho in [0.9, 0.0] {
             let (t, lambda) = (8, 0.5);
             let sigma = dense_cov(t, 1, &[0.7], rho);
@@ -517,12 +518,17 @@ mod tests {
                 samples: 200_000,
                 horizon: t,
                 iterations: 1,
-                lambda,
-                noise_sigma: vec![0.7f64.sqrt()],
-                control_cost_gamma: lambda,
-                family: FamilyKind::Colored,
-                noise_correlation: rho,
                 seed: 4,
+                proposal: ProposalConfig {
+                    noise_sigma: Some(vec![0.7f64.sqrt()]),
+                    correlation: Some(rho),
+                    ..ProposalConfig::new(ProposalKind::Colored)
+                },
+                weighting: WeightingConfig {
+                    temperature: TemperatureConfig::Fixed { lambda },
+                    control_cost_gamma: lambda,
+                    ..WeightingConfig::default()
+                },
                 ..MppiConfig::default()
             };
             let mut planner = Planner::new(&cfg, 1).unwrap();
@@ -549,7 +555,7 @@ mod tests {
         for rho in [1.0, -0.1, f64::NAN] {
             match ColoredGaussian::new(3, 1, &[1.0], rho, &[-INF], &[INF]) {
                 Err(MppiError::InvalidConfig { field, .. }) => {
-                    assert_eq!(field, "noise_correlation")
+                    assert_eq!(field, "proposal.correlation")
                 }
                 other => panic!("expected a config error, got {other:?}"),
             }

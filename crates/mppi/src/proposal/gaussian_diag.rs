@@ -26,7 +26,7 @@
 //! sample, as for [`super::GaussianFixed`].
 
 use super::downcast;
-use crate::config::{ShiftFill, Validated};
+use crate::config::ShiftFill;
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
@@ -111,7 +111,7 @@ impl GaussianDiag {
             let c = covariance[i * m + i];
             if !(c.is_finite() && c > 0.0) {
                 return Err(MppiError::config(
-                    "noise_sigma",
+                    "proposal.noise_sigma",
                     format!("the initial variance of control {i} must be finite and > 0, got {c}"),
                 ));
             }
@@ -137,21 +137,6 @@ impl GaussianDiag {
         };
         family.reset();
         Ok(family)
-    }
-
-    /// Build from a validated config (`std_min`, `std_max`, `prior_weight`, the per-step
-    /// covariance and the control bounds).
-    pub(crate) fn from_config(cfg: &Validated) -> Result<Self, MppiError> {
-        Self::new(
-            cfg.horizon,
-            cfg.control_dim,
-            &cfg.covariance,
-            &cfg.u_min,
-            &cfg.u_max,
-            cfg.raw.std_min,
-            cfg.raw.std_max,
-            cfg.raw.prior_weight,
-        )
     }
 
     /// The mean `μ` (`d` entries).
@@ -212,7 +197,7 @@ impl Proposal for GaussianDiag {
             let v = second[j] - mu[j] * mu[j];
             if !v.is_finite() || v <= 0.0 {
                 return Err(MppiError::config(
-                    "family",
+                    "proposal",
                     format!(
                         "gaussian_diag parameters: entry {j} has variance E[u²] − μ² = {v}; it must be > 0"
                     ),
@@ -352,12 +337,13 @@ mod tests {
     //! are printed next to their tolerances (`-- --nocapture`).
 
     use super::*;
+    use crate::proposal::test_support::theory;
     use crate::proposal::test_support::{
         assert_sufficient_increase, em_step, increase_gains, weighted_sample_set,
     };
     use crate::rng::sample_rng;
-    use crate::theory;
     use crate::{FnObjective, MppiConfig, Planner};
+    use crate::{ProposalConfig, WeightingConfig};
     use nalgebra::{DMatrix, DVector};
 
     const INF: f64 = f64::INFINITY;
@@ -613,11 +599,13 @@ mod tests {
             samples: 2000,
             horizon: 1,
             iterations: 15,
-            lambda: 0.1,
-            noise_sigma: vec![0.5],
-            family: crate::config::FamilyKind::GaussianDiag,
-            std_min: 1e-4,
             diagnostics: crate::config::DiagnosticsLevel::Full,
+            proposal: ProposalConfig {
+                noise_sigma: Some(vec![0.5]),
+                std_min: Some(1e-4),
+                ..ProposalConfig::new(crate::config::ProposalKind::GaussianDiag)
+            },
+            weighting: WeightingConfig::fixed(0.1),
             ..MppiConfig::default()
         };
         let mut planner = Planner::new(&cfg, 3).unwrap();

@@ -34,7 +34,7 @@
 //! whenever the parameters change: sampling uses `L`, densities and KL use `L⁻¹`.
 
 use super::downcast;
-use crate::config::{CovarianceBlock, ShiftFill, Validated};
+use crate::config::{CovarianceBlock, ShiftFill};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
@@ -137,7 +137,7 @@ impl GaussianFull {
         check_spread_limits(std_min, std_max, prior_weight)?;
         if !(0.0..=1.0).contains(&shrinkage) {
             return Err(MppiError::config(
-                "shrinkage",
+                "proposal.shrinkage",
                 format!("must be in [0, 1], got {shrinkage}"),
             ));
         }
@@ -147,7 +147,7 @@ impl GaussianFull {
             CovarianceBlock::Sequence => {
                 if d > MAX_SEQUENCE_DIM {
                     return Err(MppiError::config(
-                        "covariance_block",
+                        "proposal.covariance_block",
                         format!(
                             "\"sequence\" needs a {d} x {d} covariance (horizon x control_dim); at most {MAX_SEQUENCE_DIM} is supported, use \"step\""
                         ),
@@ -202,30 +202,12 @@ impl GaussianFull {
         }
         family.install().map_err(|_| {
             MppiError::config(
-                "noise_covariance",
+                "proposal.noise_covariance",
                 "the initial covariance must be symmetric positive definite",
             )
         })?;
         family.cov0 = family.cov.clone();
         Ok(family)
-    }
-
-    /// Build from a validated config (`covariance_block`, `std_min`, `std_max`, `shrinkage`,
-    /// `prior_weight`, the per-step covariance and the control bounds).
-    pub(crate) fn from_config(cfg: &Validated) -> Result<Self, MppiError> {
-        let raw = &cfg.raw;
-        Self::new(
-            cfg.horizon,
-            cfg.control_dim,
-            &cfg.covariance,
-            &cfg.u_min,
-            &cfg.u_max,
-            raw.covariance_block,
-            raw.std_min,
-            raw.std_max,
-            raw.shrinkage,
-            raw.prior_weight,
-        )
     }
 
     /// The mean `μ` (`d` entries).
@@ -271,7 +253,7 @@ impl GaussianFull {
             );
             let Some(mut ld) = first else {
                 return Err(MppiError::config(
-                    "family",
+                    "proposal",
                     format!(
                         "gaussian_full parameters: covariance block {k} is not positive definite"
                     ),
@@ -288,7 +270,7 @@ impl GaussianFull {
             match clipped {
                 None => {
                     return Err(MppiError::config(
-                        "family",
+                        "proposal",
                         format!(
                             "gaussian_full parameters: covariance block {k} has no finite eigendecomposition"
                         ),
@@ -302,7 +284,7 @@ impl GaussianFull {
                     );
                     let Some(l2) = again else {
                         return Err(MppiError::config(
-                            "family",
+                            "proposal",
                             format!(
                                 "gaussian_full parameters: covariance block {k} is not positive definite after clipping"
                             ),
@@ -395,7 +377,7 @@ impl Proposal for GaussianFull {
                     let (x, y) = (sk[i * b + j], sk[j * b + i]);
                     if (x - y).abs() > 1e-9 * (1.0 + x.abs().max(y.abs())) {
                         return Err(MppiError::config(
-                            "family",
+                            "proposal",
                             format!(
                                 "gaussian_full parameters: second-moment block {k} is not symmetric at ({i},{j})"
                             ),
@@ -798,12 +780,13 @@ mod tests {
     //! tolerances (`-- --nocapture`).
 
     use super::*;
+    use crate::proposal::test_support::theory;
     use crate::proposal::test_support::{
         assert_jensen, assert_sufficient_increase, em_step, increase_gains, weighted_sample_set,
     };
     use crate::rng::sample_rng;
-    use crate::theory;
     use crate::{FnObjective, MppiConfig, Planner};
+    use crate::{ProposalConfig, WeightingConfig};
     use nalgebra::{DMatrix, DVector};
 
     const INF: f64 = f64::INFINITY;
@@ -1188,12 +1171,14 @@ mod tests {
                 samples: 2000,
                 horizon: 2,
                 iterations: 12,
-                lambda: 0.1,
-                noise_sigma: vec![0.5],
-                family: crate::config::FamilyKind::GaussianFull,
-                covariance_block: block,
-                std_min: 1e-4,
                 diagnostics: crate::config::DiagnosticsLevel::Full,
+                proposal: ProposalConfig {
+                    noise_sigma: Some(vec![0.5]),
+                    covariance_block: Some(block),
+                    std_min: Some(1e-4),
+                    ..ProposalConfig::new(crate::config::ProposalKind::GaussianFull)
+                },
+                weighting: WeightingConfig::fixed(0.1),
                 ..MppiConfig::default()
             };
             let mut planner = Planner::new(&cfg, 2).unwrap();

@@ -64,7 +64,7 @@
 
 use std::f64::consts::PI;
 
-use crate::config::{ShiftFill, Validated};
+use crate::config::ShiftFill;
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
@@ -289,7 +289,7 @@ impl GaussianMixture {
     ) -> Result<Self, MppiError> {
         check_len("u_min", m, u_min.len())?;
         check_len("u_max", m, u_max.len())?;
-        check_len("noise_covariance", m * m, covariance.len())?;
+        check_len("proposal.noise_covariance", m * m, covariance.len())?;
         if horizon == 0 {
             return Err(MppiError::config("horizon", "must be >= 1"));
         }
@@ -298,7 +298,7 @@ impl GaussianMixture {
         }
         if settings.inner_iterations == 0 {
             return Err(MppiError::config(
-                "mixture_inner_iterations",
+                "proposal.inner_iterations",
                 "must be >= 1",
             ));
         }
@@ -307,7 +307,7 @@ impl GaussianMixture {
             let v = covariance[j * m + j];
             if !(v.is_finite() && v > 0.0) {
                 return Err(MppiError::config(
-                    "noise_sigma",
+                    "proposal.noise_sigma",
                     format!("the variance of control dimension {j} must be > 0, got {v}"),
                 ));
             }
@@ -357,26 +357,6 @@ impl GaussianMixture {
             u_max: u_max.to_vec(),
             zero_row,
         })
-    }
-
-    /// Build from a validated config (`proposal::build`).
-    pub(crate) fn from_validated(cfg: &Validated) -> Result<Self, MppiError> {
-        let raw = &cfg.raw;
-        Self::new(
-            cfg.horizon,
-            cfg.control_dim,
-            &cfg.covariance,
-            &cfg.u_min,
-            &cfg.u_max,
-            MixtureSettings {
-                components: raw.mixture_components,
-                inner_iterations: raw.mixture_inner_iterations,
-                std_min: raw.std_min,
-                std_max: raw.std_max,
-                prior_weight: raw.prior_weight,
-                samples: cfg.samples,
-            },
-        )
     }
 
     /// Number of components `C`.
@@ -588,13 +568,13 @@ impl Proposal for GaussianMixture {
         let total: f64 = pi.iter().sum();
         if let Some(c) = pi.iter().position(|p| *p < 0.0) {
             return Err(MppiError::config(
-                "family",
+                "proposal",
                 format!("mixture weight π_{c} = {} is negative", pi[c]),
             ));
         }
         if (total - 1.0).abs() > 1e-6 {
             return Err(MppiError::config(
-                "family",
+                "proposal",
                 format!("mixture weights sum to {total}, not 1"),
             ));
         }
@@ -605,7 +585,7 @@ impl Proposal for GaussianMixture {
                 let var = m2 - mu * mu;
                 if var.is_nan() || var <= 0.0 {
                     return Err(MppiError::config(
-                        "family",
+                        "proposal",
                         format!("mixture component {c}, entry {j}: E[u²] − μ² = {var} must be > 0"),
                     ));
                 }
@@ -710,6 +690,7 @@ mod tests {
     use crate::proposal::test_support::{assert_jensen, increase_gains};
     use crate::rng::sample_rng;
     use crate::{FnObjective, MppiConfig, Planner};
+    use crate::{ProposalConfig, WeightingConfig};
 
     /// A bimodal weighted sample set in `d` dimensions: clusters at `±a` (in every coordinate)
     /// with unequal cluster weights, deterministic.
@@ -794,10 +775,10 @@ mod tests {
                 },
                 1.0
             )
-            .contains("mixture_inner_iterations")
+            .contains("proposal.inner_iterations")
         );
-        assert!(make(MixtureSettings { std_min: -1.0, ..d }, 1.0).contains("std_min"));
-        assert!(make(MixtureSettings { std_max: 1e-4, ..d }, 1.0).contains("std_max"));
+        assert!(make(MixtureSettings { std_min: -1.0, ..d }, 1.0).contains("proposal.std_min"));
+        assert!(make(MixtureSettings { std_max: 1e-4, ..d }, 1.0).contains("proposal.std_max"));
         assert!(
             make(
                 MixtureSettings {
@@ -806,9 +787,9 @@ mod tests {
                 },
                 1.0
             )
-            .contains("prior_weight")
+            .contains("proposal.prior_weight")
         );
-        assert!(make(d, 0.0).contains("noise_sigma"));
+        assert!(make(d, 0.0).contains("proposal.noise_sigma"));
     }
 
     #[test]
@@ -990,14 +971,16 @@ mod tests {
             samples: 400,
             horizon: 1,
             iterations: 1,
-            noise_sigma: vec![0.6],
-            lambda: 0.3,
-            family: crate::FamilyKind::Mixture,
-            mixture_components: 2,
-            mixture_inner_iterations: 3,
-            std_min: 0.02,
-            std_max: 2.0,
             seed: 5,
+            proposal: ProposalConfig {
+                noise_sigma: Some(vec![0.6]),
+                components: Some(2),
+                inner_iterations: Some(3),
+                std_min: Some(0.02),
+                std_max: Some(2.0),
+                ..ProposalConfig::new(crate::ProposalKind::Mixture)
+            },
+            weighting: WeightingConfig::fixed(0.3),
             ..MppiConfig::default()
         };
         let mut planner = Planner::new(&cfg, 1).unwrap();

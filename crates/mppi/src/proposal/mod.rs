@@ -23,7 +23,7 @@
 use std::any::Any;
 use std::fmt::Debug;
 
-use crate::config::{FamilyKind, ShiftFill, Validated};
+use crate::config::{ProposalKind, ShiftFill, Validated};
 use crate::error::{MppiError, check_finite, check_len};
 use crate::gaussian::GaussianNoise;
 use crate::objective::BLOCK_LANES;
@@ -32,6 +32,7 @@ use crate::rng::{BlockRng, SampleRng};
 mod beta;
 mod categorical;
 mod colored;
+pub mod config;
 mod gaussian_diag;
 mod gaussian_fixed;
 mod gaussian_full;
@@ -206,50 +207,62 @@ pub fn downcast<P: Proposal>(other: &dyn Proposal) -> Option<&P> {
     (other as &dyn Any).downcast_ref::<P>()
 }
 
-/// Build the family a config asks for.
+/// Build the proposal a validated config asks for.
 pub(crate) fn build(cfg: &Validated) -> Result<Box<dyn Proposal>, MppiError> {
-    match cfg.raw.family {
-        FamilyKind::Gaussian => Ok(Box::new(GaussianFixed::new(
-            cfg.horizon,
-            cfg.control_dim,
-            &cfg.covariance,
-            &cfg.u_min,
-            &cfg.u_max,
-        )?)),
-        FamilyKind::GaussianDiag => Ok(Box::new(GaussianDiag::from_config(cfg)?)),
-        FamilyKind::GaussianFull => Ok(Box::new(GaussianFull::from_config(cfg)?)),
-        FamilyKind::Mixture => Ok(Box::new(GaussianMixture::from_validated(cfg)?)),
-        FamilyKind::Colored => Ok(Box::new(ColoredGaussian::new(
-            cfg.horizon,
-            cfg.control_dim,
-            &cfg.covariance,
-            cfg.raw.noise_correlation,
-            &cfg.u_min,
-            &cfg.u_max,
-        )?)),
-        FamilyKind::Spline => Ok(Box::new(SplineGaussian::new(
-            cfg.horizon,
-            cfg.raw.spline_knots,
-            cfg.control_dim,
-            &cfg.covariance,
-            &cfg.u_min,
-            &cfg.u_max,
-        )?)),
-        FamilyKind::Beta => Ok(Box::new(BetaFamily::new(
-            cfg.horizon,
-            cfg.control_dim,
-            &cfg.covariance,
-            &cfg.u_min,
-            &cfg.u_max,
-            cfg.raw.beta_concentration_max,
-        )?)),
-        FamilyKind::Categorical => Ok(Box::new(Categorical::new(
-            cfg.horizon,
-            cfg.control_dim,
-            &cfg.raw.categories,
-            cfg.raw.category_floor,
-        )?)),
-    }
+    let p = &cfg.proposal;
+    let (t, m, cov, lo, hi) = (
+        cfg.horizon,
+        cfg.control_dim,
+        &cfg.covariance,
+        &cfg.u_min,
+        &cfg.u_max,
+    );
+    Ok(match p.kind {
+        ProposalKind::Gaussian => Box::new(GaussianFixed::new(t, m, cov, lo, hi)?),
+        ProposalKind::GaussianDiag => Box::new(GaussianDiag::new(
+            t,
+            m,
+            cov,
+            lo,
+            hi,
+            p.std_min(),
+            p.std_max(),
+            p.prior_weight(),
+        )?),
+        ProposalKind::GaussianFull => Box::new(GaussianFull::new(
+            t,
+            m,
+            cov,
+            lo,
+            hi,
+            p.covariance_block(),
+            p.std_min(),
+            p.std_max(),
+            p.shrinkage(),
+            p.prior_weight(),
+        )?),
+        ProposalKind::Mixture => Box::new(GaussianMixture::new(
+            t,
+            m,
+            cov,
+            lo,
+            hi,
+            MixtureSettings {
+                components: p.components(),
+                inner_iterations: p.inner_iterations(),
+                std_min: p.std_min(),
+                std_max: p.std_max(),
+                prior_weight: p.prior_weight(),
+                samples: cfg.samples,
+            },
+        )?),
+        ProposalKind::Colored => {
+            Box::new(ColoredGaussian::new(t, m, cov, p.correlation(), lo, hi)?)
+        }
+        ProposalKind::Spline => Box::new(SplineGaussian::new(t, p.knots(), m, cov, lo, hi)?),
+        ProposalKind::Beta => Box::new(BetaFamily::new(t, m, cov, lo, hi, p.concentration_max())?),
+        ProposalKind::Categorical => Box::new(Categorical::new(t, m, p.categories(), p.floor())?),
+    })
 }
 
 /// Clamp every entry of a plan into per-dimension bounds (entry `i` is dimension `i % m`).
@@ -434,19 +447,19 @@ pub fn step_mahalanobis(precision: &[f64], m: usize, a: &[f64], b: &[f64]) -> f6
 pub fn check_spread_limits(std_min: f64, std_max: f64, prior_weight: f64) -> Result<(), MppiError> {
     if !(std_min.is_finite() && std_min > 0.0) {
         return Err(MppiError::config(
-            "std_min",
+            "proposal.std_min",
             format!("must be a finite number > 0, got {std_min}"),
         ));
     }
     if !(std_max.is_finite() && std_max >= std_min) {
         return Err(MppiError::config(
-            "std_max",
+            "proposal.std_max",
             format!("must be finite and >= std_min = {std_min}, got {std_max}"),
         ));
     }
     if !(prior_weight.is_finite() && prior_weight >= 0.0) {
         return Err(MppiError::config(
-            "prior_weight",
+            "proposal.prior_weight",
             format!("must be a finite number >= 0, got {prior_weight}"),
         ));
     }

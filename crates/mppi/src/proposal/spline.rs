@@ -104,7 +104,7 @@ impl SplineGaussian {
         check_len("u_max", m, u_max.len())?;
         if !(2..=horizon).contains(&knots) {
             return Err(MppiError::config(
-                "spline_knots",
+                "proposal.knots",
                 format!("must be between 2 and horizon = {horizon}, got {knots}"),
             ));
         }
@@ -114,7 +114,7 @@ impl SplineGaussian {
         let gram = b.transpose() * &b;
         let chol = gram.cholesky().ok_or_else(|| {
             MppiError::config(
-                "spline_knots",
+                "proposal.knots",
                 "the interpolation matrix is rank deficient (use at most horizon knots)",
             )
         })?;
@@ -618,7 +618,7 @@ mod tests {
         assert!(f.set_plan(&[0.0; 3]).is_err());
         for knots in [1, 7] {
             match SplineGaussian::new(6, knots, 1, &[1.0], &[-INF], &[INF]) {
-                Err(MppiError::InvalidConfig { field, .. }) => assert_eq!(field, "spline_knots"),
+                Err(MppiError::InvalidConfig { field, .. }) => assert_eq!(field, "proposal.knots"),
                 other => panic!("expected a config error, got {other:?}"),
             }
         }

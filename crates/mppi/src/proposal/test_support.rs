@@ -128,3 +128,47 @@ pub(crate) fn assert_sufficient_increase(
         rel,
     }
 }
+
+/// The closed forms of EM on a Gaussian and a quadratic cost that the family tests compare
+/// with (the full set, with its own checks, is the `mppi-theory` crate).
+pub(crate) mod theory {
+    use nalgebra::{DMatrix, DVector};
+
+    /// `J(U) = ½ (U − u*)ᵀ H (U − u*)`.
+    pub(crate) struct Quadratic {
+        pub h: DMatrix<f64>,
+        pub u_star: DVector<f64>,
+    }
+
+    impl Quadratic {
+        pub(crate) fn new(
+            h: DMatrix<f64>,
+            u_star: DVector<f64>,
+            _offset: f64,
+        ) -> Result<Self, &'static str> {
+            Ok(Quadratic { h, u_star })
+        }
+    }
+
+    /// `Σ_post = (Σ⁻¹ + H/λ)⁻¹`.
+    pub(crate) fn posterior_covariance(
+        sigma: &DMatrix<f64>,
+        h: &DMatrix<f64>,
+        lambda: f64,
+    ) -> Result<DMatrix<f64>, &'static str> {
+        let inv = sigma.clone().try_inverse().ok_or("singular Σ")?;
+        (inv + h / lambda).try_inverse().ok_or("no posterior")
+    }
+
+    /// `μ⁺ = Σ_post (Σ⁻¹ μ + H u*/λ)`.
+    pub(crate) fn exact_em_step(
+        mu: &DVector<f64>,
+        sigma: &DMatrix<f64>,
+        quad: &Quadratic,
+        lambda: f64,
+    ) -> Result<DVector<f64>, &'static str> {
+        let post = posterior_covariance(sigma, &quad.h, lambda)?;
+        let inv = sigma.clone().try_inverse().ok_or("singular Σ")?;
+        Ok(post * (inv * mu + &quad.h * &quad.u_star / lambda))
+    }
+}

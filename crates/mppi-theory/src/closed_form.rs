@@ -35,7 +35,7 @@
 //! [`TheoryError`]s; nothing here panics on user data.
 //!
 //! ```
-//! use mppi::theory::{self, DMatrix, DVector, Quadratic};
+//! use mppi_theory::closed_form::{self as theory, DMatrix, DVector, Quadratic};
 //!
 //! // 1-D: Σ = σ² = 0.5, H = 2, λ = 1  =>  A = 1/(1 + σ² H/λ) = 0.5
 //! let sigma = DMatrix::from_element(1, 1, 0.5);
@@ -61,11 +61,11 @@ pub use nalgebra::{DMatrix, DVector};
 /// A `DMatrix` from rows (e.g. a TOML array of arrays); every row must have the same length.
 ///
 /// ```
-/// use mppi::theory::matrix_from_rows;
+/// use mppi_theory::closed_form::matrix_from_rows;
 /// let m = matrix_from_rows(&[vec![1.0, 2.0], vec![3.0, 4.0]])?;
 /// assert_eq!(m[(1, 0)], 3.0);
 /// assert!(matrix_from_rows(&[vec![1.0, 2.0], vec![3.0]]).is_err());
-/// # Ok::<(), mppi::theory::TheoryError>(())
+/// # Ok::<(), mppi_theory::closed_form::TheoryError>(())
 /// ```
 pub fn matrix_from_rows(rows: &[Vec<f64>]) -> Result<DMatrix<f64>, TheoryError> {
     let cols = rows.first().map_or(0, Vec::len);
@@ -137,12 +137,12 @@ pub enum TheoryError {
 /// The fields are public for convenience; every function of this module re-validates them.
 ///
 /// ```
-/// use mppi::theory::{DMatrix, DVector, Quadratic};
+/// use mppi_theory::closed_form::{DMatrix, DVector, Quadratic};
 /// let q = Quadratic::new(DMatrix::identity(2, 2) * 2.0, DVector::from_vec(vec![1.0, 0.0]), 0.5)?;
 /// assert_eq!(q.cost(&[1.0, 0.0]), 0.5);
 /// assert_eq!(q.cost(&[2.0, 1.0]), 0.5 + 2.0);
 /// assert!(q.cost(&[1.0]).is_nan()); // wrong length: NaN (use `try_cost` for an error)
-/// # Ok::<(), mppi::theory::TheoryError>(())
+/// # Ok::<(), mppi_theory::closed_form::TheoryError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quadratic {
@@ -182,7 +182,7 @@ impl Quadratic {
     /// `J(u) = J* + ½ (u − u*)ᵀ H (u − u*)`; `NaN` if `u.len() != d`.
     ///
     /// Returning `NaN` (rather than an error) lets the method be used directly as a black-box
-    /// objective ([`crate::FnObjective`]), where a non-finite cost simply gets zero weight.
+    /// objective ([`mppi::FnObjective`]), where a non-finite cost simply gets zero weight.
     /// Allocation free, `O(d²)`.
     #[must_use]
     pub fn cost(&self, u: &[f64]) -> f64 {

@@ -13,8 +13,9 @@ mod common {
     //! Fixtures shared by the checks.
 
     use mppi::rng::sample_rng;
-    use mppi::theory::Quadratic;
     use mppi::{Cost, Dynamics, FnObjective, MppiConfig, MppiError, Planner};
+    use mppi::{ProposalConfig, WeightingConfig};
+    use mppi_theory::closed_form::Quadratic;
     use nalgebra::{DMatrix, DVector};
     use rand::RngExt;
     use rand_distr::StandardNormal;
@@ -69,9 +70,12 @@ mod common {
             samples,
             horizon: 1,
             iterations: 1,
-            lambda,
-            noise_covariance: Some(rows(sigma)),
             seed,
+            proposal: ProposalConfig {
+                noise_covariance: Some(rows(sigma)),
+                ..ProposalConfig::default()
+            },
+            weighting: WeightingConfig::fixed(lambda),
             ..MppiConfig::default()
         };
         Planner::new(&cfg, sigma.nrows()).unwrap()
@@ -163,9 +167,10 @@ mod common {
 }
 
 use common::*;
-use mppi::theory::{self, Quadratic};
 use mppi::weights::{Temperature, compute_weights};
-use mppi::{FnObjective, MppiConfig, Planner, RolloutObjective, ShiftFill, TemperatureMode};
+use mppi::{FnObjective, MppiConfig, Planner, RolloutObjective, ShiftFill};
+use mppi::{ProposalConfig, TemperatureConfig, UpdateConfig, WeightingConfig};
+use mppi_theory::closed_form::{self as theory, Quadratic};
 use nalgebra::{DMatrix, DVector};
 use proptest::prelude::*;
 
@@ -324,12 +329,18 @@ fn h2_planner(step_size: f64) -> (Planner, impl mppi::Objective) {
     let cfg = MppiConfig {
         samples: 333,
         horizon: 4,
-        lambda: 0.5,
-        noise_covariance: Some(vec![vec![0.5, 0.2], vec![0.2, 0.3]]),
         u_min: Some(vec![-1.0, -0.8]),
         u_max: Some(vec![1.2, 0.8]),
-        step_size,
         seed: 21,
+        proposal: ProposalConfig {
+            noise_covariance: Some(vec![vec![0.5, 0.2], vec![0.2, 0.3]]),
+            ..ProposalConfig::default()
+        },
+        weighting: WeightingConfig::fixed(0.5),
+        update: UpdateConfig {
+            step_size,
+            ..UpdateConfig::default()
+        },
         ..MppiConfig::default()
     };
     let planner = Planner::new(&cfg, 2).unwrap();
@@ -425,9 +436,12 @@ fn h3_mppi_is_natural_gradient_and_exp_policy_gradient() {
     let cfg = MppiConfig {
         samples: 500,
         horizon: 3,
-        lambda: 0.8,
-        noise_covariance: Some(vec![vec![0.6, -0.25], vec![-0.25, 0.4]]),
         seed: 31,
+        proposal: ProposalConfig {
+            noise_covariance: Some(vec![vec![0.6, -0.25], vec![-0.25, 0.4]]),
+            ..ProposalConfig::default()
+        },
+        weighting: WeightingConfig::fixed(0.8),
         ..MppiConfig::default()
     };
     let mut planner = Planner::new(&cfg, 2).unwrap();
@@ -456,7 +470,7 @@ fn h3_mppi_is_natural_gradient_and_exp_policy_gradient() {
             .iter()
             .zip(planner.perturbations().chunks_exact(d))
         {
-            let x = (-j / cfg.lambda).exp();
+            let x = (-j / 0.8).exp();
             num += DVector::from_column_slice(e) * x;
             den += x;
         }
@@ -487,10 +501,13 @@ fn h3_step_size_scales_the_natural_gradient_step() {
         let cfg = MppiConfig {
             samples: 300,
             horizon: 2,
-            lambda: 0.5,
-            noise_sigma: vec![0.7, 0.4],
-            step_size: alpha,
             seed: 41,
+            proposal: ProposalConfig::gaussian(&[0.7, 0.4]),
+            weighting: WeightingConfig::fixed(0.5),
+            update: UpdateConfig {
+                step_size: alpha,
+                ..UpdateConfig::default()
+            },
             ..MppiConfig::default()
         };
         let mut planner = Planner::new(&cfg, 2).unwrap();
@@ -811,15 +828,15 @@ fn h20_expected_ess_fraction() {
 
 fn rollout_run(seed: u64, threads: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let cfg = MppiConfig {
-        samples: 300, // not a multiple of 32: the last block is partial
+        samples: 300,
         horizon: 20,
         iterations: 3,
-        lambda: 0.5,
-        noise_sigma: vec![1.0, 0.5],
         u_min: Some(vec![-2.0, -1.0]),
         u_max: Some(vec![2.0, 1.0]),
         seed,
         threads,
+        proposal: ProposalConfig::gaussian(&[1.0, 0.5]),
+        weighting: WeightingConfig::fixed(0.5),
         ..MppiConfig::default()
     };
     let mut planner = Planner::new(&cfg, 2).unwrap();
@@ -891,17 +908,23 @@ fn config_errors_name_the_key() {
     };
     let cases: Vec<(&str, MppiConfig, usize)> = vec![
         (
-            "lambda",
+            "weighting.temperature.lambda",
             MppiConfig {
-                lambda: -1.0,
+                weighting: WeightingConfig {
+                    temperature: TemperatureConfig::Fixed { lambda: -1.0 },
+                    ..base.clone().weighting
+                },
                 ..base.clone()
             },
             2,
         ),
         (
-            "lambda",
+            "weighting.temperature.lambda",
             MppiConfig {
-                lambda: f64::NAN,
+                weighting: WeightingConfig {
+                    temperature: TemperatureConfig::Fixed { lambda: f64::NAN },
+                    ..base.clone().weighting
+                },
                 ..base.clone()
             },
             2,
@@ -915,25 +938,34 @@ fn config_errors_name_the_key() {
             2,
         ),
         (
-            "noise_sigma",
+            "proposal.noise_sigma",
             MppiConfig {
-                noise_sigma: vec![1.0, 2.0, 3.0],
+                proposal: ProposalConfig {
+                    noise_sigma: Some(vec![1.0, 2.0, 3.0]),
+                    ..ProposalConfig::default()
+                },
                 ..base.clone()
             },
             2,
         ),
         (
-            "noise_covariance",
+            "proposal.noise_covariance",
             MppiConfig {
-                noise_covariance: Some(vec![vec![1.0, 0.5], vec![0.4, 1.0]]),
+                proposal: ProposalConfig {
+                    noise_covariance: Some(vec![vec![1.0, 0.5], vec![0.4, 1.0]]),
+                    ..ProposalConfig::default()
+                },
                 ..base.clone()
             },
             2,
         ),
         (
-            "noise_covariance",
+            "proposal.noise_covariance",
             MppiConfig {
-                noise_covariance: Some(vec![vec![1.0, 0.5]]),
+                proposal: ProposalConfig {
+                    noise_covariance: Some(vec![vec![1.0, 0.5]]),
+                    ..ProposalConfig::default()
+                },
                 ..base.clone()
             },
             2,
@@ -957,9 +989,12 @@ fn config_errors_name_the_key() {
             2,
         ),
         (
-            "step_size",
+            "update.step_size",
             MppiConfig {
-                step_size: 2.5,
+                update: UpdateConfig {
+                    step_size: 2.5,
+                    ..base.clone().update
+                },
                 ..base.clone()
             },
             2,
@@ -974,17 +1009,20 @@ fn config_errors_name_the_key() {
     }
     // symmetric but not positive definite: rejected by the planner, naming the key
     let not_pd = MppiConfig {
-        noise_covariance: Some(vec![vec![1.0, 2.0], vec![2.0, 1.0]]),
+        proposal: ProposalConfig {
+            noise_covariance: Some(vec![vec![1.0, 2.0], vec![2.0, 1.0]]),
+            ..ProposalConfig::default()
+        },
         ..base.clone()
     };
     let err = Planner::new(&not_pd, 2)
         .err()
         .expect("non-PD covariance must be rejected");
-    assert_eq!(field(&err), "noise_covariance", "{err}");
+    assert_eq!(field(&err), "proposal.noise_covariance", "{err}");
     let err = not_pd
         .validate(2)
         .expect_err("validate must reject a non-PD covariance");
-    assert_eq!(field(&err), "noise_covariance", "{err}");
+    assert_eq!(field(&err), "proposal.noise_covariance", "{err}");
     // unknown TOML key: the error names it
     let err = toml::from_str::<MppiConfig>("samples = 100\nlamda = 0.5\n").unwrap_err();
     assert!(err.to_string().contains("lamda"), "{err}");
@@ -1037,15 +1075,28 @@ prop_compose! {
         threads in 0usize..3,
         seed in any::<u64>(),
     ) -> MppiConfig {
+        let temperature = match mode {
+            0 => TemperatureConfig::Fixed { lambda },
+            1 => TemperatureConfig::StdNormalized { scale: std_temperature },
+            _ => TemperatureConfig::EssTarget { target: ess_target },
+        };
         MppiConfig {
-            samples, horizon, iterations, noise_sigma, noise_covariance, lambda,
-            temperature_mode: match mode {
-                0 => TemperatureMode::Fixed,
-                1 => TemperatureMode::StdNormalized,
-                _ => TemperatureMode::EssTarget,
+            samples,
+            horizon,
+            iterations,
+            u_min,
+            u_max,
+            discount,
+            seed,
+            threads,
+            shift_fill: ShiftFill::Last,
+            proposal: ProposalConfig {
+                noise_sigma: noise_covariance.is_none().then_some(noise_sigma),
+                noise_covariance,
+                ..ProposalConfig::default()
             },
-            std_temperature, ess_target, step_size, control_cost_gamma, u_min, u_max,
-            discount, seed, threads, shift_fill: ShiftFill::Last,
+            weighting: WeightingConfig { temperature, control_cost_gamma, ..WeightingConfig::default() },
+            update: UpdateConfig { step_size, ..UpdateConfig::default() },
             ..MppiConfig::default()
         }
     }

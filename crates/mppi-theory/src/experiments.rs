@@ -1,6 +1,6 @@
 //! Theory versus measurement: the experiments behind `mppi theory`.
 //!
-//! Each experiment compares a closed form of [`crate::theory`] (theory-spec C, D.3, B.4.3)
+//! Each experiment compares a closed form of [`crate::closed_form`] (theory-spec C, D.3, B.4.3)
 //! with what the [`Planner`] (Monte Carlo) or the exact E-step iteration actually does, and
 //! returns plain data: a list of [`Check`]s (theory, measured, tolerance, verdict) plus the
 //! series the CLI plots. Every experiment takes a seed and a [`Size`]: [`Size::Quick`] runs in
@@ -20,7 +20,7 @@
 //! controls.
 //!
 //! ```
-//! use mppi::experiments::{self, Size};
+//! use mppi_theory::experiments::{self, Size};
 //! let result = experiments::ess(Size::Quick, 1).unwrap();
 //! assert!(result.checks.iter().all(|c| c.pass), "{:?}", result.checks);
 //! ```
@@ -31,12 +31,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::config::{Acceleration, DiagnosticsLevel, FamilyKind, MppiConfig};
-use crate::error::MppiError;
-use crate::objective::FnObjective;
-use crate::planner::{IterStats, Planner};
-use crate::rng::{SampleRng, stream_seed};
-use crate::theory::{self, Quadratic, TheoryError};
+use crate::closed_form::{self as theory, Quadratic, TheoryError};
+use mppi::FnObjective;
+use mppi::MppiError;
+use mppi::rng::{SampleRng, stream_seed};
+use mppi::{
+    Acceleration, DiagnosticsLevel, MppiConfig, ProposalConfig, ProposalKind, WeightingConfig,
+};
+use mppi::{IterStats, Planner};
 
 /// How big the experiments are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -227,11 +229,13 @@ impl Problem {
             samples,
             horizon: 1,
             iterations: 1,
-            lambda,
-            noise_sigma: vec![1.0],
-            noise_covariance: Some(self.sigma_rows()),
             seed,
             threads: 1,
+            proposal: ProposalConfig {
+                noise_covariance: Some(self.sigma_rows()),
+                ..ProposalConfig::default()
+            },
+            weighting: WeightingConfig::fixed(lambda),
             ..MppiConfig::default()
         };
         tweak(&mut cfg);
@@ -501,15 +505,15 @@ pub fn contraction(size: Size, seed: u64) -> Result<ContractionResult, Experimen
 // (b) sufficient increase
 
 /// Every family kind with its config name.
-pub const FAMILIES: [(&str, FamilyKind); 8] = [
-    ("gaussian", FamilyKind::Gaussian),
-    ("gaussian_diag", FamilyKind::GaussianDiag),
-    ("gaussian_full", FamilyKind::GaussianFull),
-    ("colored", FamilyKind::Colored),
-    ("spline", FamilyKind::Spline),
-    ("beta", FamilyKind::Beta),
-    ("categorical", FamilyKind::Categorical),
-    ("mixture", FamilyKind::Mixture),
+pub const FAMILIES: [(&str, ProposalKind); 8] = [
+    ("gaussian", ProposalKind::Gaussian),
+    ("gaussian_diag", ProposalKind::GaussianDiag),
+    ("gaussian_full", ProposalKind::GaussianFull),
+    ("colored", ProposalKind::Colored),
+    ("spline", ProposalKind::Spline),
+    ("beta", ProposalKind::Beta),
+    ("categorical", ProposalKind::Categorical),
+    ("mixture", ProposalKind::Mixture),
 ];
 
 /// The measured sufficient-increase diagnostics of one family.
@@ -571,23 +575,32 @@ pub fn nonconvex_cost(u: &[f64]) -> f64 {
 
 /// The config of [`sufficient_increase`] for one family (horizon 4, 2 controls).
 #[must_use]
-pub fn family_config(kind: FamilyKind, samples: usize, iterations: usize, seed: u64) -> MppiConfig {
+pub fn family_config(
+    kind: ProposalKind,
+    samples: usize,
+    iterations: usize,
+    seed: u64,
+) -> MppiConfig {
     let mut cfg = MppiConfig {
         samples,
         horizon: 4,
         iterations,
-        lambda: 0.5,
-        noise_sigma: vec![0.8],
         seed,
         threads: 1,
-        family: kind,
         diagnostics: DiagnosticsLevel::Full,
-        spline_knots: 3,
-        noise_correlation: 0.5,
-        categories: vec![-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0],
+        proposal: ProposalConfig {
+            noise_sigma: Some(vec![0.8]),
+            knots: Some(3),
+            correlation: Some(0.5),
+            categories: Some(vec![-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]),
+            ..ProposalConfig::default()
+        }
+        // only the keys of this kind
+        .into_kind(kind),
+        weighting: WeightingConfig::fixed(0.5),
         ..MppiConfig::default()
     };
-    if kind == FamilyKind::Beta {
+    if kind == ProposalKind::Beta {
         cfg.u_min = Some(vec![-3.0]);
         cfg.u_max = Some(vec![3.0]);
     }
@@ -808,11 +821,11 @@ pub fn full_covariance(size: Size, seed: u64) -> Result<FullCovResult, Experimen
         .map(|r| {
             let mut planner =
                 problem.planner(lambda, samples, rep_seed(seed, 5, 0, r as u64), |c| {
-                    c.family = FamilyKind::GaussianFull;
-                    c.std_min = 1e-9;
-                    c.std_max = 1e9;
-                    c.shrinkage = 0.0;
-                    c.prior_weight = 0.0;
+                    c.proposal = c.proposal.clone().into_kind(ProposalKind::GaussianFull);
+                    c.proposal.std_min = Some(1e-9);
+                    c.proposal.std_max = Some(1e9);
+                    c.proposal.shrinkage = Some(0.0);
+                    c.proposal.prior_weight = Some(0.0);
                 })?;
             Ok(problem.trajectory(&mut planner, &e0, mc_steps)?.0)
         })
@@ -1000,10 +1013,10 @@ pub fn acceleration(size: Size, seed: u64) -> Result<AccelerationResult, Experim
                     samples,
                     rep_seed(seed, 6, si as u64, r as u64),
                     |c| {
-                        c.acceleration = acceleration;
-                        c.step_size = alpha;
-                        c.momentum = beta;
-                        c.safeguard = false;
+                        c.update.acceleration = acceleration;
+                        c.update.step_size = alpha;
+                        c.update.momentum = beta;
+                        c.update.safeguard = false;
                     },
                 )?;
                 let (norms, stats) = problem.trajectory(&mut planner, &e0, iterations)?;
