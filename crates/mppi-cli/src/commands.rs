@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mppi::{DiagnosticsLevel, MppiConfig, MppiError};
 use mppi_tasks::{EpisodeOptions, Task, all_tasks, run_episode, task_by_name, task_names};
 
-use crate::cli::{Cli, Command, RunArgs, TheoryArgs};
+use crate::cli::{Cli, Command, RunArgs, TheoryArgs, max_threads, too_many_threads};
 use crate::config::{Overrides, build_config};
 use crate::error::CliError;
 use crate::output::{RunSummary, write_data_files};
@@ -144,6 +144,13 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         },
         control_dim,
     )?;
+    // `--threads` is checked when parsed; this catches `threads` from --set or the file
+    if config.threads > max_threads() {
+        return Err(CliError::usage(format!(
+            "invalid config value for `threads`: {}",
+            too_many_threads(config.threads)
+        )));
+    }
     let steps = args.steps.unwrap_or_else(|| task.default_steps());
     let out = args.out.as_deref();
     if let Some(dir) = out {

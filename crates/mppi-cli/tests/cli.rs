@@ -560,3 +560,102 @@ fn bench_rejects_zero_threads() {
     let o = mppi(&["bench", "--quick", "--threads", "1,0"]);
     assert_clean_error(&o, 2, &["--threads"]);
 }
+
+/// A device that never ends (`/dev/zero`) or a file over 1 MiB is refused at once, naming
+/// the limit and the file, instead of being read forever.
+#[test]
+fn oversized_config_file_is_refused() {
+    if Path::new("/dev/zero").exists() {
+        let o = mppi(&["run", "pendulum", "--steps", "2", "--config", "/dev/zero"]);
+        assert_clean_error(&o, 2, &["/dev/zero", "1 MiB"]);
+    }
+    let dir = temp_dir("big-config");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("big.toml");
+    let mut text = "samples = 64\n".to_string();
+    text.push_str(&"# padding padding padding padding padding padding padding\n".repeat(20_000));
+    std::fs::write(&cfg, text).expect("write config");
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "--config",
+        &cfg.to_string_lossy(),
+    ]);
+    assert_clean_error(&o, 2, &["big.toml", "1 MiB"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A NUL byte (a binary file) or another control character is reported with its position,
+/// not as TOML's "unquoted string"; invalid UTF-8 likewise.
+#[test]
+fn binary_config_file_is_reported_as_not_text() {
+    let dir = temp_dir("nul-config");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cases: [(&str, &[u8], &[&str]); 3] = [
+        (
+            "nul.toml",
+            b"samples = 64\nhorizon = 1\x000\n",
+            &["nul.toml", "NUL byte", "line 2, column 12", "not a text file"],
+        ),
+        (
+            "bell.toml",
+            b"samples = 64 # \x07\n",
+            &["bell.toml", "control character U+0007", "line 1, column 16"],
+        ),
+        (
+            "latin1.toml",
+            b"samples = 64\n# caf\xe9\n",
+            &["latin1.toml", "not UTF-8", "line 2, column 6"],
+        ),
+    ];
+    for (name, bytes, needles) in cases {
+        let cfg = dir.join(name);
+        std::fs::write(&cfg, bytes).expect("write config");
+        let o = mppi(&[
+            "run",
+            "pendulum",
+            "--steps",
+            "2",
+            "--config",
+            &cfg.to_string_lossy(),
+        ]);
+        assert_clean_error(&o, 2, needles);
+        assert!(!stderr(&o).contains("unquoted"), "{}", stderr(&o));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Negative, fractional and zero counts say what is valid (not clap's "use -- -1" tip).
+#[test]
+fn numeric_flags_say_what_is_valid() {
+    for (flag, value, needles) in [
+        ("--steps", "-1", &["--steps", "negative", ">= 1"][..]),
+        ("--steps", "1.5", &["--steps", "not a whole number", ">= 1"]),
+        ("--steps", "0", &["--steps", "at least 1 control step"]),
+        ("--seed", "-1", &["--seed", "negative", "from 0 to"]),
+        ("--seed", "x", &["--seed", "not a whole number"]),
+        ("--threads", "-2", &["--threads", "negative", "from 1 to"]),
+        ("--threads", "0", &["--threads", "from 1 to"]),
+        ("--threads", "2.5", &["--threads", "not a whole number"]),
+    ] {
+        let o = mppi(&["run", "pendulum", flag, value]);
+        assert_clean_error(&o, 2, needles);
+        assert!(!stderr(&o).contains("-- -"), "{}", stderr(&o));
+    }
+    let o = mppi(&["bench", "--quick", "--threads", "-1,2"]);
+    assert_clean_error(&o, 2, &["--threads", "negative"]);
+}
+
+/// A thread count far above the machine's cores is refused at once (it used to hang building
+/// a huge thread pool), whether it comes from `--threads` or `--set threads=`.
+#[test]
+fn too_many_threads_is_refused_with_the_core_count() {
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--threads", "100000"]);
+    assert_clean_error(&o, 2, &["--threads", "100000", "available core"]);
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "threads=100000"]);
+    assert_clean_error(&o, 2, &["threads", "100000", "available core"]);
+    let o = mppi(&["bench", "--quick", "--threads", "1,100000"]);
+    assert_clean_error(&o, 2, &["--threads", "available core"]);
+}
