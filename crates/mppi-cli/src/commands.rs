@@ -162,7 +162,9 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         steps,
         rollout_every: if capture { rollout_interval(steps) } else { 0 },
         rollouts_per_capture: ROLLOUTS_PER_CAPTURE,
-        initial_state: None,
+        // every row for the CSV files (they are written from the episode for now)
+        record_rows: steps.saturating_add(1),
+        ..EpisodeOptions::default()
     };
 
     let bar = progress_bar(steps, task.name(), args.quiet);
