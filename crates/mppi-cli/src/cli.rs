@@ -72,13 +72,13 @@ pub struct BenchArgs {
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Thread counts to measure, comma separated.
+    /// Thread counts to measure, comma separated (each from 1 to the available cores).
     #[arg(long, short = 'j', value_name = "N,N", value_delimiter = ',',
-          default_values_t = [1, 2], value_parser = parse_threads)]
+          default_values_t = [1, 2], value_parser = parse_threads, allow_hyphen_values = true)]
     pub threads: Vec<usize>,
 
     /// Timed blocks per measurement (default 15, or 3 with --quick).
-    #[arg(long, value_name = "N", value_parser = parse_blocks)]
+    #[arg(long, value_name = "N", value_parser = parse_blocks, allow_negative_numbers = true)]
     pub blocks: Option<usize>,
 
     /// Do not show the progress bar.
@@ -86,20 +86,90 @@ pub struct BenchArgs {
     pub quiet: bool,
 }
 
-/// `--threads`: whole numbers >= 1.
+/// The most rollout threads a run may use (the core library's rule: one per available core,
+/// at least 2).
+#[must_use]
+pub fn max_threads() -> usize {
+    mppi::config::max_threads()
+}
+
+/// Why a thread count above [`max_threads`] is refused.
+#[must_use]
+pub fn too_many_threads(threads: usize) -> String {
+    let cores = mppi::config::available_cores();
+    format!(
+        "{threads} threads is more than the {cores} available core{} (at most {} threads)",
+        if cores == 1 { "" } else { "s" },
+        max_threads()
+    )
+}
+
+/// A whole number in `min..=max`; `expected` says what is valid (clap prefixes the error with
+/// "invalid value 'S' for '--flag <N>'").
+fn parse_whole<T>(s: &str, min: T, max: T, expected: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + Copy,
+{
+    let s = s.trim();
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let why = match s.parse::<T>() {
+        Ok(n) if n >= min && n <= max => return Ok(n),
+        Ok(_) => "out of range",
+        Err(_) if s.strip_prefix('-').is_some_and(digits) => "negative",
+        Err(_) if digits(s) => "too large",
+        Err(_) => "not a whole number",
+    };
+    Err(format!("{why}; expected {expected}"))
+}
+
+/// `--threads` of `mppi run` and each count of `mppi bench --threads`: 1 to [`max_threads`].
 fn parse_threads(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("expected thread counts >= 1, e.g. `--threads 1,2`".to_string()),
+    let expected = format!(
+        "a whole number of threads from 1 to {} (the available cores, at least 2), e.g. `--threads 2`",
+        max_threads()
+    );
+    let threads = parse_whole(s, 1, usize::MAX, &expected)?;
+    if threads > max_threads() {
+        return Err(too_many_threads(threads));
     }
+    Ok(threads)
 }
 
 /// `--blocks`: a whole number >= 1.
 fn parse_blocks(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("expected a whole number of blocks >= 1".to_string()),
+    parse_whole(
+        s,
+        1,
+        usize::MAX,
+        "a whole number of blocks >= 1, e.g. `--blocks 15`",
+    )
+}
+
+/// `--seed`: any `u64`.
+fn parse_seed(s: &str) -> Result<u64, String> {
+    parse_whole(
+        s,
+        0,
+        u64::MAX,
+        &format!("a whole number from 0 to {}, e.g. `--seed 3`", u64::MAX),
+    )
+}
+
+/// `--steps`: a whole number >= 1 (an episode of 0 steps has nothing to control or judge).
+fn parse_steps(s: &str) -> Result<usize, String> {
+    if s.trim().parse::<usize>() == Ok(0) {
+        return Err(
+            "an episode needs at least 1 control step; expected a whole number of steps >= 1, \
+             e.g. `--steps 500`"
+                .to_string(),
+        );
     }
+    parse_whole(
+        s,
+        1,
+        usize::MAX,
+        "a whole number of steps >= 1, e.g. `--steps 500`",
+    )
 }
 
 /// Options of `mppi theory`.
@@ -123,7 +193,8 @@ pub struct TheoryArgs {
     pub out: Option<PathBuf>,
 
     /// Random seed (the quadratic's rotation and every Monte-Carlo run).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_seed,
+          allow_negative_numbers = true)]
     pub seed: u64,
 
     /// Do not show the progress bar.
@@ -169,17 +240,19 @@ pub struct RunArgs {
     #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 
-    /// Episode length in control steps (default: the task's).
-    #[arg(long, value_name = "N", value_parser = parse_steps)]
+    /// Episode length in control steps, at least 1 (default: the task's). Memory does not
+    /// grow with it: `--out` streams every row to the CSV files.
+    #[arg(long, value_name = "N", value_parser = parse_steps, allow_negative_numbers = true)]
     pub steps: Option<usize>,
 
     /// Random seed of the planner (same as `--set seed=N`; wins over it).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_seed, allow_negative_numbers = true)]
     pub seed: Option<u64>,
 
-    /// Worker threads for the rollouts (same as `--set threads=N`; wins over it). Results do
-    /// not depend on it.
-    #[arg(long, short = 'j', value_name = "N")]
+    /// Worker threads for the rollouts (same as `--set threads=N`; wins over it), from 1 to
+    /// the available cores (at least 2). Results do not depend on it.
+    #[arg(long, short = 'j', value_name = "N", value_parser = parse_threads,
+          allow_negative_numbers = true)]
     pub threads: Option<usize>,
 
     /// Write trajectory.csv, diagnostics.csv, summary.json, episode.json and PNG + SVG plots
@@ -195,14 +268,6 @@ pub struct RunArgs {
     /// Do not show the progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-}
-
-/// `--steps`: a whole number >= 1.
-fn parse_steps(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("expected a whole number of steps >= 1".to_string()),
-    }
 }
 
 #[cfg(test)]

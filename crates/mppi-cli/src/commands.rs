@@ -1,17 +1,21 @@
 //! What the subcommands do.
 
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
 use std::path::Path;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mppi::{DiagnosticsLevel, MppiConfig, MppiError};
-use mppi_tasks::{EpisodeOptions, Task, all_tasks, run_episode, task_by_name, task_names};
+use mppi_tasks::{
+    EpisodeError, EpisodeOptions, EpisodeSink, StepRecord, Task, all_tasks, run_episode_with,
+    task_by_name, task_names,
+};
 
-use crate::cli::{Cli, Command, ConfigArgs, RunArgs, TheoryArgs};
+use crate::cli::{Cli, Command, ConfigArgs, RunArgs, TheoryArgs, max_threads, too_many_threads};
 use crate::config::{Overrides, build_config, render_config};
 use crate::error::CliError;
-use crate::output::{RunSummary, write_data_files};
+use crate::output::{CsvWriter, RunSummary, write_data_files};
 use crate::plots::{register_font, rollout_interval, write_plots, write_theory_plots};
 use crate::theory::{render, write_theory_files};
 
@@ -119,6 +123,84 @@ fn episode_error(e: MppiError) -> CliError {
     }
 }
 
+/// What `mppi run` does with every step: move the progress bar and, with `--out`, stream the
+/// rows to `trajectory.csv` and `diagnostics.csv`.
+///
+/// The output directory and the files are created at the first step, once the controller was
+/// built and has planned a step: a run that fails before that leaves nothing behind.
+struct RunSink<'a> {
+    task: &'a dyn Task,
+    out: Option<&'a Path>,
+    bar: &'a ProgressBar,
+    csv: Option<CsvWriter<BufWriter<File>>>,
+}
+
+impl RunSink<'_> {
+    /// The CSV writer, creating the output directory and the files at the first call.
+    fn csv(&mut self) -> Result<Option<&mut CsvWriter<BufWriter<File>>>, CliError> {
+        let Some(dir) = self.out else {
+            return Ok(None);
+        };
+        if self.csv.is_none() {
+            create_out_dir(dir)?;
+            let open = |name: &str| {
+                let path = dir.join(name);
+                File::create(&path).map(BufWriter::new).map_err(|e| {
+                    CliError::runtime(format!("cannot create `{}`: {e}", path.display()))
+                })
+            };
+            let dynamics = self.task.dynamics();
+            let writer = CsvWriter::new(
+                open("trajectory.csv")?,
+                open("diagnostics.csv")?,
+                self.task,
+                dynamics.state_dim(),
+                dynamics.control_dim(),
+            )
+            .map_err(|e| self.write_error(&e))?;
+            self.csv = Some(writer);
+        }
+        Ok(self.csv.as_mut())
+    }
+
+    fn write_error(&self, e: &std::io::Error) -> CliError {
+        let dir = self.out.unwrap_or(Path::new("."));
+        CliError::runtime(format!(
+            "cannot write the CSV files in `{}`: {e}",
+            dir.display()
+        ))
+    }
+}
+
+impl EpisodeSink for RunSink<'_> {
+    type Error = CliError;
+
+    fn step(&mut self, record: &StepRecord<'_>) -> Result<(), CliError> {
+        self.bar.set_position((record.step + 1) as u64);
+        let last = record.report.last();
+        self.bar.set_message(format!(
+            "ESS {:.0}  λ {:.3}",
+            last.weights.ess, last.weights.lambda
+        ));
+        if let Some(csv) = self.csv()?
+            && let Err(e) = csv.step(record)
+        {
+            return Err(self.write_error(&e));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, steps: usize, state: &[f64]) -> Result<(), CliError> {
+        let dt = self.task.dt();
+        if let Some(csv) = self.csv()?
+            && let Err(e) = csv.finish(steps, dt, state)
+        {
+            return Err(self.write_error(&e));
+        }
+        Ok(())
+    }
+}
+
 fn progress_bar(steps: usize, task: &str, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
@@ -161,10 +243,17 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         },
         control_dim,
     )?;
+    // `--threads` is checked when parsed; this catches `threads` from --set or the file
+    if config.threads > max_threads() {
+        return Err(CliError::usage(format!(
+            "invalid config value for `threads`: {}",
+            too_many_threads(config.threads)
+        )));
+    }
     let steps = args.steps.unwrap_or_else(|| task.default_steps());
     let out = args.out.as_deref();
-    if let Some(dir) = out {
-        create_out_dir(dir)?;
+    if out.is_some() {
+        // the directory itself is created once the episode has taken its first step
         register_font().map_err(|e| CliError::from_anyhow(&e))?;
     }
     let capture = out.is_some() && task.scene().is_some();
@@ -172,28 +261,44 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         steps,
         rollout_every: if capture { rollout_interval(steps) } else { 0 },
         rollouts_per_capture: ROLLOUTS_PER_CAPTURE,
-        initial_state: None,
+        ..EpisodeOptions::default()
     };
 
     let bar = progress_bar(steps, task.name(), args.quiet);
+    let mut sink = RunSink {
+        task: task.as_ref(),
+        out,
+        bar: &bar,
+        csv: None,
+    };
     let started = Instant::now();
-    let result = run_episode(task.as_ref(), &config, &options, |p| {
-        bar.set_position(p.done as u64);
-        let last = p.report.last();
-        bar.set_message(format!(
-            "ESS {:.0}  λ {:.3}",
-            last.weights.ess, last.weights.lambda
-        ));
-    });
+    let result = run_episode_with(task.as_ref(), &config, &options, &mut sink);
     let wall = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let episode = result.map_err(episode_error)?;
+    let episode = match result {
+        Ok(episode) => episode,
+        Err(EpisodeError::Sink(e)) => return Err(e),
+        Err(EpisodeError::Mppi(e)) => {
+            let mut error = episode_error(e);
+            if let (Some(csv), Some(dir), CliError::Runtime(message)) =
+                (sink.csv.as_mut(), out, &mut error)
+            {
+                // keep what was written: the rows up to the failure
+                if csv.flush().is_ok() {
+                    message.push_str(&format!(
+                        " (the steps before it are in `{}`)",
+                        dir.join("trajectory.csv").display()
+                    ));
+                }
+            }
+            return Err(error);
+        }
+    };
 
     let outcome = task.success(&episode);
     let summary = RunSummary::new(task.as_ref(), &config, &episode, &outcome, wall);
     if let Some(dir) = out {
-        write_data_files(dir, task.as_ref(), &episode, &summary)
-            .map_err(|e| CliError::from_anyhow(&e))?;
+        write_data_files(dir, &episode, &summary).map_err(|e| CliError::from_anyhow(&e))?;
         write_plots(dir, task.as_ref(), &config, &episode)
             .map_err(|e| CliError::from_anyhow(&e))?;
     }

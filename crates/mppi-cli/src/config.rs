@@ -84,8 +84,29 @@ pub fn set_layers(args: &[String]) -> Result<Vec<Layer>, CliError> {
 }
 
 /// Parse the text of a TOML config file. `path` is only used in error messages.
+///
+/// A control character (other than tab and line breaks) is reported with its line and column
+/// before parsing: TOML allows none, and a NUL byte means the file is probably not text.
 pub fn parse_config_text(text: &str, path: &Path) -> Result<Layer, CliError> {
     let source = format!("config file `{}`", path.display());
+    let control = text
+        .char_indices()
+        .find(|&(_, c)| c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r'));
+    if let Some((at, c)) = control {
+        let (line, column) = line_column(text, at);
+        return Err(CliError::usage(if c == '\0' {
+            format!(
+                "{source} contains a NUL byte at line {line}, column {column}; it is probably \
+                 not a text file (a config file is TOML text, e.g. `samples = 512`)"
+            )
+        } else {
+            format!(
+                "{source} contains the control character U+{:04X} at line {line}, column \
+                 {column}; TOML allows no control characters other than tab and line breaks",
+                u32::from(c)
+            )
+        }));
+    }
     match text.parse::<Table>() {
         Ok(table) => Ok(Layer { source, table }),
         Err(e) => {
@@ -104,13 +125,42 @@ pub fn parse_config_text(text: &str, path: &Path) -> Result<Layer, CliError> {
     }
 }
 
-/// Read and parse a TOML config file.
+/// Read and parse a TOML config file of at most 1 MiB of UTF-8 text.
+///
+/// At most one byte past the limit is read, so a device like `/dev/zero` or a huge file is
+/// rejected at once instead of being read to the end.
 pub fn read_config_file(path: &Path) -> Result<Layer, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read as _;
+    /// The largest config file read (real ones are a few hundred bytes).
+    const MAX_BYTES: u64 = 1 << 20;
+    let cannot_read = |e: &std::io::Error| {
         CliError::usage(format!(
             "cannot read config file `{}`: {}",
             path.display(),
-            io_reason(&e)
+            io_reason(e)
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(|e| cannot_read(&e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot_read(&e))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(CliError::usage(format!(
+            "config file `{}` is larger than the limit of 1 MiB ({MAX_BYTES} bytes) for a \
+             config file; is it the right file?",
+            path.display()
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        // the prefix before the first invalid byte is valid UTF-8
+        let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+        let (line, column) = line_column(&prefix, prefix.len());
+        CliError::usage(format!(
+            "config file `{}` is not UTF-8 text (invalid byte at line {line}, column \
+             {column}); it is probably not a text file",
+            path.display()
         ))
     })?;
     parse_config_text(&text, path)

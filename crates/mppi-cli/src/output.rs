@@ -1,19 +1,26 @@
 //! Results of a run: the summary statistics and the CSV / JSON files written by `--out`.
+//!
+//! `trajectory.csv` and `diagnostics.csv` are streamed row by row while the episode runs
+//! ([`CsvWriter`]), so they hold every step of an episode of any length; `summary.json` and
+//! `episode.json` are written at the end from the [`Episode`] (exact statistics, and a record
+//! of at most [`mppi_tasks::DEFAULT_RECORD_ROWS`] evenly spaced rows).
 
 use std::fmt::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use mppi::MppiConfig;
-use mppi_tasks::{Episode, Outcome, Task};
+use mppi::{MppiConfig, StepReport};
+use mppi_tasks::{Episode, Outcome, StepRecord, Task};
 use serde::Serialize;
 
 /// Planning-time statistics over the control steps, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct TimingStats {
-    /// Median planning time per step.
+    /// Median planning time per step (of the kept rows when the episode was longer than its
+    /// record: an evenly spaced sample of the steps).
     pub median_ms: f64,
-    /// 99th percentile (nearest rank).
+    /// 99th percentile (nearest rank; of the kept rows, like the median).
     pub p99_ms: f64,
     /// Mean.
     pub mean_ms: f64,
@@ -39,6 +46,28 @@ impl TimingStats {
             mean_ms: total / sorted.len() as f64,
             max_ms: sorted[sorted.len() - 1],
             total_ms: total,
+        }
+    }
+
+    /// Statistics of an episode: mean, maximum and total over every step (exact), median and
+    /// 99th percentile over the kept rows (every step unless the episode was decimated).
+    #[must_use]
+    pub fn from_episode(episode: &Episode) -> Self {
+        let times: Vec<f64> = episode
+            .reports
+            .iter()
+            .map(|r| r.planning_time.as_secs_f64() * 1e3)
+            .collect();
+        let kept = TimingStats::from_samples(&times);
+        if episode.is_complete() {
+            return kept;
+        }
+        let stats = &episode.stats;
+        TimingStats {
+            mean_ms: stats.planning_time_total_s * 1e3 / episode.steps.max(1) as f64,
+            max_ms: stats.planning_time_max_s * 1e3,
+            total_ms: stats.planning_time_total_s * 1e3,
+            ..kept
         }
     }
 }
@@ -69,6 +98,9 @@ pub struct RunSummary {
     pub config: MppiConfig,
     /// Control steps taken.
     pub steps: usize,
+    /// Rows (visited states) kept in memory for the plots and `episode.json`: `steps + 1`
+    /// unless the episode was longer than the record (the CSV files have every row).
+    pub kept_rows: usize,
     /// Plant time step in seconds.
     pub dt: f64,
     /// Sum of the stage costs.
@@ -107,51 +139,28 @@ impl RunSummary {
         outcome: &Outcome,
         wall_time_s: f64,
     ) -> Self {
-        let times: Vec<f64> = episode
-            .reports
-            .iter()
-            .map(|r| r.planning_time.as_secs_f64() * 1e3)
-            .collect();
-        let ess: Vec<f64> = episode
-            .reports
-            .iter()
-            .flat_map(|r| r.iterations.iter().map(|it| it.weights.ess))
-            .collect();
-        let mean_ess = if ess.is_empty() {
-            0.0
-        } else {
-            ess.iter().sum::<f64>() / ess.len() as f64
-        };
-        let all = || episode.reports.iter().flat_map(|r| &r.iterations);
-        let margins: Vec<f64> = all()
-            .map(|it| it.increase_margin)
-            .filter(|v| v.is_finite())
-            .collect();
-        let kls: Vec<f64> = all()
-            .map(|it| it.kl_step)
-            .filter(|v| v.is_finite())
-            .collect();
+        let stats = &episode.stats;
+        let mean_ess = stats.mean_ess();
         RunSummary {
-            min_increase_margin: margins.iter().copied().reduce(f64::min),
-            mean_kl_step: (!kls.is_empty()).then(|| kls.iter().sum::<f64>() / kls.len() as f64),
+            min_increase_margin: stats.min_increase_margin,
+            mean_kl_step: stats.mean_kl_step(),
             task: task.name().to_string(),
             description: task.description().to_string(),
             config: config.clone(),
-            steps: episode.controls.len(),
+            steps: episode.steps,
+            kept_rows: episode.states.len(),
             dt: episode.dt,
             total_cost: episode.total_cost(),
             success: outcome.success,
             outcome: outcome.message.clone(),
-            planning_time: TimingStats::from_samples(&times),
+            planning_time: TimingStats::from_episode(episode),
             mean_ess,
             mean_ess_fraction: mean_ess / config.samples.max(1) as f64,
-            kept_plan_iterations: episode
-                .reports
-                .iter()
-                .flat_map(|r| &r.iterations)
-                .filter(|it| it.kept_plan)
-                .count(),
-            final_state: episode.states.last().cloned().unwrap_or_default(),
+            kept_plan_iterations: stats.kept_plan_iterations,
+            final_state: episode
+                .final_state()
+                .map(<[f64]>::to_vec)
+                .unwrap_or_default(),
             wall_time_s,
         }
     }
@@ -220,6 +229,17 @@ impl RunSummary {
                 ),
             ));
         }
+        if self.kept_rows < self.steps + 1 {
+            rows.push((
+                "record",
+                format!(
+                    "plots and episode.json show {} of {} states (evenly spaced); the CSV files \
+                     have every step",
+                    self.kept_rows,
+                    self.steps + 1
+                ),
+            ));
+        }
         if let Some(dir) = out_dir {
             rows.push(("output", dir.display().to_string()));
         }
@@ -263,86 +283,137 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// `trajectory.csv`: one row per visited state (`steps + 1` rows): `step, time`, the state
-/// components, the controls applied at that state and the stage cost (both empty on the last
-/// row, the final state).
+/// Header of `trajectory.csv` for a task with `n` states and `m` controls.
 #[must_use]
-pub fn trajectory_csv(task: &dyn Task, episode: &Episode) -> String {
-    let n = episode.states.first().map_or(0, Vec::len);
-    let m = episode
-        .controls
-        .first()
-        .map_or(task.control_names().len(), Vec::len);
+pub fn trajectory_header(task: &dyn Task, n: usize, m: usize) -> String {
     let mut header = vec!["step".to_string(), "time".to_string()];
     header.extend(state_names(task, n));
     header.extend(control_names(task, m));
     header.push("stage_cost".to_string());
-    let mut s = header
+    header
         .iter()
         .map(|h| csv_field(h))
         .collect::<Vec<_>>()
-        .join(",");
-    s.push('\n');
-    for (k, x) in episode.states.iter().enumerate() {
-        let _ = write!(s, "{k},{}", k as f64 * episode.dt);
-        for v in x {
-            let _ = write!(s, ",{v}");
-        }
-        match (episode.controls.get(k), episode.stage_costs.get(k)) {
-            (Some(u), Some(c)) => {
-                for v in u {
-                    let _ = write!(s, ",{v}");
-                }
-                let _ = write!(s, ",{c}");
-            }
-            _ => s.push_str(&",".repeat(m + 1)),
-        }
-        s.push('\n');
-    }
-    s
+        .join(",")
 }
 
 /// Header of `diagnostics.csv`.
 pub const DIAGNOSTICS_HEADER: &str = "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,truncated,kept_plan,update_norm,fell_back,kl_step,surrogate_gain,q_gain,increase_margin,contraction,planning_time_ms";
 
+/// Writes `trajectory.csv` and `diagnostics.csv` row by row as an episode runs.
+///
+/// `trajectory.csv`: one row per visited state (`steps + 1` rows): `step, time`, the state
+/// components, the controls applied at that state and the stage cost (both empty on the last
+/// row, the final state).
+///
 /// `diagnostics.csv`: one row per EM iteration with every [`mppi::IterStats`] field;
 /// `planning_time_ms` is that of the whole control step (repeated on each of its iterations).
 /// The full-diagnostics columns (`kl_step` .. `contraction`) are `NaN` when the run used
 /// `diagnostics = "basic"` (and `contraction` on the first iteration of each step).
-#[must_use]
-pub fn diagnostics_csv(episode: &Episode) -> String {
-    let mut s = String::from(DIAGNOSTICS_HEADER);
-    s.push('\n');
-    for report in &episode.reports {
-        let ms = report.planning_time.as_secs_f64() * 1e3;
-        for it in &report.iterations {
-            let w = &it.weights;
-            let _ = writeln!(
-                s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                it.step,
-                it.iteration,
-                w.lambda,
-                w.log_likelihood,
-                w.ess,
-                w.min_cost,
-                w.mean_cost,
-                w.max_weight,
-                w.nonfinite,
-                w.truncated,
-                it.kept_plan,
-                it.update_norm,
-                it.fell_back,
-                it.kl_step,
-                it.surrogate_gain,
-                it.q_gain,
-                it.increase_margin,
-                it.contraction,
-                ms
-            );
-        }
+#[derive(Debug)]
+pub struct CsvWriter<W: Write> {
+    trajectory: W,
+    diagnostics: W,
+    /// Control components (the width of the empty cells of the final row).
+    controls: usize,
+    /// Reused row buffer.
+    line: String,
+}
+
+impl<W: Write> CsvWriter<W> {
+    /// Write both headers for a task with `n` states and `m` controls.
+    pub fn new(
+        mut trajectory: W,
+        mut diagnostics: W,
+        task: &dyn Task,
+        n: usize,
+        m: usize,
+    ) -> std::io::Result<Self> {
+        writeln!(trajectory, "{}", trajectory_header(task, n, m))?;
+        writeln!(diagnostics, "{DIAGNOSTICS_HEADER}")?;
+        Ok(CsvWriter {
+            trajectory,
+            diagnostics,
+            controls: m,
+            line: String::new(),
+        })
     }
-    s
+
+    /// Write the rows of one control step (its trajectory row and one diagnostics row per EM
+    /// iteration).
+    pub fn step(&mut self, record: &StepRecord<'_>) -> std::io::Result<()> {
+        self.line.clear();
+        push_state(&mut self.line, record.step, record.dt, record.state);
+        for v in record.control {
+            let _ = write!(self.line, ",{v}");
+        }
+        let _ = writeln!(self.line, ",{}", record.stage_cost);
+        self.trajectory.write_all(self.line.as_bytes())?;
+        self.line.clear();
+        push_diagnostics(&mut self.line, record.report);
+        self.diagnostics.write_all(self.line.as_bytes())
+    }
+
+    /// Write the final state's row (at step `steps`) and flush both files.
+    pub fn finish(&mut self, steps: usize, dt: f64, state: &[f64]) -> std::io::Result<()> {
+        self.line.clear();
+        push_state(&mut self.line, steps, dt, state);
+        self.line.push_str(&",".repeat(self.controls + 1));
+        self.line.push('\n');
+        self.trajectory.write_all(self.line.as_bytes())?;
+        self.flush()
+    }
+
+    /// Flush both files (e.g. after the episode failed midway).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.trajectory.flush()?;
+        self.diagnostics.flush()
+    }
+
+    /// The two writers, `(trajectory, diagnostics)`.
+    #[cfg(test)]
+    pub fn into_inner(self) -> (W, W) {
+        (self.trajectory, self.diagnostics)
+    }
+}
+
+/// `step,time,x...` of a trajectory row.
+fn push_state(line: &mut String, step: usize, dt: f64, state: &[f64]) {
+    let _ = write!(line, "{step},{}", step as f64 * dt);
+    for v in state {
+        let _ = write!(line, ",{v}");
+    }
+}
+
+/// The diagnostics rows of one control step.
+fn push_diagnostics(line: &mut String, report: &StepReport) {
+    let ms = report.planning_time.as_secs_f64() * 1e3;
+    for it in &report.iterations {
+        let w = &it.weights;
+        let _ = writeln!(
+            line,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            it.step,
+            it.iteration,
+            w.lambda,
+            w.log_likelihood,
+            w.ess,
+            w.min_cost,
+            w.mean_cost,
+            w.max_weight,
+            w.nonfinite,
+            w.truncated,
+            it.kept_plan,
+            it.update_norm,
+            it.fell_back,
+            it.kl_step,
+            it.surrogate_gain,
+            it.q_gain,
+            it.increase_margin,
+            it.contraction,
+            ms
+        );
+    }
 }
 
 /// Write `contents` to `dir/name`, returning the path.
@@ -361,16 +432,14 @@ fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> anyhow::Result<Strin
     Ok(s)
 }
 
-/// Write the CSV and JSON files of a run into `dir` (which must exist).
+/// Write the JSON files of a run into `dir` (which must exist; the CSV files were streamed
+/// there by a [`CsvWriter`] while the episode ran).
 pub fn write_data_files(
     dir: &Path,
-    task: &dyn Task,
     episode: &Episode,
     summary: &RunSummary,
 ) -> anyhow::Result<Vec<PathBuf>> {
     Ok(vec![
-        write_file(dir, "trajectory.csv", &trajectory_csv(task, episode))?,
-        write_file(dir, "diagnostics.csv", &diagnostics_csv(episode))?,
         write_file(dir, "summary.json", &to_json(summary, "the summary")?)?,
         write_file(dir, "episode.json", &to_json(episode, "the episode")?)?,
     ])
@@ -401,27 +470,83 @@ mod tests {
         assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
     }
 
-    #[test]
-    fn csv_row_counts() {
+    /// Run `steps` steps of a small pendulum, streaming the CSV rows into memory.
+    fn streamed(steps: usize, record_rows: usize) -> (Episode, String, String) {
         let task = mppi_tasks::task_by_name("pendulum").expect("pendulum exists");
         let mut config = task.default_config();
         config.samples = 16;
         config.horizon = 5;
         config.iterations = 2;
         let options = mppi_tasks::EpisodeOptions {
-            steps: 4,
+            steps,
+            record_rows,
             ..Default::default()
         };
-        let episode =
-            mppi_tasks::run_episode(task.as_ref(), &config, &options, |_| {}).expect("runs");
-        let traj = trajectory_csv(task.as_ref(), &episode);
+        struct Sink(CsvWriter<Vec<u8>>, f64);
+        impl mppi_tasks::EpisodeSink for Sink {
+            type Error = std::io::Error;
+            fn step(&mut self, record: &StepRecord<'_>) -> std::io::Result<()> {
+                self.0.step(record)
+            }
+            fn finish(&mut self, steps: usize, state: &[f64]) -> std::io::Result<()> {
+                self.0.finish(steps, self.1, state)
+            }
+        }
+        let writer = CsvWriter::new(Vec::new(), Vec::new(), task.as_ref(), 2, 1).expect("headers");
+        let mut sink = Sink(writer, task.dt());
+        let episode = mppi_tasks::run_episode_with(task.as_ref(), &config, &options, &mut sink)
+            .expect("runs");
+        let (traj, diag) = sink.0.into_inner();
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("UTF-8");
+        (episode, text(traj), text(diag))
+    }
+
+    #[test]
+    fn csv_row_counts() {
+        let (episode, traj, diag) = streamed(4, 100);
         let lines: Vec<&str> = traj.lines().collect();
         assert_eq!(lines.len(), 1 + 5);
         assert_eq!(lines[0], "step,time,theta,theta_dot,torque,stage_cost");
+        assert!(lines[1].starts_with("0,0,3.14159"), "{}", lines[1]);
+        assert!(lines[5].starts_with("4,0.2,"), "{}", lines[5]);
         assert!(lines[5].ends_with(",,"), "{}", lines[5]);
-        let diag = diagnostics_csv(&episode);
+        // the rows are the episode's
+        for (i, x) in episode.states.iter().enumerate() {
+            let cells: Vec<f64> = lines[1 + i]
+                .split(',')
+                .skip(2)
+                .take(2)
+                .map(|c| c.parse().expect("number"))
+                .collect();
+            assert_eq!(&cells, x);
+        }
         assert_eq!(diag.lines().count(), 1 + 4 * 2);
         let cols = DIAGNOSTICS_HEADER.split(',').count();
         assert!(diag.lines().all(|l| l.split(',').count() == cols));
+    }
+
+    #[test]
+    fn csv_files_have_every_row_when_the_record_is_decimated() {
+        let (episode, traj, diag) = streamed(300, 20);
+        assert!(!episode.is_complete());
+        assert!(episode.states.len() <= 20, "{}", episode.states.len());
+        assert_eq!(traj.lines().count(), 1 + 301);
+        assert_eq!(diag.lines().count(), 1 + 300 * 2);
+        // the summary is exact: it agrees with the full record of the same (seeded) episode
+        let (full, full_traj, _) = streamed(300, 1000);
+        assert!(full.is_complete());
+        assert_eq!(traj, full_traj);
+        let task = mppi_tasks::task_by_name("pendulum").expect("pendulum exists");
+        let config = task.default_config();
+        let summary = |e: &Episode| RunSummary::new(task.as_ref(), &config, e, &e.outcome, 0.0);
+        let (a, b) = (summary(&episode), summary(&full));
+        assert_eq!(a.total_cost, b.total_cost);
+        assert_eq!(a.mean_ess, b.mean_ess);
+        assert_eq!(a.min_increase_margin, b.min_increase_margin);
+        assert_eq!(a.final_state, b.final_state);
+        assert_eq!(a.outcome, b.outcome);
+        assert_eq!((a.kept_rows, b.kept_rows), (episode.states.len(), 301));
+        assert!(a.render(None).contains("the CSV files have every step"));
+        assert!(!b.render(None).contains("the CSV files have every step"));
     }
 }

@@ -302,6 +302,9 @@ fn style(color: RGBColor, width: u32) -> ShapeStyle {
     }
 }
 
+/// Series with more points than this are drawn 1 px wide (no miter joins).
+const DENSE_POINTS: usize = 1500;
+
 /// Draw the series of a panel and its legend on an already built chart (any y coordinate).
 macro_rules! draw_panel_body {
     ($chart:expr, $panel:expr, $x_label:expr, $log:expr, $fig:expr) => {{
@@ -323,13 +326,20 @@ macro_rules! draw_panel_body {
             .draw()?;
         let labelled = legend_entries($panel) >= 2;
         for s in &$panel.series {
-            let st = style(s.color, s.width);
             let points: Vec<(f64, f64)> = s
                 .points
                 .iter()
                 .copied()
                 .filter(|p| !$fig.log_x || p.0 > 0.0)
                 .collect();
+            // thick polylines join segments with miters, which shoot far out of the panel
+            // where a dense, jagged series (e.g. a long decimated episode) turns sharply
+            let width = if points.len() > DENSE_POINTS {
+                1
+            } else {
+                s.width
+            };
+            let st = style(s.color, width);
             if s.marker {
                 let color = s.color;
                 let dots: Vec<(f64, f64)> = segments(&points, $log).into_iter().flatten().collect();
@@ -771,12 +781,30 @@ fn time(k: usize, dt: f64) -> f64 {
 
 /// End of the time axis.
 fn x_range(episode: &Episode) -> Range<f64> {
-    let end = time(episode.controls.len().max(1), episode.dt);
+    let end = time(episode.steps.max(1), episode.dt);
     if end.is_finite() && end > 0.0 {
         0.0..end
     } else {
         0.0..1.0
     }
+}
+
+/// `""`, or which rows a plot of a decimated episode draws (for its title).
+fn decimation_note(episode: &Episode) -> String {
+    if episode.is_complete() {
+        String::new()
+    } else {
+        format!(
+            " ({} of {} states drawn)",
+            episode.states.len(),
+            episode.steps + 1
+        )
+    }
+}
+
+/// Time of kept row `i`.
+fn row_time(episode: &Episode, i: usize) -> f64 {
+    time(episode.kept_steps.get(i).copied().unwrap_or(i), episode.dt)
 }
 
 fn states_figure(task: &dyn Task, episode: &Episode) -> Figure {
@@ -793,7 +821,7 @@ fn states_figure(task: &dyn Task, episode: &Episode) -> Figure {
                     .states
                     .iter()
                     .enumerate()
-                    .map(|(k, x)| (time(k, episode.dt), x[i]))
+                    .map(|(k, x)| (row_time(episode, k), x[i]))
                     .collect(),
                 PALETTE[i % PALETTE.len()],
             )],
@@ -801,7 +829,7 @@ fn states_figure(task: &dyn Task, episode: &Episode) -> Figure {
         })
         .collect();
     Figure::Panels(PanelFigure {
-        title: format!("{}: states", task.name()),
+        title: format!("{}: states{}", task.name(), decimation_note(episode)),
         x_label: "time (s)".into(),
         x_range: x_range(episode),
         columns: if panels.len() > 4 { 2 } else { 1 },
@@ -828,9 +856,10 @@ fn controls_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -> F
         .map(|(j, name)| {
             // zero-order hold: u_k applies on [t_k, t_{k+1})
             let mut held = Vec::with_capacity(2 * episode.controls.len());
-            for (k, u) in episode.controls.iter().enumerate() {
-                held.push((time(k, episode.dt), u[j]));
-                held.push((time(k + 1, episode.dt), u[j]));
+            for (i, u) in episode.controls.iter().enumerate() {
+                let t = row_time(episode, i);
+                held.push((t, u[j]));
+                held.push((t + episode.dt, u[j]));
             }
             let mut series = vec![Series::line(name.clone(), held, PALETTE[j % PALETTE.len()])];
             if let Some(hi) = bound(config.u_max.as_ref(), j) {
@@ -851,7 +880,11 @@ fn controls_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -> F
         })
         .collect();
     Figure::Panels(PanelFigure {
-        title: format!("{}: applied controls", task.name()),
+        title: format!(
+            "{}: applied controls{}",
+            task.name(),
+            decimation_note(episode)
+        ),
         x_label: "time (s)".into(),
         x_range: x_range(episode),
         columns: if panels.len() > 4 { 2 } else { 1 },
@@ -866,20 +899,22 @@ fn cost_figure(task: &dyn Task, episode: &Episode) -> Figure {
         .stage_costs
         .iter()
         .enumerate()
-        .map(|(k, c)| (time(k, episode.dt), *c))
+        .map(|(i, c)| (row_time(episode, i), *c))
         .collect();
-    let mut total = 0.0;
+    // the cumulative cost after step k, exact even when the rows are decimated
     let cumulative: Vec<(f64, f64)> = episode
-        .stage_costs
+        .cumulative_costs
         .iter()
         .enumerate()
-        .map(|(k, c)| {
-            total += c;
-            (time(k + 1, episode.dt), total)
-        })
+        .map(|(i, c)| (row_time(episode, i) + episode.dt, *c))
         .collect();
     Figure::Panels(PanelFigure {
-        title: format!("{}: cost (total {:.4})", task.name(), episode.total_cost()),
+        title: format!(
+            "{}: cost (total {:.4}){}",
+            task.name(),
+            episode.total_cost(),
+            decimation_note(episode)
+        ),
         x_label: "time (s)".into(),
         x_range: x_range(episode),
         columns: 1,
@@ -999,12 +1034,13 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
     });
     Figure::Panels(PanelFigure {
         title: format!(
-            "{}: planner diagnostics (N = {}, T = {}, {} EM iter/step, temperature {})",
+            "{}: planner diagnostics (N = {}, T = {}, {} EM iter/step, temperature {}){}",
             task.name(),
             config.samples,
             config.horizon,
             config.iterations,
-            config.weighting.temperature.name()
+            config.weighting.temperature.name(),
+            decimation_note(episode)
         ),
         x_label: "time (s)".into(),
         x_range: x_range(episode),
@@ -1132,7 +1168,7 @@ pub fn write_plots(
         ("diagnostics", diagnostics_figure(task, config, episode)),
     ];
     if let Some(scene) = task.scene() {
-        let every = rollout_interval(episode.controls.len());
+        let every = rollout_interval(episode.steps);
         figures.push(("path", path_figure(task, scene, episode, every)));
     }
     let mut written = vec![];

@@ -676,3 +676,265 @@ fn bench_rejects_zero_threads() {
     let o = mppi(&["bench", "--quick", "--threads", "1,0"]);
     assert_clean_error(&o, 2, &["--threads"]);
 }
+
+/// A device that never ends (`/dev/zero`) or a file over 1 MiB is refused at once, naming
+/// the limit and the file, instead of being read forever.
+#[test]
+fn oversized_config_file_is_refused() {
+    if Path::new("/dev/zero").exists() {
+        let o = mppi(&["run", "pendulum", "--steps", "2", "--config", "/dev/zero"]);
+        assert_clean_error(&o, 2, &["/dev/zero", "1 MiB"]);
+    }
+    let dir = temp_dir("big-config");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("big.toml");
+    let mut text = "samples = 64\n".to_string();
+    text.push_str(&"# padding padding padding padding padding padding padding\n".repeat(20_000));
+    std::fs::write(&cfg, text).expect("write config");
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "--config",
+        &cfg.to_string_lossy(),
+    ]);
+    assert_clean_error(&o, 2, &["big.toml", "1 MiB"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A NUL byte (a binary file) or another control character is reported with its position,
+/// not as TOML's "unquoted string"; invalid UTF-8 likewise.
+#[test]
+fn binary_config_file_is_reported_as_not_text() {
+    let dir = temp_dir("nul-config");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cases: [(&str, &[u8], &[&str]); 3] = [
+        (
+            "nul.toml",
+            b"samples = 64\nhorizon = 1\x000\n",
+            &[
+                "nul.toml",
+                "NUL byte",
+                "line 2, column 12",
+                "not a text file",
+            ],
+        ),
+        (
+            "bell.toml",
+            b"samples = 64 # \x07\n",
+            &["bell.toml", "control character U+0007", "line 1, column 16"],
+        ),
+        (
+            "latin1.toml",
+            b"samples = 64\n# caf\xe9\n",
+            &["latin1.toml", "not UTF-8", "line 2, column 6"],
+        ),
+    ];
+    for (name, bytes, needles) in cases {
+        let cfg = dir.join(name);
+        std::fs::write(&cfg, bytes).expect("write config");
+        let o = mppi(&[
+            "run",
+            "pendulum",
+            "--steps",
+            "2",
+            "--config",
+            &cfg.to_string_lossy(),
+        ]);
+        assert_clean_error(&o, 2, needles);
+        assert!(!stderr(&o).contains("unquoted"), "{}", stderr(&o));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Negative, fractional and zero counts say what is valid (not clap's "use -- -1" tip).
+#[test]
+fn numeric_flags_say_what_is_valid() {
+    for (flag, value, needles) in [
+        ("--steps", "-1", &["--steps", "negative", ">= 1"][..]),
+        ("--steps", "1.5", &["--steps", "not a whole number", ">= 1"]),
+        ("--steps", "0", &["--steps", "at least 1 control step"]),
+        ("--seed", "-1", &["--seed", "negative", "from 0 to"]),
+        ("--seed", "x", &["--seed", "not a whole number"]),
+        ("--threads", "-2", &["--threads", "negative", "from 1 to"]),
+        ("--threads", "0", &["--threads", "from 1 to"]),
+        ("--threads", "2.5", &["--threads", "not a whole number"]),
+    ] {
+        let o = mppi(&["run", "pendulum", flag, value]);
+        assert_clean_error(&o, 2, needles);
+        assert!(!stderr(&o).contains("-- -"), "{}", stderr(&o));
+    }
+    let o = mppi(&["bench", "--quick", "--threads", "-1,2"]);
+    assert_clean_error(&o, 2, &["--threads", "negative"]);
+}
+
+/// A thread count far above the machine's cores is refused at once (it used to hang building
+/// a huge thread pool), whether it comes from `--threads` or `--set threads=`.
+#[test]
+fn too_many_threads_is_refused_with_the_core_count() {
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--threads", "100000"]);
+    assert_clean_error(&o, 2, &["--threads", "100000", "available core"]);
+    let o = mppi(&["run", "pendulum", "--steps", "2", "--set", "threads=100000"]);
+    assert_clean_error(&o, 2, &["threads", "100000", "available core"]);
+    let o = mppi(&["bench", "--quick", "--threads", "1,100000"]);
+    assert_clean_error(&o, 2, &["--threads", "available core"]);
+}
+
+/// A long run streams every row to the CSV files while the episode, the plots and
+/// `episode.json` keep a bounded, evenly spaced record (first and last state included).
+#[test]
+fn long_runs_stream_every_row_and_keep_a_bounded_record() {
+    let dir = temp_dir("long");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "25000",
+        "--set",
+        "samples=8",
+        "--set",
+        "horizon=2",
+        "--quiet",
+        "--out",
+        &dir_arg,
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
+    assert!(out.contains("the CSV files have every step"), "{out}");
+    let traj = csv_rows(&dir.join("trajectory.csv"));
+    assert_eq!(traj.len(), 1 + 25_001, "header + steps + 1 states");
+    assert!(traj[1].starts_with("0,0,"), "{}", traj[1]);
+    assert!(traj[25_001].starts_with("25000,"), "{}", traj[25_001]);
+    assert!(traj[25_001].ends_with(",,"), "{}", traj[25_001]);
+    assert_eq!(csv_rows(&dir.join("diagnostics.csv")).len(), 1 + 25_000);
+
+    let episode: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("episode.json")).expect("episode.json"),
+    )
+    .expect("valid JSON");
+    let kept = episode["kept_steps"].as_array().expect("kept_steps");
+    assert!(
+        kept.len() <= 10_000 && kept.len() > 1000,
+        "{} rows",
+        kept.len()
+    );
+    assert_eq!(kept[0], 0);
+    assert_eq!(kept[kept.len() - 1], 25_000);
+    assert_eq!(episode["states"].as_array().map(Vec::len), Some(kept.len()));
+    assert_eq!(
+        episode["controls"].as_array().map(Vec::len),
+        Some(kept.len() - 1)
+    );
+    // the final state of the record is the last row of the CSV file
+    let last_csv: Vec<f64> = traj[25_001]
+        .split(',')
+        .skip(2)
+        .take(2)
+        .map(|c| c.parse().expect("number"))
+        .collect();
+    let last_json: Vec<f64> = episode["states"][kept.len() - 1]
+        .as_array()
+        .expect("state")
+        .iter()
+        .map(|v| v.as_f64().expect("number"))
+        .collect();
+    assert_eq!(last_csv, last_json);
+
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"),
+    )
+    .expect("valid JSON");
+    assert_eq!(summary["steps"], 25_000);
+    assert_eq!(summary["kept_rows"], kept.len());
+    assert_eq!(summary["total_cost"], episode["stats"]["total_cost"]);
+    for plot in ["states.png", "controls.png", "cost.png", "diagnostics.png"] {
+        assert!(dir.join(plot).exists(), "{plot}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--steps 1000000000` used to abort at once (memory allocation failed, status 134): the run
+/// now starts, and its memory stays small.
+#[test]
+fn a_billion_steps_start_in_bounded_memory() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mppi"))
+        .args([
+            "run",
+            "pendulum",
+            "--steps",
+            "1000000000",
+            "--set",
+            "samples=8",
+            "--set",
+            "horizon=2",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the mppi binary starts");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = child.try_wait().expect("status");
+    #[cfg(target_os = "linux")]
+    let rss_kb = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("waited");
+    assert!(
+        status.is_none(),
+        "exited early with {status:?}: {}",
+        stderr(&output)
+    );
+    #[cfg(target_os = "linux")]
+    if let Some(kb) = rss_kb {
+        assert!(kb < 200_000, "{kb} kB resident after 1.5 s");
+    }
+}
+
+/// An error raised while building the controller (this one passes the config checks) leaves
+/// no output directory behind, and a directory the user already had is left as it was.
+#[test]
+fn controller_errors_leave_no_output_directory() {
+    let dir = temp_dir("no-out");
+    let new_out = dir.join("new").join("run");
+    let args = |out: &Path| {
+        vec![
+            "run".to_string(),
+            "pendulum".to_string(),
+            "--steps".to_string(),
+            "2".to_string(),
+            "--set".to_string(),
+            "proposal.kind=beta".to_string(),
+            "--set".to_string(),
+            "weighting.control_cost_gamma=1".to_string(),
+            "--out".to_string(),
+            out.to_string_lossy().into_owned(),
+        ]
+    };
+    let run = |out: &Path| {
+        let a = args(out);
+        mppi(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let o = run(&new_out);
+    assert_clean_error(&o, 2, &["control_cost_gamma"]);
+    assert!(!dir.exists(), "{} was created", dir.display());
+
+    let existing = dir.join("mine");
+    std::fs::create_dir_all(&existing).expect("temp dir");
+    std::fs::write(existing.join("notes.txt"), "keep me").expect("write");
+    let o = run(&existing);
+    assert_clean_error(&o, 2, &["control_cost_gamma"]);
+    assert_eq!(
+        std::fs::read_to_string(existing.join("notes.txt")).expect("still there"),
+        "keep me"
+    );
+    assert_eq!(std::fs::read_dir(&existing).expect("dir").count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

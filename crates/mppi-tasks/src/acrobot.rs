@@ -31,8 +31,9 @@ use mppi::fastmath::{cos, sin, sin_cos};
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
+use crate::criterion::{Criterion, Tail};
 use crate::ode::Ode;
-use crate::{Episode, Outcome, Task};
+use crate::{Outcome, Task};
 
 /// Gravity in m/s².
 pub const G: f64 = 9.8;
@@ -222,18 +223,37 @@ impl Task for Acrobot {
         Arc::new(AcrobotModel)
     }
     /// Tip height `h ≥ 1.8` (of at most 2) for the last 50 states: swung up and balanced.
-    fn success(&self, episode: &Episode) -> Outcome {
-        let len = episode.states.len();
-        let tail = SUCCESS_STEPS.min(len);
-        let last = &episode.states[len - tail..];
-        let lowest = last
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        Box::new(SwungUp {
+            seen: 0,
+            last_heights: Tail::new(SUCCESS_STEPS),
+        })
+    }
+}
+
+/// The acrobot's criterion: tip heights of the last [`SUCCESS_STEPS`] states (`−∞` for a row
+/// too short to hold both angles).
+struct SwungUp {
+    seen: usize,
+    last_heights: Tail<f64>,
+}
+
+impl Criterion for SwungUp {
+    fn observe(&mut self, _step: usize, x: &[f64], _u: Option<&[f64]>) {
+        self.seen += 1;
+        self.last_heights.push(match x {
+            [th1, th2, ..] => tip_height(*th1, *th2),
+            _ => f64::NEG_INFINITY,
+        });
+    }
+    fn outcome(&self) -> Outcome {
+        let tail = self.last_heights.len();
+        let lowest = self
+            .last_heights
             .iter()
-            .map(|x| match x.as_slice() {
-                [th1, th2, ..] => tip_height(*th1, *th2),
-                _ => f64::NEG_INFINITY,
-            })
+            .copied()
             .fold(f64::INFINITY, f64::min);
-        let success = len > SUCCESS_STEPS && lowest >= SUCCESS_HEIGHT;
+        let success = self.seen > SUCCESS_STEPS && lowest >= SUCCESS_HEIGHT;
         Outcome {
             success,
             message: format!(
@@ -309,23 +329,13 @@ mod tests {
 
     #[test]
     fn success_criterion() {
-        let episode = |th1: f64| Episode {
-            dt: DT,
-            states: vec![vec![th1, 0.0, 0.0, 0.0]; 101],
-            controls: vec![vec![0.0]; 100],
-            stage_costs: vec![0.0; 100],
-            reports: Vec::new(),
-            rollouts: Vec::new(),
-        };
-        assert!(Acrobot.success(&episode(PI - 0.1)).success);
-        assert!(!Acrobot.success(&episode(0.0)).success);
-        assert!(
-            !Acrobot
-                .success(&Episode {
-                    states: vec![vec![PI]; 101],
-                    ..episode(PI)
-                })
-                .success
-        );
+        let controls = vec![vec![0.0]; 100];
+        let judged =
+            |th1: f64| crate::judge(&Acrobot, &vec![vec![th1, 0.0, 0.0, 0.0]; 101], &controls);
+        assert!(judged(PI - 0.1).success);
+        assert!(!judged(0.0).success);
+        assert!(!crate::judge(&Acrobot, &vec![vec![PI]; 101], &controls).success);
+        // 50 states are not enough
+        assert!(!crate::judge(&Acrobot, &vec![vec![PI, 0.0, 0.0, 0.0]; 50], &controls).success);
     }
 }

@@ -27,8 +27,9 @@ use mppi::fastmath::{cos, sin_cos};
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
+use crate::criterion::{Criterion, Tail};
 use crate::ode::Ode;
-use crate::{Episode, Outcome, Task, wrap_angle};
+use crate::{Outcome, Task, wrap_angle};
 
 /// Gravity in m/s².
 pub const G: f64 = 9.8;
@@ -205,20 +206,46 @@ impl Task for CartPole {
     }
     /// Upright (`|θ| < 0.2`) with the cart on the track (`|x| ≤ 2.4`) for the last 50 states,
     /// and never off the track during the episode.
-    fn success(&self, episode: &Episode) -> Outcome {
-        let len = episode.states.len();
-        let tail = SUCCESS_STEPS.min(len);
-        let last = &episode.states[len - tail..];
-        let worst_angle = last
-            .iter()
-            .map(|x| x.get(1).map_or(f64::INFINITY, |&a| wrap_angle(a).abs()))
-            .fold(0.0, f64::max);
-        let worst_x = episode
-            .states
-            .iter()
-            .map(|x| x.first().map_or(f64::INFINITY, |p| p.abs()))
-            .fold(0.0, f64::max);
-        let success = len > SUCCESS_STEPS && worst_angle < SUCCESS_ANGLE && worst_x <= TRACK_LIMIT;
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        Box::new(Balanced::new())
+    }
+}
+
+/// The cart-pole's criterion: `|θ|` of the last [`SUCCESS_STEPS`] states and the running
+/// maximum of `|x|` (a row too short to hold them counts as infinitely far).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Balanced {
+    seen: usize,
+    last_angles: Tail<f64>,
+    worst_x: f64,
+}
+
+impl Balanced {
+    /// Nothing observed yet.
+    pub(crate) fn new() -> Self {
+        Balanced {
+            seen: 0,
+            last_angles: Tail::new(SUCCESS_STEPS),
+            worst_x: 0.0,
+        }
+    }
+}
+
+impl Criterion for Balanced {
+    fn observe(&mut self, _step: usize, x: &[f64], _u: Option<&[f64]>) {
+        self.seen += 1;
+        self.last_angles
+            .push(x.get(1).map_or(f64::INFINITY, |&a| wrap_angle(a).abs()));
+        self.worst_x = self
+            .worst_x
+            .max(x.first().map_or(f64::INFINITY, |p| p.abs()));
+    }
+    fn outcome(&self) -> Outcome {
+        let tail = self.last_angles.len();
+        let worst_angle = self.last_angles.iter().copied().fold(0.0, f64::max);
+        let worst_x = self.worst_x;
+        let success =
+            self.seen > SUCCESS_STEPS && worst_angle < SUCCESS_ANGLE && worst_x <= TRACK_LIMIT;
         Outcome {
             success,
             message: format!(
@@ -231,6 +258,7 @@ impl Task for CartPole {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge;
     use crate::test_support::assert_block_matches_scalar;
 
     #[test]
@@ -290,23 +318,25 @@ mod tests {
 
     #[test]
     fn success_criterion() {
-        let episode = |theta: f64| Episode {
-            dt: DT,
-            states: vec![vec![0.0, theta, 0.0, 0.0]; 101],
-            controls: vec![vec![0.0]; 100],
-            stage_costs: vec![0.0; 100],
-            reports: Vec::new(),
-            rollouts: Vec::new(),
-        };
-        assert!(CartPole.success(&episode(0.05)).success);
-        assert!(!CartPole.success(&episode(std::f64::consts::PI)).success);
+        let states = |theta: f64| vec![vec![0.0, theta, 0.0, 0.0]; 101];
+        let controls = vec![vec![0.0]; 100];
+        assert!(judge(&CartPole, &states(0.05), &controls).success);
+        assert!(!judge(&CartPole, &states(std::f64::consts::PI), &controls).success);
+        assert!(!judge(&CartPole, &[], &controls).success);
+        // off the track once, early, fails the whole episode
+        let mut off = states(0.05);
+        off[3][0] = 3.0;
+        let o = judge(&CartPole, &off, &controls);
         assert!(
-            !CartPole
-                .success(&Episode {
-                    states: Vec::new(),
-                    ..episode(0.0)
-                })
-                .success
+            !o.success && o.message.contains("max |x| 3.000"),
+            "{}",
+            o.message
         );
+        // the angle counts over the last 50 states only
+        let mut early = states(0.05);
+        early[50][1] = 1.0;
+        assert!(judge(&CartPole, &early, &controls).success);
+        early[51][1] = 1.0;
+        assert!(!judge(&CartPole, &early, &controls).success);
     }
 }

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use mppi::{Cost, Dynamics, MppiConfig, ProposalKind};
 
-use crate::cartpole::{CartPole, CartPoleModel, DT, MAX_FORCE};
-use crate::{Episode, Outcome, Task};
+use crate::cartpole::{Balanced, CartPole, CartPoleModel, DT, MAX_FORCE};
+use crate::criterion::Criterion;
+use crate::{Outcome, Task};
 
 /// The force values the controller may apply, in N.
 pub const FORCES: [f64; 3] = [-MAX_FORCE, 0.0, MAX_FORCE];
@@ -68,12 +69,30 @@ impl Task for CartPoleDiscrete {
         Arc::new(CartPoleModel)
     }
     /// As [`CartPole`], plus: every applied force is one of [`FORCES`].
-    fn success(&self, episode: &Episode) -> Outcome {
-        let base = CartPole.success(episode);
-        let discrete = episode
-            .controls
-            .iter()
-            .all(|u| u.len() == 1 && FORCES.contains(&u[0]));
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        Box::new(BalancedDiscrete {
+            base: Balanced::new(),
+            discrete: true,
+        })
+    }
+}
+
+/// The cart-pole's criterion, and every applied force one of [`FORCES`].
+struct BalancedDiscrete {
+    base: Balanced,
+    discrete: bool,
+}
+
+impl Criterion for BalancedDiscrete {
+    fn observe(&mut self, step: usize, x: &[f64], u: Option<&[f64]>) {
+        self.base.observe(step, x, u);
+        if let Some(u) = u {
+            self.discrete &= u.len() == 1 && FORCES.contains(&u[0]);
+        }
+    }
+    fn outcome(&self) -> Outcome {
+        let base = self.base.outcome();
+        let discrete = self.discrete;
         Outcome {
             success: base.success && discrete,
             message: format!("{}; all forces in {{-10, 0, 10}}: {discrete}", base.message),
@@ -87,17 +106,15 @@ mod tests {
 
     #[test]
     fn success_requires_discrete_forces() {
-        let episode = |force: f64| Episode {
-            dt: DT,
-            states: vec![vec![0.0, 0.05, 0.0, 0.0]; 101],
-            controls: vec![vec![force]; 100],
-            stage_costs: vec![0.0; 100],
-            reports: Vec::new(),
-            rollouts: Vec::new(),
-        };
-        assert!(CartPoleDiscrete.success(&episode(10.0)).success);
-        assert!(CartPoleDiscrete.success(&episode(0.0)).success);
-        assert!(!CartPoleDiscrete.success(&episode(3.0)).success);
+        let states = vec![vec![0.0, 0.05, 0.0, 0.0]; 101];
+        let judged = |force: f64| crate::judge(&CartPoleDiscrete, &states, &vec![vec![force]; 100]);
+        assert!(judged(10.0).success);
+        assert!(judged(0.0).success);
+        assert!(!judged(3.0).success);
+        // one continuous force anywhere fails
+        let mut controls = vec![vec![-10.0]; 100];
+        controls[7][0] = 2.5;
+        assert!(!crate::judge(&CartPoleDiscrete, &states, &controls).success);
     }
 
     #[test]

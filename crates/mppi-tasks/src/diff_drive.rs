@@ -35,9 +35,10 @@ use mppi::fastmath::{Real, sin_cos};
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
+use crate::criterion::{Arrival, Criterion, LastState};
 use crate::geometry::{Costmap, LETHAL, Shape};
-use crate::navigation::{arrival_message, goal_distance, position};
-use crate::{Circle, Episode, Outcome, Scene, Task};
+use crate::navigation::{goal_distance, position};
+use crate::{Circle, Outcome, Scene, Task};
 
 /// Time step in seconds.
 pub const DT: f64 = 0.02;
@@ -370,41 +371,15 @@ impl Task for DiffDrive {
     /// The final position is within [`GOAL_RADIUS`] of the goal and no visited position lies
     /// in a lethal costmap cell (an obstacle inflated by the robot radius, or off the map).
     /// Consecutive positions are at most `V_MAX · dt = 0.02 m` apart, under a cell side.
-    fn success(&self, episode: &Episode) -> Outcome {
-        let model = &self.model;
-        let pos = |x: &[f64]| position(x).unwrap_or((f64::NAN, f64::NAN));
-        let lethal = episode
-            .states
-            .iter()
-            .filter(|x| {
-                let (px, py) = pos(x);
-                model.costmap.is_lethal(px, py)
-            })
-            .count();
-        let clearance = episode
-            .states
-            .iter()
-            .map(|x| {
-                let (px, py) = pos(x);
-                model
-                    .obstacles
-                    .iter()
-                    .map(|c| c.signed_distance(px, py))
-                    .fold(f64::INFINITY, f64::min)
-            })
-            .fold(f64::INFINITY, f64::min);
-        let final_dist = episode
-            .states
-            .last()
-            .map_or(f64::INFINITY, |x| goal_distance(x, model.goal));
-        let arrival = arrival_message(episode, |x| goal_distance(x, model.goal) < GOAL_RADIUS);
-        Outcome {
-            success: final_dist < GOAL_RADIUS && lethal == 0 && episode.states.len() > 1,
-            message: format!(
-                "final distance to goal {final_dist:.3} (< {GOAL_RADIUS}), states in lethal cells \
-                 {lethal} (= 0), min center clearance {clearance:.3} m (robot radius {ROBOT_RADIUS}), {arrival}"
-            ),
-        }
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        Box::new(Arrived {
+            model: &self.model,
+            dt: self.dt(),
+            lethal: 0,
+            clearance: f64::INFINITY,
+            arrival: Arrival::default(),
+            last: LastState::default(),
+        })
     }
     fn scene(&self) -> Option<Scene> {
         Some(Scene {
@@ -418,6 +393,49 @@ impl Task for DiffDrive {
             track: None,
             extent: EXTENT,
         })
+    }
+}
+
+/// The differential drive's criterion: running count of states in lethal cells, running
+/// minimum clearance of the robot's center, first arrival and the last state.
+struct Arrived<'a> {
+    model: &'a DiffDriveModel,
+    dt: f64,
+    lethal: usize,
+    clearance: f64,
+    arrival: Arrival,
+    last: LastState,
+}
+
+impl Criterion for Arrived<'_> {
+    fn observe(&mut self, step: usize, x: &[f64], _u: Option<&[f64]>) {
+        let model = self.model;
+        let (px, py) = position(x).unwrap_or((f64::NAN, f64::NAN));
+        self.lethal += usize::from(model.costmap.is_lethal(px, py));
+        let center = model
+            .obstacles
+            .iter()
+            .map(|c| c.signed_distance(px, py))
+            .fold(f64::INFINITY, f64::min);
+        self.clearance = self.clearance.min(center);
+        self.arrival
+            .observe(step, goal_distance(x, model.goal) < GOAL_RADIUS);
+        self.last.observe(x);
+    }
+    fn outcome(&self) -> Outcome {
+        let (lethal, clearance) = (self.lethal, self.clearance);
+        let final_dist = self
+            .last
+            .get()
+            .map_or(f64::INFINITY, |x| goal_distance(x, self.model.goal));
+        let arrival = self.arrival.message(self.dt);
+        Outcome {
+            success: final_dist < GOAL_RADIUS && lethal == 0 && self.last.seen() > 1,
+            message: format!(
+                "final distance to goal {final_dist:.3} (< {GOAL_RADIUS}), states in lethal cells \
+                 {lethal} (= 0), min center clearance {clearance:.3} m (robot radius {ROBOT_RADIUS}), {arrival}"
+            ),
+        }
     }
 }
 

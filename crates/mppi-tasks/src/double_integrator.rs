@@ -24,8 +24,9 @@ use mppi::fastmath::Real;
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
-use crate::navigation::{collision_flags, goal_cost, goal_outcome, in_collision, with_collision};
-use crate::{Circle, Episode, Outcome, Scene, Task};
+use crate::criterion::Criterion;
+use crate::navigation::{GoalCriterion, collision_flags, goal_cost, in_collision, with_collision};
+use crate::{Circle, Scene, Task};
 
 /// Time step in seconds.
 pub const DT: f64 = 0.05;
@@ -272,15 +273,15 @@ impl Task for DoubleIntegrator {
     }
     /// The final state is within [`GOAL_RADIUS`] of the goal with speed below [`GOAL_SPEED`],
     /// and no straight segment between consecutive states touches an obstacle (uninflated).
-    fn success(&self, episode: &Episode) -> Outcome {
-        goal_outcome(
-            episode,
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        Box::new(GoalCriterion::new(
             &self.model.obstacles,
             self.model.goal,
             GOAL_RADIUS,
             GOAL_SPEED,
-            |x| x[2].hypot(x[3]),
-        )
+            |x: &[f64]| x[2].hypot(x[3]),
+            self.dt(),
+        ))
     }
     fn scene(&self) -> Option<Scene> {
         Some(Scene {
@@ -339,28 +340,23 @@ mod tests {
     #[test]
     fn success_criterion() {
         let task = DoubleIntegrator::default();
-        let ep = |states: Vec<Vec<f64>>| Episode {
-            dt: DT,
-            states,
-            controls: vec![],
-            stage_costs: vec![],
-            reports: vec![],
-            rollouts: vec![],
-        };
+        let ep = |states: Vec<Vec<f64>>| crate::judge(&task, &states, &[]);
         // straight through the obstacle at (4.2, 3.8)
-        let bad = task.success(&ep(vec![
-            vec![0.0, 0.0, 0.0, 0.0],
-            vec![8.0, 8.0, 0.0, 0.0],
-        ]));
+        let bad = ep(vec![vec![0.0, 0.0, 0.0, 0.0], vec![8.0, 8.0, 0.0, 0.0]]);
         assert!(!bad.success, "{}", bad.message);
         // around the obstacles, along x = 8 then up
-        let good = task.success(&ep(vec![
+        let good = ep(vec![
             vec![0.0, 0.0, 0.0, 0.0],
             vec![0.0, -0.5, 0.0, 0.0],
             vec![8.0, -0.5, 0.0, 0.0],
             vec![8.0, 8.0, 0.1, 0.0],
-        ]));
+        ]);
         assert!(good.success, "{}", good.message);
-        assert!(!task.success(&ep(vec![])).success);
+        assert!(
+            good.message.contains("first at goal at t = 0.15 s"),
+            "{}",
+            good.message
+        );
+        assert!(!ep(vec![]).success);
     }
 }

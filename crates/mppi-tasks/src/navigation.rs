@@ -6,8 +6,9 @@
 
 use mppi::fastmath::Real;
 
+use crate::criterion::{Arrival, Criterion, LastState};
 use crate::geometry::path_clearance;
-use crate::{Circle, Episode, Outcome};
+use crate::{Circle, Outcome};
 
 /// The planar position `(x[0], x[1])` of a state row; `None` if the row is shorter.
 #[inline]
@@ -112,53 +113,85 @@ pub fn with_collision<R: Real>(base: R, hit: bool, w_collision: f64) -> R {
     if hit { base + R::c(w_collision) } else { base }
 }
 
-/// When the episode first had a state satisfying `at_goal`: `"first at goal at t = … s"`, or
-/// `"never at goal"`.
-#[must_use]
-pub fn arrival_message(episode: &Episode, at_goal: impl Fn(&[f64]) -> bool) -> String {
-    match episode.states.iter().position(|x| at_goal(x)) {
-        Some(k) => format!("first at goal at t = {:.2} s", k as f64 * episode.dt),
-        None => "never at goal".to_string(),
-    }
-}
-
 /// Success test of the goal-reaching tasks with circular obstacles: the last state is within
 /// `goal_radius` of `goal` with `speed(x) < max_speed`, and the piecewise-linear path through
-/// the states stays out of every (uninflated) obstacle.
-#[must_use]
-pub fn goal_outcome(
-    episode: &Episode,
-    obstacles: &[Circle],
+/// the states stays out of every (uninflated) obstacle. Streaming: it keeps the previous
+/// position, the running minimum clearance, the first arrival and the last state.
+pub struct GoalCriterion<'a, F> {
+    obstacles: &'a [Circle],
     goal: (f64, f64),
     goal_radius: f64,
     max_speed: f64,
-    speed: impl Fn(&[f64]) -> f64,
-) -> Outcome {
-    let mut clearance = f64::INFINITY;
-    for w in episode.states.windows(2) {
-        if let (Some(a), Some(b)) = (position(&w[0]), position(&w[1])) {
-            clearance = clearance.min(path_clearance(a, b, obstacles));
-        } else {
-            clearance = f64::NEG_INFINITY;
+    speed: F,
+    dt: f64,
+    /// Position of the previous state (`Some(None)` if that row had none).
+    previous: Option<Option<(f64, f64)>>,
+    clearance: f64,
+    arrival: Arrival,
+    last: LastState,
+}
+
+impl<'a, F: Fn(&[f64]) -> f64> GoalCriterion<'a, F> {
+    /// The criterion for a task with time step `dt`.
+    #[must_use]
+    pub fn new(
+        obstacles: &'a [Circle],
+        goal: (f64, f64),
+        goal_radius: f64,
+        max_speed: f64,
+        speed: F,
+        dt: f64,
+    ) -> Self {
+        GoalCriterion {
+            obstacles,
+            goal,
+            goal_radius,
+            max_speed,
+            speed,
+            dt,
+            previous: None,
+            clearance: f64::INFINITY,
+            arrival: Arrival::default(),
+            last: LastState::default(),
         }
     }
-    let arrival = arrival_message(episode, |x| {
-        goal_distance(x, goal) < goal_radius && speed(x) < max_speed
-    });
-    let (final_dist, final_speed) = match episode.states.last() {
-        Some(x) => (goal_distance(x, goal), speed(x)),
-        None => (f64::INFINITY, f64::INFINITY),
-    };
-    let success = final_dist < goal_radius
-        && final_speed < max_speed
-        && clearance >= 0.0
-        && episode.states.len() > 1;
-    Outcome {
-        success,
-        message: format!(
-            "final distance to goal {final_dist:.3} (< {goal_radius}), final speed \
-             {final_speed:.3} (< {max_speed}), min obstacle clearance {clearance:.3} (>= 0), {arrival}"
-        ),
+}
+
+impl<F: Fn(&[f64]) -> f64> Criterion for GoalCriterion<'_, F> {
+    fn observe(&mut self, step: usize, x: &[f64], _u: Option<&[f64]>) {
+        let here = position(x);
+        if let Some(before) = self.previous {
+            if let (Some(a), Some(b)) = (before, here) {
+                self.clearance = self.clearance.min(path_clearance(a, b, self.obstacles));
+            } else {
+                self.clearance = f64::NEG_INFINITY;
+            }
+        }
+        self.previous = Some(here);
+        let at_goal =
+            goal_distance(x, self.goal) < self.goal_radius && (self.speed)(x) < self.max_speed;
+        self.arrival.observe(step, at_goal);
+        self.last.observe(x);
+    }
+    fn outcome(&self) -> Outcome {
+        let (goal_radius, max_speed, clearance) =
+            (self.goal_radius, self.max_speed, self.clearance);
+        let arrival = self.arrival.message(self.dt);
+        let (final_dist, final_speed) = match self.last.get() {
+            Some(x) => (goal_distance(x, self.goal), (self.speed)(x)),
+            None => (f64::INFINITY, f64::INFINITY),
+        };
+        let success = final_dist < goal_radius
+            && final_speed < max_speed
+            && clearance >= 0.0
+            && self.last.seen() > 1;
+        Outcome {
+            success,
+            message: format!(
+                "final distance to goal {final_dist:.3} (< {goal_radius}), final speed \
+                 {final_speed:.3} (< {max_speed}), min obstacle clearance {clearance:.3} (>= 0), {arrival}"
+            ),
+        }
     }
 }
 

@@ -16,7 +16,8 @@ use mppi::fastmath::{Real, sin};
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
-use crate::{Episode, Outcome, Task, wrap_angle};
+use crate::criterion::{Criterion, Tail};
+use crate::{Outcome, Task, wrap_angle};
 
 /// Gravity of Pendulum-v1.
 pub const G: f64 = 10.0;
@@ -169,15 +170,33 @@ impl Task for Pendulum {
         Arc::new(PendulumModel)
     }
     /// Upright (`|θ| < 0.1`, `|θ̇| < 0.5`) for the last 50 steps.
-    fn success(&self, episode: &Episode) -> Outcome {
-        let tail = 50.min(episode.states.len());
-        let last = &episode.states[episode.states.len() - tail..];
-        let worst_angle = last
-            .iter()
-            .map(|x| wrap_angle(x[0]).abs())
-            .fold(0.0, f64::max);
-        let worst_speed = last.iter().map(|x| x[1].abs()).fold(0.0, f64::max);
-        let success = episode.states.len() > 50 && worst_angle < 0.1 && worst_speed < 0.5;
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        Box::new(Upright {
+            seen: 0,
+            last: Tail::new(SUCCESS_STEPS),
+        })
+    }
+}
+
+/// Success: length of the final stretch in states.
+const SUCCESS_STEPS: usize = 50;
+
+/// The pendulum's criterion: `(|θ|, |θ̇|)` of the last [`SUCCESS_STEPS`] states.
+struct Upright {
+    seen: usize,
+    last: Tail<(f64, f64)>,
+}
+
+impl Criterion for Upright {
+    fn observe(&mut self, _step: usize, x: &[f64], _u: Option<&[f64]>) {
+        self.seen += 1;
+        self.last.push((wrap_angle(x[0]).abs(), x[1].abs()));
+    }
+    fn outcome(&self) -> Outcome {
+        let tail = self.last.len();
+        let worst_angle = self.last.iter().map(|p| p.0).fold(0.0, f64::max);
+        let worst_speed = self.last.iter().map(|p| p.1).fold(0.0, f64::max);
+        let success = self.seen > SUCCESS_STEPS && worst_angle < 0.1 && worst_speed < 0.5;
         Outcome {
             success,
             message: format!(

@@ -29,8 +29,9 @@ use mppi::fastmath::sin_cos;
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
+use crate::criterion::{Criterion, Tail};
 use crate::ode::Ode;
-use crate::{Circle, Episode, Outcome, Scene, Task};
+use crate::{Circle, Outcome, Scene, Task};
 
 /// Gravity in m/s².
 pub const G: f64 = 9.81;
@@ -226,31 +227,11 @@ impl Task for Quadrotor {
         Arc::new(QuadrotorModel)
     }
     /// Within 0.1 m of the goal at a speed below 0.2 m/s for the last 40 states.
-    fn success(&self, episode: &Episode) -> Outcome {
-        let len = episode.states.len();
-        let tail = SUCCESS_STEPS.min(len);
-        let last = &episode.states[len - tail..];
-        let (mut worst_dist, mut worst_speed) = (0.0f64, 0.0f64);
-        for x in last {
-            match x.as_slice() {
-                [px, pz, _, vx, vz, ..] => {
-                    worst_dist = worst_dist.max((px - GOAL.0).hypot(pz - GOAL.1));
-                    worst_speed = worst_speed.max(vx.hypot(*vz));
-                }
-                _ => {
-                    worst_dist = f64::INFINITY;
-                    worst_speed = f64::INFINITY;
-                }
-            }
-        }
-        let success =
-            len > SUCCESS_STEPS && worst_dist < SUCCESS_RADIUS && worst_speed < SUCCESS_SPEED;
-        Outcome {
-            success,
-            message: format!(
-                "last {tail} states: max distance to goal {worst_dist:.4} m (< {SUCCESS_RADIUS}), max speed {worst_speed:.4} m/s (< {SUCCESS_SPEED})"
-            ),
-        }
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        Box::new(Hovering {
+            seen: 0,
+            last: Tail::new(SUCCESS_STEPS),
+        })
     }
     fn initial_plan(&self, horizon: usize) -> Option<Vec<f64>> {
         Some(vec![HOVER_THRUST; 2 * horizon])
@@ -267,6 +248,36 @@ impl Task for Quadrotor {
             track: None,
             extent: ((-0.5, 2.5), (-0.75, 1.5)),
         })
+    }
+}
+
+/// The quadrotor's criterion: distance to the goal and speed of the last [`SUCCESS_STEPS`]
+/// states (`+∞` for a row too short to hold them).
+struct Hovering {
+    seen: usize,
+    last: Tail<(f64, f64)>,
+}
+
+impl Criterion for Hovering {
+    fn observe(&mut self, _step: usize, x: &[f64], _u: Option<&[f64]>) {
+        self.seen += 1;
+        self.last.push(match x {
+            [px, pz, _, vx, vz, ..] => ((px - GOAL.0).hypot(pz - GOAL.1), vx.hypot(*vz)),
+            _ => (f64::INFINITY, f64::INFINITY),
+        });
+    }
+    fn outcome(&self) -> Outcome {
+        let tail = self.last.len();
+        let worst_dist = self.last.iter().map(|p| p.0).fold(0.0, f64::max);
+        let worst_speed = self.last.iter().map(|p| p.1).fold(0.0, f64::max);
+        let success =
+            self.seen > SUCCESS_STEPS && worst_dist < SUCCESS_RADIUS && worst_speed < SUCCESS_SPEED;
+        Outcome {
+            success,
+            message: format!(
+                "last {tail} states: max distance to goal {worst_dist:.4} m (< {SUCCESS_RADIUS}), max speed {worst_speed:.4} m/s (< {SUCCESS_SPEED})"
+            ),
+        }
     }
 }
 
@@ -343,25 +354,18 @@ mod tests {
 
     #[test]
     fn success_criterion_and_scene() {
-        let episode = |x: f64, vx: f64| Episode {
-            dt: DT,
-            states: vec![vec![x, GOAL.1, 0.0, vx, 0.0, 0.0]; 101],
-            controls: vec![vec![HOVER_THRUST; 2]; 100],
-            stage_costs: vec![0.0; 100],
-            reports: Vec::new(),
-            rollouts: Vec::new(),
+        let controls = vec![vec![HOVER_THRUST; 2]; 100];
+        let judged = |x: f64, vx: f64| {
+            crate::judge(
+                &Quadrotor,
+                &vec![vec![x, GOAL.1, 0.0, vx, 0.0, 0.0]; 101],
+                &controls,
+            )
         };
-        assert!(Quadrotor.success(&episode(GOAL.0 + 0.05, 0.1)).success);
-        assert!(!Quadrotor.success(&episode(GOAL.0 + 0.2, 0.0)).success);
-        assert!(!Quadrotor.success(&episode(GOAL.0, 0.5)).success);
-        assert!(
-            !Quadrotor
-                .success(&Episode {
-                    states: vec![vec![GOAL.0]; 101],
-                    ..episode(GOAL.0, 0.0)
-                })
-                .success
-        );
+        assert!(judged(GOAL.0 + 0.05, 0.1).success);
+        assert!(!judged(GOAL.0 + 0.2, 0.0).success);
+        assert!(!judged(GOAL.0, 0.5).success);
+        assert!(!crate::judge(&Quadrotor, &vec![vec![GOAL.0]; 101], &controls).success);
         let scene = Quadrotor.scene();
         assert!(scene.is_some_and(|s| s.position == (0, 1) && s.goal.is_some()));
     }

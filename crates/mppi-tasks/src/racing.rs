@@ -30,9 +30,10 @@ use mppi::fastmath::sin_cos;
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{BLOCK_LANES, Cost, Dynamics, MppiConfig};
 
+use crate::criterion::Criterion;
 use crate::geometry::ClosedPolyline;
 use crate::navigation::position;
-use crate::{Episode, Outcome, Scene, Task};
+use crate::{Outcome, Scene, Task};
 
 /// Time step in seconds.
 pub const DT: f64 = 0.05;
@@ -189,7 +190,9 @@ impl Cost for RacingModel {
 }
 
 /// Laps driven along `track` by the positions `(x[0], x[1])` of `states`: the summed signed
-/// arc-length progress between consecutive projections, divided by the track length.
+/// arc-length progress between consecutive projections, divided by the track length. (The
+/// criterion, [`Lapped`], sums the same progress as the states arrive.)
+#[cfg(test)]
 fn laps(track: &ClosedPolyline, states: &[Vec<f64>]) -> f64 {
     let mut total = 0.0;
     let mut prev: Option<f64> = None;
@@ -255,37 +258,19 @@ impl Task for Racing {
     }
     /// At least one full lap (summed arc-length progress ≥ the track length) and every visited
     /// position within the half width of the centerline.
-    fn success(&self, episode: &Episode) -> Outcome {
-        let track = &self.model.track;
-        let laps = laps(track, &episode.states);
-        let worst = episode
-            .states
-            .iter()
-            .map(|x| position(x).map_or(f64::INFINITY, |(px, py)| track.project(px, py).distance))
-            .fold(0.0, f64::max);
-        let mut acc = 0.0;
-        let mut lap_time = None;
-        for (k, w) in episode.states.windows(2).enumerate() {
-            acc += laps_between(track, &w[0], &w[1]);
-            if acc >= 1.0 {
-                lap_time = Some((k + 1) as f64 * episode.dt);
-                break;
-            }
-        }
-        let top = episode
-            .states
-            .iter()
-            .filter_map(|x| x.get(3).copied())
-            .fold(0.0, f64::max);
-        let success = laps >= 1.0 && worst <= self.model.half_width && worst.is_finite();
-        let lap = lap_time.map_or("no lap".to_string(), |t| format!("first lap {t:.2} s"));
-        Outcome {
-            success,
-            message: format!(
-                "laps {laps:.3} (>= 1), max distance from centerline {worst:.3} m (<= {}), {lap}, top speed {top:.2} m/s",
-                self.model.half_width
-            ),
-        }
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        Box::new(Lapped {
+            track: &self.model.track,
+            half_width: self.model.half_width,
+            dt: self.dt(),
+            progress: 0.0,
+            last_s: None,
+            previous_s: None,
+            lap_progress: 0.0,
+            lap_time: None,
+            worst: 0.0,
+            top: 0.0,
+        })
     }
     fn scene(&self) -> Option<Scene> {
         let e = RADIUS + HALF_WIDTH + 1.0;
@@ -299,9 +284,68 @@ impl Task for Racing {
     }
 }
 
-/// Laps (fraction of the track length) between two states.
-fn laps_between(track: &ClosedPolyline, a: &[f64], b: &[f64]) -> f64 {
-    laps(track, &[a.to_vec(), b.to_vec()])
+/// The racing criterion: the signed progress along the track (summed between consecutive
+/// projected positions), the first time it reaches one lap, the running maximum distance from
+/// the centerline (`+∞` for a row without a position) and the top speed.
+struct Lapped<'a> {
+    track: &'a ClosedPolyline,
+    half_width: f64,
+    dt: f64,
+    /// Summed progress (m) between consecutive states that have a position.
+    progress: f64,
+    /// Arc length of the last state that had a position.
+    last_s: Option<f64>,
+    /// Arc length of the previous state (`None` if it had no position).
+    previous_s: Option<f64>,
+    /// Laps summed pair by pair, until the first lap.
+    lap_progress: f64,
+    lap_time: Option<f64>,
+    worst: f64,
+    top: f64,
+}
+
+impl Criterion for Lapped<'_> {
+    fn observe(&mut self, step: usize, x: &[f64], _u: Option<&[f64]>) {
+        let track = self.track;
+        let projection = position(x).map(|(px, py)| track.project(px, py));
+        let here = projection.map(|p| p.s);
+        self.worst = self
+            .worst
+            .max(projection.map_or(f64::INFINITY, |p| p.distance));
+        if let Some(s) = here {
+            if let Some(p) = self.last_s {
+                self.progress += track.progress(p, s);
+            }
+            self.last_s = Some(s);
+        }
+        if self.lap_time.is_none() && step > 0 {
+            if let (Some(a), Some(b)) = (self.previous_s, here) {
+                self.lap_progress += track.progress(a, b) / track.length();
+            }
+            if self.lap_progress >= 1.0 {
+                self.lap_time = Some(step as f64 * self.dt);
+            }
+        }
+        self.previous_s = here;
+        if let Some(&v) = x.get(3) {
+            self.top = self.top.max(v);
+        }
+    }
+    fn outcome(&self) -> Outcome {
+        let laps = self.progress / self.track.length();
+        let (worst, top) = (self.worst, self.top);
+        let success = laps >= 1.0 && worst <= self.half_width && worst.is_finite();
+        let lap = self
+            .lap_time
+            .map_or("no lap".to_string(), |t| format!("first lap {t:.2} s"));
+        Outcome {
+            success,
+            message: format!(
+                "laps {laps:.3} (>= 1), max distance from centerline {worst:.3} m (<= {}), {lap}, top speed {top:.2} m/s",
+                self.half_width
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -365,24 +409,20 @@ mod tests {
             })
             .collect();
         assert!((laps(track, &states) - 1.1).abs() < 1e-9);
-        let ep = Episode {
-            dt: DT,
-            states,
-            controls: vec![],
-            stage_costs: vec![],
-            reports: vec![],
-            rollouts: vec![],
-        };
-        let o = t.success(&ep);
+        let o = crate::judge(&t, &states, &[]);
         assert!(o.success, "{}", o.message);
+        // the streamed sum is the same sum
+        assert!(o.message.starts_with("laps 1.100 "), "{}", o.message);
+        // one lap is 1/1.1 of the 200 steps: step 182 (t = 9.10 s at 0.05 s per step)
+        assert!(o.message.contains("first lap 9.10 s"), "{}", o.message);
         // backwards does not count
-        let mut back = ep.clone();
-        back.states.reverse();
-        assert!(!t.success(&back).success);
+        let mut back = states.clone();
+        back.reverse();
+        assert!(!crate::judge(&t, &back, &[]).success);
         // leaving the track fails
-        let mut off = ep;
-        off.states[50][0] = 0.0;
-        off.states[50][1] = 0.0;
-        assert!(!t.success(&off).success);
+        let mut off = states;
+        off[50][0] = 0.0;
+        off[50][1] = 0.0;
+        assert!(!crate::judge(&t, &off, &[]).success);
     }
 }

@@ -22,8 +22,9 @@ use std::sync::Arc;
 
 use mppi::{Cost, Dynamics, MppiConfig, ProposalKind};
 
+use crate::criterion::Criterion;
 use crate::double_integrator::DoubleIntegrator;
-use crate::{Circle, Episode, Outcome, Scene, Task};
+use crate::{Circle, Scene, Task};
 
 /// Start position.
 pub const START: (f64, f64) = (0.0, 8.0);
@@ -121,8 +122,8 @@ impl Task for TwoRoutes {
     /// At the goal (within [`GOAL_RADIUS`](crate::double_integrator::GOAL_RADIUS), speed below
     /// [`GOAL_SPEED`](crate::double_integrator::GOAL_SPEED)) at the end, on a path that never
     /// touches the wall.
-    fn success(&self, episode: &Episode) -> Outcome {
-        self.task.success(episode)
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        self.task.criterion()
     }
     fn scene(&self) -> Option<Scene> {
         self.task.scene()

@@ -22,8 +22,9 @@ use mppi::fastmath::{Real, sin_cos};
 use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
-use crate::navigation::{collision_flags, goal_cost, goal_outcome, in_collision, with_collision};
-use crate::{Circle, Episode, Outcome, Scene, Task};
+use crate::criterion::Criterion;
+use crate::navigation::{GoalCriterion, collision_flags, goal_cost, in_collision, with_collision};
+use crate::{Circle, Scene, Task};
 
 /// Time step in seconds.
 pub const DT: f64 = 0.05;
@@ -261,15 +262,15 @@ impl Task for Unicycle {
     }
     /// The final state is within [`GOAL_RADIUS`] of the goal with `|v|` below [`GOAL_SPEED`],
     /// and no straight segment between consecutive positions touches an obstacle (uninflated).
-    fn success(&self, episode: &Episode) -> Outcome {
-        goal_outcome(
-            episode,
+    fn criterion(&self) -> Box<dyn Criterion + '_> {
+        Box::new(GoalCriterion::new(
             &self.model.obstacles,
             self.model.goal,
             GOAL_RADIUS,
             GOAL_SPEED,
-            |x| x.get(3).map_or(f64::INFINITY, |v| v.abs()),
-        )
+            |x: &[f64]| x.get(3).map_or(f64::INFINITY, |v| v.abs()),
+            self.dt(),
+        ))
     }
     fn scene(&self) -> Option<Scene> {
         Some(Scene {

@@ -356,3 +356,154 @@ fn accelerated_and_ess_target_settings_succeed() {
         "[weighting]\ntemperature = { kind = \"ess_target\", target = 0.05 }",
     );
 }
+
+/// A long episode of a cheap task keeps at most `record_rows` rows (evenly spaced, first and
+/// last included) while its statistics and verdict are exact: the same as with a record of
+/// every row.
+#[test]
+fn long_episodes_keep_a_bounded_record_with_exact_summaries() {
+    const STEPS: usize = 20_000;
+    for name in ["pendulum", "double_integrator", "racing"] {
+        let task = task_by_name(name).expect("task");
+        let mut config = task.default_config();
+        config.samples = 8;
+        config.horizon = 3;
+        config.iterations = 1;
+        let run = |record_rows: usize| {
+            let options = EpisodeOptions {
+                steps: STEPS,
+                record_rows,
+                ..EpisodeOptions::default()
+            };
+            run_episode(task.as_ref(), &config, &options, |_| {}).expect("episode runs")
+        };
+        let bounded = run(500);
+        let full = run(STEPS + 1);
+        let rows = bounded.states.len();
+        assert!(rows <= 500 && rows > 200, "{name}: {rows} rows kept");
+        assert_eq!(bounded.steps, STEPS);
+        assert_eq!(bounded.kept_steps.len(), rows);
+        assert_eq!(bounded.kept_steps.first(), Some(&0));
+        assert_eq!(bounded.kept_steps.last(), Some(&STEPS));
+        let stride = bounded.kept_steps[1];
+        assert!(
+            bounded.kept_steps[..rows - 1]
+                .windows(2)
+                .all(|w| w[1] - w[0] == stride),
+            "{name}: not evenly spaced"
+        );
+        for column in [
+            bounded.controls.len(),
+            bounded.stage_costs.len(),
+            bounded.cumulative_costs.len(),
+            bounded.reports.len(),
+        ] {
+            assert_eq!(column, rows - 1, "{name}");
+        }
+        assert!(!bounded.is_complete() && full.is_complete());
+        assert_eq!(full.states.len(), STEPS + 1);
+        // the kept rows are rows of the full record
+        for (i, &k) in bounded.kept_steps.iter().enumerate() {
+            assert_eq!(bounded.states[i], full.states[k], "{name}: state {k}");
+            if i + 1 < rows {
+                assert_eq!(bounded.controls[i], full.controls[k]);
+                assert_eq!(bounded.cumulative_costs[i], full.cumulative_costs[k]);
+                assert_eq!(bounded.reports[i].step, k as u64);
+            }
+        }
+        // exact statistics and verdict
+        assert_eq!(bounded.outcome, full.outcome, "{name}");
+        assert_eq!(bounded.stats.total_cost, full.stats.total_cost);
+        assert_eq!(bounded.stats.iterations, STEPS);
+        assert_eq!(bounded.stats.ess_sum, full.stats.ess_sum);
+        assert_eq!(
+            full.stats.total_cost,
+            full.stage_costs.iter().sum::<f64>(),
+            "{name}: the total is the sum of every stage cost"
+        );
+        assert_eq!(
+            task.success(&bounded),
+            mppi_tasks::judge(task.as_ref(), &full.states, &full.controls)
+        );
+    }
+    // the default record is bounded too
+    let task = task_by_name("pendulum").expect("pendulum");
+    let mut config = task.default_config();
+    config.samples = 8;
+    config.horizon = 2;
+    let options = EpisodeOptions {
+        steps: 3 * mppi_tasks::DEFAULT_RECORD_ROWS,
+        ..EpisodeOptions::default()
+    };
+    let episode = run_episode(task.as_ref(), &config, &options, |_| {}).expect("episode runs");
+    assert!(episode.states.len() <= mppi_tasks::DEFAULT_RECORD_ROWS);
+    assert_eq!(episode.kept_steps.last(), Some(&options.steps));
+}
+
+/// A sink sees every step in order, after the controller was built, and can stop the episode.
+#[test]
+fn sinks_see_every_step_and_can_stop_the_episode() {
+    struct Counter {
+        started: bool,
+        steps: Vec<usize>,
+        finished: Option<usize>,
+        stop_at: usize,
+    }
+    impl mppi_tasks::EpisodeSink for Counter {
+        type Error = String;
+        fn start(&mut self, initial_state: &[f64]) -> Result<(), String> {
+            assert_eq!(initial_state.len(), 2);
+            self.started = true;
+            Ok(())
+        }
+        fn step(&mut self, record: &mppi_tasks::StepRecord<'_>) -> Result<(), String> {
+            assert!(self.started);
+            assert_eq!(record.report.step, record.step as u64);
+            self.steps.push(record.step);
+            if record.step == self.stop_at {
+                return Err(format!("stopped at {}", record.step));
+            }
+            Ok(())
+        }
+        fn finish(&mut self, steps: usize, _state: &[f64]) -> Result<(), String> {
+            self.finished = Some(steps);
+            Ok(())
+        }
+    }
+    let task = task_by_name("pendulum").expect("pendulum");
+    let mut config = task.default_config();
+    config.samples = 16;
+    let options = EpisodeOptions {
+        steps: 7,
+        ..EpisodeOptions::default()
+    };
+    let mut sink = Counter {
+        started: false,
+        steps: vec![],
+        finished: None,
+        stop_at: usize::MAX,
+    };
+    mppi_tasks::run_episode_with(task.as_ref(), &config, &options, &mut sink).expect("runs");
+    assert_eq!(sink.steps, (0..7).collect::<Vec<_>>());
+    assert_eq!(sink.finished, Some(7));
+
+    let mut sink = Counter { stop_at: 2, ..sink };
+    sink.steps.clear();
+    let err = mppi_tasks::run_episode_with(task.as_ref(), &config, &options, &mut sink)
+        .expect_err("the sink stops it");
+    assert!(matches!(err, mppi_tasks::EpisodeError::Sink(ref m) if m == "stopped at 2"));
+    assert_eq!(sink.steps, vec![0, 1, 2]);
+
+    // an invalid config fails before the sink is started
+    config.samples = 0;
+    let mut sink = Counter {
+        started: false,
+        steps: vec![],
+        finished: None,
+        stop_at: usize::MAX,
+    };
+    let err = mppi_tasks::run_episode_with(task.as_ref(), &config, &options, &mut sink)
+        .expect_err("invalid config");
+    assert!(matches!(err, mppi_tasks::EpisodeError::Mppi(_)), "{err}");
+    assert!(!sink.started);
+}

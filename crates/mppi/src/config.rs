@@ -489,6 +489,20 @@ pub(crate) fn opt_scalar_or_vec<'de, D: Deserializer<'de>>(
     }))
 }
 
+/// The cores available to this process (1 if unknown).
+#[must_use]
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// The most rollout threads a config may ask for: one per available core (at least 2, so
+/// that results can be checked for thread-count independence anywhere). More threads than
+/// cores cannot run the rollouts faster, and a huge count only stalls building the pool.
+#[must_use]
+pub fn max_threads() -> usize {
+    available_cores().max(2)
+}
+
 fn one() -> f64 {
     1.0
 }
@@ -711,15 +725,14 @@ impl MppiConfig {
         if self.threads == 0 {
             return Err(MppiError::config("threads", "must be >= 1"));
         }
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        // one pool thread per core is all the rollouts can use; far more only hangs the start
-        let max_threads = cores.max(2);
-        if self.threads > max_threads {
+        if self.threads > max_threads() {
             return Err(MppiError::config(
                 "threads",
                 format!(
-                    "is {} but this machine has {cores} cores: use at most {max_threads}",
-                    self.threads
+                    "is {} but this machine has {} available cores: use at most {}",
+                    self.threads,
+                    available_cores(),
+                    max_threads()
                 ),
             ));
         }
