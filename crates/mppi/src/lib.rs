@@ -14,7 +14,8 @@
 //! [`update`]). An [`Objective`] scores samples (rollouts of [`Dynamics`] + [`Cost`] in lane
 //! blocks, or any black box, per block or batch-wide); the [`Planner`] runs the loop until its
 //! iteration count, a deadline or an observer stops it; the [`Controller`] closes the loop
-//! around a state.
+//! around a state. A proposal or a model of your own checks itself against the contracts the
+//! loop relies on with the conformance suite in [`testing`].
 //!
 //! ```
 //! use mppi::{Controller, Cost, Dynamics, MppiConfig, ProposalConfig, WeightingConfig};
@@ -70,6 +71,7 @@ pub mod planner;
 pub mod proposal;
 pub mod rng;
 pub mod schedule;
+pub mod testing;
 pub mod update;
 pub mod weights;
 
