@@ -1203,7 +1203,8 @@ mod tests {
 
     #[test]
     fn gaussian_with_full_covariance_and_annealed_spread_conforms() {
-        // the non-diagonal sampling path, one control dimension with bounds that clip
+        // the non-diagonal sampling path (bounds that clip), and one wide control dimension
+        // whose samples clip often
         let full =
             GaussianFixed::new(T, M, &[1.0, 0.3, 0.3, 0.5], &[-1.0, -1.0], &[1.0, 1.0]).unwrap();
         check_proposal(&full, 5).unwrap();
