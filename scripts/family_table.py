@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Closed-loop cost and planning time per sampling family (issue: generalized EM-MPPI).
 
-Runs `mppi run <task> --set family=... [overrides]` for every family on pendulum, cartpole and
+Runs `mppi run <task> --set proposal.kind=... [overrides]` for every family on pendulum, cartpole and
 double_integrator, seeds 0, 1, 2, with `diagnostics = "basic"` so the timing is the planner's
 alone, and prints a Markdown table: successes, mean total cost, median planning time per step.
 
@@ -21,15 +21,15 @@ SEEDS = [0, 1, 2]
 # (label, overrides); adapted-spread families get the floor they need in closed loop.
 FAMILIES = [
     ("gaussian (default)", []),
-    ("gaussian_diag, prior_weight=0.5", ["family=gaussian_diag", "prior_weight=0.5"]),
-    ("gaussian_full, prior_weight=0.5", ["family=gaussian_full", "prior_weight=0.5"]),
+    ("gaussian_diag, prior_weight=0.5", ["proposal.kind=gaussian_diag", "proposal.prior_weight=0.5"]),
+    ("gaussian_full, prior_weight=0.5", ["proposal.kind=gaussian_full", "proposal.prior_weight=0.5"]),
     ("gaussian_full sequence, prior_weight=0.5",
-     ["family=gaussian_full", "covariance_block=sequence", "prior_weight=0.5"]),
-    ("colored, noise_correlation=0.5", ["family=colored", "noise_correlation=0.5"]),
-    ("spline, spline_knots=4", ["family=spline", "spline_knots=4"]),
-    ("beta, std_reset=true", ["family=beta", "std_reset=true"]),
-    ("mixture", ["family=mixture"]),
-    ("mixture, std_min=1.0", ["family=mixture", "std_min=1.0"]),
+     ["proposal.kind=gaussian_full", "proposal.covariance_block=sequence", "proposal.prior_weight=0.5"]),
+    ("colored, correlation=0.5", ["proposal.kind=colored", "proposal.correlation=0.5"]),
+    ("spline, knots=4", ["proposal.kind=spline", "proposal.knots=4"]),
+    ("beta, std_reset=true", ["proposal.kind=beta", "proposal.std_reset=true"]),
+    ("mixture", ["proposal.kind=mixture"]),
+    ("mixture, std_min=1.0", ["proposal.kind=mixture", "proposal.std_min=1.0"]),
     ("TD-MPC2 preset (configs/tdmpc2.toml)", ["@configs/tdmpc2.toml"]),
 ]
 
@@ -70,7 +70,7 @@ def main():
     print()
     print("Each cell: successes over seeds 0-2, mean total cost, median planning time per step "
           "(1 thread). Machine: 2-vCPU AMD EPYC. Command per cell: "
-          "`mppi run <task> --seed N --set diagnostics=basic --set family=... [--set ...]`.")
+          "`mppi run <task> --seed N --set diagnostics=basic --set proposal.kind=... [--set ...]`.")
 
 
 if __name__ == "__main__":

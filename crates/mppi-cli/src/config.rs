@@ -544,43 +544,58 @@ pub fn render_config(task: &str, config: &MppiConfig) -> Result<String, CliError
     let mut resolved = config.clone();
     resolved.proposal = resolved.proposal.resolved();
     let table = config_table(&resolved)?;
+    let mut found = Vec::new();
+    leaves(&table, &mut Vec::new(), &mut found);
+    let value_of = |key: &str| {
+        found
+            .iter()
+            .find(|(p, _)| dotted(p) == key)
+            .map(|(_, v)| v.clone())
+    };
     let mut out = format!(
         "# The config of task `{task}`: its defaults, with every key of the chosen kinds.\n\
          # Save it, edit it and run `mppi run {task} --config FILE`.\n"
     );
-    render_table(&table, &mut Vec::new(), &mut out);
-    Ok(out)
-}
-
-fn render_table(table: &Table, path: &mut Vec<String>, out: &mut String) {
-    // values first, then sections (TOML requires it)
-    for (key, value) in table {
-        if value.is_table() && !is_inline(path, key) {
+    // in the order of mppi::keys (top-level keys, then one section per stage), so a section's
+    // `kind` comes first
+    let mut section = "";
+    for (key, text) in mppi::keys::KEYS {
+        let (head, name) = key.rsplit_once('.').unwrap_or(("", key));
+        if let Some(rule) = head.strip_suffix(".temperature") {
+            // the temperature rule is written inline, once, at its `kind`
+            if name != "kind" {
+                continue;
+            }
+            let Some(Value::Table(inline)) =
+                table.get(rule).and_then(|w| w.get("temperature")).cloned()
+            else {
+                continue;
+            };
+            if rule != section {
+                section = rule;
+                out.push_str(&format!("\n[{rule}]\n"));
+            }
+            out.push_str(&format!("# {text}\n"));
+            for (param, _) in &inline {
+                if param != "kind"
+                    && let Some(d) = mppi::keys::describe(&format!("{head}.{param}"))
+                {
+                    out.push_str(&format!("#   {param}: {d}\n"));
+                }
+            }
+            out.push_str(&format!("temperature = {}\n", Value::Table(inline)));
             continue;
         }
-        path.push(key.clone());
-        let full = dotted(path);
-        if let Some(text) = mppi::keys::describe(&full) {
-            out.push_str(&format!("# {text}\n"));
+        let Some(value) = value_of(key) else {
+            continue;
+        };
+        if head != section {
+            section = head;
+            out.push_str(&format!("\n[{head}]\n"));
         }
-        out.push_str(&format!("{key} = {value}\n"));
-        path.pop();
+        out.push_str(&format!("# {text}\n{name} = {value}\n"));
     }
-    for (key, value) in table {
-        if let Value::Table(inner) = value
-            && !is_inline(path, key)
-        {
-            path.push(key.clone());
-            out.push_str(&format!("\n[{}]\n", dotted(path)));
-            render_table(inner, path, out);
-            path.pop();
-        }
-    }
-}
-
-/// `weighting.temperature` is written inline (`temperature = { kind = "fixed", lambda = 1.0 }`).
-fn is_inline(path: &[String], key: &str) -> bool {
-    path.len() == 1 && path[0] == "weighting" && key == "temperature"
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -870,8 +885,8 @@ mod tests {
             ("proposal.noise_sigma=1e-300", "proposal.noise_sigma"),
             ("threads=100000", "threads"),
             ("samples=100000000000", "samples"),
-            ("horizon=10000000000000", "samples"),
-            ("iterations=1000000000", "samples"),
+            ("horizon=10000000000000", "horizon"),
+            ("iterations=1000000000", "iterations"),
         ] {
             let msg = err(&[arg]);
             assert!(msg.contains(key), "{arg}: {msg}");

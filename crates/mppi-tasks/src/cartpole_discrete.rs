@@ -1,6 +1,6 @@
 //! Cart-pole swing-up with bang-bang force: the [`crate::cartpole`] system and cost, but the
 //! controller may only push with `F ∈ {−10, 0, 10}` N, planned with the categorical family
-//! (theory-spec B.4.6).
+//! (docs/theory.md §B.4.6).
 //!
 //! The model, the running cost and the success criterion are those of
 //! [`crate::cartpole::CartPole`] (reused, not copied): from hanging down, be upright

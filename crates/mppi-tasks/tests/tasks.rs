@@ -297,7 +297,7 @@ fn assert_succeeds_with(task_name: &str, overrides: &str) {
 /// Every sampling family closes the loop on at least one built-in task (seed 0). The override
 /// sets were checked on seeds 0, 1 and 2 when they were chosen. Adapted-spread families need
 /// a floor in closed loop (a prior pull or a per-step reset): exact EM with a free covariance
-/// drives it to zero (theory-spec B.4.3).
+/// drives it to zero (docs/theory.md §B.4.3).
 #[test]
 fn every_family_succeeds_in_closed_loop() {
     let cases = [

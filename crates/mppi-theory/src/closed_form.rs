@@ -1,6 +1,6 @@
 //! Closed-form EM-MPPI theory for a Gaussian sampling distribution and a quadratic cost.
 //!
-//! Setting (theory-spec C.3): samples `U ~ N(μ, Σ)` over `R^d` (`Σ` symmetric positive
+//! Setting (docs/theory.md §C.3): samples `U ~ N(μ, Σ)` over `R^d` (`Σ` symmetric positive
 //! definite, fixed), a quadratic cost
 //!
 //! ```text
@@ -230,7 +230,7 @@ pub fn posterior_covariance(
 }
 
 /// `A = (I + ΣH/λ)⁻¹ = Σ_post Σ⁻¹`: the matrix of the exact fixed-`Σ` EM map on a quadratic,
-/// `μ_{k+1} − u* = A (μ_k − u*)` (theory-spec C.3).
+/// `μ_{k+1} − u* = A (μ_k − u*)` (docs/theory.md §C.3).
 ///
 /// `A` is similar to the symmetric `B⁻¹` (`A = L B⁻¹ L⁻¹`), so its eigenvalues are real and
 /// equal `1/(1 + ν_i/λ)` with `ν_i` the eigenvalues of `Σ^{1/2} H Σ^{1/2}`.
@@ -257,7 +257,7 @@ pub fn em_map_matrix(
 ///
 /// (the two forms are algebraically identical; the second is what is computed, without
 /// `Σ⁻¹`). Equivalently `μ⁺ − u* = A (μ − u*)` with `A` from [`em_map_matrix`], and
-/// `μ⁺ − μ = Σ ∇L(μ)` (MPPI = natural gradient with unit step, theory-spec D.1).
+/// `μ⁺ − μ = Σ ∇L(μ)` (MPPI = natural gradient with unit step, docs/theory.md §D.1).
 ///
 /// Errors as for [`posterior_covariance`], plus a wrong length of `mu`.
 pub fn exact_em_step(
@@ -269,7 +269,7 @@ pub fn exact_em_step(
     Ok(mu + natural_gradient(mu, sigma, quad, lambda)?)
 }
 
-/// The closed-form log-likelihood (negative free energy over `λ`), theory-spec C.3:
+/// The closed-form log-likelihood (negative free energy over `λ`), docs/theory.md §C.3:
 ///
 /// ```text
 /// L(μ) = log E_{U~N(μ,Σ)}[e^{−J(U)/λ}]
@@ -298,7 +298,7 @@ pub fn log_likelihood(
     Ok(-quad.j_star / lambda - 0.5 * log_det_b - 0.5 * quad_form)
 }
 
-/// The score `∇_μ L(μ) = Σ⁻¹ (E_q[U] − μ) = −(Σ + λH⁻¹)⁻¹ (μ − u*)` (theory-spec D.1; the
+/// The score `∇_μ L(μ) = Σ⁻¹ (E_q[U] − μ) = −(Σ + λH⁻¹)⁻¹ (μ − u*)` (docs/theory.md §D.1; the
 /// second form for invertible `H`). Computed as `−L⁻ᵀ B⁻¹ Lᵀ (H/λ) e`.
 ///
 /// Its Monte-Carlo estimate from one planner iteration is `Σ⁻¹ Σ_i w_i ε_i`.
@@ -324,7 +324,7 @@ pub fn score(
 /// The natural gradient `Σ ∇L(μ) = −Σ_post (H/λ)(μ − u*) = μ⁺ − μ`: the exact EM / MPPI
 /// displacement (Fisher information of the mean is `Σ⁻¹`). A step of size `α` is
 /// `μ_α = μ + α Σ ∇L(μ)`, and for `α ∈ (0, 2)`
-/// `L(μ_α) − L(μ) ≥ α(1 − α/2) ∇Lᵀ Σ ∇L` (theory-spec C.2 item 4).
+/// `L(μ_α) − L(μ) ≥ α(1 − α/2) ∇Lᵀ Σ ∇L` (docs/theory.md §C.2 item 4).
 ///
 /// Errors as for [`exact_em_step`].
 pub fn natural_gradient(
@@ -345,7 +345,7 @@ pub fn natural_gradient(
 /// ρ = ρ((I + ΣH/λ)⁻¹) = 1 / (1 + ν_min/λ),   ν_min = λ_min(Σ^{1/2} H Σ^{1/2}),
 /// ```
 ///
-/// so `‖μ_k − u*‖` shrinks like `ρ^k` (theory-spec C.3). `ρ < 1` iff `H ≻ 0`; for indefinite
+/// so `‖μ_k − u*‖` shrinks like `ρ^k` (docs/theory.md §C.3). `ρ < 1` iff `H ≻ 0`; for indefinite
 /// `H` (with the posterior still defined) `ρ > 1`: the stationary point repels.
 ///
 /// Errors as for [`posterior_covariance`].
@@ -367,7 +367,7 @@ pub struct SlowMode {
     pub direction: DVector<f64>,
 }
 
-/// The eigenpair of `A = (I + ΣH/λ)⁻¹` with the largest eigenvalue (theory-spec C.4 item 3).
+/// The eigenpair of `A = (I + ΣH/λ)⁻¹` with the largest eigenvalue (docs/theory.md §C.4 item 3).
 ///
 /// With `B = I + Lᵀ H L/λ = Y diag(β) Yᵀ`, `A = L B⁻¹ L⁻¹` has eigenvalues `1/β_i` and
 /// eigenvectors `L y_i`; the slowest mode belongs to `β_min`.
@@ -406,7 +406,7 @@ pub fn slowest_mode(
 }
 
 /// The large-`N` limit of `ESS/N` for the weights `w ∝ e^{−J/λ}` of samples from `N(μ, Σ)`
-/// (theory-spec C.4 item 4):
+/// (docs/theory.md §C.4 item 4):
 ///
 /// ```text
 /// ESS/N → E[w]² / E[w²] = Π_i [ (1+a_i)/√(1+2a_i) · exp( b_i² / ((1+2a_i)(1+a_i)) ) ]⁻¹

@@ -1,10 +1,10 @@
 //! Theory versus measurement: the experiments behind `mppi theory`.
 //!
-//! Each experiment compares a closed form of [`crate::closed_form`] (theory-spec C, D.3, B.4.3)
+//! Each experiment compares a closed form of [`crate::closed_form`] (docs/theory.md §C, D.3, B.4.3)
 //! with what the [`Planner`] (Monte Carlo) or the exact E-step iteration actually does, and
 //! returns plain data: a list of [`Check`]s (theory, measured, tolerance, verdict) plus the
 //! series the CLI plots. Every experiment takes a seed and a [`Size`]: [`Size::Quick`] runs in
-//! well under a second (tests), [`Size::Full`] uses the sample sizes of theory-spec C.4 / H.
+//! well under a second (tests), [`Size::Full`] uses the sample sizes of docs/theory.md §C.4 / H.
 //!
 //! | experiment | theory | measured |
 //! | --- | --- | --- |
@@ -14,7 +14,7 @@
 //! | [`acceleration`] | D.3 rates of EM, over-relaxed EM and heavy ball | exact E-steps; planner with `acceleration` |
 //! | [`ess`] | `E[w]²/E[w²]` (C.4 item 4) | mean `ESS/N` of planner iterations |
 //!
-//! All problems are the quadratic of theory-spec C.4: `d = 4`,
+//! All problems are the quadratic of docs/theory.md §C.4: `d = 4`,
 //! `H = Q diag(0.2, 0.5, 1, 3) Qᵀ` (`Q` a random rotation drawn from the seed),
 //! `Σ = diag(0.5, 0.8, 1, 0.3)`, searched by a black-box planner with horizon 1 and `d`
 //! controls.
@@ -46,7 +46,7 @@ use mppi::{IterStats, Planner};
 pub enum Size {
     /// Small sample sizes and few repetitions (tests; wider tolerances).
     Quick,
-    /// The sample sizes of theory-spec C.4 / H (the CLI's default).
+    /// The sample sizes of docs/theory.md §C.4 / H (the CLI's default).
     Full,
 }
 
@@ -309,7 +309,7 @@ fn indexed(values: &[f64]) -> Points {
 }
 
 /// The Monte-Carlo noise floor of the mean along unit direction `v`:
-/// `√(vᵀ Σ_post v / ESS)` (theory-spec C.4 item 3).
+/// `√(vᵀ Σ_post v / ESS)` (docs/theory.md §C.4 item 3).
 fn noise_floor(post: &DMatrix<f64>, v: &DVector<f64>, ess: f64) -> f64 {
     let u = v / v.norm();
     (u.dot(&(post * &u)) / ess.max(1.0)).sqrt()
@@ -352,7 +352,7 @@ pub struct ContractionResult {
     pub checks: Vec<Check>,
 }
 
-/// (a) Contraction rate on the C.4 quadratic, theory versus planner (theory-spec C.4 items
+/// (a) Contraction rate on the C.4 quadratic, theory versus planner (docs/theory.md §C.4 items
 /// 1–3) for `λ ∈ {0.5, 1, 2}`:
 ///
 /// - exact map: `max_k ‖e_k − A^k e_0‖/‖e_0‖ ≤ 1e-10` over 50 exact EM steps;
@@ -607,7 +607,7 @@ pub fn family_config(
     cfg
 }
 
-/// (b) Sufficient increase across families (theory-spec C.2, H4): every available family runs
+/// (b) Sufficient increase across families (docs/theory.md §C.2, H4): every available family runs
 /// with `diagnostics = "full"` on [`nonconvex_cost`] (`d = 8`); the empirical margin
 /// `L̂(θ_EM; θ_k) − L̂(θ_k; θ_k) − (Q̂(θ_EM) − Q̂(θ_k))` must be `≥ −1e-9` at every iteration.
 /// Families whose build fails are listed in [`FamiliesResult::skipped`].
@@ -721,7 +721,7 @@ pub struct FullCovResult {
     pub checks: Vec<Check>,
 }
 
-/// (c) Full-covariance EM is `O(1/k)`, fixed-covariance EM linear (theory-spec B.4.3, H11):
+/// (c) Full-covariance EM is `O(1/k)`, fixed-covariance EM linear (docs/theory.md §B.4.3, H11):
 ///
 /// - exact full-covariance EM (posterior covariance as the next `Σ`) against the closed forms
 ///   `Σ_k = (Σ₀⁻¹ + kH/λ)⁻¹` and `e_k = (I + kΣ₀H/λ)⁻¹e₀` (`≤ 1e-10` relative, 200 steps);
@@ -926,7 +926,7 @@ fn exact_scheme(
     Ok(norms)
 }
 
-/// (d) Acceleration (theory-spec D.3, H19) on the C.4 quadratic at `λ = 1`, with
+/// (d) Acceleration (docs/theory.md §D.3, H19) on the C.4 quadratic at `λ = 1`, with
 /// `s_i = ν_i/(λ + ν_i)` from the eigenvalues `ν_i` of `Σ^{1/2}HΣ^{1/2}`:
 ///
 /// | scheme | `α` | `β` | rate |
@@ -1097,7 +1097,7 @@ pub struct EssResult {
     pub checks: Vec<Check>,
 }
 
-/// (e) Expected versus measured `ESS/N` (theory-spec C.4 item 4, H20) on the C.4 quadratic for
+/// (e) Expected versus measured `ESS/N` (docs/theory.md §C.4 item 4, H20) on the C.4 quadratic for
 /// `λ ∈ {0.5, 1, 2}` and offsets `‖μ − u*‖_{Σ⁻¹} ∈ {0, 1, 2}` along a fixed random direction:
 /// the mean over repetitions is within 10% (full: `N = 10⁴`, 50 repetitions; 15% quick).
 pub fn ess(size: Size, seed: u64) -> Result<EssResult, ExperimentError> {

@@ -1,4 +1,4 @@
-//! Acceptance checks of theory-spec section H for the core loop (float64, fixed seeds).
+//! Acceptance checks of docs/theory.md section H for the core loop (float64, fixed seeds).
 //!
 //! This is the crate's single integration-test binary. Shared fixtures live in [`common`].
 //! Every check prints its measured value next to its tolerance (see them with

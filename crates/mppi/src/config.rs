@@ -114,7 +114,7 @@ pub enum CovarianceBlock {
     Sequence,
 }
 
-/// How the M-step result is turned into the next parameters (theory-spec D.2, D.3).
+/// How the M-step result is turned into the next parameters (docs/theory.md §D.2, D.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Acceleration {
@@ -261,7 +261,7 @@ impl TemperatureConfig {
                     return Err(MppiError::config(
                         "weighting.temperature.lambda",
                         format!(
-                            "{lambda} is too small: 1/λ overflows (use at least {:e})",
+                            "{lambda:e} is too small: 1/λ overflows (use at least {:e})",
                             f64::MIN_POSITIVE
                         ),
                     ));
@@ -686,8 +686,18 @@ impl MppiConfig {
             let need = need.map_or("more than 10^38 bytes".to_string(), |b| {
                 human_bytes(b as f64)
             });
+            // name the key whose growth made it too big
+            let per_iteration = std::mem::size_of::<crate::IterStats>() as f64;
+            let samples_bytes = 16.0 * self.samples as f64 * self.horizon as f64 * m as f64;
+            let key = if self.iterations as f64 * per_iteration > samples_bytes {
+                "iterations"
+            } else if self.horizon > self.samples {
+                "horizon"
+            } else {
+                "samples"
+            };
             return Err(MppiError::config(
-                "samples",
+                key,
                 format!(
                     "samples = {}, horizon = {}, iterations = {} need {need} of memory, over \
                      memory_limit_mb = {} ({}): reduce them, or raise memory_limit_mb if the \
@@ -807,6 +817,19 @@ impl MppiConfig {
             identity
         };
         self.schedule.validate()?;
+        if matches!(self.schedule, ScheduleConfig::Dial(_))
+            && proposal.kind != ProposalKind::Gaussian
+        {
+            return Err(MppiError::config(
+                "schedule",
+                format!(
+                    "kind = \"dial\" scales the spread of a fixed-covariance proposal; proposal \
+                     kind \"{}\" adapts its own (use proposal.kind = \"gaussian\", or schedule.kind \
+                     = \"constant\")",
+                    proposal.kind.name()
+                ),
+            ));
+        }
         let temperature = self.weighting.validate(self.samples)?;
         self.update.validate()?;
         self.check_memory(m)?;

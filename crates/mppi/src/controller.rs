@@ -151,8 +151,7 @@ impl<O: StateObjective> Controller<O> {
         proposal: Box<dyn Proposal>,
         config: &MppiConfig,
     ) -> Result<Self, MppiError> {
-        let mut stages = Stages::from_config(config, objective.control_dim())?;
-        stages.proposal = proposal;
+        let stages = Stages::with_proposal(config, proposal)?;
         Self::with_stages(objective, stages, config)
     }
 

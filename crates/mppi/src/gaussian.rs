@@ -1,4 +1,4 @@
-//! Gaussian exploration noise with a fixed covariance (classic MPPI, theory-spec B.4.1).
+//! Gaussian exploration noise with a fixed covariance (classic MPPI, docs/theory.md §B.4.1).
 //!
 //! Each time step's perturbation is `ε_t = L z_t`, `z_t ~ N(0, I_m)`, with `L Lᵀ = Σ` the
 //! Cholesky factor of the per-step covariance. The M-step for the mean,

@@ -168,9 +168,24 @@ impl Stages {
         Self::from_validated(&cfg)
     }
 
+    /// The config's schedule, weighting and update around a proposal of your own (the
+    /// config's `[proposal]` section is not built).
+    pub fn with_proposal(
+        config: &MppiConfig,
+        proposal: Box<dyn Proposal>,
+    ) -> Result<Self, MppiError> {
+        let cfg = config.validated(proposal.control_dim())?;
+        Self::around(&cfg, proposal)
+    }
+
     fn from_validated(cfg: &Validated) -> Result<Self, MppiError> {
+        Self::around(cfg, proposal::build(cfg)?)
+    }
+
+    /// The config's schedule, weighting and update around `proposal`.
+    fn around(cfg: &Validated, proposal: Box<dyn Proposal>) -> Result<Self, MppiError> {
         Ok(Stages {
-            proposal: proposal::build(cfg)?,
+            proposal,
             schedule: cfg.schedule.build(),
             weighting: Box::new(Softmax::new(cfg.temperature, cfg.elites, cfg.samples)),
             update: Box::new(StepRule {
@@ -278,8 +293,8 @@ impl Planner {
         proposal: Box<dyn Proposal>,
     ) -> Result<Self, MppiError> {
         let cfg = config.validated(proposal.control_dim())?;
-        let mut stages = Stages::from_validated(&cfg)?;
-        stages.proposal = proposal;
+        // the config's own [proposal] is not built: `proposal` replaces it
+        let stages = Stages::around(&cfg, proposal)?;
         Self::assemble(cfg, stages)
     }
 
@@ -485,6 +500,16 @@ impl Planner {
         let annealing =
             self.schedule
                 .before_iteration(step, iteration, iterations, &mut self.spread);
+        let scale = annealing.temperature_scale;
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(MppiError::config(
+                "schedule",
+                format!(
+                    "the schedule's temperature scale must be a finite number > 0, got {scale} \
+                     (step {step}, iteration {iteration})"
+                ),
+            ));
+        }
         let ctx = Context {
             state,
             step,

@@ -9,7 +9,7 @@
 //! computed in log-sum-exp form, so the weights stay finite for any cost spread. A sample whose
 //! cost is NaN or infinite gets weight exactly zero and is counted. The same pass returns the
 //! diagnostics the theory talks about: the log-likelihood estimate
-//! `L̂ = log( (1/N) Σ_i exp(-J_i/λ) )` (theory-spec C.1, `N` counts every sample, finite or not)
+//! `L̂ = log( (1/N) Σ_i exp(-J_i/λ) )` (docs/theory.md §C.1, `N` counts every sample, finite or not)
 //! and the effective sample size `ESS = 1 / Σ w_i²`.
 //!
 //! The temperature is chosen by a [`Temperature`] rule (`weighting.temperature` in the config):
@@ -37,7 +37,7 @@ pub enum Temperature {
 pub struct WeightStats {
     /// The temperature that was used.
     pub lambda: f64,
-    /// `L̂ = logsumexp(-J/λ) - log N` (theory-spec C.1); `-inf` if no cost is finite.
+    /// `L̂ = logsumexp(-J/λ) - log N` (docs/theory.md §C.1); `-inf` if no cost is finite.
     pub log_likelihood: f64,
     /// Effective sample size `1 / Σ w²`; 0 if no cost is finite.
     pub ess: f64,
@@ -103,7 +103,7 @@ fn exponentials(
 
 /// Compute normalized weights for `costs` into `weights` and return the diagnostics.
 ///
-/// Invariances (theory-spec B.2): adding a constant to every cost, or scaling costs and a
+/// Invariances (docs/theory.md §B.2): adding a constant to every cost, or scaling costs and a
 /// fixed `λ` together, leaves the weights unchanged. If no cost is finite, every weight is 0
 /// and `stats.nonfinite == costs.len()`.
 ///
@@ -129,7 +129,7 @@ pub fn compute_weights(
 }
 
 /// [`compute_weights`] keeping only the `elites` lowest costs (CEM / TD-MPC2 truncation,
-/// theory-spec B.2, B.4.9): every other finite sample gets weight 0 and is counted in
+/// docs/theory.md §B.2, B.4.9): every other finite sample gets weight 0 and is counted in
 /// `truncated`. Ties at the threshold are all kept. `scratch` needs `costs.len()` entries.
 ///
 /// ```
@@ -242,6 +242,9 @@ fn weights_below(
             ess_target_lambda(costs, min_cost, threshold, fraction * n as f64, weights)
         }
     };
+    // a rule (or a schedule's scale) can push λ out of the normal range: clamp it, so the
+    // weights stay finite (a no-op for every ordinary λ)
+    let lambda = lambda.clamp(f64::MIN_POSITIVE, f64::MAX);
 
     let (s1, s2) = exponentials(costs, min_cost, threshold, lambda, weights);
     let inv = 1.0 / s1;

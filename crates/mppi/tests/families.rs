@@ -1,6 +1,6 @@
-//! Proposal conformance suite and the theory-spec H checks not covered by `tests/theory.rs`.
+//! Proposal conformance suite and the docs/theory.md §H checks not covered by `tests/theory.rs`.
 //!
-//! This is the crate's second (and last) integration-test binary. Every check prints its
+//! One of the crate's integration-test binaries (with `stages.rs` and `precision.rs`). Every check prints its
 //! measured value next to its tolerance (`cargo test -p mppi --test families -- --nocapture`).
 //!
 //! Part 1, conformance: a table of `(name, MppiConfig)` covering every `ProposalKind` (both
@@ -164,7 +164,7 @@ fn table() -> Vec<Case> {
 }
 
 /// The same table with every floor, cap, prior and shrinkage inactive, so that the M-step is
-/// the exact maximizer of `Q̂` (theory-spec H4: "when no floor is active").
+/// the exact maximizer of `Q̂` (docs/theory.md §H4: "when no floor is active").
 fn floors_off(case: &Case) -> Case {
     let mut c = case.clone();
     let p = &mut c.cfg.proposal;
@@ -868,7 +868,7 @@ fn conformance_shift_plan_and_clone() {
 
 #[test]
 fn conformance_mean_parameter_interpolation_stays_in_the_domain() {
-    // theory-spec D.2: the mean-parameter domain is convex, so (1−α) θ_a + α θ_b is valid for
+    // docs/theory.md §D.2: the mean-parameter domain is convex, so (1−α) θ_a + α θ_b is valid for
     // α ∈ (0, 1] whenever θ_a and θ_b are
     for (case, _) in available("D.2 interpolation", table()) {
         let f = warmed(&case);
@@ -914,7 +914,7 @@ fn conformance_mean_parameter_interpolation_stays_in_the_domain() {
 }
 
 /// `(L̂ gain, Q̂ gain)` of `plus` over `k` on fixed samples: `log Σ w_i r_i` and
-/// `Σ w_i log r_i`, `r_i = p(U_i; θ⁺) / p(U_i; θ_k)` (theory-spec C.1, C.2).
+/// `Σ w_i log r_i`, `r_i = p(U_i; θ⁺) / p(U_i; θ_k)` (docs/theory.md §C.1, C.2).
 fn gains(plus: &dyn Proposal, k: &dyn Proposal, u: &[f64], w: &[f64]) -> (f64, f64) {
     let d = k.dim();
     let r: Vec<(f64, f64)> = u
@@ -1219,7 +1219,7 @@ impl Sum {
     }
 }
 
-/// Dense-grid quadrature for the 1-D nonconvex problem of theory-spec C.4 item 5:
+/// Dense-grid quadrature for the 1-D nonconvex problem of docs/theory.md §C.4 item 5:
 /// `J(u) = ½u² + sin 3u + 0.1u`, `λ = 0.3`, `σ = 0.4`, 200 001 points on `[−12, 12]`.
 struct Quadrature1d {
     u: Vec<f64>,
@@ -1634,7 +1634,7 @@ impl Cost for Lqr {
 }
 
 /// Weighted least squares `θ = (Σ_r w_r φ_r φ_rᵀ)⁻¹ Σ_r w_r φ_r a_r`: the M-step of a
-/// linear-Gaussian policy `a = θᵀ φ + σ ξ` (theory-spec E.2 item 2).
+/// linear-Gaussian policy `a = θᵀ φ + σ ξ` (docs/theory.md §E.2 item 2).
 fn weighted_least_squares(rows: &[(f64, Vec<f64>, f64)]) -> Vec<f64> {
     let p = rows[0].1.len();
     let mut g = DMatrix::<f64>::zeros(p, p);
@@ -1813,7 +1813,7 @@ fn h21_linear_gaussian_feedback_policy_search_on_lqr() {
             improved += 1;
         }
     }
-    // † tolerance (≥ 9/10 seeds) from theory-spec H21: calibrated once with these seeds and
+    // † tolerance (≥ 9/10 seeds) from docs/theory.md §H21: calibrated once with these seeds and
     // frozen.
     println!(
         "[H21] feedback policy: improved in {improved}/10 seeds (need ≥ 9); H4 min[ΔL̂ − ΔQ̂] = {min_slack:.3e} (tol −1e-10), min ΔQ̂ = {min_q:.3e} (≥ −1e-10)"

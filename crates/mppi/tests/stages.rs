@@ -173,10 +173,10 @@ fn dial_spread_is_sigma_times_a_to_the_k_times_b_to_the_remaining_steps() {
     for r in &record.records {
         let k = r.iteration as i32;
         for t in 0..t_len {
+            // powi may round differently with the optimization level: a few ulp
             let want = A.powi(k) * B.powi((t_len - 1 - t) as i32);
-            assert_eq!(
-                r.spread[t].to_bits(),
-                want.to_bits(),
+            assert!(
+                (r.spread[t] - want).abs() <= 4.0 * f64::EPSILON * want,
                 "spread of iteration {k}, step {t}: {} vs a^k b^(T-1-t) = {want}",
                 r.spread[t]
             );
@@ -276,10 +276,9 @@ fn dial_with_a_proposal_that_cannot_anneal_is_an_error_naming_the_schedule() {
             "{}: the error should name the proposal and the way out: {text}",
             kind.name()
         );
-        // the controller reports it the same way
-        let mut c = Controller::new(Line { spin: 0 }, ToOrigin, &cfg).unwrap();
+        // the controller reports it the same way, when it is built
         assert!(matches!(
-            c.act(&[1.0]),
+            Controller::new(Line { spin: 0 }, ToOrigin, &cfg),
             Err(MppiError::InvalidConfig {
                 field: "schedule",
                 ..
@@ -615,16 +614,12 @@ fn softmax_weights_of_known_costs() {
     assert!(stats.lambda.is_finite() && stats.lambda > 0.0);
 }
 
-/// Regression test for a bug outside this file (reported, not fixed here): a temperature that
-/// underflows to 0 gives NaN weights. `std_normalized` computes `λ = κ · std(J)`, which is 0 for
-/// a valid but tiny `κ` (weights.rs, `(kappa * std).min(f64::MAX)` has no lower clamp); the
-/// same happens when a [`Schedule`]'s `temperature_scale` underflows a fixed `λ`
-/// (`Temperature::scaled` multiplies without clamping) or is 0, and a scale that overflows
-/// reports `λ = inf`. Suggested fix: clamp the temperature of every rule to
-/// `[f64::MIN_POSITIVE, f64::MAX]` after scaling, and have the planner reject a
-/// `temperature_scale` that is not finite and > 0 with an error naming the schedule.
+/// Regression test: a temperature that underflowed to 0 gave NaN weights. `std_normalized` computes `λ = κ · std(J)`, which is 0 for
+/// a valid but tiny `κ` ; the same happened when a [`Schedule`]'s `temperature_scale`
+/// underflowed a fixed `λ` or was 0, and a scale that overflowed reported `λ = inf`. The
+/// weighting now clamps `λ` to `[f64::MIN_POSITIVE, f64::MAX]`, and the planner rejects a
+/// scale that is not finite and > 0.
 #[test]
-#[ignore = "known bug in weights.rs: a temperature that underflows to 0 gives NaN weights"]
 fn softmax_weights_stay_finite_when_the_temperature_underflows() {
     let cases = [
         (Temperature::StdNormalized(1e-300), 1.0),

@@ -1,4 +1,4 @@
-//! Independent Beta distributions on the control box (theory-spec B.4.5).
+//! Independent Beta distributions on the control box (docs/theory.md §B.4.5).
 //!
 //! Every coordinate `(t, j)` of a plan is mapped to `y = (u − a_j)/(b_j − a_j) ∈ (0, 1)` with
 //! `[a_j, b_j] = [u_min_j, u_max_j]` and gets its own `Beta(α, β)`:

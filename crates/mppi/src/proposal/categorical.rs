@@ -1,4 +1,4 @@
-//! Categorical distributions over a list of control values (theory-spec B.4.6).
+//! Categorical distributions over a list of control values (docs/theory.md §B.4.6).
 //!
 //! Every coordinate `(t, j)` of a plan takes one of the `K` values `v_1, …, v_K` of the config
 //! list `categories`, independently with probabilities `π_{tj}`:

@@ -1,4 +1,4 @@
-//! Time-correlated ("colored") Gaussian with AR(1) noise (theory-spec B.4.4).
+//! Time-correlated ("colored") Gaussian with AR(1) noise (docs/theory.md §B.4.4).
 //!
 //! `U = clamp(μ + ε)` with `ε` an AR(1) / Ornstein–Uhlenbeck sequence started in its
 //! stationary law:
@@ -21,7 +21,7 @@
 //! ```
 //!
 //! which gives the exact log-density, the KL divergence and the Williams control-cost term
-//! `μᵀ Σ_full⁻¹ ε` (theory-spec B.4.8: the correction must use the *full* sequence precision,
+//! `μᵀ Σ_full⁻¹ ε` (docs/theory.md §B.4.8: the correction must use the *full* sequence precision,
 //! not the per-step `Σ_u⁻¹`) in `O(T m²)` without forming any `Tm × Tm` matrix.
 //! With `ρ = 0` the family coincides with `gaussian`.
 
@@ -245,7 +245,7 @@ impl Proposal for ColoredGaussian {
             _ => None,
         }
     }
-    /// `planᵀ Σ_full⁻¹ ε` with the full AR(1) sequence precision (theory-spec B.4.4, B.4.8).
+    /// `planᵀ Σ_full⁻¹ ε` with the full AR(1) sequence precision (docs/theory.md §B.4.4, B.4.8).
     fn control_cost(&self, plan: &[f64], eps: &[f64]) -> Option<f64> {
         Some(self.bilinear(plan, &[], eps, &[]))
     }
@@ -256,7 +256,7 @@ impl Proposal for ColoredGaussian {
 
 #[cfg(test)]
 mod tests {
-    //! Theory checks for the colored family (theory-spec B.4.4, B.4.8, H4, H14, H15).
+    //! Theory checks for the colored family (docs/theory.md §B.4.4, B.4.8, H4, H14, H15).
 
     use super::*;
     use crate::proposal::GaussianFixed;

@@ -1,4 +1,4 @@
-//! Gaussian with an adapted diagonal covariance (theory-spec B.4.2; TD-MPC2's planner).
+//! Gaussian with an adapted diagonal covariance (docs/theory.md §B.4.2; TD-MPC2's planner).
 //!
 //! `U_j = clamp(μ_j + s_j z_j)`, `z_j ~ N(0, 1)` independently for every coordinate
 //! `j = t·m + i` (time step `t`, control dimension `i`). The family is the exponential family
@@ -12,7 +12,7 @@
 //! `s⁺²_j = Σ_i w_i (U_ij − μ⁺_j)²`. Regularization (in this order):
 //!
 //! 1. conjugate prior with pseudo-count `ν = prior_weight` toward the initial variance
-//!    `s₀²`: `s⁺² ← (ν s₀² + s⁺²)/(1 + ν)` (theory-spec B.3). This is the exact maximizer of
+//!    `s₀²`: `s⁺² ← (ν s₀² + s⁺²)/(1 + ν)` (docs/theory.md §B.3). This is the exact maximizer of
 //!    `Σ_i w_i log p(U_i) − (ν/2) Σ_j (log s_j² + s₀j²/s_j²)` (an inverse-gamma prior on each
 //!    variance, flat in the mean), so `Q̂` plus the log-prior never decreases;
 //! 2. clamp `s⁺_j ∈ [std_min, std_max]` (TD-MPC2: `[0.05, 2]`). `Q̂` is unimodal in each
@@ -20,7 +20,7 @@
 //!    increase `Q̂(θ⁺) ≥ Q̂(θ_k)` still holds whenever `θ_k` satisfies the same clamps.
 //!
 //! With `ν = 0` and no clamp active the update is the exact EM step, and
-//! `Q̂(θ⁺) − Q̂(θ_k) = KL(p_{θ⁺} ‖ p_{θ_k})` (theory-spec C.2).
+//! `Q̂(θ⁺) − Q̂(θ_k) = KL(p_{θ⁺} ‖ p_{θ_k})` (docs/theory.md §C.2).
 //!
 //! `log_prob` is the density of the unclamped Gaussian evaluated at the (possibly clamped)
 //! sample, as for [`super::GaussianFixed`].
@@ -333,7 +333,7 @@ impl Proposal for GaussianDiag {
 
 #[cfg(test)]
 mod tests {
-    //! Theory checks for the diagonal family (theory-spec H13, H4; floors). Measured values
+    //! Theory checks for the diagonal family (docs/theory.md §H13, H4; floors). Measured values
     //! are printed next to their tolerances (`-- --nocapture`).
 
     use super::*;

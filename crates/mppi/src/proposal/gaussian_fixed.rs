@@ -1,4 +1,4 @@
-//! Gaussian with a fixed per-step covariance: classic MPPI (theory-spec B.4.1).
+//! Gaussian with a fixed per-step covariance: classic MPPI (docs/theory.md §B.4.1).
 //!
 //! `U = clamp(μ + ε)`, `ε_t ~ N(0, Σ)` independently per time step. With `Σ` fixed the
 //! sufficient statistic is `U` itself, the mean parameter is `μ`, and the M-step is

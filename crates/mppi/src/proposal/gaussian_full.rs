@@ -1,4 +1,4 @@
-//! Gaussian with an adapted, regularized full covariance (theory-spec B.4.3).
+//! Gaussian with an adapted, regularized full covariance (docs/theory.md §B.4.3).
 //!
 //! The plan `U ∈ R^d`, `d = T·m`, is split into `n_b` independent blocks of size `b`:
 //! `covariance_block = "step"` uses one `m x m` block per time step (`n_b = T`, `b = m`,
@@ -8,7 +8,7 @@
 //! Mean parameters (`d + n_b b²` entries): the mean `μ`, then for every block its second
 //! moment `E[U_k U_kᵀ] = Σ_k + μ_k μ_kᵀ` as a full row-major `b x b` matrix.
 //!
-//! M-step (weighted moment matching, theory-spec B.3) and regularization, per block:
+//! M-step (weighted moment matching, docs/theory.md §B.3) and regularization, per block:
 //!
 //! ```text
 //! μ⁺   = Σ_i w_i U_i
@@ -23,7 +23,7 @@
 //! in the mean). The eigenvalue floor makes the result positive definite whatever the weights
 //! (one or two samples with all the weight included). With `β = ν = 0` and no eigenvalue
 //! clipped the update is the exact EM step and `Q̂(θ⁺) − Q̂(θ_k) = KL(p_{θ⁺} ‖ p_{θ_k})`
-//! (theory-spec C.2).
+//! (docs/theory.md §C.2).
 //!
 //! Whether a clip is needed is decided first by two Cholesky factorizations
 //! (`S − std_min² I ≻ 0` and `std_max² I − S ≻ 0`); only if one fails is the spectrum
@@ -775,7 +775,7 @@ fn clip_spectrum(
 
 #[cfg(test)]
 mod tests {
-    //! Theory checks for the full-covariance family (theory-spec H11, H12, H4; positive
+    //! Theory checks for the full-covariance family (docs/theory.md §H11, H12, H4; positive
     //! definiteness under degenerate weights). Measured values are printed next to their
     //! tolerances (`-- --nocapture`).
 

@@ -1,4 +1,4 @@
-//! Mixture of diagonal Gaussians over whole plans, fitted by EM within EM (theory-spec B.4.7).
+//! Mixture of diagonal Gaussians over whole plans, fitted by EM within EM (docs/theory.md §B.4.7).
 //!
 //! ```text
 //! p(U; θ) = Σ_c π_c N(U; μ_c, diag s_c²),      c = 0..C−1,  U ∈ R^d, d = T·m
@@ -18,7 +18,7 @@
 //!
 //! Each inner iteration is an exact (box-constrained) M-step for the responsibilities it
 //! uses, so `Q̂` never decreases over inner iterations (generalized EM; acceptance check H18),
-//! and already one iteration gives the outer empirical sufficient increase of theory-spec C.2.
+//! and already one iteration gives the outer empirical sufficient increase of docs/theory.md §C.2.
 //! The variance clamp keeps this property: for fixed responsibilities the complete-data
 //! objective is unimodal in each `s²_cj`, so clamping is the constrained maximizer. With
 //! `prior_weight = ν > 0` the component variances are pulled toward the initial spread,
@@ -55,7 +55,7 @@
 //! variances (`shift_fill = "zero"` fills the mean with zeros and the variance with the
 //! initial spread).
 //!
-//! **KL**: there is no closed form between mixtures; [`Proposal::kl`] returns NaN (theory-spec
+//! **KL**: there is no closed form between mixtures; [`Proposal::kl`] returns NaN (docs/theory.md
 //! B.5: mixtures are tested with H18 instead).
 //!
 //! **Allocation**: the `N × C` responsibilities are allocated by the constructor for
@@ -675,7 +675,7 @@ impl Proposal for GaussianMixture {
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         self.fit_inner(samples, weights, out, &mut []);
     }
-    /// No closed form between mixtures: always NaN (theory-spec B.5; H18 tests the fit).
+    /// No closed form between mixtures: always NaN (docs/theory.md §B.5; H18 tests the fit).
     fn kl(&self, _other: &dyn Proposal) -> Option<f64> {
         None
     }

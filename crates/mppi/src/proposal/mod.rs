@@ -1,10 +1,10 @@
 //! Sampling families: the distributions `p(U; θ)` the EM loop samples from and refits.
 //!
 //! Every family is an exponential family (or, for the mixture, a latent-variable model fitted
-//! by inner EM) over a plan `U ∈ R^{T·m}` (theory-spec B.5). Its parameters are exposed as a
+//! by inner EM) over a plan `U ∈ R^{T·m}` (docs/theory.md §B.5). Its parameters are exposed as a
 //! flat vector in **mean-parameter coordinates** `m(θ) = E_θ[T(U)]`, which is what makes step
 //! sizes and acceleration generic: the planner forms
-//! `θ_new = θ + α (θ_EM − θ) + β (θ − θ_prev)` on that vector (theory-spec D.2, D.3) and the
+//! `θ_new = θ + α (θ_EM − θ) + β (θ − θ_prev)` on that vector (docs/theory.md §D.2, D.3) and the
 //! family only has to say whether the result is inside its domain ([`Proposal::set_params`]).
 //!
 //! | `family =` | type | parameters (mean coordinates) |

@@ -1,4 +1,4 @@
-//! Gaussian over spline knots, interpolated to the horizon (DIAL-MPC style, theory-spec B.4.4).
+//! Gaussian over spline knots, interpolated to the horizon (DIAL-MPC style, docs/theory.md §B.4.4).
 //!
 //! The family samples `K = spline_knots` knots `Y ∈ R^{K×m}`, `Y_k = μ_k + η_k`,
 //! `η_k ~ N(0, Σ_u)` independently per knot, and maps them to a plan `U = B Y ∈ R^{T×m}` with
@@ -26,14 +26,14 @@
 //! **Clamping approximation.** Samples are clamped into `[u_min, u_max]` after interpolation.
 //! A clamped sample is generally not in `range(B)`; its knots are then the least-squares
 //! projection `B⁺ clamp(BY)`, not the drawn `Y`, and the M-step is the EM step of the
-//! projected samples (the same clipping bias as in the other families, theory-spec B.4.5).
+//! projected samples (the same clipping bias as in the other families, docs/theory.md §B.4.5).
 //!
 //! **Warm start.** [`Proposal::shift`] shifts the plan `B μ` by one step in U-space and projects
 //! it back onto the spline space, `μ ← B⁺ shift(B μ)`.
 //!
 //! **Control cost.** The Williams term is the knot-space one,
 //! `(B⁺ plan)ᵀ (I_K ⊗ Σ_u⁻¹) (B⁺ ε)`, i.e. the IS log-ratio of the knot densities
-//! (theory-spec B.4.8 applied to the knot Gaussian).
+//! (docs/theory.md §B.4.8 applied to the knot Gaussian).
 
 use super::downcast;
 use nalgebra::DMatrix;
@@ -393,7 +393,7 @@ impl Proposal for SplineGaussian {
 
 #[cfg(test)]
 mod tests {
-    //! Checks of the knot parameterization and the knot-space EM (theory-spec B.4.4, H4).
+    //! Checks of the knot parameterization and the knot-space EM (docs/theory.md §B.4.4, H4).
 
     use super::*;
     use crate::proposal::test_support::{

@@ -1,5 +1,5 @@
 //! Scaffolding shared by the families' unit tests: seeded sample sets, weights from costs,
-//! one EM step, and the empirical sufficient increase (theory-spec H4).
+//! one EM step, and the empirical sufficient increase (docs/theory.md §H4).
 
 use super::Proposal;
 use crate::rng::sample_rng;
