@@ -117,6 +117,8 @@ pub struct RunSummary {
     pub mean_ess_fraction: f64,
     /// EM iterations (over all steps) in which every sampled cost was non-finite.
     pub kept_plan_iterations: usize,
+    /// Control steps whose loop stopped at `deadline_ms` before every iteration ran.
+    pub out_of_time_steps: usize,
     /// Smallest sufficient-increase margin `ΔL̂ − ΔQ̂` over every EM iteration (`≥ 0` by
     /// theory); `None` without full diagnostics.
     pub min_increase_margin: Option<f64>,
@@ -157,6 +159,7 @@ impl RunSummary {
             mean_ess,
             mean_ess_fraction: mean_ess / config.samples.max(1) as f64,
             kept_plan_iterations: stats.kept_plan_iterations,
+            out_of_time_steps: stats.out_of_time_steps,
             final_state: episode
                 .final_state()
                 .map(<[f64]>::to_vec)
@@ -217,6 +220,15 @@ impl RunSummary {
                 format!(
                     "{} (ΔL̂ − ΔQ̂, ≥ 0 by theory{kl})",
                     crate::theory::num(margin)
+                ),
+            ));
+        }
+        if let Some(ms) = self.config.deadline_ms {
+            rows.push((
+                "deadline",
+                format!(
+                    "{ms} ms per step: {} of {} steps stopped early (out of time)",
+                    self.out_of_time_steps, self.steps
                 ),
             ));
         }

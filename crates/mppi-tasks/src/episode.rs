@@ -81,6 +81,9 @@ pub struct EpisodeStats {
     pub planning_time_total_s: f64,
     /// Longest planning time of a step, in seconds.
     pub planning_time_max_s: f64,
+    /// Control steps whose loop stopped at the deadline (`deadline_ms`) before running every
+    /// iteration.
+    pub out_of_time_steps: usize,
 }
 
 impl EpisodeStats {
@@ -90,6 +93,7 @@ impl EpisodeStats {
         let t = report.planning_time.as_secs_f64();
         self.planning_time_total_s += t;
         self.planning_time_max_s = self.planning_time_max_s.max(t);
+        self.out_of_time_steps += usize::from(report.status == mppi::Status::OutOfTime);
         for it in &report.iterations {
             self.iterations += 1;
             self.ess_sum += it.weights.ess;
