@@ -14,7 +14,7 @@
 //! | `gaussian_full` | [`GaussianFull`] | `μ`, then `E[U_k U_kᵀ]` per block (step `m x m` or sequence `d x d`; shrinkage, prior, eigenvalue clip) |
 //! | `colored` | [`ColoredGaussian`] | `μ` (covariance `K ⊗ Σ_u`, `K_ts = ρ^{|t−s|}`, fixed) |
 //! | `spline` | [`SplineGaussian`] | knot means `μ_Y` (`K·m`; plan `B μ_Y`, knot covariance fixed) |
-//! | `mixture` | [`GaussianMixture`] | `π` (`C`), then per component `μ_c`, `E_c[U²]` (diagonal; inner EM) |
+//! | `mixture` | [`GaussianMixture`] | `π` (`C`), then per component `μ_c`, `s_c²` (diagonal; inner EM; moment coordinates: a mixture has no mean parameters) |
 //! | `beta` | [`BetaFamily`] | `(E log y, E log(1−y))` per coordinate, `y = (u−a)/(b−a)` (capped concentration) |
 //! | `categorical` | [`Categorical`] | `π` (`d·K` probabilities over `categories`, floored) |
 //!
