@@ -222,7 +222,7 @@ impl Default for MppiConfig {
             prior_weight: 0.0,
             noise_correlation: 0.0,
             spline_knots: 4,
-            beta_concentration_max: 1e3,
+            beta_concentration_max: 30.0,
             categories: Vec::new(),
             category_floor: 1e-3,
             mixture_components: 2,
