@@ -219,7 +219,7 @@ impl Default for MppiConfig {
             std_reset: false,
             covariance_block: CovarianceBlock::Step,
             shrinkage: 0.0,
-            prior_weight: 0.0,
+            prior_weight: 0.25,
             noise_correlation: 0.0,
             spline_knots: 4,
             beta_concentration_max: 30.0,

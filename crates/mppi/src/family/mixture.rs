@@ -39,6 +39,15 @@
 //! finite `s_c² > 0`; it clamps the variances into `[std_min², std_max²]` and the means into
 //! the control box.
 //!
+//! **Receding-horizon default**: exact EM shrinks the spread at every M-step and the warm
+//! start carries it to the next control step, so in closed loop the spread collapses toward
+//! `std_min` unless something holds it. The default `prior_weight = 0.25` does: after every
+//! M-step each component variance is at least `ν/(1+ν) = 0.2` of its initial value (standard
+//! deviations at least ≈ 0.45 of the initial ones), and the pull restores it between steps. With
+//! `prior_weight = 0` (and no `std_reset`) the update is exact EM;
+//! [`spread_warnings`](super::spread_warnings) flags such configs and records the
+//! measurements behind the default.
+//!
 //! **Initial distribution**: `π_c = 1/C`; component `c`'s mean is the zero plan plus the
 //! constant offset `(c − (C−1)/2) · 2σ_j` in every control dimension `j` of every step (clamped
 //! into the bounds), `σ_j = √Σ_jj` of `noise_sigma` / the diagonal of `noise_covariance` (its
@@ -102,13 +111,15 @@ pub struct MixtureSettings {
 }
 
 impl Default for MixtureSettings {
+    /// The defaults of the config keys (`MppiConfig::default()`), including its receding-horizon
+    /// floor `prior_weight = 0.25`.
     fn default() -> Self {
         MixtureSettings {
             components: 2,
             inner_iterations: 1,
             std_min: 1e-3,
             std_max: 1e3,
-            prior_weight: 0.0,
+            prior_weight: 0.25,
             samples: 1000,
         }
     }

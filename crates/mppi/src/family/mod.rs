@@ -39,6 +39,7 @@ mod mixture;
 mod spline;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod warnings;
 
 pub use beta::{BetaFamily, digamma, ln_gamma, trigamma};
 pub use categorical::Categorical;
@@ -48,6 +49,7 @@ pub use gaussian_fixed::GaussianFixed;
 pub use gaussian_full::GaussianFull;
 pub use mixture::{GaussianMixture, MixtureSettings};
 pub use spline::SplineGaussian;
+pub use warnings::spread_warnings;
 
 /// A sampling distribution over plans, with the operations the EM loop needs.
 ///
