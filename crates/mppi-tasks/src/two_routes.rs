@@ -90,6 +90,15 @@ impl Task for TwoRoutes {
         self.task.dt()
     }
     /// The double integrator's config with the mixture family.
+    /// The double integrator's config with the mixture proposal, reset to its initial
+    /// distribution at every control step (`std_reset`, which is its floor: no prior pull).
+    ///
+    /// The reset matters here: it puts the non-dominant component back on its initial detour
+    /// (a constant acceleration to one side) and every spread back to `noise_sigma` at every
+    /// step, so the alternative route is always sampled. Without it (a prior pull or a
+    /// `std_min` floor only) both components can settle on the straight line and the mass
+    /// stalls in the notch in front of the wall: 35/40 seeds with `prior_weight = 0`, 39/40
+    /// with `prior_weight = 0.25`, 300/300 with the reset.
     fn default_config(&self) -> MppiConfig {
         MppiConfig {
             proposal: ProposalConfig {
@@ -97,6 +106,8 @@ impl Task for TwoRoutes {
                 inner_iterations: Some(2),
                 std_min: Some(0.3),
                 std_max: Some(3.0),
+                std_reset: Some(true),
+                prior_weight: Some(0.0),
                 ..self
                     .task
                     .default_config()

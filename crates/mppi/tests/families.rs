@@ -1069,7 +1069,8 @@ fn h4_planner_full_diagnostics_increase_margin() {
             .map(|s| s.increase_margin)
             .fold(f64::INFINITY, f64::min);
         // an iteration whose M-step result the family rejects keeps θ_k (update 0, margin 0):
-        // seen for the mixture with std_min = 1e-9, where E[u²] − μ² cancels to 0
+        // the mixture did with std_min = 1e-9 while it stored E[u²] (E[u²] − μ² cancelled to
+        // 0); it stores variances now. (A categorical plan is a mode and can stay put too.)
         let frozen = stats.iter().filter(|s| s.update_norm == 0.0).count();
         let mut worst_kl = 0.0f64;
         for s in &stats {

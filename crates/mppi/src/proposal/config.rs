@@ -6,11 +6,14 @@
 //! | `kind =` | keys (default) |
 //! | --- | --- |
 //! | `gaussian` | `noise_sigma` (1), `noise_covariance` |
-//! | `gaussian_diag` | `noise_sigma`, `noise_covariance`, `std_min` (0.001), `std_max` (1000), `std_reset` (false), `prior_weight` (0) |
+//! | `gaussian_diag` | `noise_sigma`, `noise_covariance`, `std_min` (0.001), `std_max` (1000), `std_reset` (false), `prior_weight` (0.25) |
 //! | `gaussian_full` | the `gaussian_diag` keys, `covariance_block` (`step`), `shrinkage` (0) |
 //! | `colored` | `noise_sigma`, `noise_covariance`, `correlation` (0) |
 //! | `spline` | `noise_sigma`, `noise_covariance`, `knots` (4) |
-//! | `beta` | `noise_sigma`, `noise_covariance`, `std_reset`, `concentration_max` (1000) |
+//! | `beta` | `noise_sigma`, `noise_covariance`, `std_reset`, `concentration_max` (30) |
+//!
+//! The defaults of the adapted-spread kinds are floors that hold in closed loop: exact EM
+//! shrinks a free spread at every step ([`super::spread_warnings`] has the measurements).
 //! | `categorical` | `categories` (required), `floor` (0.001) |
 //! | `mixture` | the `gaussian_diag` keys, `components` (2), `inner_iterations` (1) |
 
@@ -178,7 +181,8 @@ pub struct ProposalConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub std_reset: Option<bool>,
     /// Conjugate-prior pseudo-count `ν ≥ 0` pulling adapted second moments toward the initial
-    /// covariance: `T̄ ← (ν T₀ + T̄) / (1 + ν)`. Default 0.
+    /// covariance: `T̄ ← (ν T₀ + T̄) / (1 + ν)`. Default 0.25, the receding-horizon floor of
+    /// the adapted spread (0 is exact EM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prior_weight: Option<f64>,
     /// Block structure of the `gaussian_full` covariance: `step` (default) or `sequence`.
@@ -193,7 +197,7 @@ pub struct ProposalConfig {
     /// Number of `spline` knots, between 2 and the horizon. Default 4.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub knots: Option<usize>,
-    /// Cap on the `beta` concentration `α + β` (its variance floor). Default 1000.
+    /// Cap on the `beta` concentration `α + β` (its variance floor). Default 30.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concentration_max: Option<f64>,
     /// Control values of the `categorical` kind (every control dimension uses this list).
@@ -373,7 +377,7 @@ impl ProposalConfig {
     /// `prior_weight` or its default.
     #[must_use]
     pub fn prior_weight(&self) -> f64 {
-        self.prior_weight.unwrap_or(0.0)
+        self.prior_weight.unwrap_or(0.25)
     }
     /// `covariance_block` or its default.
     #[must_use]
@@ -398,7 +402,7 @@ impl ProposalConfig {
     /// `concentration_max` or its default.
     #[must_use]
     pub fn concentration_max(&self) -> f64 {
-        self.concentration_max.unwrap_or(1e3)
+        self.concentration_max.unwrap_or(30.0)
     }
     /// `categories` (empty if not given).
     #[must_use]

@@ -22,6 +22,15 @@
 //! With `ν = 0` and no clamp active the update is the exact EM step, and
 //! `Q̂(θ⁺) − Q̂(θ_k) = KL(p_{θ⁺} ‖ p_{θ_k})` (docs/theory.md §C.2).
 //!
+//! **Receding-horizon default.** Exact EM shrinks the spread at every M-step and the warm start
+//! carries it to the next control step, so in closed loop the spread collapses toward
+//! `std_min` unless something holds it. The default `prior_weight = 0.25` does: after every
+//! M-step each variance is at least `ν/(1+ν) = 0.2` of its initial value (standard deviations
+//! at least ≈ 0.45 of the initial ones), and the pull restores it between steps. With
+//! `prior_weight = 0` (and no `std_reset`) the update is exact EM;
+//! [`spread_warnings`](super::spread_warnings) flags such configs and records the
+//! measurements behind the default.
+//!
 //! `log_prob` is the density of the unclamped Gaussian evaluated at the (possibly clamped)
 //! sample, as for [`super::GaussianFixed`].
 
@@ -603,6 +612,8 @@ mod tests {
             proposal: ProposalConfig {
                 noise_sigma: Some(vec![0.5]),
                 std_min: Some(1e-4),
+                // exact EM: no prior pull (the default `prior_weight` is the closed-loop floor)
+                prior_weight: Some(0.0),
                 ..ProposalConfig::new(crate::config::ProposalKind::GaussianDiag)
             },
             weighting: WeightingConfig::fixed(0.1),

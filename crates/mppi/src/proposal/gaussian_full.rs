@@ -25,6 +25,16 @@
 //! clipped the update is the exact EM step and `Q̂(θ⁺) − Q̂(θ_k) = KL(p_{θ⁺} ‖ p_{θ_k})`
 //! (docs/theory.md §C.2).
 //!
+//! **Receding-horizon default.** Exact EM shrinks the spread at every M-step and the warm start
+//! carries it to the next control step, so in closed loop the spread collapses toward
+//! `std_min` unless something holds it. The default `prior_weight = 0.25` does: after every
+//! M-step each block covariance is at least `ν/(1+ν) Σ₀ = 0.2 Σ₀` in the Loewner order (its
+//! spread in any direction at least ≈ 0.45 of the initial one; shrinkage toward the diagonal
+//! comes first and keeps this), and the pull restores it between steps. With
+//! `prior_weight = 0` (and no `std_reset`) the update is exact EM;
+//! [`spread_warnings`](super::spread_warnings) flags such configs and records the
+//! measurements behind the default.
+//!
 //! Whether a clip is needed is decided first by two Cholesky factorizations
 //! (`S − std_min² I ≻ 0` and `std_max² I − S ≻ 0`); only if one fails is the spectrum
 //! computed. The symmetric eigendecomposition is a cyclic Jacobi iteration and the Cholesky
@@ -1176,6 +1186,8 @@ mod tests {
                     noise_sigma: Some(vec![0.5]),
                     covariance_block: Some(block),
                     std_min: Some(1e-4),
+                    // exact EM: no prior pull (the default `prior_weight` is the closed-loop floor)
+                    prior_weight: Some(0.0),
                     ..ProposalConfig::new(crate::config::ProposalKind::GaussianFull)
                 },
                 weighting: WeightingConfig::fixed(0.1),

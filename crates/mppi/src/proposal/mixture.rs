@@ -26,11 +26,27 @@
 //! conjugate-prior rule applied per component); monotonicity then holds for the penalized
 //! objective.
 //!
-//! **Parameters** (mean coordinates, `C + 2·C·d` entries): `π_0..π_{C−1}`, then per component
-//! `μ_c` (`d`) followed by the second moments `E_c[U²] = μ_c² + s_c²` (`d`).
+//! **Parameters** (moment coordinates, `C + 2·C·d` entries): `π_0..π_{C−1}`, then per
+//! component `μ_c` (`d`) followed by the central second moments `s_c² = E_c[(U − μ_c)²]` (`d`).
+//! A mixture is not an exponential family, so it has no mean parameters in the sense of the
+//! other families; these are the quantities its M-step computes (means and variances by
+//! centred two-pass weighted sums), stored as they are. Storing `E_c[U²] = μ_c² + s_c²`
+//! instead, as this family once did, loses the variance to cancellation when `|μ| ≫ s`: at
+//! `|μ| = 1e4`, `s = 1e-3` the round trip `E_c[U²] − μ_c²` was off by ~1% (and a smaller `s`
+//! came back as 0 and was rejected). The domain (`π` in the simplex, `s² > 0`) is convex, so
+//! the planner's step rules (docs/theory.md §D.2) apply to this vector as to mean parameters.
 //! [`Proposal::set_params`] requires `π ≥ 0` summing to 1 (within 1e-6; renormalized) and
-//! `E_c[U²] − μ_c² > 0`; it clamps the variances into `[std_min², std_max²]` and the means into
+//! finite `s_c² > 0`; it clamps the variances into `[std_min², std_max²]` and the means into
 //! the control box.
+//!
+//! **Receding-horizon default**: exact EM shrinks the spread at every M-step and the warm
+//! start carries it to the next control step, so in closed loop the spread collapses toward
+//! `std_min` unless something holds it. The default `prior_weight = 0.25` does: after every
+//! M-step each component variance is at least `ν/(1+ν) = 0.2` of its initial value (standard
+//! deviations at least ≈ 0.45 of the initial ones), and the pull restores it between steps. With
+//! `prior_weight = 0` (and no `std_reset`) the update is exact EM;
+//! [`spread_warnings`](super::spread_warnings) flags such configs and records the
+//! measurements behind the default.
 //!
 //! **Initial distribution**: `π_c = 1/C`; component `c`'s mean is the zero plan plus the
 //! constant offset `(c − (C−1)/2) · 2σ_j` in every control dimension `j` of every step (clamped
@@ -94,13 +110,15 @@ pub struct MixtureSettings {
 }
 
 impl Default for MixtureSettings {
+    /// The defaults of the config keys (`MppiConfig::default()`), including its receding-horizon
+    /// floor `prior_weight = 0.25`.
     fn default() -> Self {
         MixtureSettings {
             components: 2,
             inner_iterations: 1,
             std_min: 1e-3,
             std_max: 1e3,
-            prior_weight: 0.0,
+            prior_weight: 0.25,
             samples: 1000,
         }
     }
@@ -217,17 +235,14 @@ impl Components {
         self.log_norm.copy_from_slice(&other.log_norm);
     }
 
-    /// Write the mean coordinates `(π, [μ_c, μ_c² + s_c²]_c)` into `out`.
+    /// Write the moment coordinates `(π, [μ_c, s_c²]_c)` into `out`.
     fn write_params(&self, out: &mut [f64]) {
         let (c_n, d) = (self.c, self.d);
         out[..c_n].copy_from_slice(&self.pi);
         for c in 0..c_n {
             let base = c_n + 2 * c * d;
-            let (mu, var) = (&self.mu[c * d..(c + 1) * d], &self.var[c * d..(c + 1) * d]);
-            out[base..base + d].copy_from_slice(mu);
-            for ((o, m), v) in out[base + d..base + 2 * d].iter_mut().zip(mu).zip(var) {
-                *o = m * m + v;
-            }
+            out[base..base + d].copy_from_slice(&self.mu[c * d..(c + 1) * d]);
+            out[base + d..base + 2 * d].copy_from_slice(&self.var[c * d..(c + 1) * d]);
         }
     }
 }
@@ -240,7 +255,7 @@ impl Components {
 /// let settings = MixtureSettings { components: 2, inner_iterations: 20, ..MixtureSettings::default() };
 /// // 1 step of 1 control, σ = 0.5: means at ∓0.5, variance 0.25, weights ½
 /// let mut f = GaussianMixture::new(1, 1, &[0.25], &[-2.0], &[2.0], settings).unwrap();
-/// assert_eq!(f.params(), &[0.5, 0.5, -0.5, 0.5, 0.5, 0.5]);
+/// assert_eq!(f.params(), &[0.5, 0.5, -0.5, 0.25, 0.5, 0.25]);
 /// let n = |u: f64, m: f64| (-(u - m) * (u - m) / 0.5).exp() / (2.0 * std::f64::consts::PI * 0.25).sqrt();
 /// let expected = (0.5 * n(0.3, -0.5) + 0.5 * n(0.3, 0.5)).ln();
 /// assert!((f.log_prob(&[0.3]).unwrap() - expected).abs() < 1e-12);
@@ -580,24 +595,22 @@ impl Proposal for GaussianMixture {
         }
         for c in 0..c_n {
             let base = c_n + 2 * c * d;
-            for j in 0..d {
-                let (mu, m2) = (theta[base + j], theta[base + d + j]);
-                let var = m2 - mu * mu;
-                if var.is_nan() || var <= 0.0 {
-                    return Err(MppiError::config(
-                        "proposal",
-                        format!("mixture component {c}, entry {j}: E[u²] − μ² = {var} must be > 0"),
-                    ));
-                }
+            if let Some(j) = (0..d).find(|&j| theta[base + d + j] <= 0.0) {
+                return Err(MppiError::config(
+                    "proposal",
+                    format!(
+                        "mixture component {c}, entry {j}: variance {} must be > 0",
+                        theta[base + d + j]
+                    ),
+                ));
             }
         }
         for c in 0..c_n {
             self.cur.pi[c] = pi[c] / total;
             let base = c_n + 2 * c * d;
             for j in 0..d {
-                let (mu, m2) = (theta[base + j], theta[base + d + j]);
-                self.cur.var[c * d + j] = (m2 - mu * mu).clamp(self.var_min, self.var_max);
-                self.cur.mu[c * d + j] = mu;
+                self.cur.mu[c * d + j] = theta[base + j];
+                self.cur.var[c * d + j] = theta[base + d + j].clamp(self.var_min, self.var_max);
             }
             clamp_plan(
                 &mut self.cur.mu[c * d..(c + 1) * d],
@@ -731,7 +744,7 @@ mod tests {
     #[test]
     fn log_prob_is_the_exact_mixture_density() {
         let mut f = mixture(2, 1, 0.7, MixtureSettings::default());
-        let theta = [0.3, 0.7, -1.0, 2.0, 1.04, 4.25, 0.5, -0.5, 0.34, 0.26];
+        let theta = [0.3, 0.7, -1.0, 2.0, 0.04, 0.25, 0.5, -0.5, 0.09, 0.01];
         f.set_params(&theta).unwrap();
         let u = [0.2, 1.1];
         let comp = |mu: [f64; 2], var: [f64; 2]| -> f64 {
@@ -749,7 +762,7 @@ mod tests {
         assert!(f.log_prob(&[1e3, -1e3]).unwrap().is_finite());
         // invalid parameters are rejected and leave the family unchanged
         let mut bad = theta;
-        bad[4] = 0.9; // E[u²] < μ²
+        bad[4] = -0.1; // negative variance
         assert!(f.set_params(&bad).is_err());
         bad = theta;
         bad[0] = 0.5; // weights sum to 1.2
@@ -925,7 +938,7 @@ mod tests {
     fn shift_and_set_plan_and_sampling() {
         let mut f = mixture(3, 1, 0.5, MixtureSettings::default());
         let theta = [
-            0.25, 0.75, 1.0, 2.0, 3.0, 1.01, 4.01, 9.01, -1.0, -2.0, -3.0, 1.04, 4.04, 9.04,
+            0.25, 0.75, 1.0, 2.0, 3.0, 0.01, 0.01, 0.01, -1.0, -2.0, -3.0, 0.04, 0.04, 0.04,
         ];
         f.set_params(&theta).unwrap();
         let mut plan = [0.0; 3];
@@ -1003,5 +1016,78 @@ mod tests {
         );
         assert!(min_weight > 0.2, "a mode lost its mass: {min_weight}");
         assert!((planner.mean()[0].abs() - 1.0).abs() < 0.05);
+    }
+
+    /// A narrow cluster far from the origin (`|μ| = 1e4`, `σ = 1e-3`, so `μ² / σ² = 1e14`):
+    /// the fitted variance survives the parameter vector and `set_params` to round-off of the
+    /// samples themselves. Stored as `E[u²] = μ² + s²` it came back as `E[u²] − μ²` with an
+    /// error of up to half an ulp of `1e8` (7.5e-9), i.e. ~1% of `s² = 1e-6`.
+    #[test]
+    fn far_narrow_clusters_keep_their_variance() {
+        let (n, d) = (400, 2);
+        let settings = MixtureSettings {
+            components: 2,
+            inner_iterations: 1,
+            std_min: 1e-9,
+            std_max: 1e9,
+            prior_weight: 0.0,
+            samples: n,
+        };
+        let mut f = mixture(1, d, 1.0, settings);
+        // two clusters at ±1e4 (the second at −1e4 + 5 in coordinate 1), σ = 1e-3
+        let mut rng = sample_rng(21, 0, 0, 0);
+        let mut samples = vec![0.0; n * d];
+        let centers = [[1e4, 1e4], [-1e4, -1e4 + 5.0]];
+        for (i, u) in samples.chunks_exact_mut(d).enumerate() {
+            for (j, v) in u.iter_mut().enumerate() {
+                let z: f64 = rng.normal();
+                *v = centers[i % 2][j] + 1e-3 * z;
+            }
+        }
+        let weights: Vec<f64> = (0..n).map(|i| (1.0 + (i % 7) as f64) / n as f64).collect();
+        let total: f64 = weights.iter().sum();
+        let weights: Vec<f64> = weights.iter().map(|w| w / total).collect();
+        // reference: centred two-pass weighted moments of each cluster
+        let reference = |k: usize, j: usize| -> (f64, f64) {
+            let rows = (k..n).step_by(2);
+            let mass: f64 = rows.clone().map(|i| weights[i]).sum();
+            let mean = rows
+                .clone()
+                .map(|i| weights[i] * samples[i * d + j])
+                .sum::<f64>()
+                / mass;
+            let var = rows
+                .map(|i| weights[i] * (samples[i * d + j] - mean).powi(2))
+                .sum::<f64>()
+                / mass;
+            (mean, var)
+        };
+        let mut theta = vec![0.0; f.params().len()];
+        f.fit(&samples, &weights, &mut theta);
+        f.set_params(&theta).unwrap();
+        let mut g = f.clone();
+        g.set_params(f.params()).unwrap(); // and once more through the parameter vector
+        let mut worst = 0.0f64;
+        for (c, k) in [(0, 1), (1, 0)] {
+            // component 0 starts on the negative side, component 1 on the positive one
+            for j in 0..d {
+                let (mean, var) = reference(k, j);
+                assert!(
+                    (g.component_mean(c)[j] - mean).abs() <= 1e-9,
+                    "component {c}, coordinate {j}: mean {} vs {mean}",
+                    g.component_mean(c)[j]
+                );
+                let rel = (g.component_variance(c)[j] - var).abs() / var;
+                worst = worst.max(rel);
+            }
+        }
+        println!("|μ| = 1e4, σ = 1e-3: max relative variance error {worst:.2e} (tol 1e-6)");
+        assert!(worst <= 1e-6, "variance lost to cancellation: {worst:.3e}");
+        // the density at a cluster center is the narrow Gaussian's, not a cancelled one
+        let u = [g.component_mean(1)[0], g.component_mean(1)[1]];
+        let v = g.component_variance(1);
+        let expected =
+            g.weights()[1].ln() - 0.5 * (2.0 * PI * v[0]).ln() - 0.5 * (2.0 * PI * v[1]).ln();
+        assert!((g.log_prob(&u).unwrap() - expected).abs() < 1e-9);
     }
 }

@@ -14,7 +14,7 @@
 //! | `gaussian_full` | [`GaussianFull`] | `μ`, then `E[U_k U_kᵀ]` per block (step `m x m` or sequence `d x d`; shrinkage, prior, eigenvalue clip) |
 //! | `colored` | [`ColoredGaussian`] | `μ` (covariance `K ⊗ Σ_u`, `K_ts = ρ^{|t−s|}`, fixed) |
 //! | `spline` | [`SplineGaussian`] | knot means `μ_Y` (`K·m`; plan `B μ_Y`, knot covariance fixed) |
-//! | `mixture` | [`GaussianMixture`] | `π` (`C`), then per component `μ_c`, `E_c[U²]` (diagonal; inner EM) |
+//! | `mixture` | [`GaussianMixture`] | `π` (`C`), then per component `μ_c`, `s_c²` (diagonal; inner EM; moment coordinates: a mixture has no mean parameters) |
 //! | `beta` | [`BetaFamily`] | `(E log y, E log(1−y))` per coordinate, `y = (u−a)/(b−a)` (capped concentration) |
 //! | `categorical` | [`Categorical`] | `π` (`d·K` probabilities over `categories`, floored) |
 //!
@@ -40,6 +40,7 @@ mod mixture;
 mod spline;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod warnings;
 
 pub use beta::{BetaFamily, digamma, ln_gamma, trigamma};
 pub use categorical::Categorical;
@@ -49,6 +50,7 @@ pub use gaussian_fixed::GaussianFixed;
 pub use gaussian_full::GaussianFull;
 pub use mixture::{GaussianMixture, MixtureSettings};
 pub use spline::SplineGaussian;
+pub use warnings::spread_warnings;
 
 /// What a proposal may condition on at one iteration: the state the plan starts from, where
 /// the loop is, and the spread the [`crate::Schedule`] asks for.
