@@ -18,18 +18,20 @@ from pathlib import Path
 MPPI = Path(__file__).resolve().parent.parent / "target" / "release" / "mppi"
 TASKS = ["pendulum", "cartpole", "double_integrator"]
 SEEDS = [0, 1, 2]
-# (label, overrides); adapted-spread families get the floor they need in closed loop.
+# (label, overrides). Adapted-spread families run with their defaults (prior_weight = 0.25,
+# beta_concentration_max = 30: the receding-horizon floor) and once without the floor.
 FAMILIES = [
     ("gaussian (default)", []),
-    ("gaussian_diag, prior_weight=0.5", ["family=gaussian_diag", "prior_weight=0.5"]),
-    ("gaussian_full, prior_weight=0.5", ["family=gaussian_full", "prior_weight=0.5"]),
-    ("gaussian_full sequence, prior_weight=0.5",
-     ["family=gaussian_full", "covariance_block=sequence", "prior_weight=0.5"]),
+    ("gaussian_diag", ["family=gaussian_diag"]),
+    ("gaussian_diag, prior_weight=0 (no floor)", ["family=gaussian_diag", "prior_weight=0"]),
+    ("gaussian_full", ["family=gaussian_full"]),
+    ("gaussian_full sequence", ["family=gaussian_full", "covariance_block=sequence"]),
     ("colored, noise_correlation=0.5", ["family=colored", "noise_correlation=0.5"]),
     ("spline, spline_knots=4", ["family=spline", "spline_knots=4"]),
-    ("beta, std_reset=true", ["family=beta", "std_reset=true"]),
+    ("beta", ["family=beta"]),
+    ("beta, beta_concentration_max=1000 (no floor)", ["family=beta", "beta_concentration_max=1000"]),
     ("mixture", ["family=mixture"]),
-    ("mixture, std_min=1.0", ["family=mixture", "std_min=1.0"]),
+    ("mixture, prior_weight=0 (no floor)", ["family=mixture", "prior_weight=0"]),
     ("TD-MPC2 preset (configs/tdmpc2.toml)", ["@configs/tdmpc2.toml"]),
 ]
 
