@@ -18,18 +18,20 @@ from pathlib import Path
 MPPI = Path(__file__).resolve().parent.parent / "target" / "release" / "mppi"
 TASKS = ["pendulum", "cartpole", "double_integrator"]
 SEEDS = [0, 1, 2]
-# (label, overrides); adapted-spread families get the floor they need in closed loop.
+# (label, overrides). Adapted-spread families run with their defaults (prior_weight = 0.25,
+# beta_concentration_max = 30: the receding-horizon floor) and once without the floor.
 FAMILIES = [
     ("gaussian (default)", []),
-    ("gaussian_diag, prior_weight=0.5", ["proposal.kind=gaussian_diag", "proposal.prior_weight=0.5"]),
-    ("gaussian_full, prior_weight=0.5", ["proposal.kind=gaussian_full", "proposal.prior_weight=0.5"]),
-    ("gaussian_full sequence, prior_weight=0.5",
-     ["proposal.kind=gaussian_full", "proposal.covariance_block=sequence", "proposal.prior_weight=0.5"]),
+    ("gaussian_diag", ["proposal.kind=gaussian_diag"]),
+    ("gaussian_diag, prior_weight=0 (no floor)", ["proposal.kind=gaussian_diag", "proposal.prior_weight=0"]),
+    ("gaussian_full", ["proposal.kind=gaussian_full"]),
+    ("gaussian_full sequence", ["proposal.kind=gaussian_full", "proposal.covariance_block=sequence"]),
     ("colored, correlation=0.5", ["proposal.kind=colored", "proposal.correlation=0.5"]),
     ("spline, knots=4", ["proposal.kind=spline", "proposal.knots=4"]),
-    ("beta, std_reset=true", ["proposal.kind=beta", "proposal.std_reset=true"]),
+    ("beta", ["proposal.kind=beta"]),
+    ("beta, concentration_max=1000 (no floor)", ["proposal.kind=beta", "proposal.concentration_max=1000"]),
     ("mixture", ["proposal.kind=mixture"]),
-    ("mixture, std_min=1.0", ["proposal.kind=mixture", "proposal.std_min=1.0"]),
+    ("mixture, prior_weight=0 (no floor)", ["proposal.kind=mixture", "proposal.prior_weight=0"]),
     ("TD-MPC2 preset (configs/tdmpc2.toml)", ["@configs/tdmpc2.toml"]),
 ]
 

@@ -250,6 +250,11 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             too_many_threads(config.threads)
         )));
     }
+    // settings that let an adapted spread collapse: the run goes on, the user is told why it
+    // may fail
+    for warning in mppi::proposal::spread_warnings(&config) {
+        eprintln!("warning: {warning}");
+    }
     let steps = args.steps.unwrap_or_else(|| task.default_steps());
     let out = args.out.as_deref();
     if out.is_some() {

@@ -509,6 +509,42 @@ fn hardened_config_values_get_one_line_errors() {
 }
 
 #[test]
+fn removing_the_floor_of_an_adapted_spread_warns_and_runs() {
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "-q",
+        "--set",
+        "proposal.kind=gaussian_diag",
+        "--set",
+        "proposal.prior_weight=0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("warning: ") && err.contains("proposal.prior_weight"),
+        "{err}"
+    );
+    // the default floor: no warning
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "2",
+        "-q",
+        "--set",
+        "proposal.kind=gaussian_diag",
+    ]);
+    assert!(
+        o.status.success() && stderr(&o).is_empty(),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn set_family_reaches_the_planner() {
     let o = mppi(&[
         "run",
