@@ -7,7 +7,7 @@ Markdown row per task: the seeds that failed and the pass count.
 
     cargo build --release --locked -p mppi-cli
     python3 scripts/seed_table.py                      # seeds 0..=19, every task
-    python3 scripts/seed_table.py --seeds 20 --jobs 2 two_routes --set family=gaussian_diag
+    python3 scripts/seed_table.py --seeds 20 --jobs 2 two_routes --set proposal.kind=gaussian
 
 Extra `--set KEY=VALUE` flags are passed to every run (use them to measure a family or a
 candidate default); positional arguments restrict the tasks.
