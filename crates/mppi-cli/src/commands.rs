@@ -12,7 +12,7 @@ use mppi_tasks::{
     task_by_name, task_names,
 };
 
-use crate::cli::{Cli, Command, ConfigArgs, RunArgs, TheoryArgs, max_threads, too_many_threads};
+use crate::cli::{Cli, Command, ConfigArgs, RunArgs, TheoryArgs};
 use crate::config::{Overrides, build_config, render_config};
 use crate::error::CliError;
 use crate::output::{CsvWriter, RunSummary, write_data_files};
@@ -243,13 +243,6 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         },
         control_dim,
     )?;
-    // `--threads` is checked when parsed; this catches `threads` from --set or the file
-    if config.threads > max_threads() {
-        return Err(CliError::usage(format!(
-            "invalid config value for `threads`: {}",
-            too_many_threads(config.threads)
-        )));
-    }
     // settings that let an adapted spread collapse: the run goes on, the user is told why it
     // may fail
     for warning in mppi::proposal::spread_warnings(&config) {

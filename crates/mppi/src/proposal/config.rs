@@ -154,7 +154,7 @@ impl ProposalKind {
 /// let err = wrong.validate(1).unwrap_err().to_string();
 /// assert!(err.contains("proposal.knots") && err.contains("spline"), "{err}");
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProposalConfig {
     /// The sampling distribution (theory B.4): `gaussian`, `gaussian_diag`, `gaussian_full`,
@@ -214,38 +214,19 @@ pub struct ProposalConfig {
     pub inner_iterations: Option<usize>,
 }
 
-impl Default for ProposalConfig {
-    fn default() -> Self {
-        ProposalConfig::new(ProposalKind::Gaussian)
-    }
-}
-
 /// Most inner EM iterations of the mixture's M-step.
 pub const MAX_INNER_ITERATIONS: usize = 1000;
 /// The range of `noise_sigma` entries whose square is a normal `f64`.
 const SIGMA_RANGE: (f64, f64) = (1e-150, 1e150);
 
 impl ProposalConfig {
-    /// A section of kind `kind` with every key at its default.
+    /// A section of kind `kind` with every key at its default (`Default` is the `gaussian`
+    /// kind).
     #[must_use]
     pub fn new(kind: ProposalKind) -> Self {
         ProposalConfig {
             kind,
-            noise_sigma: None,
-            noise_covariance: None,
-            std_min: None,
-            std_max: None,
-            std_reset: None,
-            prior_weight: None,
-            covariance_block: None,
-            shrinkage: None,
-            correlation: None,
-            knots: None,
-            concentration_max: None,
-            categories: None,
-            floor: None,
-            components: None,
-            inner_iterations: None,
+            ..ProposalConfig::default()
         }
     }
 
