@@ -218,7 +218,7 @@ impl RunSummary {
             rows.push((
                 "min increase margin",
                 format!(
-                    "{} (ΔL̂ − ΔQ̂, ≥ 0 by theory{kl})",
+                    "{} (ΔL̂ − ΔQ̂: ≥ 0 for any weights by Jensen, a consistency check{kl})",
                     crate::theory::num(margin)
                 ),
             ));

@@ -1007,7 +1007,7 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
             y_label: "increase margin".into(),
             series: vec![
                 Series::line(
-                    "surrogate gain − M-step gain (≥ 0 by theory)",
+                    "surrogate gain − M-step gain (≥ 0 for any weights, by Jensen)",
                     margin,
                     PALETTE[6],
                 ),

@@ -75,7 +75,9 @@ pub struct IterStats {
     pub surrogate_gain: f64,
     /// M-step gain `Q̂(θ_EM) − Q̂(θ_k)` (full diagnostics; NaN otherwise).
     pub q_gain: f64,
-    /// Sufficient-increase margin `surrogate_gain − q_gain`, `≥ 0` by theory (NaN if not
+    /// Margin `surrogate_gain − q_gain`: `≥ 0` for any normalized weights by Jensen's
+    /// inequality, so a consistency check of the two gains, not evidence of sufficient
+    /// increase (docs/theory.md §C.2; NaN if not
     /// measured).
     pub increase_margin: f64,
     /// `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖` within a control step (NaN on its first iteration

@@ -191,4 +191,20 @@ fn float32_nonfinite_costs_get_zero_weight() {
     let last = ctrl.report().last();
     assert!(last.weights.nonfinite > 0 && last.weights.nonfinite < 64);
     assert!(ctrl.plan().iter().all(|v| v.is_finite()));
+    // every sample whose float32 rollout cost is NaN has weight exactly 0; the rest are a
+    // distribution
+    let planner = ctrl.planner();
+    let (costs, weights) = (planner.costs(), planner.weights());
+    let mut nan = 0;
+    for (c, w) in costs.iter().zip(weights) {
+        if c.is_finite() {
+            assert!(w.is_finite() && *w >= 0.0, "cost {c}, weight {w}");
+        } else {
+            assert_eq!(*w, 0.0, "a NaN cost got weight {w}");
+            nan += 1;
+        }
+    }
+    assert_eq!(nan, last.weights.nonfinite);
+    let sum: f64 = weights.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-12, "weights sum to {sum}");
 }
