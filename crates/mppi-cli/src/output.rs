@@ -119,9 +119,10 @@ pub struct RunSummary {
     pub kept_plan_iterations: usize,
     /// Control steps whose loop stopped at `deadline_ms` before every iteration ran.
     pub out_of_time_steps: usize,
-    /// Smallest sufficient-increase margin `ΔL̂ − ΔQ̂` over every EM iteration (`≥ 0` by
-    /// theory); `None` without full diagnostics.
-    pub min_increase_margin: Option<f64>,
+    /// Largest `|ΔQ̂ − KL|` (the M-step gap) over every EM iteration: 0 for an exact
+    /// exponential-family M-step, the size of the floors' and priors' correction otherwise;
+    /// `None` without full diagnostics.
+    pub max_mstep_gap: Option<f64>,
     /// Mean `KL(p_{θ_EM} ‖ p_{θ_k})` over every EM iteration; `None` without full diagnostics
     /// (or for a family without a closed-form KL).
     pub mean_kl_step: Option<f64>,
@@ -144,7 +145,7 @@ impl RunSummary {
         let stats = &episode.stats;
         let mean_ess = stats.mean_ess();
         RunSummary {
-            min_increase_margin: stats.min_increase_margin,
+            max_mstep_gap: stats.max_mstep_gap,
             mean_kl_step: stats.mean_kl_step(),
             task: task.name().to_string(),
             description: task.description().to_string(),
@@ -210,16 +211,16 @@ impl RunSummary {
             ),
         ];
         let mut rows = rows;
-        if let Some(margin) = self.min_increase_margin {
+        if let Some(gap) = self.max_mstep_gap {
             let kl = self
                 .mean_kl_step
                 .map(|kl| format!(", mean KL step {}", crate::theory::num(kl)))
                 .unwrap_or_default();
             rows.push((
-                "min increase margin",
+                "max M-step gap",
                 format!(
-                    "{} (ΔL̂ − ΔQ̂: ≥ 0 for any weights by Jensen, a consistency check{kl})",
-                    crate::theory::num(margin)
+                    "{} (|ΔQ̂ − KL|: 0 for an exact M-step, else what floors and priors moved{kl})",
+                    crate::theory::num(gap)
                 ),
             ));
         }
@@ -310,7 +311,7 @@ pub fn trajectory_header(task: &dyn Task, n: usize, m: usize) -> String {
 }
 
 /// Header of `diagnostics.csv`.
-pub const DIAGNOSTICS_HEADER: &str = "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,truncated,kept_plan,update_norm,fell_back,kl_step,surrogate_gain,q_gain,increase_margin,contraction,planning_time_ms";
+pub const DIAGNOSTICS_HEADER: &str = "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,truncated,kept_plan,update_norm,fell_back,kl_step,surrogate_gain,q_gain,mstep_gap,contraction,planning_time_ms";
 
 /// Writes `trajectory.csv` and `diagnostics.csv` row by row as an episode runs.
 ///
@@ -421,7 +422,7 @@ fn push_diagnostics(line: &mut String, report: &StepReport) {
             it.kl_step,
             it.surrogate_gain,
             it.q_gain,
-            it.increase_margin,
+            it.mstep_gap,
             it.contraction,
             ms
         );
@@ -554,7 +555,7 @@ mod tests {
         let (a, b) = (summary(&episode), summary(&full));
         assert_eq!(a.total_cost, b.total_cost);
         assert_eq!(a.mean_ess, b.mean_ess);
-        assert_eq!(a.min_increase_margin, b.min_increase_margin);
+        assert_eq!(a.max_mstep_gap, b.max_mstep_gap);
         assert_eq!(a.final_state, b.final_state);
         assert_eq!(a.outcome, b.outcome);
         assert_eq!((a.kept_rows, b.kept_rows), (episode.states.len(), 301));

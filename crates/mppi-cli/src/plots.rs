@@ -941,7 +941,7 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
     let mut lambda = vec![];
     let mut loglik = vec![];
     let mut kl = vec![];
-    let mut margin = vec![];
+    let mut gap = vec![];
     let mut contraction = vec![];
     for report in &episode.reports {
         let iters = report.iterations.len().max(1) as f64;
@@ -951,7 +951,7 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
             lambda.push((t, it.weights.lambda));
             loglik.push((t, it.weights.log_likelihood));
             kl.push((t, it.kl_step));
-            margin.push((t, it.increase_margin));
+            gap.push((t, it.mstep_gap));
             contraction.push((t, it.contraction));
         }
     }
@@ -1004,11 +1004,11 @@ fn diagnostics_figure(task: &dyn Task, config: &MppiConfig, episode: &Episode) -
             log_y: log_kl,
         });
         panels.push(Panel {
-            y_label: "increase margin".into(),
+            y_label: "M-step gap ΔQ̂ − KL".into(),
             series: vec![
                 Series::line(
-                    "surrogate gain − M-step gain (≥ 0 for any weights, by Jensen)",
-                    margin,
+                    "M-step gain − KL step (0 for an exact M-step; floors and priors move it)",
+                    gap,
                     PALETTE[6],
                 ),
                 Series::dashed("zero", vec![(t0, 0.0), (t1, 0.0)], BOUND),

@@ -165,7 +165,7 @@ fn run_pendulum_writes_every_output() {
     let diag = csv_rows(&dir.join("diagnostics.csv"));
     assert_eq!(
         diag[0],
-        "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,truncated,kept_plan,update_norm,fell_back,kl_step,surrogate_gain,q_gain,increase_margin,contraction,planning_time_ms"
+        "step,iteration,lambda,log_likelihood,ess,min_cost,mean_cost,max_weight,nonfinite,truncated,kept_plan,update_norm,fell_back,kl_step,surrogate_gain,q_gain,mstep_gap,contraction,planning_time_ms"
     );
     assert_eq!(diag.len(), 1 + 200, "header + one row per EM iteration");
 
@@ -371,24 +371,28 @@ fn run_writes_full_diagnostics_by_default() {
     let dir_arg = dir.to_string_lossy().into_owned();
     let o = mppi(&["run", "pendulum", "--steps", "5", "--out", &dir_arg, "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("min increase margin"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("max M-step gap"), "{}", stdout(&o));
     let rows = csv_rows(&dir.join("diagnostics.csv"));
     let header: Vec<&str> = rows[0].split(',').collect();
     for col in [
         "kl_step",
         "surrogate_gain",
         "q_gain",
-        "increase_margin",
+        "mstep_gap",
         "contraction",
         "fell_back",
         "truncated",
     ] {
         assert!(header.contains(&col), "{col} missing from {header:?}");
     }
-    let margin = header.iter().position(|h| *h == "increase_margin").unwrap();
+    // the default proposal (fixed-covariance Gaussian, mean inside the torque box) takes the
+    // exact M-step: every iteration moves (KL > 0) and its gain equals the KL
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (margin, kl) = (column("mstep_gap"), column("kl_step"));
     for row in &rows[1..] {
-        let v: f64 = row.split(',').nth(margin).unwrap().parse().unwrap();
-        assert!(v >= -1e-9, "{row}");
+        let cells: Vec<&str> = row.split(',').collect();
+        let (gap, kl): (f64, f64) = (cells[margin].parse().unwrap(), cells[kl].parse().unwrap());
+        assert!(kl > 0.0 && gap.abs() <= 1e-8 * kl, "{row}");
     }
 
     // an explicit `diagnostics = basic` wins: no margin line, NaN columns
@@ -404,11 +408,7 @@ fn run_writes_full_diagnostics_by_default() {
         "-q",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        !stdout(&o).contains("min increase margin"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(!stdout(&o).contains("max M-step gap"), "{}", stdout(&o));
     let rows = csv_rows(&dir.join("diagnostics.csv"));
     assert!(
         rows[1].split(',').nth(margin).unwrap() == "NaN",
@@ -556,7 +556,7 @@ fn set_family_reaches_the_planner() {
         "-q",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("min increase margin"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("max M-step gap"), "{}", stdout(&o));
 }
 
 #[test]

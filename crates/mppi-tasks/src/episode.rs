@@ -70,9 +70,9 @@ pub struct EpisodeStats {
     pub ess_sum: f64,
     /// EM iterations in which every sampled cost was non-finite (the plan was kept).
     pub kept_plan_iterations: usize,
-    /// Smallest finite sufficient-increase margin over every EM iteration (`None` if none was
-    /// measured, e.g. without full diagnostics).
-    pub min_increase_margin: Option<f64>,
+    /// Largest finite `|ΔQ̂ − KL|` (the M-step gap, [`mppi::IterStats::mstep_gap`]) over every
+    /// EM iteration (`None` if none was measured, e.g. without full diagnostics).
+    pub max_mstep_gap: Option<f64>,
     /// Sum of the finite KL steps over every EM iteration.
     pub kl_step_sum: f64,
     /// Number of EM iterations with a finite KL step.
@@ -98,9 +98,9 @@ impl EpisodeStats {
             self.iterations += 1;
             self.ess_sum += it.weights.ess;
             self.kept_plan_iterations += usize::from(it.kept_plan);
-            if it.increase_margin.is_finite() {
-                let m = it.increase_margin;
-                self.min_increase_margin = Some(self.min_increase_margin.map_or(m, |v| v.min(m)));
+            if it.mstep_gap.is_finite() {
+                let g = it.mstep_gap.abs();
+                self.max_mstep_gap = Some(self.max_mstep_gap.map_or(g, |v| v.max(g)));
             }
             if it.kl_step.is_finite() {
                 self.kl_step_sum += it.kl_step;

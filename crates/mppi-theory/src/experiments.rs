@@ -634,7 +634,7 @@ pub fn sufficient_increase(size: Size, seed: u64) -> Result<FamiliesResult, Expe
                         let s = planner
                             .iterate(&objective, 0, k)
                             .map_err(|e| e.to_string())?;
-                        margins.push((k as f64, s.increase_margin));
+                        margins.push((k as f64, s.mstep_gap));
                         kls.push((k as f64, s.kl_step));
                         q_gains.push(s.q_gain);
                     }

@@ -134,8 +134,9 @@ pub enum DiagnosticsLevel {
     /// `L̂`, ESS, temperature, costs: free by-products of the weighting.
     #[default]
     Basic,
-    /// Also the KL step, the sufficient-increase margin and the contraction estimate (one
-    /// extra log-density pass over the samples per iteration).
+    /// Also the KL step, the M-step's gain `ΔQ̂` and its gap to the KL (docs/theory.md §C.2)
+    /// and the contraction estimate (one extra log-density pass over the samples per
+    /// iteration).
     Full,
 }
 

@@ -31,7 +31,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "diagnostics",
-        "basic | full (KL step, increase margin, contraction)",
+        "basic | full (KL step, M-step gain and gap, contraction)",
     ),
     (
         "deadline_ms",

@@ -21,8 +21,9 @@
 //! (docs/theory.md §C.1, §D.3).
 //!
 //! With `diagnostics = "full"` every iteration also reports `KL(p_{θ_EM} ‖ p_{θ_k})`, the
-//! empirical sufficient-increase margin `ΔL̂ − ΔQ̂` (docs/theory.md §C.2: it is `≥ 0` for every
-//! family, by Jensen) and a contraction estimate `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖`.
+//! M-step's gain `ΔQ̂` and their gap `ΔQ̂ − KL` (docs/theory.md §C.2: zero for an exact
+//! exponential-family M-step, so a floor, prior or faulty fit shows in it), and a contraction
+//! estimate `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖`.
 //!
 //! The planner owns a workspace allocated once at construction, so [`Planner::iterate`]
 //! allocates nothing. Randomness is a pure function of `(seed, step, iteration, sample)`, and
@@ -75,11 +76,13 @@ pub struct IterStats {
     pub surrogate_gain: f64,
     /// M-step gain `Q̂(θ_EM) − Q̂(θ_k)` (full diagnostics; NaN otherwise).
     pub q_gain: f64,
-    /// Margin `surrogate_gain − q_gain`: `≥ 0` for any normalized weights by Jensen's
-    /// inequality, so a consistency check of the two gains, not evidence of sufficient
-    /// increase (docs/theory.md §C.2; NaN if not
-    /// measured).
-    pub increase_margin: f64,
+    /// M-step gap `q_gain − kl_step` (full diagnostics; NaN if not measured or the proposal
+    /// has no KL). For an exponential family it is `(η_EM − η_k)ᵀ(T̄_w − ∇A(η_EM))`, zero
+    /// exactly when `θ_EM` matches the weighted sufficient statistics `T̄_w` (the exact M-step,
+    /// for which `ΔQ̂ = KL > 0` is the theorem's sufficient increase, docs/theory.md §C.2); a
+    /// floor, prior or shrinkage that moved the M-step makes it nonzero. For the mixture,
+    /// whose KL is the complete-data KL, it is `≥ 0` (generalized EM).
+    pub mstep_gap: f64,
     /// `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖` within a control step (NaN on its first iteration
     /// or without full diagnostics): the local contraction rate of docs/theory.md §C.3.
     pub contraction: f64,
@@ -101,7 +104,7 @@ impl IterStats {
             kl_step: f64::NAN,
             surrogate_gain: f64::NAN,
             q_gain: f64::NAN,
-            increase_margin: f64::NAN,
+            mstep_gap: f64::NAN,
             contraction: f64::NAN,
         }
     }
@@ -586,7 +589,7 @@ impl Planner {
             .unwrap_or(f64::NAN);
         result.surrogate_gain = gain;
         result.q_gain = q;
-        result.increase_margin = gain - q;
+        result.mstep_gap = q - result.kl_step;
     }
 
     /// The update stage: take the EM step or the candidate, swap it in, track the step sizes.

@@ -71,8 +71,9 @@
 //! variances (`shift_fill = "zero"` fills the mean with zeros and the variance with the
 //! initial spread).
 //!
-//! **KL**: there is no closed form between mixtures; [`Proposal::kl`] returns NaN (docs/theory.md
-//! B.5: mixtures are tested with H18 instead).
+//! **KL**: there is no closed form between mixtures; [`Proposal::kl`] returns the complete-data
+//! KL over `(U, c)` with components matched by index, an upper bound on the KL of the mixtures
+//! and exactly the gain of one inner M-step (docs/theory.md §C.2; checked by H4 and H18).
 //!
 //! **Allocation**: the `N × C` responsibilities are allocated by the constructor for
 //! [`MixtureSettings::samples`] samples; `sample`, `log_prob` and `fit` allocate nothing unless
@@ -688,9 +689,39 @@ impl Proposal for GaussianMixture {
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         self.fit_inner(samples, weights, out, &mut []);
     }
-    /// No closed form between mixtures: always NaN (docs/theory.md §B.5; H18 tests the fit).
-    fn kl(&self, _other: &dyn Proposal) -> Option<f64> {
-        None
+    /// The complete-data KL over `(U, c)` with components matched by index:
+    ///
+    /// ```text
+    /// KL_joint = Σ_c π_c log(π_c / π'_c) + Σ_c π_c KL(N(μ_c, s_c²) ‖ N(μ'_c, s'_c²))
+    /// ```
+    ///
+    /// The KL between the mixtures themselves has no closed form; by the chain rule it is at
+    /// most this (marginalizing `c` cannot increase a KL). It is also what the M-step's gain is
+    /// measured against: one inner EM iteration maximizes the complete-data objective exactly,
+    /// so its gain equals `KL_joint(p_new ‖ p_old)` and the outer gain `ΔQ̂` is at least that
+    /// (generalized EM; docs/theory.md §C.2, H4). `None` for another family or another shape.
+    fn kl(&self, other: &dyn Proposal) -> Option<f64> {
+        let other = super::downcast::<GaussianMixture>(other)?;
+        let (a, b) = (&self.cur, &other.cur);
+        if a.c != b.c || a.d != b.d {
+            return None;
+        }
+        let d = a.d;
+        let mut kl = 0.0;
+        for c in 0..a.c {
+            let p = a.pi[c];
+            if p == 0.0 {
+                continue;
+            }
+            let mut comp = (p / b.pi[c]).ln();
+            for j in c * d..(c + 1) * d {
+                let e = a.mu[j] - b.mu[j];
+                let ratio = a.var[j] * b.inv_var[j];
+                comp += 0.5 * (ratio + e * e * b.inv_var[j] - 1.0 - ratio.ln());
+            }
+            kl += p * comp;
+        }
+        Some(kl)
     }
     fn clone_box(&self) -> Box<dyn Proposal> {
         Box::new(self.clone())
