@@ -19,6 +19,10 @@
 
 use mppi::proposal::Proposal;
 use mppi::rng::{BlockRng, sample_rng};
+use mppi::testing::theory::{
+    EM_IDENTITY_TOLERANCE, IncreaseSettings, MStep, RECOVERY_T, check_em_step, check_fit_recovery,
+    check_population_increase,
+};
 use mppi::weights::{Temperature, compute_weights};
 use mppi::{
     Acceleration, BLOCK_LANES, Cost, CovarianceBlock, DiagnosticsLevel, Dynamics, FnObjective,
@@ -44,11 +48,6 @@ const D: usize = T * M;
 struct Case {
     name: &'static str,
     cfg: MppiConfig,
-    /// Tolerance of the M-step recovery check: `max_i |θ̂_i − θ_i| / (1 + |θ_i|)` with
-    /// 20 000 uniform-weight samples. Calibrated once on the fixed seeds below (measured
-    /// 0.003–0.008; mixture 0.008) and frozen at about 4x (6x for the mixture, whose inner EM
-    /// adds responsibility noise).
-    fit_tol: f64,
 }
 
 fn base_config() -> MppiConfig {
@@ -72,7 +71,6 @@ fn table() -> Vec<Case> {
         Case {
             name: "gaussian",
             cfg: b(),
-            fit_tol: 0.03,
         },
         Case {
             name: "gaussian_diag",
@@ -80,7 +78,6 @@ fn table() -> Vec<Case> {
                 proposal: b().proposal.clone().into_kind(ProposalKind::GaussianDiag),
                 ..b()
             },
-            fit_tol: 0.03,
         },
         Case {
             name: "gaussian_full(step)",
@@ -91,7 +88,6 @@ fn table() -> Vec<Case> {
                 },
                 ..b()
             },
-            fit_tol: 0.03,
         },
         Case {
             name: "gaussian_full(sequence)",
@@ -102,7 +98,6 @@ fn table() -> Vec<Case> {
                 },
                 ..b()
             },
-            fit_tol: 0.03,
         },
         Case {
             name: "colored",
@@ -113,7 +108,6 @@ fn table() -> Vec<Case> {
                 },
                 ..b()
             },
-            fit_tol: 0.03,
         },
         Case {
             name: "spline",
@@ -124,7 +118,6 @@ fn table() -> Vec<Case> {
                 },
                 ..b()
             },
-            fit_tol: 0.03,
         },
         Case {
             name: "beta",
@@ -134,7 +127,6 @@ fn table() -> Vec<Case> {
                 proposal: b().proposal.clone().into_kind(ProposalKind::Beta),
                 ..b()
             },
-            fit_tol: 0.03,
         },
         Case {
             name: "categorical",
@@ -147,7 +139,6 @@ fn table() -> Vec<Case> {
                 },
                 ..b()
             },
-            fit_tol: 0.03,
         },
         Case {
             name: "mixture",
@@ -158,7 +149,6 @@ fn table() -> Vec<Case> {
                 },
                 ..b()
             },
-            fit_tol: 0.05,
         },
     ]
 }
@@ -610,22 +600,18 @@ fn conformance_fit_recovers_parameters_and_ignores_zero_weights() {
         let f = warmed(&case);
         let p = f.params().to_vec();
 
-        // recovery with uniform weights
-        let n = 20_000;
-        let u = draw(f.as_ref(), n, 5);
-        let w = vec![1.0 / n as f64; n];
-        let mut out = vec![f64::NAN; p.len()];
-        f.clone_box().fit(&u, &w, &mut out);
-        let err = max_scaled_diff(&out, &p);
+        // unbiased recovery with uniform weights, floors off (a floor or prior biases the fit
+        // on purpose): a t-test per parameter over 30 repeats of 5000 draws (RECOVERY_T's
+        // derivation; a 5% variance error gives |t| ≈ 14, see negative_controls.rs)
+        let exact = warmed(&floors_off(&case));
+        let r = check_fit_recovery(exact.as_ref(), 5_000, 30, 5, RECOVERY_T)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         println!(
-            "[fit] {:<24} recovery from {n} uniform-weight samples: max |Δθ|/(1+|θ|) = {err:.4} (tol {})",
-            case.name, case.fit_tol
-        );
-        assert!(
-            err <= case.fit_tol,
-            "{}: recovered parameters off by {err} > {}",
+            "[fit] {:<24} recovery, {} parameters, 30 × 5000 uniform-weight draws: max |t| = {:.2} at parameter {} (tol {RECOVERY_T})",
             case.name,
-            case.fit_tol
+            exact.params().len(),
+            r.max_t,
+            r.worst
         );
 
         // zero-weight samples are ignored
@@ -913,70 +899,76 @@ fn conformance_mean_parameter_interpolation_stays_in_the_domain() {
     }
 }
 
-/// `(L̂ gain, Q̂ gain)` of `plus` over `k` on fixed samples: `log Σ w_i r_i` and
-/// `Σ w_i log r_i`, `r_i = p(U_i; θ⁺) / p(U_i; θ_k)` (docs/theory.md §C.1, C.2).
-fn gains(plus: &dyn Proposal, k: &dyn Proposal, u: &[f64], w: &[f64]) -> (f64, f64) {
-    let d = k.dim();
-    let r: Vec<(f64, f64)> = u
-        .chunks_exact(d)
-        .zip(w)
-        .filter(|(_, wi)| **wi > 0.0)
-        .map(|(x, wi)| (*wi, plus.log_prob(x).unwrap() - k.log_prob(x).unwrap()))
-        .collect();
-    let q: f64 = r.iter().map(|(wi, ri)| wi * ri).sum();
-    let max = r
-        .iter()
-        .map(|(_, ri)| *ri)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let s: f64 = r.iter().map(|(wi, ri)| wi * (ri - max).exp()).sum();
-    (max + s.ln(), q)
+/// The M-step identity the family must satisfy with its floors off.
+fn mstep_of(case: &Case) -> MStep {
+    if case.cfg.proposal.kind == ProposalKind::Mixture {
+        MStep::Generalized
+    } else {
+        MStep::Exact
+    }
 }
 
+/// H4 on fixed samples ([`check_em_step`]), every family with its floors off, three
+/// temperatures: `KL(p⁺ ‖ p_k) > 0` and `ΔQ̂ = KL` to 1e-8 relative (the mixture: `ΔQ̂ ≥`
+/// its complete-data KL). `ΔL̂ ≥ ΔQ̂` is printed, not asserted: it is Jensen's inequality and
+/// holds for any weights and any `θ⁺` (docs/theory.md §C.2).
 #[test]
-fn h4_empirical_sufficient_increase_on_fixed_samples() {
+fn h4_mstep_gain_equals_the_kl_on_fixed_samples() {
     for (case, _) in available("H4", table().iter().map(floors_off).collect()) {
-        let is_mixture = case.cfg.proposal.kind == ProposalKind::Mixture;
         let k = warmed(&case);
         let n = 400;
         for (seed, lambda) in [(12u64, 1.0), (13, 0.3), (14, 3.0)] {
             let u = draw(k.as_ref(), n, seed);
             let costs: Vec<f64> = u.chunks_exact(D).map(weight_cost).collect();
             let w = weights_of(&costs, lambda);
-            let ess = 1.0 / w.iter().map(|x| x * x).sum::<f64>();
-            let mut theta = vec![0.0; k.params().len()];
-            k.clone_box().fit(&u, &w, &mut theta);
-            let mut plus = k.clone_box();
-            plus.set_params(&theta)
-                .unwrap_or_else(|e| panic!("{}: M-step result rejected: {e}", case.name));
-            let (l_gain, q_gain) = gains(plus.as_ref(), k.as_ref(), &u, &w);
-            let kl = plus.kl(k.as_ref()).unwrap_or(f64::NAN);
+            let r = check_em_step(k.as_ref(), &u, &w, mstep_of(&case))
+                .unwrap_or_else(|e| panic!("{} (λ = {lambda}): {e}", case.name));
             println!(
-                "[H4] {:<24} λ = {lambda}, ESS {ess:.0}/{n}: ΔL̂ = {l_gain:.6} ≥ ΔQ̂ = {q_gain:.6} (slack {:.2e}, tol −1e-10); KL(p⁺‖p_k) = {kl:.6}, |ΔQ̂ − KL|/KL = {:.1e} (tol 1e-8)",
+                "[H4] {:<24} λ = {lambda}, ESS {:.0}/{n}: ΔQ̂ = {:.6}, KL(p⁺‖p_k) = {:.6}, ΔQ̂ − KL = {:.1e} ({})",
                 case.name,
-                l_gain - q_gain,
-                (q_gain - kl).abs() / kl.abs().max(1e-300)
+                r.ess,
+                r.q_gain,
+                r.kl,
+                r.gap,
+                match mstep_of(&case) {
+                    MStep::Exact => format!("tol {EM_IDENTITY_TOLERANCE:e}·KL"),
+                    MStep::Generalized => "≥ 0: complete-data KL".to_string(),
+                }
             );
-            assert!(
-                l_gain >= q_gain - 1e-10,
-                "{}: ΔL̂ {l_gain} < ΔQ̂ {q_gain}",
-                case.name
-            );
-            assert!(
-                q_gain >= -1e-10,
-                "{}: the M-step decreased Q̂ by {q_gain}",
-                case.name
-            );
-            if is_mixture {
-                // not an exponential family: no closed-form KL, only the (generalized) EM part
-                assert!(kl.is_nan() || kl >= -1e-12, "{}: KL {kl}", case.name);
-            } else {
-                assert!(
-                    (q_gain - kl).abs() <= 1e-8 * kl.abs() + 1e-14,
-                    "{}: ΔQ̂ = {q_gain} but KL(p⁺‖p_k) = {kl}",
-                    case.name
-                );
-            }
         }
+    }
+}
+
+/// The population sufficient increase of docs/theory.md §C.2 on fresh samples
+/// ([`check_population_increase`]: `L(θ⁺) − L(θ_k) ≥ KL(p⁺ ‖ p_k)`, with `z = 4` standard
+/// errors, the delta-method bias of `L̂` and the M-step's own sampling error as the allowance),
+/// every family with its floors off, from its warmed distribution on the weighting cost.
+#[test]
+fn h4_population_increase_on_fresh_samples() {
+    for (case, _) in available("H4 population", table().iter().map(floors_off).collect()) {
+        let k = warmed(&case);
+        let settings = IncreaseSettings {
+            lambda: 1.0,
+            fit_samples: 50_000,
+            eval_samples: 10_000,
+            repeats: 20,
+            z: 4.0,
+            seed: 21,
+        };
+        let r = check_population_increase(k.as_ref(), &weight_cost, &settings)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        println!(
+            "[H4 population] {:<24} L(θ⁺) − L(θ_k) = {:.5} ± {:.5} (SE, {} pairs of fresh batches of {}) ≥ KL {:.5} (bias allowance {:.1e}, M-step sd {:.1e}, z = 4; slack {:.4})",
+            case.name,
+            r.gain,
+            r.gain_se,
+            settings.repeats,
+            settings.eval_samples,
+            r.kl,
+            r.bias,
+            r.fit_sd,
+            r.slack
+        );
     }
 }
 

@@ -21,6 +21,10 @@
 //! # Ok::<(), mppi::MppiError>(())
 //! ```
 //!
+//! [`theory`] has the checks of the EM theory itself (docs/theory.md §C.2): the M-step identity
+//! `ΔQ̂ = KL`, the sufficient increase of the true `L` on fresh samples, and unbiased parameter
+//! recovery, each with its tolerance derived next to it.
+//!
 //! The checks allocate, so don't call them in a control loop.
 
 use std::fmt;
@@ -127,6 +131,7 @@ mod dynamics;
 mod proposal;
 #[cfg(test)]
 mod tests;
+pub mod theory;
 
 pub use dynamics::check_dynamics;
 pub use proposal::check_proposal;
