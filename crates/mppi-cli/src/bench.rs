@@ -16,6 +16,10 @@
 //! problem (`mppi_tasks::reference`: the same math, in the same precision, and the same random
 //! numbers in one plain loop, 1 thread, the "speed of light"); the tables give its time and the
 //! ratio library / reference at 1 thread.
+//!
+//! The binary's allocator counts the heap allocations made on every thread (rayon's workers
+//! included) during the library's timed blocks (`crate::alloc_count`); every row reports its
+//! count, and the report sums them per thread count.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -29,17 +33,12 @@ use mppi_tasks::reference::{ReferenceKernel, ReferenceProblem};
 use mppi_tasks::{Task, controller};
 use serde::Serialize;
 
+use crate::alloc_count::{self, Counts};
 use crate::cli::BenchArgs;
 use crate::commands::{create_out_dir, find_task, print_stdout};
 use crate::error::CliError;
 use crate::plots::{PlotLine, register_font, write_line_plot};
 use crate::theory::table;
-
-/// What the allocation column says: the count is checked by tests, not measured here (the
-/// binary has no counting allocator).
-pub const ALLOCATIONS_NOTE: &str = "0 per control step after construction (not measured \
-     here: see crates/mppi-tasks/tests/tasks.rs control_step_allocates_nothing and the divan \
-     bench; with 2+ threads rayon's queue allocates ~760 B every 63 steps, docs/architecture.md)";
 
 /// One benchmark problem: a task at a size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +189,13 @@ pub struct Measurement {
     pub ns_per_sample_step: f64,
     /// Time per step of every block, in milliseconds, in the order measured.
     pub block_ms: Vec<f64>,
+    /// Control steps timed: `calls_per_block` × blocks (warm-up excluded).
+    pub timed_steps: usize,
+    /// Heap allocations (and reallocations) counted on every thread of the process during
+    /// the timed steps.
+    pub allocations: u64,
+    /// Their sizes, summed, in bytes.
+    pub allocated_bytes: u64,
     /// The hand-fused reference kernel on the same problem, 1 thread (`null` where none was
     /// timed).
     pub reference: Option<ReferenceTiming>,
@@ -263,6 +269,44 @@ pub struct Machine {
     pub build: String,
 }
 
+/// The heap allocations counted during the timed control steps of one thread count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AllocationTotal {
+    /// Rollout threads.
+    pub threads: usize,
+    /// Control steps timed (every row of this thread count).
+    pub steps: usize,
+    /// Allocations (and reallocations) counted on every thread during those steps.
+    pub allocations: u64,
+    /// Their sizes, summed, in bytes.
+    pub bytes: u64,
+    /// `allocations / steps`.
+    pub per_step: f64,
+}
+
+/// Sum the counts of every measurement per thread count.
+fn allocation_totals(measurements: &[&Measurement], threads: &[usize]) -> Vec<AllocationTotal> {
+    threads
+        .iter()
+        .map(|&n| {
+            let rows = measurements.iter().filter(|m| m.threads == n);
+            let steps: usize = rows.clone().map(|m| m.timed_steps).sum();
+            let allocations: u64 = rows.clone().map(|m| m.allocations).sum();
+            AllocationTotal {
+                threads: n,
+                steps,
+                allocations,
+                bytes: rows.map(|m| m.allocated_bytes).sum(),
+                per_step: if steps == 0 {
+                    0.0
+                } else {
+                    allocations as f64 / steps as f64
+                },
+            }
+        })
+        .collect()
+}
+
 /// Everything `mppi bench` measured (written as `bench.json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
@@ -282,8 +326,9 @@ pub struct BenchReport {
     pub k_sweep: Sweep,
     /// `double_integrator` at fixed `K`, varying `T`.
     pub t_sweep: Sweep,
-    /// Heap allocations per control step.
-    pub allocations: String,
+    /// Heap allocations during the timed control steps, counted on every thread, summed over
+    /// every row (problems and sweeps) of each thread count.
+    pub allocations: Vec<AllocationTotal>,
     /// Total wall time of the benchmark in seconds.
     pub wall_time_s: f64,
 }
@@ -372,6 +417,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     });
 
     let t_samples = suite.t_sweep.first().map_or(0, |p| p.samples);
+    let every_row: Vec<&Measurement> = problems.iter().chain(&k_sweep).chain(&t_sweep).collect();
+    let allocations = allocation_totals(&every_row, &threads);
     let report = BenchReport {
         machine,
         quick: args.quick,
@@ -387,7 +434,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
             t_sweep,
             &threads,
         ),
-        allocations: ALLOCATIONS_NOTE.to_string(),
+        allocations,
         wall_time_s: started.elapsed().as_secs_f64(),
     };
     let mut text = render(&report);
@@ -443,24 +490,34 @@ fn problem_config(task: &dyn Task, problem: &Problem, threads: usize) -> MppiCon
     }
 }
 
+/// The timed blocks of one call.
+struct Timed {
+    calls_per_block: usize,
+    /// Every block's time per call in milliseconds.
+    block_ms: Vec<f64>,
+    /// The heap allocations counted on every thread during the blocks.
+    counts: Counts,
+}
+
 /// Warm `call` up (at least [`WARMUP_CALLS`] calls and `plan.warmup`), then time
-/// `plan.blocks` blocks of back-to-back calls, each long enough to last `plan.min_block`.
-/// Returns the calls per block and every block's time per call in milliseconds.
-fn time_blocks<E>(
-    plan: &Plan,
-    mut call: impl FnMut() -> Result<(), E>,
-) -> Result<(usize, Vec<f64>), E> {
+/// `plan.blocks` blocks of back-to-back calls, each long enough to last `plan.min_block`,
+/// counting the allocations during the blocks.
+fn time_blocks<E>(plan: &Plan, mut call: impl FnMut() -> Result<(), E>) -> Result<Timed, E> {
     let mut timed = time_interleaved(plan, &mut [&mut call])?;
     Ok(timed.remove(0))
 }
 
 /// [`time_blocks`] for several calls at once, with their blocks interleaved (a block of the
 /// first, then of the second, ...), so that slow phases of a shared machine fall on all of
-/// them alike and their ratio stays meaningful.
+/// them alike and their ratio stays meaningful. Each call's allocations are counted during its
+/// own blocks only.
 fn time_interleaved<E>(
     plan: &Plan,
     calls: &mut [&mut dyn FnMut() -> Result<(), E>],
-) -> Result<Vec<(usize, Vec<f64>)>, E> {
+) -> Result<Vec<Timed>, E> {
+    // the controllers are built: let their pools' workers start (and a previous measurement's
+    // workers exit) before anything is counted
+    alloc_count::wait_for_idle_threads();
     let mut calls_per_block = Vec::with_capacity(calls.len());
     for call in calls.iter_mut() {
         let warmup = Instant::now();
@@ -476,16 +533,34 @@ fn time_interleaved<E>(
         );
     }
     let mut block_ms = vec![Vec::with_capacity(plan.blocks); calls.len()];
+    let mut counts = vec![Counts::default(); calls.len()];
     for _ in 0..plan.blocks {
-        for ((call, n), times) in calls.iter_mut().zip(&calls_per_block).zip(&mut block_ms) {
+        for (((call, n), times), counted) in calls
+            .iter_mut()
+            .zip(&calls_per_block)
+            .zip(&mut block_ms)
+            .zip(&mut counts)
+        {
+            let window = alloc_count::Window::open();
             let t = Instant::now();
             for _ in 0..*n {
                 call()?;
             }
-            times.push(t.elapsed().as_secs_f64() * 1e3 / *n as f64);
+            let elapsed = t.elapsed();
+            *counted += window.close();
+            times.push(elapsed.as_secs_f64() * 1e3 / *n as f64);
         }
     }
-    Ok(calls_per_block.into_iter().zip(block_ms).collect())
+    Ok(calls_per_block
+        .into_iter()
+        .zip(block_ms)
+        .zip(counts)
+        .map(|((calls_per_block, block_ms), counts)| Timed {
+            calls_per_block,
+            block_ms,
+            counts,
+        })
+        .collect())
 }
 
 /// `(median, min, max)` of non-empty block times.
@@ -504,11 +579,11 @@ fn time_steps(
 ) -> Result<Measurement, MppiError> {
     let mut ctrl = build_controller(task, problem, threads)?;
     let x = task.initial_state();
-    let (calls_per_block, block_ms) = time_blocks(plan, || {
+    let timed = time_blocks(plan, || {
         black_box(ctrl.act(black_box(&x))?[0]);
         Ok(())
     })?;
-    Ok(measurement(problem, threads, calls_per_block, block_ms))
+    Ok(measurement(problem, threads, timed))
 }
 
 /// The controller a measurement times: the task's default config at the problem's size, and
@@ -526,13 +601,13 @@ fn build_controller(
     Ok(ctrl)
 }
 
-/// A [`Measurement`] from its block times.
-fn measurement(
-    problem: &Problem,
-    threads: usize,
-    calls_per_block: usize,
-    block_ms: Vec<f64>,
-) -> Measurement {
+/// A [`Measurement`] from its timed blocks.
+fn measurement(problem: &Problem, threads: usize, timed: Timed) -> Measurement {
+    let Timed {
+        calls_per_block,
+        block_ms,
+        counts,
+    } = timed;
     let (median_ms, min_ms, max_ms) = block_stats(&block_ms);
     let work = (problem.samples * problem.horizon) as f64;
     Measurement {
@@ -548,7 +623,10 @@ fn measurement(
         max_ms,
         sample_steps_per_s: work / (median_ms * 1e-3),
         ns_per_sample_step: median_ms * 1e6 / work,
+        timed_steps: calls_per_block * block_ms.len(),
         block_ms,
+        allocations: counts.allocations,
+        allocated_bytes: counts.bytes,
         reference: None,
         ratio_to_reference: None,
     }
@@ -581,17 +659,17 @@ fn measure_with_reference(
         Ok(())
     };
     let mut timed = time_interleaved(plan, &mut [&mut library, &mut reference])?;
-    let (ref_calls, ref_ms) = timed.pop().expect("two timings");
-    let (lib_calls, lib_ms) = timed.pop().expect("two timings");
-    let (median_ms, min_ms, max_ms) = block_stats(&ref_ms);
+    let reference = timed.pop().expect("two timings");
+    let library = timed.pop().expect("two timings");
+    let (median_ms, min_ms, max_ms) = block_stats(&reference.block_ms);
     Ok((
-        measurement(problem, threads, lib_calls, lib_ms),
+        measurement(problem, threads, library),
         ReferenceTiming {
-            calls_per_block: ref_calls,
+            calls_per_block: reference.calls_per_block,
             median_ms,
             min_ms,
             max_ms,
-            block_ms: ref_ms,
+            block_ms: reference.block_ms,
         },
     ))
 }
@@ -864,12 +942,21 @@ fn problem_rows(measurements: &[Measurement]) -> Vec<Vec<String>> {
                 format!("{:.2}", m.ns_per_sample_step),
                 reference_text(m),
                 ratio_text(m),
+                allocations_text(m),
             ]
         })
         .collect()
 }
 
-const PROBLEM_HEADER: [&str; 11] = [
+/// `allocations/steps` of a row: the allocations counted during its timed steps.
+fn allocations_text(m: &Measurement) -> String {
+    format!("{}/{}", m.allocations, m.timed_steps)
+}
+
+/// Column of a row's allocations over its timed steps.
+const ALLOCATIONS_HEADER: &str = "ALLOCS/STEPS";
+
+const PROBLEM_HEADER: [&str; 12] = [
     "PROBLEM",
     "K",
     "T",
@@ -881,17 +968,18 @@ const PROBLEM_HEADER: [&str; 11] = [
     "NS/SAMPLE-STEP",
     REFERENCE_HEADER,
     RATIO_HEADER,
+    ALLOCATIONS_HEADER,
 ];
-const PROBLEM_NUMERIC: [bool; 11] = [
-    false, true, true, false, true, true, true, true, true, true, true,
+const PROBLEM_NUMERIC: [bool; 12] = [
+    false, true, true, false, true, true, true, true, true, true, true, true,
 ];
 /// Column of the reference kernel's median time per step.
 const REFERENCE_HEADER: &str = "REFERENCE (1 THREAD)";
 /// Column of the ratio library / reference.
 const RATIO_HEADER: &str = "RATIO LIBRARY/REFERENCE";
 
-/// A sweep as a table: one row per size, one `median (min – max)` column and one rate column
-/// per thread count.
+/// A sweep as a table: one row per size; per thread count a median, a min – max, a rate and
+/// an allocations column.
 fn sweep_rows(s: &Sweep, threads: &[usize]) -> (Vec<String>, Vec<Vec<String>>) {
     let size_name = if s.variable == "samples" { "K" } else { "T" };
     let mut header = vec![size_name.to_string()];
@@ -899,6 +987,7 @@ fn sweep_rows(s: &Sweep, threads: &[usize]) -> (Vec<String>, Vec<Vec<String>>) {
         header.push(format!("{n} THREAD{} MEDIAN", plural(n).to_uppercase()));
         header.push("MIN – MAX".into());
         header.push("SAMPLE-STEPS/S".into());
+        header.push(ALLOCATIONS_HEADER.into());
     }
     let mut sizes: Vec<usize> = s
         .measurements
@@ -928,8 +1017,9 @@ fn sweep_rows(s: &Sweep, threads: &[usize]) -> (Vec<String>, Vec<Vec<String>>) {
                         row.push(fmt_ms(m.median_ms));
                         row.push(range_text(m));
                         row.push(fmt_rate(m.sample_steps_per_s));
+                        row.push(allocations_text(m));
                     }
-                    None => row.extend(["–".to_string(), "–".to_string(), "–".to_string()]),
+                    None => row.extend(std::iter::repeat_n("–".to_string(), 4)),
                 }
             }
             if with_reference {
@@ -969,6 +1059,38 @@ const REFERENCE_NOTE: &str = "reference: the hand-fused kernel of the same math 
      same way in blocks interleaved with the library's; ratio = library median / reference \
      median at 1 thread";
 
+/// What the allocation counts are (the heading of their lines).
+const ALLOCATIONS_TITLE: &str = "allocations per control step, counted on every thread during \
+     the timed steps (warm-up excluded)";
+
+/// One line per thread count: `2 threads: 0.0159 (21 allocations, 31920 B, in 1320 steps)`.
+fn allocation_lines(totals: &[AllocationTotal]) -> Vec<String> {
+    let mut lines: Vec<String> = totals
+        .iter()
+        .map(|t| {
+            let per_step = if t.allocations == 0 {
+                "0".to_string()
+            } else if t.per_step >= 1e-3 {
+                format!("{:.4}", t.per_step)
+            } else {
+                format!("{:.2e}", t.per_step)
+            };
+            format!(
+                "{} thread{}: {per_step} ({} allocations, {} B, in {} steps)",
+                t.threads,
+                plural(t.threads),
+                t.allocations,
+                t.bytes,
+                t.steps
+            )
+        })
+        .collect();
+    if totals.iter().any(|t| t.threads > 1 && t.allocations > 0) {
+        lines.push("(2+ threads: rayon's job queue, see docs/architecture.md)".into());
+    }
+    lines
+}
+
 /// The text `mppi bench` prints.
 #[must_use]
 pub fn render(r: &BenchReport) -> String {
@@ -997,7 +1119,10 @@ pub fn render(r: &BenchReport) -> String {
         s.push_str(&table(&header, &rows, &vec![true; header.len()]));
         s.push_str(&fit_lines(sweep));
     }
-    let _ = writeln!(s, "\nallocations: {}", r.allocations);
+    let _ = writeln!(s, "\n{ALLOCATIONS_TITLE}:");
+    for line in allocation_lines(&r.allocations) {
+        let _ = writeln!(s, "  {line}");
+    }
     let _ = writeln!(s, "wall time: {:.1} s", r.wall_time_s);
     s
 }
@@ -1060,7 +1185,12 @@ pub fn markdown(r: &BenchReport) -> String {
         }
         let _ = writeln!(s, "\n![{title}]({stem}.png)");
     }
-    let _ = writeln!(s, "\nAllocations: {}", r.allocations);
+    let mut title = ALLOCATIONS_TITLE.to_string();
+    title[..1].make_ascii_uppercase();
+    let _ = writeln!(s, "\n{title}:\n");
+    for line in allocation_lines(&r.allocations) {
+        let _ = writeln!(s, "- {line}");
+    }
     s
 }
 
@@ -1169,6 +1299,9 @@ mod tests {
             sample_steps_per_s: (samples * horizon) as f64 / (ms * 1e-3),
             ns_per_sample_step: ms * 1e6 / (samples * horizon) as f64,
             block_ms: vec![ms],
+            timed_steps: 1,
+            allocations: 0,
+            allocated_bytes: 0,
             reference: None,
             ratio_to_reference: None,
         }
@@ -1194,9 +1327,13 @@ mod tests {
             assert!(f.intercept_ms.abs() < 1e-9, "{f:?}");
         }
         let (header, rows) = sweep_rows(&s, &[1, 2]);
-        assert_eq!(header.len(), 7);
+        assert_eq!(header.len(), 9);
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0][0], "128");
+        assert_eq!(
+            (header[4].as_str(), rows[0][4].as_str()),
+            ("ALLOCS/STEPS", "0/1")
+        );
     }
 
     #[test]
@@ -1241,20 +1378,56 @@ mod tests {
         // the sweep table gets the two columns, filled at the timed size only
         let s = sweep("x", "samples", "T = 100", ms, &[1, 2]);
         let (header, rows) = sweep_rows(&s, &[1, 2]);
-        assert_eq!(header.len(), 9);
-        assert_eq!(header[7], REFERENCE_HEADER);
+        assert_eq!(header.len(), 11);
+        assert_eq!(header[9], REFERENCE_HEADER);
         let row = |k: &str| rows.iter().find(|r| r[0] == k).unwrap().clone();
         assert_eq!(
-            (row("2048")[7].as_str(), row("2048")[8].as_str()),
+            (row("2048")[9].as_str(), row("2048")[10].as_str()),
             ("2.500 ms", "1.20x")
         );
         assert_eq!(
-            (row("1024")[7].as_str(), row("1024")[8].as_str()),
+            (row("1024")[9].as_str(), row("1024")[10].as_str()),
             ("–", "–")
         );
         // without a reference the sweep table keeps its columns
         let t = sweep("x", "horizon", "K = 1", vec![m(1, 10, 1, 1.0)], &[1]);
-        assert_eq!(sweep_rows(&t, &[1]).0.len(), 4);
+        assert_eq!(sweep_rows(&t, &[1]).0.len(), 5);
+    }
+
+    #[test]
+    fn allocations_are_summed_per_thread_count() {
+        let with = |threads: usize, steps: usize, allocations: u64| Measurement {
+            timed_steps: steps,
+            allocations,
+            allocated_bytes: 1520 * allocations,
+            ..m(1000, 30, threads, 0.1)
+        };
+        let rows = [
+            with(1, 400, 0),
+            with(2, 500, 7),
+            with(1, 100, 0),
+            with(2, 100, 1),
+        ];
+        let refs: Vec<&Measurement> = rows.iter().collect();
+        let totals = allocation_totals(&refs, &[1, 2, 4]);
+        assert_eq!(totals.len(), 3);
+        assert_eq!((totals[0].steps, totals[0].allocations), (500, 0));
+        assert_eq!(
+            (totals[1].steps, totals[1].allocations, totals[1].bytes),
+            (600, 8, 12_160)
+        );
+        assert_eq!((totals[2].steps, totals[2].per_step), (0, 0.0));
+        let lines = allocation_lines(&totals);
+        assert_eq!(lines[0], "1 thread: 0 (0 allocations, 0 B, in 500 steps)");
+        assert_eq!(
+            lines[1],
+            "2 threads: 0.0133 (8 allocations, 12160 B, in 600 steps)"
+        );
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[3].contains("rayon"));
+        assert_eq!(allocations_text(&rows[1]), "7/500");
+        // without multi-thread allocations there is no note
+        assert_eq!(allocation_lines(&totals[..1]).len(), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! `error: `; the exit status is 2 for usage and configuration errors and 1 for failures at
 //! run time (or an unmet `--require-success`).
 
+mod alloc_count;
 mod bench;
 mod cli;
 mod commands;

@@ -610,6 +610,106 @@ fn theory_quick_prints_tables_and_writes_files() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Bytes of one block of rayon's job queue (crossbeam-deque 0.8.8 `Injector<JobRef>`: a
+/// `next` pointer and 63 slots of a two-pointer job and a state word; 1520 B on 64 bits).
+const INJECTOR_BLOCK_BYTES: u64 = 8 * (1 + 63 * 3);
+
+/// The bench's allocation counts are measured, and are what is known: a timed control step
+/// allocates nothing on 1 thread, nor on 2 threads where the rollouts stay on the caller (`K·T`
+/// below the planner's threshold); above it each step hands one job to rayon's queue, which
+/// allocates a 1520 B block per 63 jobs, so `steps` timed steps make between
+/// `floor(steps / 63)` and `ceil(steps / 63)` allocations. The run is long enough that some rows
+/// must show one: a count that was not measured fails.
+fn check_bench_allocations(out: &str, json: &serde_json::Value) {
+    let threshold = mppi::planner::PARALLEL_MIN_SAMPLE_STEPS as u64;
+    let rows: Vec<&serde_json::Value> = json["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .chain(json["k_sweep"]["measurements"].as_array().expect("k sweep"))
+        .chain(json["t_sweep"]["measurements"].as_array().expect("t sweep"))
+        .collect();
+    let int = |v: &serde_json::Value, key: &str| {
+        v[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("`{key}` is not a count in {v}"))
+    };
+    // (steps, allocations, bytes) per thread count, and the allocations that must be there
+    let mut sums = std::collections::BTreeMap::<u64, (u64, u64, u64)>::new();
+    let mut known = 0;
+    for row in &rows {
+        let (threads, steps) = (int(row, "threads"), int(row, "timed_steps"));
+        let (allocations, bytes) = (int(row, "allocations"), int(row, "allocated_bytes"));
+        let blocks = row["block_ms"].as_array().expect("blocks").len() as u64;
+        assert_eq!(steps, int(row, "calls_per_block") * blocks, "{row}");
+        let parallel = threads > 1 && int(row, "samples") * int(row, "horizon") >= threshold;
+        let (low, high) = if parallel {
+            (steps / 63, steps.div_ceil(63))
+        } else {
+            (0, 0)
+        };
+        known += low;
+        let label = format!("{} with {threads} thread(s)", row["problem"]);
+        assert!(
+            (low..=high).contains(&allocations),
+            "{label}: {allocations} allocations in {steps} timed steps, {low}..={high} expected"
+        );
+        assert_eq!(
+            bytes,
+            allocations * INJECTOR_BLOCK_BYTES,
+            "{label}: not rayon's queue blocks"
+        );
+        let sum = sums.entry(threads).or_default();
+        *sum = (sum.0 + steps, sum.1 + allocations, sum.2 + bytes);
+    }
+    assert!(
+        known >= 1,
+        "no 2-thread row timed 63 parallel steps: the run cannot show a count"
+    );
+    // the report's totals and the printed lines are those sums
+    let totals = json["allocations"].as_array().expect("allocation totals");
+    assert_eq!(totals.len(), sums.len(), "{totals:?}");
+    let start = out
+        .find("allocations per control step, counted on every thread during the timed steps")
+        .unwrap_or_else(|| panic!("no allocation lines in:\n{out}"));
+    let lines: Vec<&str> = out[start..].lines().skip(1).collect();
+    for (total, (&threads, &(steps, allocations, bytes))) in totals.iter().zip(&sums) {
+        assert_eq!(
+            (
+                int(total, "threads"),
+                int(total, "steps"),
+                int(total, "allocations"),
+                int(total, "bytes")
+            ),
+            (threads, steps, allocations, bytes),
+            "{total}"
+        );
+        // `  2 threads: 0.0159 (21 allocations, 31920 B, in 1320 steps)`
+        let prefix = format!("{threads} thread{}: ", if threads == 1 { "" } else { "s" });
+        let line = lines
+            .iter()
+            .map(|l| l.trim())
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{out}"));
+        let numbers: Vec<f64> = line[prefix.len()..]
+            .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-'))
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        assert_eq!(
+            numbers[1..],
+            [allocations as f64, bytes as f64, steps as f64],
+            "{line}"
+        );
+        // printed to 4 decimals, or 3 significant digits below 0.001
+        let per_step = allocations as f64 / steps as f64;
+        assert!(
+            (numbers[0] - per_step).abs() <= 5e-5_f64.max(5e-3 * per_step),
+            "{line}: {per_step}"
+        );
+    }
+    assert_eq!(sums[&1].1, 0, "1 thread allocated: {sums:?}");
+}
+
 #[test]
 fn bench_quick_prints_tables_and_writes_files() {
     let dir = temp_dir("bench");
@@ -623,8 +723,9 @@ fn bench_quick_prints_tables_and_writes_files() {
         &dir_arg,
         "--threads",
         "1,2",
+        // enough timed steps that a 2-thread row reaches 63 (see check_bench_allocations)
         "--blocks",
-        "3",
+        "30",
     ]);
     let out = stdout(&o);
     assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
@@ -639,7 +740,7 @@ fn bench_quick_prints_tables_and_writes_files() {
         "K sweep: diff_drive, T = 100",
         "T sweep: double_integrator",
         "log-log slope",
-        "allocations: 0",
+        "ALLOCS/STEPS",
     ] {
         assert!(out.contains(needle), "`{needle}` missing from:\n{out}");
     }
@@ -699,9 +800,13 @@ fn bench_quick_prints_tables_and_writes_files() {
     ] {
         assert!(json.contains(key), "{key} missing from bench.json");
     }
+    let json: serde_json::Value = serde_json::from_str(&json).expect("bench.json parses");
+    check_bench_allocations(&out, &json);
     let md = std::fs::read_to_string(dir.join("bench.md")).unwrap();
     assert!(
-        md.contains("| problem |") && md.contains("bench_scaling_k.png"),
+        md.contains("| problem |")
+            && md.contains("bench_scaling_k.png")
+            && md.contains("Allocations per control step, counted on every thread"),
         "{md}"
     );
     let _ = std::fs::remove_dir_all(&dir);

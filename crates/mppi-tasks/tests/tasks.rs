@@ -1,58 +1,8 @@
-//! Integration tests of the built-in tasks (one test binary for the crate):
-//! closed-loop success of every task with its default config on seeds 0-9, zero heap
-//! allocations per control step, and thread-count determinism of whole episodes.
+//! Integration tests of the built-in tasks: closed-loop success of every task with its
+//! default config on seeds 0-9, and thread-count determinism of whole episodes. (Allocations
+//! per control step are counted in `tests/allocations.rs`, a test binary of its own.)
 
-// The allocation counter below wraps the system allocator, which needs `unsafe impl`.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-use mppi_tasks::{EpisodeOptions, Task, all_tasks, controller, run_episode, task_by_name};
-
-/// Counts allocations made by the current thread while `COUNTING` is set.
-struct CountingAllocator;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    // try_with: thread-locals may be gone during thread teardown
-    let _ = COUNTING.try_with(|c| {
-        if c.get() {
-            let _ = COUNT.try_with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-/// Allocations made by the calling thread while `f` runs. (Rayon workers are other threads;
-/// the 2-thread case is checked by the divan bench, which counts every thread.)
-fn allocations_during(f: impl FnOnce()) -> usize {
-    COUNT.with(|n| n.set(0));
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    COUNT.with(|n| n.get())
-}
+use mppi_tasks::{EpisodeOptions, Task, all_tasks, run_episode, task_by_name};
 
 fn run_default(task: &dyn Task, seed: u64) -> (bool, String, f64) {
     run_in(task, seed, mppi::Precision::F64)
@@ -183,33 +133,6 @@ fn every_task_has_consistent_metadata() {
             .validate(dynamics.control_dim())
             .unwrap_or_else(|e| panic!("{}: default config invalid: {e}", task.name()));
         assert!(!task.description().is_empty());
-    }
-}
-
-#[test]
-fn control_step_allocates_nothing() {
-    let precisions = [mppi::Precision::F64, mppi::Precision::F32];
-    for task in all_tasks() {
-        for (threads, precision) in [1, 2].into_iter().flat_map(|t| precisions.map(|p| (t, p))) {
-            let mut config = task.default_config();
-            config.threads = threads;
-            config.precision = precision;
-            config.samples = config.samples.min(300);
-            let mut ctrl = controller(task.as_ref(), &config).expect("controller");
-            let x = task.initial_state();
-            ctrl.act(&x).expect("first step");
-            let n = allocations_during(|| {
-                for _ in 0..5 {
-                    ctrl.act(&x).expect("step");
-                }
-            });
-            assert_eq!(
-                n,
-                0,
-                "{} with {threads} thread(s), {precision:?}: {n} allocations in 5 control steps",
-                task.name()
-            );
-        }
     }
 }
 
