@@ -395,7 +395,9 @@ impl Planner {
         // at least one entry per block, so the per-block zip below always has every block
         let per_block = objective.scratch_len(BLOCK_LANES).max(1);
         let blocks = self.cfg.samples.div_ceil(BLOCK_LANES);
-        if per_block > self.scratch_per_block || self.scratch.len() < per_block * blocks {
+        // the scratch is always `scratch_per_block · blocks` long (`blocks` is fixed by the
+        // config), so only a larger need per block reallocates
+        if per_block > self.scratch_per_block {
             self.scratch_per_block = per_block;
             self.scratch = vec![0.0; per_block * blocks];
         }

@@ -211,11 +211,13 @@ pub fn check_population_increase(
 ) -> Result<IncreaseReport, ConformanceError> {
     let name = proposal.name();
     let s = settings;
-    if !s.lambda.is_finite() || s.lambda <= 0.0
+    if !s.lambda.is_finite()
+        || s.lambda <= 0.0
         || s.fit_samples < 2
         || s.eval_samples < 2
         || s.repeats < 2
-        || !s.z.is_finite() || s.z < 0.0
+        || !s.z.is_finite()
+        || s.z < 0.0
     {
         return failure(name, "valid settings", format!("{s:?}"));
     }

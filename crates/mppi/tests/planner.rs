@@ -1,0 +1,203 @@
+//! Planner behaviour that mutation testing (`cargo mutants`, README developer notes) found
+//! untested: each test kills mutants of `planner.rs` that every other test let live, and
+//! names them.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Mutex;
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use mppi::{
+    Acceleration, BatchFnObjective, Deadline, FnObjective, IterStats, MppiConfig, Observer,
+    Planner, ProposalConfig, ProposalKind, Status, UpdateConfig, WeightingConfig,
+};
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn quadratic(d: usize) -> FnObjective<impl Fn(&[f64]) -> f64 + Send + Sync> {
+    FnObjective::new(d, |u: &[f64]| {
+        u.iter()
+            .enumerate()
+            .map(|(j, v)| (v - 0.3 - 0.1 * j as f64).powi(2))
+            .sum()
+    })
+}
+
+fn config() -> MppiConfig {
+    MppiConfig {
+        samples: 200,
+        horizon: 4,
+        iterations: 4,
+        seed: 5,
+        weighting: WeightingConfig::fixed(0.5),
+        ..MppiConfig::default()
+    }
+}
+
+/// Records every iteration's parameters.
+struct Params(Vec<Vec<f64>>);
+impl Observer for Params {
+    fn on_iteration(&mut self, _s: &IterStats, p: &Planner) -> ControlFlow<()> {
+        self.0.push(p.proposal().params().to_vec());
+        ControlFlow::Continue(())
+    }
+}
+
+/// Kills `Stages::around: == → !=` (heavy ball's momentum dropped): with `acceleration =
+/// heavy_ball`, `β > 0` changes the iterates from the second iteration on, and the step is
+/// `θ_{k+1} = θ_k + α(θ_EM − θ_k) + β(θ_k − θ_{k−1})` with the same `θ_EM` as plain EM there.
+#[test]
+fn heavy_ball_momentum_reaches_the_update() {
+    let run = |acceleration, momentum| {
+        let cfg = MppiConfig {
+            update: UpdateConfig {
+                acceleration,
+                momentum,
+                safeguard: false,
+                ..UpdateConfig::default()
+            },
+            ..config()
+        };
+        let mut p = Planner::new(&cfg, 1).unwrap();
+        let mut seen = Params(vec![p.proposal().params().to_vec()]);
+        p.optimize(&quadratic(4), 0, &mut seen).unwrap();
+        seen.0
+    };
+    let plain = run(Acceleration::None, 0.0);
+    let heavy = run(Acceleration::HeavyBall, 0.5);
+    // iteration 0 has no history: identical
+    assert_eq!(bits(&plain[1]), bits(&heavy[1]));
+    // iteration 1: same samples and weights from the same θ_1, so θ_EM is plain[2]; the heavy
+    // ball adds β (θ_1 − θ_0)
+    for j in 0..plain[2].len() {
+        let expected = plain[2][j] + 0.5 * (heavy[1][j] - heavy[0][j]);
+        assert!(
+            (heavy[2][j] - expected).abs() <= 1e-12 * (1.0 + expected.abs()),
+            "entry {j}: heavy ball {} vs θ_EM + β(θ_1 − θ_0) = {expected}",
+            heavy[2][j]
+        );
+    }
+    assert_ne!(bits(&plain[2]), bits(&heavy[2]));
+    println!("heavy ball iteration 1 = θ_EM + β(θ_1 − θ_0) (1e-12), and differs from plain EM");
+}
+
+/// Kills `Deadline::no_time_for: + → −`: the loop must stop before an iteration that would
+/// end past the deadline, predicted from the longest one so far. Every iteration sleeps 20 ms
+/// (one batch call), so with a 30 ms budget the second would end at ≥ 40 ms: exactly one runs,
+/// however slow the machine (the mutant compares `now − 20 ms`, always before the deadline
+/// after one iteration, and runs a second). The `>` → `>=` mutant is equivalent:
+/// `now + next == deadline` to the nanosecond has probability zero.
+#[test]
+fn a_deadline_shorter_than_two_iterations_runs_exactly_one() {
+    let slow = BatchFnObjective::new(4, |u: &[f64], out: &mut [f64]| {
+        std::thread::sleep(Duration::from_millis(20));
+        for (o, row) in out.iter_mut().zip(u.chunks_exact(4)) {
+            *o = row.iter().map(|v| v * v).sum();
+        }
+        Ok(())
+    });
+    let cfg = MppiConfig {
+        iterations: 10,
+        ..config()
+    };
+    let mut p = Planner::new(&cfg, 1).unwrap();
+    let o = p
+        .optimize_until(
+            &slow,
+            None,
+            0,
+            Deadline::after(Duration::from_millis(30)),
+            &mut (),
+        )
+        .unwrap();
+    println!(
+        "20 ms iterations, 30 ms budget: {:?} after {} iteration(s)",
+        o.status, o.iterations
+    );
+    assert_eq!((o.status, o.iterations), (Status::OutOfTime, 1));
+}
+
+/// Kills `Planner::assemble: > → <` on `control_cost_gamma`: the control-cost term needs a
+/// Gaussian proposal, and a config that asks for it with another proposal is an error naming
+/// the key (not a silent no-op).
+#[test]
+fn control_cost_with_a_non_gaussian_proposal_is_an_error() {
+    let cfg = MppiConfig {
+        u_min: Some(vec![-1.0]),
+        u_max: Some(vec![1.0]),
+        proposal: ProposalConfig {
+            categories: Some(vec![-1.0, 0.0, 1.0]),
+            ..ProposalConfig::new(ProposalKind::Categorical)
+        },
+        weighting: WeightingConfig {
+            control_cost_gamma: 0.5,
+            ..WeightingConfig::fixed(0.5)
+        },
+        ..config()
+    };
+    let Err(e) = Planner::new(&cfg, 1) else {
+        panic!("control_cost_gamma > 0 with a categorical proposal was accepted");
+    };
+    let e = e.to_string();
+    assert!(e.contains("weighting.control_cost_gamma"), "{e}");
+    // and γ = 0 with the same proposal builds
+    let cfg = MppiConfig {
+        weighting: WeightingConfig::fixed(0.5),
+        ..cfg
+    };
+    Planner::new(&cfg, 1).unwrap();
+}
+
+/// Kills `Planner::assemble: > → <, ==, >=` on `threads`: with `threads = 2` and a problem
+/// above `PARALLEL_MIN_SAMPLE_STEPS` the samples are evaluated on two pool threads, never on
+/// the caller; with `threads = 1` all on the calling thread.
+#[test]
+fn threads_decide_where_samples_are_evaluated() {
+    let seen: Mutex<HashSet<ThreadId>> = Mutex::new(HashSet::new());
+    let objective = FnObjective::new(32, |u: &[f64]| {
+        seen.lock().unwrap().insert(std::thread::current().id());
+        u.iter().map(|v| v * v).sum()
+    });
+    let caller = std::thread::current().id();
+    for threads in [1, 2] {
+        seen.lock().unwrap().clear();
+        let cfg = MppiConfig {
+            samples: 1024,
+            horizon: 32,
+            iterations: 3,
+            threads,
+            ..config()
+        };
+        assert!(cfg.samples * cfg.horizon >= mppi::planner::PARALLEL_MIN_SAMPLE_STEPS);
+        let mut p = Planner::new(&cfg, 1).unwrap();
+        p.optimize(&objective, 0, &mut ()).unwrap();
+        let ids = seen.lock().unwrap().clone();
+        println!(
+            "threads = {threads}: evaluated on {} thread(s), caller among them: {}",
+            ids.len(),
+            ids.contains(&caller)
+        );
+        if threads == 1 {
+            assert_eq!(ids, HashSet::from([caller]));
+        } else {
+            assert!(!ids.contains(&caller), "the caller evaluated samples");
+            assert!(!ids.is_empty() && ids.len() <= 2, "{} threads", ids.len());
+        }
+    }
+}
+
+/// Kills `Planner::reset → ()`: reset returns the distribution and the plan to their initial
+/// values after the planner has moved them.
+#[test]
+fn reset_restores_the_initial_distribution() {
+    let mut p = Planner::new(&config(), 1).unwrap();
+    let (params, plan) = (p.proposal().params().to_vec(), p.mean().to_vec());
+    p.optimize(&quadratic(4), 0, &mut ()).unwrap();
+    assert_ne!(bits(p.mean()), bits(&plan), "the planner did not move");
+    p.reset();
+    assert_eq!(bits(p.proposal().params()), bits(&params));
+    assert_eq!(bits(p.mean()), bits(&plan));
+}
