@@ -1,5 +1,6 @@
 //! Scaffolding shared by the families' unit tests: seeded sample sets, weights from costs,
-//! one EM step, and the empirical sufficient increase (docs/theory.md §H4).
+//! one EM step, the empirical sufficient increase (docs/theory.md §H4), and the z-scores every
+//! statistical check is phrased in.
 
 use super::Proposal;
 use crate::rng::sample_rng;
@@ -9,6 +10,45 @@ use crate::weights::{Temperature, compute_weights};
 pub(crate) const MARGIN_TOL: f64 = 1e-10;
 /// H4's relative tolerance on `ΔQ̂ == KL(p_{θ⁺} ‖ p_{θ_k})`.
 pub(crate) const KL_REL_TOL: f64 = 1e-8;
+
+/// The bound on every z-score `|estimate − theory|/SE` of the families' statistical checks.
+/// For an asymptotically normal estimator `P(|Z| > 5) = 5.7e-7`, so a test with `K`
+/// statistics raises a false alarm with probability at most `K · 5.7e-7` (union bound; the
+/// largest `K` here is 144). Each such test also asserts that the same estimate *fails* the
+/// bound against the theory value perturbed by 5%, which shows the check has power.
+pub(crate) const Z_TOL: f64 = 5.0;
+
+/// `(x̄, SE)` for the self-normalized weighted mean `x̄ = Σ_i w_i x_i` (`Σ_i w_i = 1`, `x_i`
+/// given by `x(i)`), with the delta-method standard error `SE² = Σ_i w_i² (x_i − x̄)²`.
+///
+/// Derivation: with unnormalized weights `a_i`, `x̄ − E_q[x] = Σ_i a_i (x_i − E_q[x])/Σ_i a_i`
+/// exactly; to first order the denominator is its expectation, so the variance is
+/// `Σ_i a_i² (x_i − E_q[x])²/(Σ_i a_i)² ≈ Σ_i w_i² (x_i − x̄)²` (the usual variance estimate
+/// of self-normalized importance sampling; Owen, *Monte Carlo theory, methods and examples*,
+/// ch. 9). For a weighted variance pass `x_i = (u_i − ū)²`: centring at the estimated `ū`
+/// changes the estimator only at second order. With `w_i = 1/N` this is `s/√N`.
+pub(crate) fn weighted_mean_se(w: &[f64], x: impl Fn(usize) -> f64) -> (f64, f64) {
+    let mean: f64 = w.iter().enumerate().map(|(i, wi)| wi * x(i)).sum();
+    let var: f64 = w
+        .iter()
+        .enumerate()
+        .filter(|(_, wi)| **wi > 0.0)
+        .map(|(i, wi)| (wi * (x(i) - mean)).powi(2))
+        .sum();
+    (mean, var.sqrt())
+}
+
+/// `max_k |measured_k − expected_k| / se_k` over `(measured, expected, se)` triples; a NaN
+/// z-score (a NaN estimate, or `0/0`) counts as infinite, so it fails every bound.
+pub(crate) fn max_z(checks: impl IntoIterator<Item = (f64, f64, f64)>) -> f64 {
+    checks
+        .into_iter()
+        .map(|(m, e, se)| {
+            let z = (m - e).abs() / se;
+            if z.is_nan() { f64::INFINITY } else { z }
+        })
+        .fold(0.0, f64::max)
+}
 
 /// `n` plans drawn from `f` (sample `i` from the stream `sample_rng(seed, 0, 0, i)`),
 /// row-major `n x d`.
