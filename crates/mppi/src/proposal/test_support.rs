@@ -1,14 +1,52 @@
 //! Scaffolding shared by the families' unit tests: seeded sample sets, weights from costs,
-//! one EM step, and the empirical sufficient increase (docs/theory.md §H4).
+//! one EM step, the empirical sufficient increase (docs/theory.md §H4), and the z-scores every
+//! statistical check is phrased in.
 
 use super::Proposal;
 use crate::rng::sample_rng;
 use crate::weights::{Temperature, compute_weights};
 
-/// H4's tolerance on `ΔL̂ − ΔQ̂` (the Jensen inequality `ΔL̂ ≥ ΔQ̂`).
-pub(crate) const MARGIN_TOL: f64 = 1e-10;
 /// H4's relative tolerance on `ΔQ̂ == KL(p_{θ⁺} ‖ p_{θ_k})`.
 pub(crate) const KL_REL_TOL: f64 = 1e-8;
+
+/// The bound on every z-score `|estimate − theory|/SE` of the families' statistical checks.
+/// For an asymptotically normal estimator `P(|Z| > 5) = 5.7e-7`, so a test with `K`
+/// statistics raises a false alarm with probability at most `K · 5.7e-7` (union bound; the
+/// largest `K` here is 144). Each such test also asserts that the same estimate *fails* the
+/// bound against the theory value perturbed by 5%, which shows the check has power.
+pub(crate) const Z_TOL: f64 = 5.0;
+
+/// `(x̄, SE)` for the self-normalized weighted mean `x̄ = Σ_i w_i x_i` (`Σ_i w_i = 1`, `x_i`
+/// given by `x(i)`), with the delta-method standard error `SE² = Σ_i w_i² (x_i − x̄)²`.
+///
+/// Derivation: with unnormalized weights `a_i`, `x̄ − E_q[x] = Σ_i a_i (x_i − E_q[x])/Σ_i a_i`
+/// exactly; to first order the denominator is its expectation, so the variance is
+/// `Σ_i a_i² (x_i − E_q[x])²/(Σ_i a_i)² ≈ Σ_i w_i² (x_i − x̄)²` (the usual variance estimate
+/// of self-normalized importance sampling; Owen, *Monte Carlo theory, methods and examples*,
+/// ch. 9). For a weighted variance pass `x_i = (u_i − ū)²`: centring at the estimated `ū`
+/// changes the estimator only at second order. With `w_i = 1/N` this is `s/√N`.
+pub(crate) fn weighted_mean_se(w: &[f64], x: impl Fn(usize) -> f64) -> (f64, f64) {
+    let mean: f64 = w.iter().enumerate().map(|(i, wi)| wi * x(i)).sum();
+    let var: f64 = w
+        .iter()
+        .enumerate()
+        .filter(|(_, wi)| **wi > 0.0)
+        .map(|(i, wi)| (wi * (x(i) - mean)).powi(2))
+        .sum();
+    (mean, var.sqrt())
+}
+
+/// `max_k |measured_k − expected_k| / se_k` over `(measured, expected, se)` triples; a NaN
+/// z-score (a NaN estimate, or `0/0`) counts as infinite, so it fails every bound.
+pub(crate) fn max_z(checks: impl IntoIterator<Item = (f64, f64, f64)>) -> f64 {
+    checks
+        .into_iter()
+        .map(|(m, e, se)| {
+            let z = (m - e).abs() / se;
+            if z.is_nan() { f64::INFINITY } else { z }
+        })
+        .fold(0.0, f64::max)
+}
 
 /// `n` plans drawn from `f` (sample `i` from the stream `sample_rng(seed, 0, 0, i)`),
 /// row-major `n x d`.
@@ -80,18 +118,11 @@ pub(crate) fn increase_gains(
     (max + s.ln(), q_gain)
 }
 
-/// H4's first inequality: `ΔL̂ ≥ ΔQ̂ − 1e-10` (the message gives the measured margin).
-pub(crate) fn assert_jensen(label: &str, l_gain: f64, q_gain: f64) {
-    assert!(
-        l_gain >= q_gain - MARGIN_TOL,
-        "{label}: ΔL̂ − ΔQ̂ = {:.3e} (tol −{MARGIN_TOL:e})",
-        l_gain - q_gain
-    );
-}
-
 /// The measured quantities of H4.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Increase {
+    /// `ΔL̂ = log Σ_i w_i r_i`, printed only: `ΔL̂ ≥ ΔQ̂` is Jensen's inequality, true for any
+    /// weights and any `θ⁺` (docs/theory.md §C.2), so it is never asserted.
     pub(crate) l_gain: f64,
     pub(crate) q_gain: f64,
     pub(crate) kl: f64,
@@ -100,8 +131,10 @@ pub(crate) struct Increase {
 }
 
 /// H4 for an exact (unregularized) EM step `old → new` on the weighted samples:
-/// `ΔL̂ ≥ ΔQ̂ − 1e-10`, `KL(p_new ‖ p_old) > 0` and `ΔQ̂ == KL` within 1e-8 relative. Prints
-/// and returns the measured values; the messages give them next to the tolerances.
+/// `KL(p_new ‖ p_old) > 0` and `ΔQ̂ == KL` within 1e-8 relative (this ties `fit`, `log_prob`
+/// and `kl` together: a wrong moment match breaks it, docs/theory.md §C.2). Prints and returns
+/// the measured values; the messages give them next to the tolerances. `ΔL̂` is printed for
+/// information only (Jensen: `ΔL̂ ≥ ΔQ̂` for any input, so not evidence).
 pub(crate) fn assert_sufficient_increase(
     label: &str,
     old: &dyn Proposal,
@@ -113,10 +146,8 @@ pub(crate) fn assert_sufficient_increase(
     let kl = new.kl(old).unwrap_or(f64::NAN);
     let rel = (q_gain - kl).abs() / kl.abs().max(1e-300);
     println!(
-        "{label}: ΔL̂ {l_gain:.6} ≥ ΔQ̂ {q_gain:.6} (margin {:.3e}, tol −{MARGIN_TOL:e}); KL {kl:.6}, |ΔQ̂ − KL|/KL {rel:.2e} (tol {KL_REL_TOL:e})",
-        l_gain - q_gain
+        "{label}: ΔQ̂ {q_gain:.6}, KL {kl:.6}, |ΔQ̂ − KL|/KL {rel:.2e} (tol {KL_REL_TOL:e}); ΔL̂ {l_gain:.6} (not asserted)"
     );
-    assert_jensen(label, l_gain, q_gain);
     assert!(
         kl > 0.0 && rel <= KL_REL_TOL,
         "{label}: Q gap {q_gain} vs KL {kl}: |ΔQ̂ − KL|/KL = {rel:e} (tol {KL_REL_TOL:e})"
