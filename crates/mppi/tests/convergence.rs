@@ -585,7 +585,7 @@ fn h10_nonconvex_local_rate_quadrature() {
     }
     println!(
         "[H10] planner with exact E-steps: μ* = {mu_star:.6} (spec 1.3403 ± 5e-5), Var_q(μ*)/σ² = {rho:.6} (spec 0.3875 ± 5e-5); \
-         {used} ratios with |e_k| ∈ [1e-7, 1e-3]: max |r_k − ρ| / (½|M''||e_k| + {eta:.1e}/|e_k|) = {worst:.3} (≤ 1); \
+         {used} ratios with |e_k| ∈ [1e-7, 1e-3]: max |r_k − ρ| / (|M''(μ*)||e_k| + {eta:.1e}/|e_k|) = {worst:.3} (≤ 1); \
          0.95ρ rejected: {}, 1.05ρ rejected: {}",
         rejected[0], rejected[1]
     );
