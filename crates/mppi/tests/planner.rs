@@ -9,8 +9,9 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use mppi::{
-    Acceleration, BatchFnObjective, Deadline, FnObjective, IterStats, MppiConfig, Observer,
-    Planner, ProposalConfig, ProposalKind, Status, UpdateConfig, WeightingConfig,
+    Acceleration, Annealing, BatchFnObjective, Deadline, FnObjective, IterStats, MppiConfig,
+    Observer, Planner, ProposalConfig, ProposalKind, Schedule, Stages, Status, UpdateConfig,
+    WeightingConfig,
 };
 
 fn bits(v: &[f64]) -> Vec<u64> {
@@ -200,4 +201,43 @@ fn reset_restores_the_initial_distribution() {
     p.reset();
     assert_eq!(bits(p.proposal().params()), bits(&params));
     assert_eq!(bits(p.mean()), bits(&plan));
+}
+
+/// A schedule that scales the temperature by a fixed factor.
+#[derive(Debug)]
+struct TemperatureScale(f64);
+
+impl Schedule for TemperatureScale {
+    fn before_iteration(&mut self, _: u64, _: u64, _: u64, _: &mut [f64]) -> Annealing {
+        Annealing {
+            scaled: false,
+            temperature_scale: self.0,
+        }
+    }
+}
+
+/// Kills `Planner::iterate_from: && → ||, > → >=` on the schedule's temperature scale: a scale
+/// of 0, a negative one, `+∞` or NaN is an error naming the schedule (a weighting with `λ·0`
+/// would be one-hot, with `λ·∞` uniform, both silently), and a positive finite one runs.
+#[test]
+fn a_schedule_temperature_scale_must_be_finite_and_positive() {
+    for scale in [0.0, -1.0, f64::INFINITY, f64::NAN, 0.5] {
+        let cfg = config();
+        let mut stages = Stages::from_config(&cfg, 1).unwrap();
+        stages.schedule = Box::new(TemperatureScale(scale));
+        let mut p = Planner::with_stages(&cfg, stages).unwrap();
+        let r = p.iterate(&quadratic(4), 0, 0);
+        if scale == 0.5 {
+            r.unwrap();
+        } else {
+            let e = r
+                .err()
+                .unwrap_or_else(|| panic!("scale {scale} accepted"))
+                .to_string();
+            assert!(
+                e.contains("schedule") && e.contains("temperature scale"),
+                "{e}"
+            );
+        }
+    }
 }
