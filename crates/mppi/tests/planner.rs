@@ -241,3 +241,101 @@ fn a_schedule_temperature_scale_must_be_finite_and_positive() {
         }
     }
 }
+
+/// Records every iteration's statistics and parameters.
+struct Trace(Vec<(IterStats, Vec<f64>)>);
+impl Observer for Trace {
+    fn on_iteration(&mut self, s: &IterStats, p: &Planner) -> ControlFlow<()> {
+        self.0.push((*s, p.proposal().params().to_vec()));
+        ControlFlow::Continue(())
+    }
+}
+
+fn distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Kills `Planner::step: == → !=` on the diagnostics level: with full diagnostics the
+/// contraction of iteration `k ≥ 1` is `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖` of the parameters
+/// the planner went through (NaN at iteration 0), and with basic diagnostics it is not
+/// measured (NaN).
+#[test]
+fn contraction_is_the_ratio_of_successive_parameter_steps() {
+    for diagnostics in [mppi::DiagnosticsLevel::Full, mppi::DiagnosticsLevel::Basic] {
+        let cfg = MppiConfig {
+            diagnostics,
+            ..config()
+        };
+        let mut p = Planner::new(&cfg, 1).unwrap();
+        let mut trace = Trace(vec![(IterStats::default(), p.proposal().params().to_vec())]);
+        p.optimize(&quadratic(4), 0, &mut trace).unwrap();
+        let t = &trace.0;
+        assert!(
+            t[1].0.contraction.is_nan(),
+            "iteration 0 has no previous step"
+        );
+        for k in 2..t.len() {
+            let measured = t[k].0.contraction;
+            if diagnostics == mppi::DiagnosticsLevel::Basic {
+                assert!(measured.is_nan(), "basic diagnostics measured {measured}");
+                continue;
+            }
+            let expected = distance(&t[k].1, &t[k - 1].1) / distance(&t[k - 1].1, &t[k - 2].1);
+            assert!(
+                (measured - expected).abs() <= 1e-12 * expected,
+                "iteration {}: contraction {measured} vs {expected}",
+                k - 1
+            );
+        }
+    }
+}
+
+/// Kills `Planner::sample_and_evaluate: > → ==` on `control_cost_gamma` for whole-batch
+/// objectives: the control-cost term is added to batch costs exactly as to block costs, so
+/// the same problem gives the same plan either way.
+#[test]
+fn batch_objectives_get_the_control_cost_term_too() {
+    let cfg = MppiConfig {
+        weighting: WeightingConfig {
+            control_cost_gamma: 0.5,
+            ..WeightingConfig::fixed(0.5)
+        },
+        ..config()
+    };
+    let cost = |u: &[f64]| -> f64 {
+        u.iter()
+            .enumerate()
+            .map(|(j, v)| (v - 0.3 - 0.1 * j as f64).powi(2))
+            .sum()
+    };
+    let batch = BatchFnObjective::new(4, |u: &[f64], out: &mut [f64]| {
+        for (o, row) in out.iter_mut().zip(u.chunks_exact(4)) {
+            *o = cost(row);
+        }
+        Ok(())
+    });
+    let mut a = Planner::new(&cfg, 1).unwrap();
+    let mut b = Planner::new(&cfg, 1).unwrap();
+    let (sa, sb) = (
+        a.optimize(&FnObjective::new(4, cost), 0, &mut ()).unwrap(),
+        b.optimize(&batch, 0, &mut ()).unwrap(),
+    );
+    let diff = distance(a.mean(), b.mean());
+    println!(
+        "γ = 0.5: per-sample vs batch objective: plans differ by {diff:.1e}, min cost {} vs {}",
+        sa.last.weights.min_cost, sb.last.weights.min_cost
+    );
+    assert!(diff <= 1e-12, "plans differ by {diff}");
+    assert_eq!(
+        sa.last.weights.min_cost.to_bits(),
+        sb.last.weights.min_cost.to_bits()
+    );
+    // and the term matters: without it the plan is another one
+    let mut c = Planner::new(&config(), 1).unwrap();
+    c.optimize(&batch, 0, &mut ()).unwrap();
+    assert!(distance(c.mean(), b.mean()) > 1e-6);
+}
