@@ -339,3 +339,37 @@ fn batch_objectives_get_the_control_cost_term_too() {
     c.optimize(&batch, 0, &mut ()).unwrap();
     assert!(distance(c.mean(), b.mean()) > 1e-6);
 }
+
+/// Kills `StepRule::accelerated → true` and `> → ==` on the momentum: a damped step
+/// (`α < 1`, no momentum) is not accelerated, so the safeguard never replaces it with the EM
+/// step: `θ_1 = θ_0 + α(θ_EM − θ_0)` with `θ_EM` the plain EM step from the same samples.
+#[test]
+fn a_damped_step_is_taken_as_proposed_with_the_safeguard_on() {
+    let run = |step_size| {
+        let cfg = MppiConfig {
+            iterations: 1,
+            diagnostics: mppi::DiagnosticsLevel::Full,
+            update: UpdateConfig {
+                step_size,
+                safeguard: true,
+                ..UpdateConfig::default()
+            },
+            ..config()
+        };
+        let mut p = Planner::new(&cfg, 1).unwrap();
+        let start = p.proposal().params().to_vec();
+        let s = p.optimize(&quadratic(4), 0, &mut ()).unwrap();
+        (start, p.proposal().params().to_vec(), s.last.fell_back)
+    };
+    let (start, em, _) = run(1.0);
+    let (_, damped, fell_back) = run(0.5);
+    assert!(!fell_back, "the damped step was replaced by the EM step");
+    for j in 0..start.len() {
+        let expected = start[j] + 0.5 * (em[j] - start[j]);
+        assert!(
+            (damped[j] - expected).abs() <= 1e-12 * (1.0 + expected.abs()),
+            "entry {j}: {} vs θ_0 + ½(θ_EM − θ_0) = {expected}",
+            damped[j]
+        );
+    }
+}
