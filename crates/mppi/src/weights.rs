@@ -387,3 +387,243 @@ impl Weighting for Softmax {
         compute_weights_elite(costs, temperature, self.elites, weights, &mut self.scratch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The weighting against a direct evaluation of its definition: each weight, `λ` of every
+    //! temperature rule, and every field of [`WeightStats`] (mutation testing found the
+    //! weighting covered only through the planner and the theory crate).
+    use super::*;
+
+    /// The definition, term by term: `w_i ∝ exp(−J_i/λ)` over the kept samples (finite,
+    /// `≤ threshold`), each exponential computed relative to the kept minimum, summed naively.
+    fn reference(costs: &[f64], lambda: f64, threshold: f64) -> (Vec<f64>, WeightStats) {
+        let kept: Vec<f64> = costs
+            .iter()
+            .copied()
+            .filter(|j| j.is_finite() && *j <= threshold)
+            .collect();
+        let min = kept.iter().copied().fold(f64::INFINITY, f64::min);
+        let e: Vec<f64> = costs
+            .iter()
+            .map(|j| {
+                if j.is_finite() && *j <= threshold {
+                    (-(j - min) / lambda).exp()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let s: f64 = e.iter().sum();
+        let w: Vec<f64> = e.iter().map(|v| v / s).collect();
+        let n = costs.len() as f64;
+        let finite = costs.iter().filter(|j| j.is_finite()).count();
+        let stats = WeightStats {
+            lambda,
+            log_likelihood: -min / lambda + s.ln() - n.ln(),
+            ess: 1.0 / w.iter().map(|v| v * v).sum::<f64>(),
+            min_cost: min,
+            mean_cost: kept.iter().sum::<f64>() / kept.len() as f64,
+            max_weight: w.iter().copied().fold(0.0, f64::max),
+            nonfinite: costs.len() - finite,
+            truncated: finite - kept.len(),
+        };
+        (w, stats)
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * (1.0 + b.abs())
+    }
+
+    fn assert_matches(label: &str, w: &[f64], s: &WeightStats, rw: &[f64], rs: &WeightStats) {
+        for (i, (a, b)) in w.iter().zip(rw).enumerate() {
+            assert!(close(*a, *b), "{label}: weight {i} {a} vs {b}");
+        }
+        for (name, a, b) in [
+            ("lambda", s.lambda, rs.lambda),
+            ("log_likelihood", s.log_likelihood, rs.log_likelihood),
+            ("ess", s.ess, rs.ess),
+            ("min_cost", s.min_cost, rs.min_cost),
+            ("mean_cost", s.mean_cost, rs.mean_cost),
+            ("max_weight", s.max_weight, rs.max_weight),
+        ] {
+            assert!(close(a, b), "{label}: {name} {a} vs {b}");
+        }
+        assert_eq!(
+            (s.nonfinite, s.truncated),
+            (rs.nonfinite, rs.truncated),
+            "{label}"
+        );
+    }
+
+    const COSTS: [f64; 9] = [
+        3.5,
+        1.25,
+        f64::NAN,
+        2.0,
+        1.25,
+        7.0,
+        f64::INFINITY,
+        4.5,
+        2.75,
+    ];
+
+    #[test]
+    fn fixed_temperature_matches_the_definition() {
+        for lambda in [0.3, 1.0, 4.0] {
+            let mut w = [0.0; 9];
+            let s = compute_weights(&COSTS, Temperature::Fixed(lambda), &mut w);
+            let (rw, rs) = reference(&COSTS, lambda, f64::INFINITY);
+            assert_matches(&format!("λ = {lambda}"), &w, &s, &rw, &rs);
+            assert!(!s.all_nonfinite(9));
+        }
+    }
+
+    #[test]
+    fn std_normalized_temperature_is_kappa_times_the_population_std() {
+        let kept: Vec<f64> = COSTS.iter().copied().filter(|j| j.is_finite()).collect();
+        let mean = kept.iter().sum::<f64>() / kept.len() as f64;
+        let std = (kept.iter().map(|j| (j - mean).powi(2)).sum::<f64>() / kept.len() as f64).sqrt();
+        let mut w = [0.0; 9];
+        let s = compute_weights(&COSTS, Temperature::StdNormalized(0.7), &mut w);
+        let (rw, rs) = reference(&COSTS, 0.7 * std, f64::INFINITY);
+        assert_matches("κ = 0.7", &w, &s, &rw, &rs);
+        // equal costs: uniform weights with λ = κ
+        let s = compute_weights(&[2.0; 4], Temperature::StdNormalized(0.7), &mut w[..4]);
+        assert_eq!(s.lambda, 0.7);
+        assert!(w[..4].iter().all(|v| close(*v, 0.25)));
+    }
+
+    #[test]
+    fn ess_target_hits_its_fraction() {
+        let costs: Vec<f64> = (0..200).map(|i| ((i * 37) % 101) as f64 * 0.05).collect();
+        for fraction in [0.05, 0.2, 0.6] {
+            let mut w = vec![0.0; 200];
+            let s = compute_weights(&costs, Temperature::EssTarget(fraction), &mut w);
+            let (rw, rs) = reference(&costs, s.lambda, f64::INFINITY);
+            assert_matches(&format!("ESS/N = {fraction}"), &w, &s, &rw, &rs);
+            let target = fraction * 200.0;
+            assert!(
+                (s.ess - target).abs() <= 1e-6 * target,
+                "ESS {} vs target {target}",
+                s.ess
+            );
+        }
+        // unreachable targets clamp: every kept cost equal → λ = 1 and uniform weights; a
+        // target above the kept count → the widest λ of the bracket, ESS at the kept count
+        let mut w = vec![0.0; 4];
+        let s = compute_weights(&[3.0; 4], Temperature::EssTarget(0.5), &mut w);
+        assert_eq!(s.lambda, 1.0);
+        let s = compute_weights(
+            &[0.0, 1.0, f64::NAN, 2.0],
+            Temperature::EssTarget(1.0),
+            &mut w,
+        );
+        assert!(s.ess > 3.0 - 1e-9 && s.ess <= 3.0, "{}", s.ess);
+        assert!(s.lambda >= 2.0 * 40f64.exp() * 0.999);
+        let s = compute_weights(&[0.0, 1.0, 5.0, 2.0], Temperature::EssTarget(0.01), &mut w);
+        assert!(
+            close(s.ess, 1.0) && s.lambda <= 5.0 * (-40f64).exp() * 1.001,
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn elites_keep_the_lowest_costs_and_their_ties() {
+        // the 3 lowest finite costs are 1.25, 1.25, 2.0
+        let mut w = [0.0; 9];
+        let mut scratch = [0.0; 9];
+        let s = compute_weights_elite(
+            &COSTS,
+            Temperature::Fixed(1.0),
+            Some(3),
+            &mut w,
+            &mut scratch,
+        );
+        let (rw, rs) = reference(&COSTS, 1.0, 2.0);
+        assert_matches("elites 3", &w, &s, &rw, &rs);
+        assert_eq!(s.truncated, 4);
+        // a tie at the threshold is kept: elites 1 keeps both 1.25
+        let s = compute_weights_elite(
+            &COSTS,
+            Temperature::Fixed(1.0),
+            Some(1),
+            &mut w,
+            &mut scratch,
+        );
+        assert_eq!((w[1], w[4], s.truncated), (0.5, 0.5, 5));
+        // elites ≥ the finite count, 0 or None: no truncation
+        for elites in [Some(7), Some(0), None] {
+            let s = compute_weights_elite(
+                &COSTS,
+                Temperature::Fixed(1.0),
+                elites,
+                &mut w,
+                &mut scratch,
+            );
+            assert_eq!(s.truncated, 0, "{elites:?}");
+        }
+        // the Softmax stage does the same and follows the schedule's temperature scale
+        let mut softmax = Softmax::new(Temperature::Fixed(1.0), Some(3), 9);
+        assert_eq!(softmax.temperature(), Temperature::Fixed(1.0));
+        let s = softmax.weigh(&COSTS, 2.5, &mut w);
+        let (rw, rs) = reference(&COSTS, 2.5, 2.0);
+        assert_matches("softmax ×2.5", &w, &s, &rw, &rs);
+        // a Softmax built for fewer samples grows its scratch
+        let mut small = Softmax::new(Temperature::Fixed(1.0), Some(3), 2);
+        let s = small.weigh(&COSTS, 1.0, &mut w);
+        assert_eq!(s.truncated, 4);
+    }
+
+    #[test]
+    fn temperature_rules_scale_their_parameter() {
+        assert_eq!(Temperature::Fixed(2.0).scaled(3.0), Temperature::Fixed(6.0));
+        assert_eq!(
+            Temperature::StdNormalized(0.5).scaled(4.0),
+            Temperature::StdNormalized(2.0)
+        );
+        assert_eq!(
+            Temperature::EssTarget(0.1).scaled(4.0),
+            Temperature::EssTarget(0.1)
+        );
+        assert_eq!(Temperature::Fixed(2.0).scaled(1.0), Temperature::Fixed(2.0));
+    }
+
+    /// `1/λ` overflows for a subnormal `λ`: the exponentials divide instead. Ties at the
+    /// minimum share the weight, everything else gets 0, and ESS counts the ties.
+    #[test]
+    fn subnormal_temperature_weights_the_ties_at_the_minimum() {
+        let lambda: f64 = 1e-310;
+        assert!(!(1.0 / lambda).is_finite());
+        let costs = [1.0, 1.0, 2.0, f64::NAN];
+        let mut w = [0.0; 4];
+        let s = compute_weights(&costs, Temperature::Fixed(lambda), &mut w);
+        assert_eq!(w, [0.5, 0.5, 0.0, 0.0]);
+        assert_eq!((s.ess, s.max_weight, s.nonfinite), (2.0, 0.5, 1));
+        let mut scratch = [0.0; 4];
+        let s = compute_weights_elite(
+            &costs,
+            Temperature::Fixed(lambda),
+            Some(1),
+            &mut w,
+            &mut scratch,
+        );
+        assert_eq!((w, s.truncated), ([0.5, 0.5, 0.0, 0.0], 1));
+    }
+
+    #[test]
+    fn no_finite_cost_gives_zero_weights() {
+        let mut w = [1.0; 3];
+        let s = compute_weights(
+            &[f64::NAN, f64::INFINITY, f64::NEG_INFINITY],
+            Temperature::Fixed(2.0),
+            &mut w,
+        );
+        assert_eq!(w, [0.0; 3]);
+        assert!(s.all_nonfinite(3) && !s.all_nonfinite(4));
+        assert_eq!((s.lambda, s.ess, s.nonfinite), (2.0, 0.0, 3));
+        assert_eq!(s.log_likelihood, f64::NEG_INFINITY);
+        let s = compute_weights(&[f64::NAN], Temperature::StdNormalized(1.0), &mut w[..1]);
+        assert!(s.lambda.is_nan());
+    }
+}
