@@ -126,7 +126,11 @@ pub fn render(report: &TheoryReport) -> String {
         .map(|r| {
             vec![
                 r.family.clone(),
-                r.iterations.to_string(),
+                if r.reseeded > 0 {
+                    format!("{} ({} re-seeded)", r.iterations, r.reseeded)
+                } else {
+                    r.iterations.to_string()
+                },
                 num(r.mean_kl),
                 num(r.min_excess),
                 num(r.min_z),
@@ -244,17 +248,18 @@ pub fn checks_csv(report: &TheoryReport) -> String {
 #[must_use]
 pub fn families_csv(report: &TheoryReport) -> String {
     let mut s = String::from(
-        "family,iteration,moved,kl,q_gain,mstep_gap,increase,increase_se,mstep_se,bias,optimism,\
-         quantile,allowance,z,holds\n",
+        "family,iteration,moved,reseeded,kl,q_gain,mstep_gap,increase,increase_se,mstep_se,bias,\
+         optimism,quantile,allowance,z,holds\n",
     );
     for r in &report.sufficient_increase.rows {
         for st in &r.steps {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 r.family,
                 st.iteration,
                 st.moved,
+                st.reseeded,
                 st.kl,
                 st.q_gain,
                 st.mstep_gap,

@@ -22,6 +22,8 @@
 /// (two-sided): `10⁻⁶`, i.e. `z = 4.89` standard errors with a known variance.
 pub const FALSE_FAILURE: f64 = 1e-6;
 
+use nalgebra::{DMatrix, DVector};
+
 /// `ln Γ(x)` for `x > 0` (Lanczos, `g = 7`, 9 terms; relative error below `1e-14`).
 #[must_use]
 pub fn ln_gamma(x: f64) -> f64 {
@@ -185,6 +187,15 @@ pub fn chi2_sf(x: f64, dof: f64) -> f64 {
     gamma_q(0.5 * dof, 0.5 * x)
 }
 
+/// Upper tail `P(F > f)` of Fisher's `F` with `(d1, d2)` degrees of freedom.
+#[must_use]
+pub fn f_sf(f: f64, d1: f64, d2: f64) -> f64 {
+    if f <= 0.0 {
+        return 1.0;
+    }
+    beta_inc(0.5 * d2, 0.5 * d1, d2 / (d2 + d1 * f))
+}
+
 /// The `x` with `sf(x) = upper` for a decreasing `sf` on `[lo, hi]` (bisection to `1e-12`).
 fn invert(sf: impl Fn(f64) -> f64, upper: f64, mut lo: f64, mut hi: f64) -> f64 {
     while sf(hi) > upper {
@@ -221,6 +232,87 @@ pub fn t_quantile(upper: f64, dof: f64) -> f64 {
 #[must_use]
 pub fn chi2_quantile(upper: f64, dof: f64) -> f64 {
     invert(|x| chi2_sf(x, dof), upper, 0.0, dof + 10.0)
+}
+
+/// The `F` quantile with upper tail `upper` and `(d1, d2)` degrees of freedom.
+#[must_use]
+pub fn f_quantile(upper: f64, d1: f64, d2: f64) -> f64 {
+    invert(|f| f_sf(f, d1, d2), upper, 0.0, 10.0)
+}
+
+/// The limit of a Wald statistic of `p` coefficients whose covariance was estimated from `n`
+/// independent residuals, for the false-failure probability [`FALSE_FAILURE`]: Hotelling's
+/// `T² ~ p(n−1)/(n−p) · F_{p, n−p}` (the `χ²_p` limit plus the uncertainty of the estimated
+/// covariance; it tends to the `χ²_p` quantile as `n → ∞`).
+#[must_use]
+pub fn wald_limit(p: usize, n: usize) -> f64 {
+    let (p, n) = (p as f64, n as f64);
+    p * (n - 1.0) / (n - p) * f_quantile(FALSE_FAILURE, p, n - p)
+}
+
+/// The least-squares fit `Â = (Σ_r y_r x_rᵀ)(Σ_r x_r x_rᵀ)⁻¹` of pairs `(x_r, y_r)` (`y ≈ A x`),
+/// with what its Wald statistics need.
+#[derive(Debug, Clone)]
+pub struct LinearFit {
+    /// `Â`.
+    pub a_hat: DMatrix<f64>,
+    /// The inverse of the heteroscedasticity-robust (HC1) covariance of `vec(Â)`
+    /// (column-major): `R/(R − d) · Σ_r (g_r g_rᵀ) ⊗ (ξ_r ξ_rᵀ)`, `g_r = (Σ x xᵀ)⁻¹x_r`,
+    /// `ξ_r = y_r − Âx_r`.
+    pub cov_inv: DMatrix<f64>,
+    /// `(Σ_r x_r x_rᵀ)⁻¹`.
+    pub gram_inv: DMatrix<f64>,
+    /// Number of pairs `R`.
+    pub pairs: usize,
+}
+
+impl LinearFit {
+    /// Fit `pairs`; `None` if the design or the covariance is singular.
+    #[must_use]
+    pub fn new(pairs: &[(DVector<f64>, DVector<f64>)]) -> Option<Self> {
+        let (d, k) = (pairs.first()?.0.len(), pairs.first()?.1.len());
+        let mut xx = DMatrix::<f64>::zeros(d, d);
+        let mut yx = DMatrix::<f64>::zeros(k, d);
+        for (x, y) in pairs {
+            xx += x * x.transpose();
+            yx += y * x.transpose();
+        }
+        let gram_inv = xx.try_inverse()?;
+        let a_hat = &yx * &gram_inv;
+        let mut v = DMatrix::<f64>::zeros(d * k, d * k);
+        for (x, y) in pairs {
+            let g = &gram_inv * x;
+            let xi = y - &a_hat * x;
+            v += (&g * g.transpose()).kronecker(&(&xi * xi.transpose()));
+        }
+        let r = pairs.len() as f64;
+        v *= r / (r - d as f64);
+        Some(LinearFit {
+            a_hat,
+            cov_inv: v.try_inverse()?,
+            gram_inv,
+            pairs: pairs.len(),
+        })
+    }
+
+    /// The Wald statistic `vec(M)ᵀ V̂⁻¹ vec(M)` of a deviation `M` of `Â` (e.g. `Â − A₀`).
+    #[must_use]
+    pub fn wald(&self, m: &DMatrix<f64>) -> f64 {
+        let x = DVector::from_column_slice(m.as_slice());
+        (x.transpose() * &self.cov_inv * &x)[(0, 0)]
+    }
+
+    /// [`LinearFit::wald`] of `Â − a0`.
+    #[must_use]
+    pub fn wald_against(&self, a0: &DMatrix<f64>) -> f64 {
+        self.wald(&(&self.a_hat - a0))
+    }
+
+    /// The limit [`wald_limit`] for `Â`'s entries and the number of pairs.
+    #[must_use]
+    pub fn limit(&self) -> f64 {
+        wald_limit(self.a_hat.len(), self.pairs)
+    }
 }
 
 /// Mean, sample standard deviation and standard error `sd/√n` of `values` (NaN if empty;
@@ -271,9 +363,43 @@ mod tests {
         assert!((normal_quantile(0.5 * FALSE_FAILURE) - 4.891638475).abs() < 1e-7);
         assert!((t_quantile(0.025, 5.0) - 2.570581835636314).abs() < 1e-9);
         assert!((chi2_quantile(0.05, 16.0) - 26.29622760486423).abs() < 1e-8);
+        // F: F_{1,ν} = t_ν², F_{4,20}(0.95) = 2.866081
+        assert!((f_sf(2.570581835636314f64.powi(2), 1.0, 5.0) - 0.05).abs() < 1e-12);
+        assert!((f_quantile(0.05, 4.0, 20.0) - 2.866081).abs() < 1e-5);
+        // Hotelling's limit tends to the χ² one
+        let chi = chi2_quantile(FALSE_FAILURE, 16.0);
+        assert!(wald_limit(16, 60) > wald_limit(16, 400) && wald_limit(16, 400) > chi);
+        assert!((wald_limit(16, 1_000_000) - chi).abs() < 0.01 * chi);
         // t approaches the normal
         assert!((rep_quantile(1_000_000) - 4.8916).abs() < 1e-3);
         assert!(rep_quantile(6) > rep_quantile(30));
+    }
+
+    #[test]
+    fn linear_fit_recovers_a_map_and_its_wald_statistic_is_chi_square_sized() {
+        // y = A x + noise with a fixed pseudo-random design
+        let a = DMatrix::from_row_slice(2, 2, &[0.9, 0.1, -0.2, 0.5]);
+        let mut state = 1u64;
+        let mut uniform = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let pairs: Vec<_> = (0..500)
+            .map(|_| {
+                let x = DVector::from_vec(vec![uniform(), uniform()]);
+                let noise = DVector::from_vec(vec![0.01 * uniform(), 0.01 * uniform()]);
+                let y = &a * &x + noise;
+                (x, y)
+            })
+            .collect();
+        let fit = LinearFit::new(&pairs).unwrap();
+        assert!((&fit.a_hat - &a).amax() < 0.01);
+        let w = fit.wald_against(&a);
+        assert!(w < fit.limit(), "{w}");
+        // a 5% error in A is many standard errors away
+        assert!(fit.wald_against(&(&a * 1.05)) > fit.limit());
     }
 
     #[test]

@@ -824,37 +824,6 @@ fn h8_exact_quadratic_em_map() {
 // H9: Monte-Carlo contraction vs theory (C.4 items 2 and 3)
 // ---------------------------------------------------------------------------------------------
 
-/// The least-squares fit `Â = (Σ e⁺eᵀ)(Σ eeᵀ)⁻¹` of the pairs `(e_r, e⁺_r)` and the inverse of
-/// its heteroscedasticity-robust (HC1) covariance
-/// `V = Cov vec(Â) = R/(R − d) · Σ_r (g_r g_rᵀ) ⊗ (ξ_r ξ_rᵀ)`, `g_r = (Σ eeᵀ)⁻¹e_r`,
-/// `ξ_r = e⁺_r − Âe_r` (column-major `vec`), and `(Σ eeᵀ)⁻¹`.
-fn ols_hc1(pairs: &[(DVector<f64>, DVector<f64>)]) -> (DMatrix<f64>, DMatrix<f64>, DMatrix<f64>) {
-    let d = pairs[0].0.len();
-    let mut xx = DMatrix::<f64>::zeros(d, d);
-    let mut yx = DMatrix::<f64>::zeros(d, d);
-    for (e, next) in pairs {
-        xx += e * e.transpose();
-        yx += next * e.transpose();
-    }
-    let g = xx.try_inverse().unwrap();
-    let a_hat = &yx * &g;
-    let mut v = DMatrix::<f64>::zeros(d * d, d * d);
-    for (e, next) in pairs {
-        let gr = &g * e;
-        let xi = next - &a_hat * e;
-        v += (&gr * gr.transpose()).kronecker(&(&xi * xi.transpose()));
-    }
-    let r = pairs.len() as f64;
-    v *= r / (r - d as f64);
-    (a_hat, v.try_inverse().unwrap(), g)
-}
-
-/// `vec(M)ᵀ V⁻¹ vec(M)`.
-fn wald(m: &DMatrix<f64>, v_inv: &DMatrix<f64>) -> f64 {
-    let x = DVector::from_column_slice(m.as_slice());
-    (x.transpose() * v_inv * &x)[(0, 0)]
-}
-
 #[test]
 fn h9_one_step_regression_matches_the_em_map() {
     let C4 {
@@ -890,20 +859,22 @@ fn h9_one_step_regression_matches_the_em_map() {
     // Tolerance (derived; was ‖Â − A‖_F/‖A‖_F ≤ 0.02, a round number that a 5% error in λ
     // passes): e⁺_r = A e_r + ξ_r with ξ_r the Monte-Carlo error of one update, so Â − A is
     // linear in the ξ_r and the Wald statistic W = vec(Â − A)ᵀ V̂⁻¹ vec(Â − A), with V̂ the HC1
-    // covariance from the residuals, is χ²_16 under the theory. Check: W ≤ the χ²_16 quantile
-    // for a 10⁻⁶ false-failure probability (58.3). The self-normalization bias of each update
-    // (O(1/N)) enters Â as B̂ = (Σ β eᵀ)(Σ eeᵀ)⁻¹; its own Wald value (printed) is below 1, a
-    // shift of E[W] = 16 by less than one unit, so it is neglected.
-    let limit = stats::chi2_quantile(stats::FALSE_FAILURE, (d * d) as f64);
-    let (a_hat, v_inv, g) = ols_hc1(&pairs);
-    let w = wald(&(&a_hat - &a_th), &v_inv);
-    let w_bias = wald(&(&bias_x * &g), &v_inv);
-    let rel = (&a_hat - &a_th).norm() / a_th.norm();
+    // covariance from the residuals, is χ²_16 under the theory (Hotelling's T² with the
+    // covariance estimated from R residuals). Check: W ≤ its quantile for a 10⁻⁶ false-failure
+    // probability, 16·(R−1)/(R−16)·F_{16,R−16} = 64.2 ([`stats::wald_limit`]). The
+    // self-normalization bias of each update (O(1/N)) enters Â as B̂ = (Σ β eᵀ)(Σ eeᵀ)⁻¹; its
+    // own Wald value (printed) is below 1, a shift of E[W] = 16 by less than one unit, so it is
+    // neglected.
+    let fit = stats::LinearFit::new(&pairs).unwrap();
+    let limit = fit.limit();
+    let w = fit.wald_against(&a_th);
+    let w_bias = fit.wald(&(&bias_x * &fit.gram_inv));
+    let rel = (&fit.a_hat - &a_th).norm() / a_th.norm();
     // the same check against the theory at λ·1.05 (a 5% error in the temperature) must fail
     let a_off = theory::em_map_matrix(&sigma, &quad.h, 1.05 * lambda).unwrap();
-    let w_off = wald(&(&a_hat - &a_off), &v_inv);
+    let w_off = fit.wald_against(&a_off);
     println!(
-        "H9 item 2: Wald W = {w:.2} (χ²_16 limit {limit:.2}), ‖Â − A‖_F/‖A‖_F = {rel:.4}, \
+        "H9 item 2: Wald W = {w:.2} (T²_16 limit {limit:.2}), ‖Â − A‖_F/‖A‖_F = {rel:.4}, \
          Wald value of the bias {w_bias:.3}; against A(1.05λ): W = {w_off:.1} (must fail), \
          ‖A(1.05λ) − A‖_F/‖A‖_F = {:.4}; R = {r_count}, N = {n}",
         (&a_off - &a_th).norm() / a_th.norm()
@@ -1058,29 +1029,6 @@ fn h9_slow_mode_trajectory_rate() {
 // H20: expected ESS (C.4 item 4)
 // ---------------------------------------------------------------------------------------------
 
-/// The delta-method bias and standard deviation of one batch's `ESS/N = (Σw)²/(N Σw²)` for `N`
-/// samples, from the normalized weight moments `m_k = E[w^k]/E[w]^k`, which are closed-form on
-/// the quadratic: `E[e^{−kJ/λ}] = e^{L(μ; λ/k)}`, so `m_k = exp(L(λ/k) − k L(λ))`. With
-/// `f(a, b) = a²/b` at `(a, b) = (1, m₂)`: `bias ≈ (1/N)[Var a/b − 2Cov(a,b)/b² + Var b/b³]` and
-/// `Var ≈ (1/N)[4 Var a/b² − 4 Cov(a,b)/b³ + Var b/b⁴]`, with `Var a = m₂ − 1`,
-/// `Cov(a,b) = m₃ − m₂`, `Var b = m₄ − m₂²`.
-fn ess_fraction_delta(
-    mu: &DVector<f64>,
-    sigma: &DMatrix<f64>,
-    quad: &Quadratic,
-    lambda: f64,
-    n: usize,
-) -> (f64, f64) {
-    let l1 = theory::log_likelihood(mu, sigma, quad, lambda).unwrap();
-    let m = |k: f64| (theory::log_likelihood(mu, sigma, quad, lambda / k).unwrap() - k * l1).exp();
-    let (m2, m3, m4) = (m(2.0), m(3.0), m(4.0));
-    let (va, cab, vb) = (m2 - 1.0, m3 - m2, m4 - m2 * m2);
-    let n = n as f64;
-    let bias = (va / m2 - 2.0 * cab / (m2 * m2) + vb / m2.powi(3)) / n;
-    let var = (4.0 * va / (m2 * m2) - 4.0 * cab / m2.powi(3) + vb / m2.powi(4)) / n;
-    (bias, var.sqrt())
-}
-
 #[test]
 fn h20_expected_ess_fraction() {
     let C4 {
@@ -1095,7 +1043,7 @@ fn h20_expected_ess_fraction() {
     // `reps` independent ESS/N is compared with E[w]²/E[w²] + β within q·SE, SE the sample
     // standard deviation of the repetitions over √reps, q = t_{reps−1}(1 − 5·10⁻⁷) (a 10⁻⁶
     // false-failure probability per offset), β the delta-method bias of a batch of N
-    // ([`ess_fraction_delta`], from the closed-form moments E[w^k]). The delta-method standard
+    // (`closed_form::ess_fraction_delta`, from the closed-form moments E[w^k]). The delta-method standard
     // deviation is printed next to the measured one as a cross-check of the error model.
     let mut worst_excess = f64::NEG_INFINITY;
     let (mut off_fails, mut lambda_fails) = (0, 0);
@@ -1109,7 +1057,7 @@ fn h20_expected_ess_fraction() {
     for (k, offset) in offsets.iter().enumerate() {
         let mu = &quad.u_star + DVector::from_column_slice(offset);
         let theory_frac = theory::expected_ess_fraction(&mu, &sigma, &quad, lambda).unwrap();
-        let (bias, sd_delta) = ess_fraction_delta(&mu, &sigma, &quad, lambda, n);
+        let (bias, sd_delta) = theory::ess_fraction_delta(&mu, &sigma, &quad, lambda, n).unwrap();
         let mut fractions = vec![];
         for rep in 0..reps {
             planner.set_mean(mu.as_slice()).unwrap();
