@@ -175,7 +175,7 @@ mod common {
 use common::*;
 use mppi::weights::{Temperature, compute_weights};
 use mppi::{FnObjective, MppiConfig, Planner, RolloutObjective, ShiftFill};
-use mppi::{ProposalConfig, TemperatureConfig, UpdateConfig, WeightingConfig};
+use mppi::{ProposalConfig, ProposalKind, TemperatureConfig, UpdateConfig, WeightingConfig};
 use mppi_theory::closed_form::{self as theory, Quadratic};
 use mppi_theory::stats;
 use nalgebra::{DMatrix, DVector};
@@ -395,40 +395,55 @@ fn h2_mean_update_is_the_weighted_sample_mean() {
 
 #[test]
 fn h2_update_does_not_depend_on_sigma_structure() {
-    // Given the same samples and weights, the weighted-MLE mean of N(μ, Σ_B),
-    // argmax_μ Σ_i w_i log N(U_i; μ, Σ_B) = (Σ_i w_i Σ_B⁻¹)⁻¹ Σ_i w_i Σ_B⁻¹ U_i,
-    // is the same for every Σ_B: white, diagonal, per-step correlated, AR(1) in time.
+    // Given samples and weights, the weighted-MLE mean of N(μ, Σ_B),
+    // argmax_μ Σ_i w_i log N(U_i; μ, Σ_B) = (Σ_i w_i Σ_B⁻¹)⁻¹ Σ_i w_i Σ_B⁻¹ U_i = Σ_i w_i U_i,
+    // is the same for every Σ_B. That is an identity (it holds for any Σ_B, weights and
+    // samples), so computing it here would test nothing; what is tested is that the M-step
+    // (`Proposal::fit`) of every fixed-covariance family computes it on the same samples and
+    // weights: white, diagonal, per-step correlated (gaussian) and AR(1) in time (colored).
     let (mut planner, f) = h2_planner(1.0);
     planner.iterate(&f, 3, 0).unwrap();
-    let d = 8;
-    let sigma_u = DMatrix::from_row_slice(2, 2, &[0.5, 0.2, 0.2, 0.3]);
-    let block = DMatrix::identity(4, 4).kronecker(&sigma_u);
-    let ar1 = DMatrix::from_fn(4, 4, |s, t| 0.9f64.powi((s as i32 - t as i32).abs()));
+    let samples = planner.samples();
+    let weights = planner.weights().to_vec();
+    let target = weighted_samples(&planner);
+    let sigma_u = vec![vec![0.5, 0.2], vec![0.2, 0.3]];
     let structures = [
-        ("white", DMatrix::identity(d, d)),
+        ("white", ProposalConfig::gaussian(&[1.0, 1.0])),
+        ("diagonal", ProposalConfig::gaussian(&[0.3, 2.0])),
         (
-            "diagonal",
-            DMatrix::from_diagonal(&DVector::from_fn(d, |i, _| 0.1 + i as f64)),
+            "per-step correlated",
+            ProposalConfig {
+                noise_covariance: Some(sigma_u.clone()),
+                ..ProposalConfig::default()
+            },
         ),
-        ("per-step correlated", block),
-        ("AR(1) ⊗ Σ_u", ar1.kronecker(&sigma_u)),
+        (
+            "AR(1) ⊗ Σ_u (colored)",
+            ProposalConfig {
+                noise_covariance: Some(sigma_u),
+                correlation: Some(0.9),
+                ..ProposalConfig::default()
+            }
+            .into_kind(ProposalKind::Colored),
+        ),
     ];
     let mut worst = 0.0f64;
-    for (name, sigma_b) in &structures {
-        let prec = sigma_b.clone().try_inverse().unwrap();
-        let mut lhs = DMatrix::zeros(d, d);
-        let mut rhs = DVector::zeros(d);
-        for (w, u) in planner
-            .weights()
-            .iter()
-            .zip(planner.samples().chunks_exact(d))
-        {
-            lhs += &prec * *w;
-            rhs += &prec * DVector::from_column_slice(u) * *w;
-        }
-        let mu = lhs.lu().solve(&rhs).unwrap();
-        let err = max_abs_diff(mu.as_slice(), planner.mean());
-        println!("H2 weighted-MLE mean under Σ_B = {name}: max|Δ| = {err:.2e} (tol 1e-12)");
+    for (name, proposal) in structures {
+        let cfg = MppiConfig {
+            samples: 333,
+            horizon: 4,
+            proposal,
+            ..MppiConfig::default()
+        };
+        let other = Planner::new(&cfg, 2).unwrap();
+        let mut family = other.proposal().clone_box();
+        let mut out = vec![0.0; family.params().len()];
+        family.fit(&samples, &weights, &mut out);
+        let err = max_abs_diff(&out[..target.len()], &target);
+        println!(
+            "H2 M-step of {} under Σ_B = {name}: max|fit − Σw_iU_i| = {err:.2e} (tol 1e-12)",
+            family.name()
+        );
         worst = worst.max(err);
     }
     assert!(worst <= 1e-12);
@@ -469,7 +484,9 @@ fn h3_mppi_is_natural_gradient_and_exp_policy_gradient() {
     for it in 0..3 {
         let old = planner.mean().to_vec();
         planner.iterate(&f, 0, it).unwrap();
-        // exp-PG: Σ⁻¹ Σ_i e^{−J_i/λ} ε_i / Σ_i e^{−J_i/λ} (raw exponentials, no shift)
+        // exp-PG: Σ⁻¹ Σ_i e^{−J_i/λ} ε_i / Σ_i e^{−J_i/λ} (raw exponentials, no shift). The
+        // factor Σ·Σ⁻¹ cancels, so what this can catch is a planner weight that is not the
+        // normalized e^{−J/λ} (a stray shift, λ or 1/N) and an update that is not Σwε.
         let mut num = DVector::zeros(d);
         let mut den = 0.0;
         for (j, e) in planner
