@@ -1242,9 +1242,11 @@ fn families_plot(r: &FamiliesResult) -> Figure {
             .enumerate()
             .flat_map(|(i, row)| {
                 let n = row.steps.len().max(1) as f64;
+                // a mixture re-seeding is not an EM step (left out of the check)
                 row.steps
                     .iter()
                     .enumerate()
+                    .filter(|(_, s)| !s.reseeded)
                     .map(move |(k, s)| (i as f64 - 0.3 + 0.6 * (k as f64 + 0.5) / n, f(s)))
             })
             .collect()
@@ -1259,8 +1261,7 @@ fn families_plot(r: &FamiliesResult) -> Figure {
     let zero = vec![(-0.5, 0.0), (n - 0.5, 0.0)];
     Figure::Panels(PanelFigure {
         title: format!(
-            "Sufficient increase on fresh samples: ΔL ≥ KL(p_k+1 ‖ p_k) per EM step \
-             (N_em = {}, {} fresh pairs of {})",
+            "Sufficient increase ΔL ≥ KL(p_k+1 ‖ p_k), fresh samples (N_em = {}, {} × {})",
             r.samples, r.pairs, r.eval_samples
         ),
         x_label: "family (one dot per EM step)".into(),
