@@ -176,12 +176,12 @@ fn parse_steps(s: &str) -> Result<usize, String> {
 #[derive(Debug, Args)]
 #[command(after_help = "Experiments (docs/theory.md sections in brackets):\n  \
     (a) contraction     rate ρ((I + ΣH/λ)⁻¹) vs planner runs on a quadratic [C.3, C.4]\n  \
-    (b) increase        sufficient-increase margin ΔL̂ − ΔQ̂ ≥ 0 for every family [C.2]\n  \
+    (b) increase        every family, floors off: KL > 0, exact M-step ΔQ̂ = KL, and the true\n                        increase ΔL ≥ KL measured on fresh samples [C.2]\n  \
     (c) full covariance exact O(1/k) closed forms vs fixed-Σ linear rate; gaussian_full planner [B.4.3]\n  \
     (d) acceleration    EM / over-relaxed / heavy-ball rates, exact E-steps and planner [D.3]\n  \
     (e) ESS             expected E[w]²/E[w²] vs measured ESS/N [C.4]\n\n\
 With --out DIR: theory.json, theory_checks.csv, theory_families.csv and PNG + SVG plots\n\
-(theory_contraction, theory_increase_margin, theory_full_covariance, theory_acceleration,\n\
+(theory_contraction, theory_sufficient_increase, theory_full_covariance, theory_acceleration,\n\
 theory_ess). The exit status is 0 whether or not every check agrees (see the VERDICT column).")]
 pub struct TheoryArgs {
     /// Small sample sizes and few repetitions (about a second; wider tolerances).

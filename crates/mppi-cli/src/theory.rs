@@ -115,8 +115,9 @@ pub fn render(report: &TheoryReport) -> String {
     let f = &report.sufficient_increase;
     let _ = writeln!(
         s,
-        "\n(b) sufficient increase ΔL̂ − ΔQ̂ ≥ 0 per family (C.2), N = {}: {}",
-        f.samples, f.objective
+        "\n(b) sufficient increase per family (C.2), floors off, M-step on N = {}: KL > 0, \
+         ΔQ̂ = KL, and ΔL ≥ KL on {} fresh pairs of {} samples; {}",
+        f.samples, f.pairs, f.eval_samples, f.objective
     );
     s.push_str(&checks_table(&f.checks));
     let rows: Vec<Vec<String>> = f
@@ -125,11 +126,15 @@ pub fn render(report: &TheoryReport) -> String {
         .map(|r| {
             vec![
                 r.family.clone(),
-                r.iterations.to_string(),
-                num(r.min_margin),
-                num(r.mean_margin),
+                if r.reseeded > 0 {
+                    format!("{} ({} re-seeded)", r.iterations, r.reseeded)
+                } else {
+                    r.iterations.to_string()
+                },
                 num(r.mean_kl),
-                num(r.mean_q_gain),
+                num(r.min_excess),
+                num(r.min_z),
+                num(r.worst_mstep_gap),
                 format!("{} → {}", num(r.initial_cost), num(r.final_cost)),
             ]
         })
@@ -138,11 +143,11 @@ pub fn render(report: &TheoryReport) -> String {
     s.push_str(&table(
         &[
             "FAMILY",
-            "ITER",
-            "MIN MARGIN",
-            "MEAN MARGIN",
+            "STEPS",
             "MEAN KL",
-            "MEAN ΔQ̂",
+            "MIN ΔL̂ − KL",
+            "MIN z",
+            "M-STEP GAP",
             "COST",
         ],
         &rows,
@@ -213,8 +218,9 @@ fn csv_field(s: &str) -> String {
 /// `theory_checks.csv`: every check of every experiment.
 #[must_use]
 pub fn checks_csv(report: &TheoryReport) -> String {
-    let mut s =
-        String::from("experiment,quantity,setting,theory,measured,criterion,tolerance,pass\n");
+    let mut s = String::from(
+        "experiment,quantity,setting,theory,measured,criterion,tolerance,basis,pass\n",
+    );
     for c in report.checks() {
         let criterion = match c.criterion {
             mppi_theory::experiments::Criterion::Abs => "abs",
@@ -223,39 +229,51 @@ pub fn checks_csv(report: &TheoryReport) -> String {
         };
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{criterion},{},{}",
+            "{},{},{},{},{},{criterion},{},{},{}",
             c.experiment,
             csv_field(&c.quantity),
             csv_field(&c.setting),
             c.theory,
             c.measured,
             c.tolerance,
+            csv_field(&c.basis),
             c.pass
         );
     }
     s
 }
 
-/// `theory_families.csv`: the sufficient-increase diagnostics of every family.
+/// `theory_families.csv`: the sufficient-increase measurements, one row per family and EM
+/// step (`increase` is the fresh-sample `ΔL̂`, `allowance` what the check subtracts from `kl`).
 #[must_use]
 pub fn families_csv(report: &TheoryReport) -> String {
     let mut s = String::from(
-        "family,iterations,min_margin,mean_margin,mean_kl,mean_q_gain,min_q_gain,initial_cost,final_cost\n",
+        "family,iteration,moved,reseeded,kl,q_gain,mstep_gap,increase,increase_se,mstep_se,bias,\
+         optimism,quantile,allowance,z,holds\n",
     );
     for r in &report.sufficient_increase.rows {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{},{},{}",
-            r.family,
-            r.iterations,
-            r.min_margin,
-            r.mean_margin,
-            r.mean_kl,
-            r.mean_q_gain,
-            r.min_q_gain,
-            r.initial_cost,
-            r.final_cost
-        );
+        for st in &r.steps {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                r.family,
+                st.iteration,
+                st.moved,
+                st.reseeded,
+                st.kl,
+                st.q_gain,
+                st.mstep_gap,
+                st.increase,
+                st.increase_se,
+                st.mstep_se,
+                st.bias,
+                st.optimism,
+                st.quantile,
+                st.allowance,
+                st.z(),
+                st.holds()
+            );
+        }
     }
     s
 }

@@ -589,7 +589,7 @@ fn theory_quick_prints_tables_and_writes_files() {
         "theory_families.csv",
         "theory_contraction.png",
         "theory_contraction.svg",
-        "theory_increase_margin.png",
+        "theory_sufficient_increase.png",
         "theory_full_covariance.png",
         "theory_acceleration.png",
         "theory_ess.png",

@@ -21,6 +21,7 @@
 //! | natural gradient | `Σ ∇L(μ) = μ⁺ − μ` | [`natural_gradient`] |
 //! | local (here global) rate | `ρ = ρ(A) = 1/(1 + ν_min/λ)` | [`contraction_rate`], [`slowest_mode`] |
 //! | expected `ESS/N` | `E[w]²/E[w²]` (C.4 item 4) | [`expected_ess_fraction`] |
+//! | bias and SD of one batch's `ESS/N` | delta method with `E[w^k] = e^{L(μ; λ/k)}` | [`ess_fraction_delta`] |
 //!
 //! `H` need not be positive definite: every function only needs the posterior to exist,
 //! i.e. `Σ⁻¹ + H/λ ≻ 0` (equivalently `I + Σ^{1/2} H Σ^{1/2}/λ ≻ 0`); otherwise it returns
@@ -439,6 +440,39 @@ pub fn expected_ess_fraction(
     Ok((-log_ratio).exp())
 }
 
+/// The delta-method bias and standard deviation of one batch's `ESS/N = (Σw)²/(N Σw²)` for `n`
+/// samples from `N(μ, Σ)`, `w = e^{−J/λ}`: `(E[ESS/N] − E[w]²/E[w²], SD[ESS/N])` to order `1/n`.
+///
+/// The normalized weight moments are closed-form on the quadratic, since
+/// `E[e^{−kJ/λ}] = e^{L(μ; λ/k)}`: `m_k = E[w^k]/E[w]^k = exp(L(λ/k) − k L(λ))`. With
+/// `f(a, b) = a²/b` at `(a, b) = (1, m₂)`, `Var a = m₂ − 1`, `Cov(a, b) = m₃ − m₂`,
+/// `Var b = m₄ − m₂²`:
+///
+/// ```text
+/// bias ≈ (1/n) [Var a/m₂ − 2 Cov(a,b)/m₂² + Var b/m₂³]
+/// Var  ≈ (1/n) [4 Var a/m₂² − 4 Cov(a,b)/m₂³ + Var b/m₂⁴]
+/// ```
+///
+/// Errors as for [`log_likelihood`] (at `λ/4` too: the fourth moment must be finite).
+pub fn ess_fraction_delta(
+    mu: &DVector<f64>,
+    sigma: &DMatrix<f64>,
+    quad: &Quadratic,
+    lambda: f64,
+    n: usize,
+) -> Result<(f64, f64), TheoryError> {
+    let l1 = log_likelihood(mu, sigma, quad, lambda)?;
+    let m = |k: f64| -> Result<f64, TheoryError> {
+        Ok((log_likelihood(mu, sigma, quad, lambda / k)? - k * l1).exp())
+    };
+    let (m2, m3, m4) = (m(2.0)?, m(3.0)?, m(4.0)?);
+    let (va, cab, vb) = (m2 - 1.0, m3 - m2, m4 - m2 * m2);
+    let n = n as f64;
+    let bias = (va / m2 - 2.0 * cab / (m2 * m2) + vb / m2.powi(3)) / n;
+    let var = (4.0 * va / (m2 * m2) - 4.0 * cab / m2.powi(3) + vb / m2.powi(4)) / n;
+    Ok((bias, var.max(0.0).sqrt()))
+}
+
 /// Validated pieces shared by every computation: `Σ = L Lᵀ`, `P = H/λ`, `B = I + LᵀPL` and
 /// its Cholesky factorization.
 struct Tilt {
@@ -644,5 +678,12 @@ mod tests {
         let mode = slowest_mode(&sigma, &q.h, lambda).unwrap();
         assert!((&a * &mode.direction - &mode.direction * mode.rate).amax() < 1e-13);
         assert!(mode.rate < 1.0);
+        // the second weight moment of the delta method is the expected ESS fraction
+        let l1 = log_likelihood(&mu, &sigma, &q, lambda).unwrap();
+        let m2 = (log_likelihood(&mu, &sigma, &q, lambda / 2.0).unwrap() - 2.0 * l1).exp();
+        let frac = expected_ess_fraction(&mu, &sigma, &q, lambda).unwrap();
+        assert!((1.0 / m2 - frac).abs() < 1e-12 * frac, "{m2} vs {frac}");
+        let (bias, sd) = ess_fraction_delta(&mu, &sigma, &q, lambda, 1000).unwrap();
+        assert!(bias.is_finite() && sd > 0.0 && sd < frac);
     }
 }

@@ -7,7 +7,8 @@
 //!   (posterior covariance, the EM map, `L(μ)`, its score and natural gradient, contraction
 //!   rates, the expected ESS);
 //! - [`experiments`]: theory versus measurement, each a list of checks with tolerances and the
-//!   series the CLI plots (`mppi theory`).
+//!   series the CLI plots (`mppi theory`);
+//! - [`stats`]: the quantiles behind the derived tolerances (normal, Student `t`, chi-square).
 //!
 //! ```
 //! use mppi_theory::closed_form::{self, DMatrix, Quadratic};
@@ -20,3 +21,4 @@
 
 pub mod closed_form;
 pub mod experiments;
+pub mod stats;

@@ -2,12 +2,18 @@
 //!
 //! This is the crate's single integration-test binary. Shared fixtures live in [`common`].
 //! Every check prints its measured value next to its tolerance (see them with
-//! `cargo test -p mppi --test theory -- --nocapture`).
+//! `cargo test -p mppi-theory --test theory -- --nocapture`).
 //!
 //! Covered: H1 (weights), H2 (fixed-Σ M-step), H3 (MPPI = natural gradient = exp-PG, step
-//! size), H5 (population sufficient increase), H7 (closed-form L vs the planner's L̂), H8
-//! (exact quadratic EM map), H9 (Monte-Carlo contraction vs theory, C.4 items 2–3), H20
-//! (expected ESS, C.4 item 4), thread-count determinism, config errors, and property tests.
+//! size), H5 (population sufficient increase, closed form and through the planner), H7
+//! (closed-form L vs the planner's L̂), H8 (exact quadratic EM map), H9 (Monte-Carlo
+//! contraction vs theory, C.4 items 2–3), H20 (expected ESS, C.4 item 4), thread-count
+//! determinism, config errors, and property tests.
+//!
+//! Monte-Carlo tolerances are derived from the variance of the estimator (delta method or
+//! the spread of the test's own repetitions) for a stated false-failure probability of 10⁻⁶
+//! per check ([`mppi_theory::stats`]), and each such test also shows that the same check
+//! fails when the theory is off by 5% (λ·1.05, or the predicted value ×1.05).
 
 mod common {
     //! Fixtures shared by the checks.
@@ -169,8 +175,9 @@ mod common {
 use common::*;
 use mppi::weights::{Temperature, compute_weights};
 use mppi::{FnObjective, MppiConfig, Planner, RolloutObjective, ShiftFill};
-use mppi::{ProposalConfig, TemperatureConfig, UpdateConfig, WeightingConfig};
+use mppi::{ProposalConfig, ProposalKind, TemperatureConfig, UpdateConfig, WeightingConfig};
 use mppi_theory::closed_form::{self as theory, Quadratic};
+use mppi_theory::stats;
 use nalgebra::{DMatrix, DVector};
 use proptest::prelude::*;
 
@@ -388,40 +395,55 @@ fn h2_mean_update_is_the_weighted_sample_mean() {
 
 #[test]
 fn h2_update_does_not_depend_on_sigma_structure() {
-    // Given the same samples and weights, the weighted-MLE mean of N(μ, Σ_B),
-    // argmax_μ Σ_i w_i log N(U_i; μ, Σ_B) = (Σ_i w_i Σ_B⁻¹)⁻¹ Σ_i w_i Σ_B⁻¹ U_i,
-    // is the same for every Σ_B: white, diagonal, per-step correlated, AR(1) in time.
+    // Given samples and weights, the weighted-MLE mean of N(μ, Σ_B),
+    // argmax_μ Σ_i w_i log N(U_i; μ, Σ_B) = (Σ_i w_i Σ_B⁻¹)⁻¹ Σ_i w_i Σ_B⁻¹ U_i = Σ_i w_i U_i,
+    // is the same for every Σ_B. That is an identity (it holds for any Σ_B, weights and
+    // samples), so computing it here would test nothing; what is tested is that the M-step
+    // (`Proposal::fit`) of every fixed-covariance family computes it on the same samples and
+    // weights: white, diagonal, per-step correlated (gaussian) and AR(1) in time (colored).
     let (mut planner, f) = h2_planner(1.0);
     planner.iterate(&f, 3, 0).unwrap();
-    let d = 8;
-    let sigma_u = DMatrix::from_row_slice(2, 2, &[0.5, 0.2, 0.2, 0.3]);
-    let block = DMatrix::identity(4, 4).kronecker(&sigma_u);
-    let ar1 = DMatrix::from_fn(4, 4, |s, t| 0.9f64.powi((s as i32 - t as i32).abs()));
+    let samples = planner.samples();
+    let weights = planner.weights().to_vec();
+    let target = weighted_samples(&planner);
+    let sigma_u = vec![vec![0.5, 0.2], vec![0.2, 0.3]];
     let structures = [
-        ("white", DMatrix::identity(d, d)),
+        ("white", ProposalConfig::gaussian(&[1.0, 1.0])),
+        ("diagonal", ProposalConfig::gaussian(&[0.3, 2.0])),
         (
-            "diagonal",
-            DMatrix::from_diagonal(&DVector::from_fn(d, |i, _| 0.1 + i as f64)),
+            "per-step correlated",
+            ProposalConfig {
+                noise_covariance: Some(sigma_u.clone()),
+                ..ProposalConfig::default()
+            },
         ),
-        ("per-step correlated", block),
-        ("AR(1) ⊗ Σ_u", ar1.kronecker(&sigma_u)),
+        (
+            "AR(1) ⊗ Σ_u (colored)",
+            ProposalConfig {
+                noise_covariance: Some(sigma_u),
+                correlation: Some(0.9),
+                ..ProposalConfig::default()
+            }
+            .into_kind(ProposalKind::Colored),
+        ),
     ];
     let mut worst = 0.0f64;
-    for (name, sigma_b) in &structures {
-        let prec = sigma_b.clone().try_inverse().unwrap();
-        let mut lhs = DMatrix::zeros(d, d);
-        let mut rhs = DVector::zeros(d);
-        for (w, u) in planner
-            .weights()
-            .iter()
-            .zip(planner.samples().chunks_exact(d))
-        {
-            lhs += &prec * *w;
-            rhs += &prec * DVector::from_column_slice(u) * *w;
-        }
-        let mu = lhs.lu().solve(&rhs).unwrap();
-        let err = max_abs_diff(mu.as_slice(), planner.mean());
-        println!("H2 weighted-MLE mean under Σ_B = {name}: max|Δ| = {err:.2e} (tol 1e-12)");
+    for (name, proposal) in structures {
+        let cfg = MppiConfig {
+            samples: 333,
+            horizon: 4,
+            proposal,
+            ..MppiConfig::default()
+        };
+        let other = Planner::new(&cfg, 2).unwrap();
+        let mut family = other.proposal().clone_box();
+        let mut out = vec![0.0; family.params().len()];
+        family.fit(&samples, &weights, &mut out);
+        let err = max_abs_diff(&out[..target.len()], &target);
+        println!(
+            "H2 M-step of {} under Σ_B = {name}: max|fit − Σw_iU_i| = {err:.2e} (tol 1e-12)",
+            family.name()
+        );
         worst = worst.max(err);
     }
     assert!(worst <= 1e-12);
@@ -462,7 +484,9 @@ fn h3_mppi_is_natural_gradient_and_exp_policy_gradient() {
     for it in 0..3 {
         let old = planner.mean().to_vec();
         planner.iterate(&f, 0, it).unwrap();
-        // exp-PG: Σ⁻¹ Σ_i e^{−J_i/λ} ε_i / Σ_i e^{−J_i/λ} (raw exponentials, no shift)
+        // exp-PG: Σ⁻¹ Σ_i e^{−J_i/λ} ε_i / Σ_i e^{−J_i/λ} (raw exponentials, no shift). The
+        // factor Σ·Σ⁻¹ cancels, so what this can catch is a planner weight that is not the
+        // normalized e^{−J/λ} (a stray shift, λ or 1/N) and an update that is not Σwε.
         let mut num = DVector::zeros(d);
         let mut den = 0.0;
         for (j, e) in planner
@@ -586,6 +610,142 @@ fn h5_population_sufficient_increase() {
     assert!(worst_identity <= 1e-12);
 }
 
+/// One planner step of [`h5_planner_step_meets_the_population_bound`]: the planner's `μ̂⁺`,
+/// the delta-method covariance `Ĉ = α² Σ_i w_i²(U_i − Ū)(U_i − Ū)ᵀ` of its sampling error
+/// (`Ū = Σ w_i U_i`) and the Mahalanobis length of the self-normalization bias
+/// `α Σ_i w_i²(U_i − Ū)` in that metric.
+struct PlannerStep {
+    mu_next: DVector<f64>,
+    cov: DMatrix<f64>,
+    bias_mahalanobis: f64,
+}
+
+fn planner_step(
+    sigma: &DMatrix<f64>,
+    quad: &Quadratic,
+    lambda: f64,
+    mu: &DVector<f64>,
+    alpha: f64,
+    n: usize,
+    seed: u64,
+) -> PlannerStep {
+    let d = mu.len();
+    let cfg = MppiConfig {
+        samples: n,
+        horizon: 1,
+        iterations: 1,
+        seed,
+        proposal: ProposalConfig {
+            noise_covariance: Some(rows(sigma)),
+            ..ProposalConfig::default()
+        },
+        weighting: WeightingConfig::fixed(lambda),
+        update: UpdateConfig {
+            step_size: alpha,
+            ..UpdateConfig::default()
+        },
+        ..MppiConfig::default()
+    };
+    let mut planner = Planner::new(&cfg, d).unwrap();
+    planner.set_mean(mu.as_slice()).unwrap();
+    planner.iterate(&objective(quad), 0, 0).unwrap();
+    let samples = planner.samples();
+    let mean = DVector::from_column_slice(&weighted_samples(&planner));
+    let (mut cov, mut bias) = (DMatrix::<f64>::zeros(d, d), DVector::<f64>::zeros(d));
+    for (w, u) in planner.weights().iter().zip(samples.chunks_exact(d)) {
+        let c = DVector::from_column_slice(u) - &mean;
+        cov += &c * c.transpose() * (w * w);
+        bias += c * (w * w);
+    }
+    let cov = cov * (alpha * alpha);
+    let bias = bias * alpha;
+    let bias_mahalanobis =
+        (bias.transpose() * cov.clone().try_inverse().unwrap() * &bias)[(0, 0)].sqrt();
+    PlannerStep {
+        mu_next: DVector::from_column_slice(planner.mean()),
+        cov,
+        bias_mahalanobis,
+    }
+}
+
+#[test]
+fn h5_planner_step_meets_the_population_bound() {
+    // H5 through the library: the planner (fixed-covariance Gaussian, horizon 1, d controls,
+    // fixed λ, step_size α) takes one step on the quadratic from several starts; its μ̂⁺ must
+    // match the closed-form μ⁺ = μ + αΣ∇L(μ), and the closed-form L at the planner's μ̂⁺ must
+    // gain at least α(1 − α/2)∇LᵀΣ∇L (½‖μ⁺ − μ‖²_{Σ⁻¹} for α = 1).
+    //
+    // Tolerances (derived): δ = μ̂⁺ − μ⁺ is the error of a self-normalized weighted mean, with
+    // covariance Ĉ (delta method, [`planner_step`]), so D² = δᵀĈ⁻¹δ is χ²_d. Check 1: the sum of
+    // D² over the m starts of one α is ≤ the χ²_{dm} quantile for a 10⁻⁶ false-failure
+    // probability. Check 2: on the event ‖δ‖²_{Ĉ⁻¹} ≤ c (c the χ²_d quantile for 10⁻⁶), and since
+    // 0 ⪯ −∇²L ⪯ Σ⁻¹ (§C.2 item 4), L(μ⁺ + δ) ≥ L(μ⁺) − √c·√(gᵀĈg) − ½c·λ_max(Σ⁻¹Ĉ) with
+    // g = ∇L(μ⁺); the closed-form theorem bounds L(μ⁺) − L(μ), so the planner's gain must be at
+    // least the bound minus that allowance. The self-normalization bias (O(1/N)) is below 2% of
+    // the standard error in every step (asserted), so it is neglected.
+    let C4 {
+        sigma,
+        quad,
+        lambda,
+    } = c4();
+    let d = 4;
+    let n = 100_000;
+    let m = 8;
+    let chol = sigma.clone().cholesky().unwrap().unpack();
+    let sigma_inv = sigma.clone().try_inverse().unwrap();
+    let z = normals(52, d * m);
+    let c1 = stats::chi2_quantile(stats::FALSE_FAILURE, d as f64);
+    let limit = stats::chi2_quantile(stats::FALSE_FAILURE, (d * m) as f64);
+    for (ai, &alpha) in [1.0, 0.5, 1.5, 1.99].iter().enumerate() {
+        let (mut d2_sum, mut d2_off_sum) = (0.0, 0.0);
+        let mut min_slack = f64::INFINITY;
+        let mut worst_bias = 0.0f64;
+        for r in 0..m {
+            let scale = 0.25 + 0.2 * r as f64;
+            let mu =
+                &quad.u_star + &chol * DVector::from_column_slice(&z[d * r..d * r + d]) * scale;
+            let step = planner_step(&sigma, &quad, lambda, &mu, alpha, n, (100 * ai + r) as u64);
+            worst_bias = worst_bias.max(step.bias_mahalanobis);
+            let cov_inv = step.cov.clone().try_inverse().unwrap();
+            let grad = theory::score(&mu, &sigma, &quad, lambda).unwrap();
+            let exact = &mu + &sigma * &grad * alpha;
+            let delta = &step.mu_next - &exact;
+            let d2 = (delta.transpose() * &cov_inv * &delta)[(0, 0)];
+            d2_sum += d2;
+            // the same check against the closed form at λ·1.05 must fail
+            let grad_off = theory::score(&mu, &sigma, &quad, 1.05 * lambda).unwrap();
+            let delta_off = &step.mu_next - (&mu + &sigma * &grad_off * alpha);
+            d2_off_sum += (delta_off.transpose() * &cov_inv * &delta_off)[(0, 0)];
+            // the population bound at the planner's μ̂⁺
+            let l0 = theory::log_likelihood(&mu, &sigma, &quad, lambda).unwrap();
+            let gain = theory::log_likelihood(&step.mu_next, &sigma, &quad, lambda).unwrap() - l0;
+            let bound = alpha * (1.0 - alpha / 2.0) * grad.dot(&(&sigma * &grad));
+            let g = theory::score(&exact, &sigma, &quad, lambda).unwrap();
+            let lmax = (&sigma_inv * &step.cov)
+                .complex_eigenvalues()
+                .iter()
+                .map(|e| e.re)
+                .fold(0.0, f64::max);
+            let allowance =
+                c1.sqrt() * (g.transpose() * &step.cov * &g)[(0, 0)].sqrt() + 0.5 * c1 * lmax;
+            min_slack = min_slack.min(gain - bound + allowance);
+            assert!(
+                gain >= bound - allowance,
+                "α = {alpha}, start {r}: planner gain {gain} < bound {bound} − {allowance}"
+            );
+        }
+        println!(
+            "H5 planner, α = {alpha}: Σ D² = {d2_sum:.2} over {m} starts (χ²_{} limit {limit:.1}); \
+             min[ΔL(μ̂⁺) − bound + allowance] = {min_slack:.3e}; max |bias|/SE = {worst_bias:.4}; \
+             against the closed form at 1.05λ: Σ D² = {d2_off_sum:.1} (must fail)",
+            d * m
+        );
+        assert!(worst_bias <= 0.02);
+        assert!(d2_sum <= limit, "α = {alpha}: planner μ̂⁺ vs closed form");
+        assert!(d2_off_sum > limit, "α = {alpha}: a 5% error in λ passes");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // H7: closed-form L vs the planner's L̂
 // ---------------------------------------------------------------------------------------------
@@ -694,20 +854,72 @@ fn h9_one_step_regression_matches_the_em_map() {
     let z = normals(91, d * r_count);
     let mut planner = black_box_planner(&sigma, lambda, n, 92);
     let f = objective(&quad);
-    let mut xx = DMatrix::<f64>::zeros(d, d); // Σ e eᵀ
-    let mut yx = DMatrix::<f64>::zeros(d, d); // Σ e⁺ eᵀ
+    let mut pairs = vec![];
+    let mut bias_x = DMatrix::<f64>::zeros(d, d); // Σ β eᵀ
     for r in 0..r_count {
         let e = &chol * DVector::from_column_slice(&z[d * r..d * (r + 1)]);
         planner.set_mean((&quad.u_star + &e).as_slice()).unwrap();
         planner.iterate(&f, r as u64, 0).unwrap();
-        let e_next = DVector::from_column_slice(planner.mean()) - &quad.u_star;
-        xx += &e * e.transpose();
-        yx += &e_next * e.transpose();
+        let mu = DVector::from_column_slice(planner.mean());
+        // delta method for the self-normalized mean: bias β ≈ −Σ_i w_i²(U_i − μ⁺)
+        let mut bias = DVector::<f64>::zeros(d);
+        for (w, u) in planner
+            .weights()
+            .iter()
+            .zip(planner.samples().chunks_exact(d))
+        {
+            bias -= (DVector::from_column_slice(u) - &mu) * (w * w);
+        }
+        bias_x += &bias * e.transpose();
+        pairs.push((e, mu - &quad.u_star));
     }
-    let a_hat = yx * xx.try_inverse().unwrap();
-    let rel = (&a_hat - &a_th).norm() / a_th.norm();
-    println!("H9 item 2: ‖Â − A‖_F/‖A‖_F = {rel:.4} (tol 0.02), R = {r_count}, N = {n}");
-    assert!(rel <= 0.02);
+    // Tolerance (derived; was ‖Â − A‖_F/‖A‖_F ≤ 0.02, a round number that a 5% error in λ
+    // passes): e⁺_r = A e_r + ξ_r with ξ_r the Monte-Carlo error of one update, so Â − A is
+    // linear in the ξ_r and the Wald statistic W = vec(Â − A)ᵀ V̂⁻¹ vec(Â − A), with V̂ the HC1
+    // covariance from the residuals, is χ²_16 under the theory (Hotelling's T² with the
+    // covariance estimated from R residuals). Check: W ≤ its quantile for a 10⁻⁶ false-failure
+    // probability, 16·(R−1)/(R−16)·F_{16,R−16} = 64.2 ([`stats::wald_limit`]). The
+    // self-normalization bias of each update (O(1/N)) enters Â as B̂ = (Σ β eᵀ)(Σ eeᵀ)⁻¹; its
+    // own Wald value (printed) is below 1, a shift of E[W] = 16 by less than one unit, so it is
+    // neglected.
+    let fit = stats::LinearFit::new(&pairs).unwrap();
+    let limit = fit.limit();
+    let w = fit.wald_against(&a_th);
+    let w_bias = fit.wald(&(&bias_x * &fit.gram_inv));
+    let rel = (&fit.a_hat - &a_th).norm() / a_th.norm();
+    // the same check against the theory at λ·1.05 (a 5% error in the temperature) must fail
+    let a_off = theory::em_map_matrix(&sigma, &quad.h, 1.05 * lambda).unwrap();
+    let w_off = fit.wald_against(&a_off);
+    println!(
+        "H9 item 2: Wald W = {w:.2} (T²_16 limit {limit:.2}), ‖Â − A‖_F/‖A‖_F = {rel:.4}, \
+         Wald value of the bias {w_bias:.3}; against A(1.05λ): W = {w_off:.1} (must fail), \
+         ‖A(1.05λ) − A‖_F/‖A‖_F = {:.4}; R = {r_count}, N = {n}",
+        (&a_off - &a_th).norm() / a_th.norm()
+    );
+    assert!(w_bias <= 1.0);
+    assert!(w <= limit);
+    assert!(w_off > limit, "a 5% error in λ passes H9 item 2");
+}
+
+/// The per-iteration and geometric-mean checks of [`h9_slow_mode_trajectory_rate`] against a
+/// theoretical rate `rho`: `(max_k |mean_k − ρ| − tol_k, |geo − ρ| − tol_geo)`; both `≤ 0` pass.
+struct SlowMode {
+    /// `(mean ratio, tolerance)` per iteration.
+    ratios: Vec<(f64, f64)>,
+    /// `(mean geometric rate, tolerance)`.
+    geo: (f64, f64),
+}
+
+impl SlowMode {
+    /// Largest excess `|mean − ρ| − tol` over the iterations, and that of the geometric rate.
+    fn excess(&self, rho: f64) -> (f64, f64) {
+        let per_iteration = self
+            .ratios
+            .iter()
+            .map(|(m, tol)| (m - rho).abs() - tol)
+            .fold(f64::NEG_INFINITY, f64::max);
+        (per_iteration, (self.geo.0 - rho).abs() - self.geo.1)
+    }
 }
 
 #[test]
@@ -717,7 +929,8 @@ fn h9_slow_mode_trajectory_rate() {
         quad,
         lambda,
     } = c4();
-    let (reps, iters, n) = (30, 6, 20_000);
+    let (reps, iters, n) = (60, 6, 20_000);
+    let d = 4;
     let mode = theory::slowest_mode(&sigma, &quad.h, lambda).unwrap();
     let rho = mode.rate;
     let v = &mode.direction;
@@ -728,57 +941,105 @@ fn h9_slow_mode_trajectory_rate() {
     let v_post_v = (v.transpose() * &post * v)[(0, 0)];
     let mut planner = black_box_planner(&sigma, lambda, n, 93);
     let f = objective(&quad);
-    let mut ratio_sum = vec![0.0; iters];
-    let mut ratio_count = vec![0usize; iters];
+    // per iteration: the usable ratios and their bias bounds
+    let mut ratios = vec![vec![]; iters];
+    let mut ratio_bias = vec![vec![]; iters];
     let mut geo_rates = Vec::new();
+    let mut geo_bias = Vec::new();
     for rep in 0..reps {
         planner.set_mean((&quad.u_star + &e0).as_slice()).unwrap();
         let mut norms = vec![e0.norm()];
         let mut ok = vec![true];
+        let mut bias = vec![];
         for k in 0..iters {
             let stats = planner.iterate(&f, 1000 + rep as u64, k as u64).unwrap();
-            let e = DVector::from_column_slice(planner.mean()) - &quad.u_star;
+            let mu = DVector::from_column_slice(planner.mean());
+            let e = &mu - &quad.u_star;
             let floor = (v_post_v / stats.weights.ess).sqrt();
+            // tr Cov(ξ) of this update by the delta method, Σ_i w_i² ‖U_i − μ⁺‖²
+            let tr_cov: f64 = planner
+                .weights()
+                .iter()
+                .zip(planner.samples().chunks_exact(d))
+                .map(|(w, u)| w * w * (DVector::from_column_slice(u) - &mu).norm_squared())
+                .sum();
+            // E‖x + ξ‖/‖x‖ − 1 ≈ (tr C − uᵀCu)/(2‖x‖²) and E log‖x + ξ‖ − log‖x‖ ≈
+            // (tr C − 2uᵀCu)/(2‖x‖²): both are bounded by tr C/‖e_{k+1}‖² (times the ratio)
+            bias.push(tr_cov / e.norm_squared());
             norms.push(e.norm());
             ok.push(e.norm() >= 10.0 * floor && norms[k] >= 10.0 * floor);
         }
         for k in 0..iters {
             if ok[k + 1] {
-                ratio_sum[k] += norms[k + 1] / norms[k];
-                ratio_count[k] += 1;
+                ratios[k].push(norms[k + 1] / norms[k]);
+                ratio_bias[k].push(rho * bias[k]);
             }
         }
         if ok.iter().all(|x| *x) {
             geo_rates.push((norms[iters] / norms[0]).powf(1.0 / iters as f64));
+            geo_bias.push(rho * bias.iter().sum::<f64>() / iters as f64);
         }
     }
-    let mut worst_ratio = 0.0f64;
+    // Tolerances (derived; were ρ ± 0.01 per iteration and ρ ± 0.005 for the geometric rate,
+    // "calibrated" numbers that a 5% error in λ passes): each is q·SE + β, with SE the sample
+    // standard deviation over the repetitions (independent runs) over √n, q the Student-t
+    // quantile t_{n−1}(1 − 5·10⁻⁷) (a 10⁻⁶ false-failure probability per check), and β the
+    // bias of the norm ratio: ‖Ae + ξ‖/‖e‖ overestimates ‖Ae‖/‖e‖ by ≈ (tr C − uᵀCu)/(2‖Ae‖‖e‖),
+    // C = Cov ξ ≈ Σ w_i²(U_i − μ⁺)(U_i − μ⁺)ᵀ (delta method), bounded here by ρ·tr C/‖e_{k+1}‖²
+    // (mean over the repetitions). Iterations count only while ‖e_k‖ ≥ 10·√(vᵀΣ_post v/ESS)
+    // (C.4 item 3), where this second-order expansion holds (next term ≤ 10⁻² of it).
+    let tolerance = |values: &[f64], bias: &[f64]| -> (f64, f64) {
+        let (mean, _, se) = stats::mean_sd_se(values);
+        let b = stats::mean_sd_se(bias).0;
+        (mean, stats::rep_quantile(values.len()) * se + b)
+    };
+    let mut per_iteration = vec![];
     for k in 0..iters {
         assert!(
-            ratio_count[k] >= reps / 2,
+            ratios[k].len() >= reps / 2,
             "too few usable iterations at k = {k}"
         );
-        let mean = ratio_sum[k] / ratio_count[k] as f64;
+        let (mean, tol) = tolerance(&ratios[k], &ratio_bias[k]);
         println!(
-            "H9 item 3: iteration {k}: mean ratio {mean:.5} over {} reps (ρ = {rho:.5}, tol ±0.01)",
-            ratio_count[k]
+            "H9 item 3: iteration {k}: mean ratio {mean:.5} over {} reps, |Δ| = {:.5} (tol {tol:.5} = \
+             {:.2}·SE + bias {:.1e})",
+            ratios[k].len(),
+            (mean - rho).abs(),
+            stats::rep_quantile(ratios[k].len()),
+            stats::mean_sd_se(&ratio_bias[k]).0
         );
-        worst_ratio = worst_ratio.max((mean - rho).abs());
+        per_iteration.push((mean, tol));
     }
     assert!(geo_rates.len() >= reps / 2);
-    let geo_mean = geo_rates.iter().sum::<f64>() / geo_rates.len() as f64;
-    let geo_worst = geo_rates
+    let check = SlowMode {
+        ratios: per_iteration,
+        geo: tolerance(&geo_rates, &geo_bias),
+    };
+    let (ratio_excess, geo_excess) = check.excess(rho);
+    // the same checks against the theory at λ·1.05 (a 5% error in the temperature) must fail
+    let rho_off = theory::contraction_rate(&sigma, &quad.h, 1.05 * lambda).unwrap();
+    let (ratio_off, geo_off) = check.excess(rho_off);
+    let failing = check
+        .ratios
         .iter()
-        .map(|g| (g - rho).abs())
-        .fold(0.0, f64::max);
+        .filter(|(m, tol)| (m - rho_off).abs() > *tol)
+        .count();
     println!(
-        "H9 item 3: ρ = {rho:.5}; max|mean ratio − ρ| = {worst_ratio:.5} (tol 0.01); geometric rate mean {geo_mean:.5}, \
-         |Δ| = {:.5} (tol 0.005), worst single repetition |Δ| = {geo_worst:.5}, {} reps used",
-        (geo_mean - rho).abs(),
-        geo_rates.len()
+        "H9 item 3: ρ = {rho:.5}; worst per-iteration excess |mean − ρ| − tol = {ratio_excess:.5}; \
+         geometric rate {:.5} over {} reps, |Δ| = {:.5} (tol {:.5}); against ρ(1.05λ) = {rho_off:.5}: \
+         per-iteration excess {ratio_off:.5} ({failing}/{iters} iterations fail), geometric excess \
+         {geo_off:.5} (both must fail)",
+        check.geo.0,
+        geo_rates.len(),
+        (check.geo.0 - rho).abs(),
+        check.geo.1,
     );
-    assert!(worst_ratio <= 0.01);
-    assert!((geo_mean - rho).abs() <= 0.005);
+    assert!(ratio_excess <= 0.0 && geo_excess <= 0.0);
+    assert!(
+        ratio_off > 0.0,
+        "a 5% error in λ passes the per-iteration ratios"
+    );
+    assert!(geo_off > 0.0, "a 5% error in λ passes the geometric rate");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -795,31 +1056,59 @@ fn h20_expected_ess_fraction() {
     let (reps, n) = (50, 10_000);
     let mut planner = black_box_planner(&sigma, lambda, n, 201);
     let f = objective(&quad);
-    for (k, offset) in [
+    // Tolerance (derived; was 10% relative, a round number that a 5% error passes): the mean of
+    // `reps` independent ESS/N is compared with E[w]²/E[w²] + β within q·SE, SE the sample
+    // standard deviation of the repetitions over √reps, q = t_{reps−1}(1 − 5·10⁻⁷) (a 10⁻⁶
+    // false-failure probability per offset), β the delta-method bias of a batch of N
+    // (`closed_form::ess_fraction_delta`, from the closed-form moments E[w^k]). The delta-method standard
+    // deviation is printed next to the measured one as a cross-check of the error model.
+    let mut worst_excess = f64::NEG_INFINITY;
+    let (mut off_fails, mut lambda_fails) = (0, 0);
+    let offsets = [
         [0.0, 0.0, 0.0, 0.0],
         [0.6, -0.4, 0.5, 0.3],
         [1.2, -0.8, 1.0, 0.6],
         [1.6, -1.2, 1.3, 0.8],
         [2.0, -1.5, 1.6, 1.0],
-    ]
-    .iter()
-    .enumerate()
-    {
+    ];
+    for (k, offset) in offsets.iter().enumerate() {
         let mu = &quad.u_star + DVector::from_column_slice(offset);
         let theory_frac = theory::expected_ess_fraction(&mu, &sigma, &quad, lambda).unwrap();
-        let mut sum = 0.0;
+        let (bias, sd_delta) = theory::ess_fraction_delta(&mu, &sigma, &quad, lambda, n).unwrap();
+        let mut fractions = vec![];
         for rep in 0..reps {
             planner.set_mean(mu.as_slice()).unwrap();
             let stats = planner.iterate(&f, (100 * k + rep) as u64, 0).unwrap();
-            sum += stats.weights.ess / n as f64;
+            fractions.push(stats.weights.ess / n as f64);
         }
-        let empirical = sum / reps as f64;
-        let rel = (empirical - theory_frac).abs() / theory_frac;
+        let (empirical, sd, se) = stats::mean_sd_se(&fractions);
+        let tol = stats::rep_quantile(reps) * se;
+        let excess = (empirical - theory_frac - bias).abs() - tol;
+        // the same check against the theory ×1.05 (a 5% error in the ESS fraction) and against
+        // the theory at λ·1.05 (a 5% error in the temperature) must fail
+        let excess_off = (empirical - 1.05 * theory_frac - bias).abs() - tol;
+        let frac_lambda = theory::expected_ess_fraction(&mu, &sigma, &quad, 1.05 * lambda).unwrap();
+        let excess_lambda = (empirical - frac_lambda - bias).abs() - tol;
         println!(
-            "H20 offset {offset:?}: ESS/N theory {theory_frac:.4}, empirical {empirical:.4}, rel {rel:.4} (tol 0.10)"
+            "H20 offset {offset:?}: ESS/N theory {theory_frac:.5} (+ bias {bias:.1e}), empirical \
+             {empirical:.5}, |Δ| = {:.5} (tol {tol:.5} = {:.2}·SE, {:.2}% of theory); SD per batch \
+             {sd:.5} (delta method {sd_delta:.5}); theory×1.05: excess {excess_off:.5}, theory at \
+             1.05λ ({frac_lambda:.5}): excess {excess_lambda:.5} (both must fail)",
+            (empirical - theory_frac - bias).abs(),
+            stats::rep_quantile(reps),
+            100.0 * tol / theory_frac
         );
-        assert!(rel <= 0.10);
+        worst_excess = worst_excess.max(excess);
+        if excess_off > 0.0 {
+            off_fails += 1;
+        }
+        if excess_lambda > 0.0 {
+            lambda_fails += 1;
+        }
     }
+    assert!(worst_excess <= 0.0);
+    assert_eq!(off_fails, offsets.len(), "a 5% error in ESS/N passes H20");
+    assert_eq!(lambda_fails, offsets.len(), "a 5% error in λ passes H20");
 }
 
 // ---------------------------------------------------------------------------------------------
