@@ -1204,3 +1204,148 @@ fn planner_determinism_and_nan_costs_for_every_family() {
         );
     }
 }
+
+// =============================================================================================
+// Family contracts mutation testing found untested (README, developer notes)
+// =============================================================================================
+
+/// `set_plan(u)` makes `u` the plan (every family, `u` a sample, so it is a valid plan inside
+/// the box), and for the Gaussian families keeps the spread: the density moves with the mean,
+/// `log p'(x + Δ) = log p(x)` for `Δ = u − plan`.
+#[test]
+fn set_plan_moves_the_plan_and_gaussians_keep_their_spread() {
+    for (case, _) in available("set_plan", table()) {
+        let f = warmed(&case);
+        let target = draw(f.as_ref(), 1, 40);
+        let mut g = f.clone_box();
+        g.set_plan(&target).unwrap();
+        let mut plan = vec![f64::NAN; D];
+        g.plan(&mut plan);
+        let err = max_scaled_diff(&plan, &target);
+        println!(
+            "[set_plan] {:<24} plan after set_plan(sample): off by {err:.1e} (tol 1e-12)",
+            case.name
+        );
+        assert!(
+            err <= 1e-12,
+            "{}: set_plan did not move the plan: {plan:?} vs {target:?}",
+            case.name
+        );
+        if matches!(
+            case.cfg.proposal.kind,
+            ProposalKind::Gaussian | ProposalKind::GaussianDiag | ProposalKind::GaussianFull
+        ) {
+            let mut old = vec![0.0; D];
+            f.plan(&mut old);
+            for x in draw(f.as_ref(), 20, 41).chunks_exact(D) {
+                let shifted: Vec<f64> = x
+                    .iter()
+                    .zip(&target)
+                    .zip(&old)
+                    .map(|((v, t), o)| v + t - o)
+                    .collect();
+                let (a, b) = (f.log_prob(x).unwrap(), g.log_prob(&shifted).unwrap());
+                assert!(
+                    (a - b).abs() <= 1e-9 * (1.0 + a.abs()),
+                    "{}: log p {a} vs {b} after the shift",
+                    case.name
+                );
+            }
+        }
+    }
+}
+
+/// The diagonal and fixed Gaussians draw `U_j = clamp(μ_j + s_j z_j)` with one standard
+/// normal per coordinate, in order (their documented sampling), so a sample is a known
+/// function of its stream (the sign of `z` included).
+#[test]
+fn gaussian_samples_are_the_mean_plus_the_scaled_stream() {
+    use mppi::proposal::{GaussianDiag, GaussianFixed};
+    let mut diag = GaussianDiag::new(
+        T,
+        M,
+        &[0.3, 0.0, 0.0, 0.2],
+        &[-4.0; M],
+        &[4.0; M],
+        1e-3,
+        1e3,
+        0.0,
+    )
+    .unwrap();
+    let plan: Vec<f64> = (0..D).map(|j| 0.2 * j as f64 - 0.7).collect();
+    diag.set_plan(&plan).unwrap();
+    let fixed = {
+        let mut f = GaussianFixed::new(T, M, &[0.3, 0.0, 0.0, 0.2], &[-4.0; M], &[4.0; M]).unwrap();
+        f.set_plan(&plan).unwrap();
+        f
+    };
+    for p in [&diag as &dyn Proposal, &fixed] {
+        let mut u = vec![0.0; D];
+        p.sample(&mut sample_rng(3, 0, 0, 9), &mut u);
+        let mut rng = sample_rng(3, 0, 0, 9);
+        for j in 0..D {
+            let s = [0.3f64, 0.2][j % M].sqrt();
+            let expected = (plan[j] + s * rng.normal()).clamp(-4.0, 4.0);
+            assert!(
+                (u[j] - expected).abs() <= 1e-15 * (1.0 + expected.abs()),
+                "{}: entry {j}: {} vs {expected}",
+                p.name(),
+                u[j]
+            );
+        }
+    }
+}
+
+/// `GaussianDiag` fits weights that do not sum to 1 as their normalized version (its
+/// documented renormalization), returns `None` for the KL to a diagonal Gaussian of another
+/// shape with the same dimension, and has the Williams control-cost form `Σ_j u_j ε_j / s_j²`,
+/// so `control_cost_gamma > 0` works with it.
+#[test]
+fn gaussian_diag_renormalizes_weights_compares_shapes_and_has_a_control_cost() {
+    use mppi::proposal::GaussianDiag;
+    let diag = |t: usize, m: usize| {
+        let cov: Vec<f64> = (0..m * m)
+            .map(|i| if i % (m + 1) == 0 { 0.25 } else { 0.0 })
+            .collect();
+        GaussianDiag::new(t, m, &cov, &vec![-4.0; m], &vec![4.0; m], 1e-3, 1e3, 0.0).unwrap()
+    };
+    let p = diag(T, M);
+    let u = draw(&p, 50, 42);
+    let costs: Vec<f64> = u.chunks_exact(D).map(weight_cost).collect();
+    let w = weights_of(&costs, 1.0);
+    let w3: Vec<f64> = w.iter().map(|v| 3.0 * v).collect();
+    let (mut a, mut b) = (vec![0.0; 2 * D], vec![0.0; 2 * D]);
+    p.clone().fit(&u, &w, &mut a);
+    p.clone().fit(&u, &w3, &mut b);
+    assert!(
+        max_scaled_diff(&a, &b) <= 1e-12,
+        "weights ×3 changed the fit: {a:?} vs {b:?}"
+    );
+
+    let other = diag(2 * T, M / 2);
+    assert_eq!(other.dim(), p.dim());
+    assert_eq!(
+        p.kl(&other),
+        None,
+        "KL between diagonal Gaussians of different shapes"
+    );
+    assert_eq!(p.kl(&p.clone()), Some(0.0));
+
+    let plan: Vec<f64> = (0..D).map(|j| 0.1 * j as f64).collect();
+    let eps: Vec<f64> = (0..D).map(|j| 0.3 - 0.05 * j as f64).collect();
+    let expected: f64 = plan.iter().zip(&eps).map(|(u, e)| u * e / 0.25).sum();
+    let got = p.control_cost(&plan, &eps).unwrap();
+    assert!(
+        (got - expected).abs() <= 1e-12 * expected.abs(),
+        "{got} vs {expected}"
+    );
+    let cfg = MppiConfig {
+        proposal: base_config().proposal.into_kind(ProposalKind::GaussianDiag),
+        weighting: WeightingConfig {
+            control_cost_gamma: 0.5,
+            ..WeightingConfig::fixed(1.0)
+        },
+        ..base_config()
+    };
+    Planner::new(&cfg, M).unwrap();
+}

@@ -94,6 +94,11 @@ fn gaussian_with_full_covariance_and_annealed_spread_conforms() {
     // whose samples clip often
     let full = GaussianFixed::new(T, M, &[1.0, 0.3, 0.3, 0.5], &[-1.0, -1.0], &[1.0, 1.0]).unwrap();
     check_proposal(&full, 5).unwrap();
+    // and away from the zero mean, where `ε + μ` and `ε − μ` differ (mutation testing)
+    let mut moved = full.clone();
+    let plan: Vec<f64> = (0..T * M).map(|j| 0.4 - 0.15 * j as f64).collect();
+    moved.set_plan(&plan).unwrap();
+    check_proposal(&moved, 8).unwrap();
     let scalar = GaussianFixed::new(7, 1, &[4.0], &[-1.0], &[1.0]).unwrap();
     check_proposal(&scalar, 6).unwrap();
     // a proposal left scaled by a DIAL schedule: the check works from its own spread
