@@ -37,6 +37,7 @@ pub mod racing;
 pub mod reference;
 #[cfg(test)]
 mod test_support;
+pub mod threads;
 pub mod two_routes;
 pub mod unicycle;
 

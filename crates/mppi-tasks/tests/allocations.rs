@@ -17,9 +17,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::time::{Duration, Instant};
 
 use mppi::planner::PARALLEL_MIN_SAMPLE_STEPS;
+use mppi_tasks::threads::wait_for_idle_threads;
 use mppi_tasks::{Task, TaskController, all_tasks, controller, task_by_name};
 
 /// Counts every allocation (and reallocation) made on any thread while [`COUNTING`] is set.
@@ -111,39 +111,6 @@ fn allocations_during(f: impl FnOnce()) -> Counts {
             .iter()
             .map(|s| s.load(Relaxed))
             .collect(),
-    }
-}
-
-/// Wait (at most 2 s) until no other thread of this process is runnable (Linux: the states in
-/// `/proc/self/task`; elsewhere this returns at once). A rayon pool's workers start
-/// asynchronously and allocate as they start (crossbeam's epoch registers each thread); a
-/// dropped pool's workers exit asynchronously and allocate as they exit (2 × 2072 B measured:
-/// each hands its epoch garbage bag to the global queue). Once every worker sleeps, neither can
-/// fall into a window. (Workers spinning before they sleep are runnable too: this waits them
-/// out, which costs nothing.)
-fn wait_for_idle_threads() {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return;
-        };
-        let runnable = tasks
-            .filter_map(Result::ok)
-            .filter(|t| {
-                std::fs::read_to_string(t.path().join("stat"))
-                    .ok()
-                    .and_then(|s| {
-                        s.rsplit_once(')')
-                            .map(|(_, rest)| rest.trim_start().starts_with('R'))
-                    })
-                    .unwrap_or(false)
-            })
-            .count();
-        // this thread is running
-        if runnable <= 1 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -14,18 +14,22 @@
 //!
 //! The correct family passes the same calls first, so each failure is the control's.
 
+use std::fmt;
 use std::ops::ControlFlow;
 
-use mppi::proposal::{GaussianDiag, GaussianFixed, Proposal, downcast};
-use mppi::rng::{SampleRng, sample_rng};
+mod common;
+use common::Refit;
+
+use mppi::proposal::{GaussianDiag, GaussianFixed, Proposal};
+use mppi::rng::sample_rng;
 use mppi::testing::theory::{
     IncreaseSettings, MStep, RECOVERY_T, check_em_step, check_fit_recovery,
     check_population_increase,
 };
 use mppi::weights::{Temperature, compute_weights};
 use mppi::{
-    DiagnosticsLevel, FnObjective, IterStats, MppiConfig, MppiError, Observer, Planner, ShiftFill,
-    Stages, WeightingConfig,
+    DiagnosticsLevel, FnObjective, IterStats, MppiConfig, Observer, Planner, Stages,
+    WeightingConfig,
 };
 
 /// What a control does to the M-step's result.
@@ -39,13 +43,6 @@ enum Bias {
     Mean(f64),
     /// `θ_k − (θ_EM − θ_k)`.
     Reversed,
-}
-
-/// A correct family whose `fit` is wrong in one way.
-#[derive(Debug, Clone)]
-struct Biased<P> {
-    inner: P,
-    bias: Bias,
 }
 
 /// Parameter layout of the wrapped family: `μ` (`d` entries), then for `GaussianDiag` the
@@ -68,7 +65,6 @@ impl Layout for GaussianDiag {
 
 impl Layout for GaussianFixed {
     fn variances(&self) -> Vec<f64> {
-        // the per-step noise's diagonal, repeated over the horizon
         // Σ_ii = Σ_k L_ik² from the row-major Cholesky factor
         let m = self.control_dim();
         let l = self.noise().cholesky();
@@ -81,50 +77,19 @@ impl Layout for GaussianFixed {
     }
 }
 
-impl<P: Layout> Proposal for Biased<P> {
-    fn name(&self) -> &'static str {
-        "biased"
-    }
-    fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-    fn control_dim(&self) -> usize {
-        self.inner.control_dim()
-    }
-    fn params(&self) -> &[f64] {
-        self.inner.params()
-    }
-    fn set_params(&mut self, theta: &[f64]) -> Result<(), MppiError> {
-        self.inner.set_params(theta)
-    }
-    fn reset(&mut self) {
-        self.inner.reset();
-    }
-    fn shift(&mut self, fill: ShiftFill) {
-        self.inner.shift(fill);
-    }
-    fn plan(&self, out: &mut [f64]) {
-        self.inner.plan(out);
-    }
-    fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
-        self.inner.set_plan(plan)
-    }
-    fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
-        self.inner.sample(rng, u);
-    }
-    fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
-        let d = self.inner.dim();
-        let old = self.inner.params().to_vec();
-        self.inner.fit(samples, weights, out);
-        match self.bias {
-            Bias::Stale => out.copy_from_slice(&old),
+/// A correct family whose `fit` is wrong in one way.
+fn biased<P: Layout + fmt::Debug>(inner: P, bias: Bias) -> Refit<P> {
+    Refit::new(inner, move |old: &P, out: &mut [f64], _| {
+        let d = old.dim();
+        match bias {
+            Bias::Stale => out.copy_from_slice(old.params()),
             Bias::Reversed => {
-                for (o, k) in out.iter_mut().zip(&old) {
+                for (o, k) in out.iter_mut().zip(old.params()) {
                     *o = 2.0 * k - *o;
                 }
             }
             Bias::Variance(factor) => {
-                assert!(self.inner.adapts_variance(), "no variance to bias");
+                assert!(old.adapts_variance(), "no variance to bias");
                 let (mu, second) = out.split_at_mut(d);
                 for (s, m) in second.iter_mut().zip(mu.iter()) {
                     *s = m * m + factor * (*s - m * m);
@@ -132,16 +97,15 @@ impl<P: Layout> Proposal for Biased<P> {
             }
             Bias::Mean(fraction) => {
                 // the fitted standard deviation when the family adapts it, else the fixed one
-                let var: Vec<f64> = if self.inner.adapts_variance() {
+                let adapts = old.adapts_variance();
+                let var: Vec<f64> = if adapts {
                     (0..d).map(|j| out[d + j] - out[j] * out[j]).collect()
                 } else {
-                    self.inner.variances()
+                    old.variances()
                 };
-                let adapts = self.inner.adapts_variance();
                 for j in 0..d {
-                    let shift = fraction * var[j].sqrt();
                     let before = out[j];
-                    out[j] += shift;
+                    out[j] += fraction * var[j].sqrt();
                     if adapts {
                         // keep the variance: E[u²] follows the mean
                         out[d + j] += out[j] * out[j] - before * before;
@@ -149,16 +113,7 @@ impl<P: Layout> Proposal for Biased<P> {
                 }
             }
         }
-    }
-    fn log_prob(&self, u: &[f64]) -> Option<f64> {
-        self.inner.log_prob(u)
-    }
-    fn kl(&self, other: &dyn Proposal) -> Option<f64> {
-        self.inner.kl(&downcast::<Biased<P>>(other)?.inner)
-    }
-    fn clone_box(&self) -> Box<dyn Proposal> {
-        Box::new(self.clone())
-    }
+    })
 }
 
 const T: usize = 5;
@@ -278,10 +233,7 @@ fn the_correct_families_pass_every_check() {
 
 #[test]
 fn a_stale_fit_is_rejected() {
-    let p = Biased {
-        inner: diag(),
-        bias: Bias::Stale,
-    };
+    let p = biased(diag(), Bias::Stale);
     rejected("stale", "M-step identity", em_step(&p), "KL(p⁺ ‖ p_k) > 0");
     rejected(
         "stale",
@@ -294,10 +246,7 @@ fn a_stale_fit_is_rejected() {
 #[test]
 fn inflated_variances_are_rejected() {
     for factor in [1.1, 1.05] {
-        let p = Biased {
-            inner: diag(),
-            bias: Bias::Variance(factor),
-        };
+        let p = biased(diag(), Bias::Variance(factor));
         let name = format!("variance ×{factor}");
         rejected(&name, "M-step identity", em_step(&p), "ΔQ̂ = KL");
         rejected(&name, "unbiased recovery", recovery(&p), "unbiased M-step");
@@ -306,10 +255,7 @@ fn inflated_variances_are_rejected() {
 
 #[test]
 fn shifted_means_are_rejected() {
-    let diag = Biased {
-        inner: diag(),
-        bias: Bias::Mean(0.05),
-    };
+    let diag = biased(diag(), Bias::Mean(0.05));
     rejected(
         "mean +5% σ diag",
         "M-step identity",
@@ -322,10 +268,7 @@ fn shifted_means_are_rejected() {
         recovery(&diag),
         "unbiased M-step",
     );
-    let fixed = Biased {
-        inner: fixed(),
-        bias: Bias::Mean(0.05),
-    };
+    let fixed = biased(fixed(), Bias::Mean(0.05));
     rejected("mean +5% σ", "M-step identity", em_step(&fixed), "ΔQ̂ = KL");
     rejected(
         "mean +5% σ",
@@ -337,10 +280,7 @@ fn shifted_means_are_rejected() {
 
 #[test]
 fn a_reversed_step_is_rejected() {
-    let p = Biased {
-        inner: fixed(),
-        bias: Bias::Reversed,
-    };
+    let p = biased(fixed(), Bias::Reversed);
     rejected("reversed", "M-step identity", em_step(&p), "ΔQ̂ = KL");
     rejected(
         "reversed",
@@ -384,20 +324,14 @@ fn the_planner_diagnostics_expose_a_wrong_mstep() {
     println!("[control] planner, correct diag: max |ΔQ̂ − KL|/KL {gap:.1e} (tol 1e-8)");
     assert!(gap <= 1e-8);
     for bias in [Bias::Variance(1.05), Bias::Mean(0.05)] {
-        let (gap, _) = run(Box::new(Biased {
-            inner: diag(),
-            bias,
-        }));
+        let (gap, _) = run(Box::new(biased(diag(), bias)));
         println!("[control] planner, {bias:?}: max |ΔQ̂ − KL|/KL {gap:.2e} (must exceed 1e-8)");
         assert!(
             gap > 1e-4,
             "{bias:?}: the planner's M-step gap {gap} did not expose the bias"
         );
     }
-    let (_, kl) = run(Box::new(Biased {
-        inner: diag(),
-        bias: Bias::Stale,
-    }));
+    let (_, kl) = run(Box::new(biased(diag(), Bias::Stale)));
     println!("[control] planner, stale: max KL step {kl:e}");
     assert_eq!(kl, 0.0, "a stale fit must show a zero KL step");
 }

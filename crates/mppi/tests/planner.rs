@@ -8,6 +8,9 @@ use std::sync::Mutex;
 use std::thread::ThreadId;
 use std::time::Duration;
 
+mod common;
+use common::Refit;
+
 use mppi::{
     Acceleration, Annealing, BatchFnObjective, Deadline, FnObjective, IterStats, MppiConfig,
     Observer, Planner, ProposalConfig, ProposalKind, Schedule, Stages, Status, UpdateConfig,
@@ -374,60 +377,6 @@ fn a_damped_step_is_taken_as_proposed_with_the_safeguard_on() {
     }
 }
 
-/// A fixed-covariance Gaussian whose first M-step returns the old parameters (shared counter:
-/// the planner clones its proposal).
-#[derive(Debug, Clone)]
-struct StaleOnce {
-    inner: mppi::proposal::GaussianFixed,
-    fits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl mppi::Proposal for StaleOnce {
-    fn name(&self) -> &'static str {
-        "stale_once"
-    }
-    fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-    fn control_dim(&self) -> usize {
-        self.inner.control_dim()
-    }
-    fn params(&self) -> &[f64] {
-        self.inner.params()
-    }
-    fn set_params(&mut self, theta: &[f64]) -> Result<(), mppi::MppiError> {
-        self.inner.set_params(theta)
-    }
-    fn reset(&mut self) {
-        self.inner.reset();
-    }
-    fn shift(&mut self, fill: mppi::ShiftFill) {
-        self.inner.shift(fill);
-    }
-    fn plan(&self, out: &mut [f64]) {
-        self.inner.plan(out);
-    }
-    fn set_plan(&mut self, plan: &[f64]) -> Result<(), mppi::MppiError> {
-        self.inner.set_plan(plan)
-    }
-    fn sample(&self, rng: &mut mppi::rng::SampleRng, u: &mut [f64]) {
-        self.inner.sample(rng, u);
-    }
-    fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
-        if self.fits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
-            out.copy_from_slice(self.inner.params());
-        } else {
-            self.inner.fit(samples, weights, out);
-        }
-    }
-    fn log_prob(&self, u: &[f64]) -> Option<f64> {
-        self.inner.log_prob(u)
-    }
-    fn clone_box(&self) -> Box<dyn mppi::Proposal> {
-        Box::new(self.clone())
-    }
-}
-
 /// Kills `Planner::step: > → >=` on the previous step norm: after an iteration that did not
 /// move, the contraction of the next one is undefined (NaN), not `x / 0 = ∞`.
 #[test]
@@ -437,10 +386,15 @@ fn contraction_after_a_zero_step_is_undefined() {
         ..config()
     };
     let inner = mppi::proposal::GaussianFixed::new(4, 1, &[0.25], &[-4.0], &[4.0]).unwrap();
-    let p = StaleOnce {
+    // the first M-step returns the old parameters (the call count is shared by the clones)
+    let p = Refit::new(
         inner,
-        fits: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-    };
+        |old: &mppi::proposal::GaussianFixed, out: &mut [f64], call| {
+            if call == 0 {
+                out.copy_from_slice(mppi::Proposal::params(old));
+            }
+        },
+    );
     let mut planner =
         Planner::with_stages(&cfg, Stages::with_proposal(&cfg, Box::new(p)).unwrap()).unwrap();
     let mut trace = Trace(Vec::new());
