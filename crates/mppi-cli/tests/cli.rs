@@ -723,9 +723,11 @@ fn bench_quick_prints_tables_and_writes_files() {
         &dir_arg,
         "--threads",
         "1,2",
-        // enough timed steps that a 2-thread row reaches 63 (see check_bench_allocations)
+        // every block times at least one call, so 64 blocks time at least 64 steps per row,
+        // however slow the machine: every parallel 2-thread row must show an allocation (see
+        // check_bench_allocations)
         "--blocks",
-        "30",
+        "64",
     ]);
     let out = stdout(&o);
     assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
