@@ -71,32 +71,20 @@ fn exponentials(
     lambda: f64,
     out: &mut [f64],
 ) -> (f64, f64) {
+    // λ ≥ f64::MIN_POSITIVE (both callers keep it there), so 1/λ ≤ 4.5e307 is finite
     let inv = 1.0 / lambda;
     let mut s1 = 0.0;
     let mut s2 = 0.0;
-    if inv.is_finite() {
-        for (e, &j) in out.iter_mut().zip(costs) {
-            *e = if j.is_finite() && j <= threshold {
-                // j − J_min may overflow to +inf for finite costs of opposite extreme signs:
-                // exp(−inf) = 0, still a valid weight
-                (-(j - min_cost) * inv).exp()
-            } else {
-                0.0
-            };
-            s1 += *e;
-            s2 += *e * *e;
-        }
-    } else {
-        // a subnormal λ: 1/λ overflows, so divide (the minimum still gets exp(0) = 1)
-        for (e, &j) in out.iter_mut().zip(costs) {
-            *e = if j.is_finite() && j <= threshold {
-                (-(j - min_cost) / lambda).exp()
-            } else {
-                0.0
-            };
-            s1 += *e;
-            s2 += *e * *e;
-        }
+    for (e, &j) in out.iter_mut().zip(costs) {
+        *e = if j.is_finite() && j <= threshold {
+            // j − J_min may overflow to +inf for finite costs of opposite extreme signs:
+            // exp(−inf) = 0, still a valid weight
+            (-(j - min_cost) * inv).exp()
+        } else {
+            0.0
+        };
+        s1 += *e;
+        s2 += *e * *e;
     }
     (s1, s2)
 }
@@ -287,10 +275,13 @@ fn ess_target_lambda(
     // finite costs of opposite extreme signs overflow the difference: bracket in range
     let spread = spread.min(f64::MAX);
     let ess_at = |log_lambda: f64, scratch: &mut [f64]| {
-        let (s1, s2) = exponentials(costs, min_cost, threshold, log_lambda.exp(), scratch);
+        let lambda = log_lambda.exp().clamp(f64::MIN_POSITIVE, f64::MAX);
+        let (s1, s2) = exponentials(costs, min_cost, threshold, lambda, scratch);
         s1 * s1 / s2
     };
-    let mut lo = spread.ln() - 40.0; // ESS ≈ number of ties at the minimum
+    // ESS ≈ number of ties at the minimum; not below the smallest λ the weighting uses (it
+    // clamps λ to the normal range)
+    let mut lo = (spread.ln() - 40.0).max(f64::MIN_POSITIVE.ln());
     // ESS ≈ number of kept samples; λ stays finite
     let mut hi = (spread.ln() + 40.0).min(f64::MAX.ln());
     if ess_at(hi, scratch) <= target {
@@ -589,12 +580,12 @@ mod tests {
         assert_eq!(Temperature::Fixed(2.0).scaled(1.0), Temperature::Fixed(2.0));
     }
 
-    /// `1/λ` overflows for a subnormal `λ`: the exponentials divide instead. Ties at the
-    /// minimum share the weight, everything else gets 0, and ESS counts the ties.
+    /// A subnormal `λ` is clamped to the smallest normal one (where `1/λ` is still finite):
+    /// ties at the minimum share the weight, everything else gets 0, and ESS counts the ties.
     #[test]
     fn subnormal_temperature_weights_the_ties_at_the_minimum() {
         let lambda: f64 = 1e-310;
-        assert!(!(1.0 / lambda).is_finite());
+        assert!(!(1.0 / lambda).is_finite() && (1.0 / f64::MIN_POSITIVE).is_finite());
         let costs = [1.0, 1.0, 2.0, f64::NAN];
         let mut w = [0.0; 4];
         let s = compute_weights(&costs, Temperature::Fixed(lambda), &mut w);
@@ -609,6 +600,20 @@ mod tests {
             &mut scratch,
         );
         assert_eq!((w, s.truncated), ([0.5, 0.5, 0.0, 0.0], 1));
+    }
+
+    /// Costs whose spread is subnormal: the ESS bisection's bracket reaches below the normal
+    /// range, where `1/λ` would overflow; the weights stay finite and sum to 1.
+    #[test]
+    fn ess_target_with_a_subnormal_spread_stays_finite() {
+        let costs = [0.0, 1e-315, 2e-315, 3e-315];
+        for fraction in [0.3, 0.9] {
+            let mut w = [0.0; 4];
+            let s = compute_weights(&costs, Temperature::EssTarget(fraction), &mut w);
+            assert!(w.iter().all(|v| v.is_finite() && *v >= 0.0), "{w:?}");
+            assert!(close(w.iter().sum::<f64>(), 1.0), "{w:?}");
+            assert!(s.lambda >= f64::MIN_POSITIVE && s.ess.is_finite(), "{s:?}");
+        }
     }
 
     #[test]
