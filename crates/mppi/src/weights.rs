@@ -302,7 +302,9 @@ fn ess_target_lambda(
             hi = mid;
         }
     }
-    (0.5 * (lo + hi)).exp()
+    // not within the tolerance after 60 halvings of the ≤ 80-nat bracket (narrower than one
+    // ulp of log λ by then, so ESS jumps there): the end whose ESS reaches the target
+    hi.exp()
 }
 
 /// The weighting stage (E-step): normalized weights from costs, and what they measured.
