@@ -54,7 +54,7 @@ impl Schedule for Geometric {
         spread.fill(self.at(iteration, iterations));
         Annealing {
             scaled: true,
-            temperature_scale: 1.0,
+            ..Annealing::NONE
         }
     }
 }

@@ -25,9 +25,10 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::diffusion::{Ve, Vp};
 use crate::error::MppiError;
 pub use crate::proposal::config::ProposalConfig;
-use crate::schedule::{Constant, Dial, Schedule};
+use crate::schedule::{Constant, Dial, DialExp, Schedule};
 use crate::weights::Temperature;
 
 /// The `[schedule]` section: how the spread and the temperature change between iterations.
@@ -48,6 +49,14 @@ pub enum ScheduleConfig {
     /// DIAL-MPC's annealing: the spread shrinks by `iteration_factor` per iteration and by
     /// `horizon_factor` per time step closer to the present (see [`Dial`]).
     Dial(Dial),
+    /// DIAL-MPC's paper form `exp(−k/(β₁N) − (H−t)/(β₂H))` (see [`DialExp`]).
+    DialExp(DialExp),
+    /// Variance-exploding levels, geometric from `sigma_max` to `sigma_min`; annealed MPPI or
+    /// a reverse sampler (see [`Ve`]).
+    Ve(Ve),
+    /// Variance-preserving `β` (linear or cosine); with its defaults model-based diffusion
+    /// (MBD); annealed MPPI or a reverse sampler (see [`Vp`]).
+    Vp(Vp),
 }
 
 impl ScheduleConfig {
@@ -56,6 +65,9 @@ impl ScheduleConfig {
         match self {
             ScheduleConfig::Constant => Ok(()),
             ScheduleConfig::Dial(d) => d.validate(),
+            ScheduleConfig::DialExp(d) => d.validate(),
+            ScheduleConfig::Ve(v) => v.validate(),
+            ScheduleConfig::Vp(v) => v.validate(),
         }
     }
     /// The runtime schedule.
@@ -64,6 +76,9 @@ impl ScheduleConfig {
         match self {
             ScheduleConfig::Constant => Box::new(Constant),
             ScheduleConfig::Dial(d) => Box::new(*d),
+            ScheduleConfig::DialExp(d) => Box::new(*d),
+            ScheduleConfig::Ve(v) => Box::new(*v),
+            ScheduleConfig::Vp(v) => Box::new(*v),
         }
     }
 }

@@ -101,7 +101,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "schedule.kind",
-        "annealing between iterations: constant | dial",
+        "annealing between iterations: constant | dial | dial_exp | ve | vp",
+    ),
+    (
+        "schedule.scale",
+        "dial: multiplier of the whole schedule (sigma_scale)",
     ),
     (
         "schedule.iteration_factor",
@@ -113,7 +117,38 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "schedule.first_step_iterations",
-        "dial: iterations at the first control step",
+        "dial, dial_exp: iterations at the first control step",
+    ),
+    (
+        "schedule.beta_iterations",
+        "dial_exp: spread falls by e over beta_iterations * N iterations",
+    ),
+    (
+        "schedule.beta_horizon",
+        "dial_exp: spread grows by e^(1/beta_horizon) over the horizon",
+    ),
+    (
+        "schedule.sigma_max",
+        "ve: largest noise level (first iteration)",
+    ),
+    (
+        "schedule.sigma_min",
+        "ve: smallest noise level (last iteration)",
+    ),
+    ("schedule.beta", "vp: beta sequence, linear | cosine"),
+    (
+        "schedule.beta_min",
+        "vp linear: first beta, in (0, beta_max]",
+    ),
+    ("schedule.beta_max", "vp linear: last beta, below 1"),
+    ("schedule.cosine_offset", "vp cosine: offset s >= 0"),
+    (
+        "schedule.spread",
+        "vp: sample spread, mbd (sqrt(1-abar)) | posterior (sqrt((1-abar)/abar))",
+    ),
+    (
+        "schedule.sampler",
+        "ve, vp: annealed (EM step) | ancestral | euler_maruyama (reverse diffusion)",
     ),
     (
         "weighting.temperature.kind",

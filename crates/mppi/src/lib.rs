@@ -62,6 +62,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod diffusion;
 pub mod error;
 pub mod fastmath;
 pub mod gaussian;
@@ -86,7 +87,7 @@ pub use objective::{
 };
 pub use planner::{Deadline, IterStats, Observer, Outcome, Planner, Stages, Status};
 pub use proposal::{Context, Proposal};
-pub use schedule::{Annealing, Schedule};
+pub use schedule::{Annealing, ReverseStep, Schedule};
 pub use update::{StepRule, Update};
 pub use weights::{
     Softmax, Temperature, WeightStats, Weighting, compute_weights, compute_weights_elite,

@@ -40,8 +40,8 @@ use crate::config::{Acceleration, DiagnosticsLevel, MppiConfig, ShiftFill, Valid
 use crate::error::{MppiError, check_len};
 use crate::objective::{BLOCK_LANES, Objective};
 use crate::proposal::{self, Context, Proposal};
-use crate::rng::BlockRng;
-use crate::schedule::Schedule;
+use crate::rng::{BlockRng, sample_rng};
+use crate::schedule::{ReverseStep, Schedule};
 use crate::update::{Step as UpdateStep, StepRule, Update};
 use crate::weights::{Softmax, WeightStats, Weighting};
 
@@ -254,6 +254,8 @@ pub struct Planner {
     update: Box<dyn Update>,
     /// The schedule's spread multipliers of the current iteration (`T`).
     spread: Vec<f64>,
+    /// The spread of a reverse step's injected noise (`T`, all `ν`).
+    noise_spread: Vec<f64>,
     plan: Vec<f64>,
     new_plan: Vec<f64>,
     samples: Vec<f64>,
@@ -362,6 +364,7 @@ impl Planner {
             weighting,
             update,
             spread: vec![1.0; cfg.horizon],
+            noise_spread: vec![1.0; cfg.horizon],
             plan,
             new_plan: vec![0.0; dim],
             samples: vec![0.0; k * dim],
@@ -508,6 +511,9 @@ impl Planner {
             self.schedule
                 .before_iteration(step, iteration, iterations, &mut self.spread);
         let scale = annealing.temperature_scale;
+        if let Some(r) = &annealing.reverse {
+            r.validate(step, iteration)?;
+        }
         if !(scale.is_finite() && scale > 0.0) {
             return Err(MppiError::config(
                 "schedule",
@@ -517,13 +523,13 @@ impl Planner {
                 ),
             ));
         }
-        let ctx = Context {
+        let ctx = ctx_of(
             state,
             step,
             iteration,
             iterations,
-            spread: annealing.scaled.then_some(self.spread.as_slice()),
-        };
+            annealing.scaled.then_some(self.spread.as_slice()),
+        );
         for p in [
             &mut self.proposal,
             &mut self.em_proposal,
@@ -552,9 +558,55 @@ impl Planner {
         if full {
             self.measure(&mut result);
         }
-        self.step(&mut result)?;
+        self.step(&mut result, annealing.reverse)?;
+        if let Some(r) = annealing.reverse {
+            self.reverse_move(&ctx_of(state, step, iteration, iterations, None), r)?;
+            if annealing.scaled {
+                // back to the iteration's spread, which `proposal()` and the diagnostics show
+                let ctx = ctx_of(state, step, iteration, iterations, Some(&self.spread));
+                self.proposal.prepare(&ctx)?;
+            }
+        }
+        self.proposal.plan(&mut self.new_plan);
+        result.update_norm = distance(&self.new_plan, &self.plan);
+        self.plan.copy_from_slice(&self.new_plan);
         self.last = result;
         Ok(result)
+    }
+
+    /// A reverse-diffusion step's move of the plan after the update:
+    /// `plan ← c · plan + ν L z`, the noise drawn as one sample of the proposal at spread `ν`
+    /// around its plan from the iteration's stream `samples` (docs/theory.md §F.1).
+    fn reverse_move(&mut self, ctx: &Context<'_>, r: ReverseStep) -> Result<(), MppiError> {
+        if r.plan_scale == 1.0 && r.noise == 0.0 {
+            return Ok(());
+        }
+        // `sampled_plan` is free until the next iteration samples
+        self.proposal.plan(&mut self.sampled_plan);
+        if r.noise > 0.0 {
+            self.noise_spread.fill(r.noise);
+            let noisy = Context {
+                spread: Some(&self.noise_spread),
+                ..*ctx
+            };
+            self.proposal.prepare(&noisy)?;
+            let mut rng = sample_rng(
+                self.cfg.seed,
+                ctx.step,
+                ctx.iteration,
+                self.cfg.samples as u64,
+            );
+            self.proposal.sample(&mut rng, &mut self.new_plan);
+            self.proposal.prepare(ctx)?;
+        } else {
+            self.new_plan.copy_from_slice(&self.sampled_plan);
+        }
+        let m = self.cfg.control_dim;
+        for (j, (u, mu)) in self.new_plan.iter_mut().zip(&self.sampled_plan).enumerate() {
+            *u = (*u + (r.plan_scale - 1.0) * mu)
+                .clamp(self.cfg.u_min[j % m], self.cfg.u_max[j % m]);
+        }
+        self.proposal.set_plan(&self.new_plan)
     }
 
     /// M-step into `θ_EM` (and `em_proposal`), from the block layout when the proposal can.
@@ -595,13 +647,32 @@ impl Planner {
     }
 
     /// The update stage: take the EM step or the candidate, swap it in, track the step sizes.
-    fn step(&mut self, result: &mut IterStats) -> Result<(), MppiError> {
-        let proposed = self.update.propose(
-            &self.theta_k,
-            &self.theta_em,
-            &self.theta_prev,
-            &mut self.theta_new,
-        );
+    fn step(
+        &mut self,
+        result: &mut IterStats,
+        reverse: Option<ReverseStep>,
+    ) -> Result<(), MppiError> {
+        let proposed = match reverse {
+            None => self.update.propose(
+                &self.theta_k,
+                &self.theta_em,
+                &self.theta_prev,
+                &mut self.theta_new,
+            ),
+            // a reverse-diffusion step replaces the update stage: θ_k + α (θ_EM − θ_k)
+            Some(r) if r.step_size == 1.0 => UpdateStep::Em,
+            Some(r) => {
+                for ((new, k), em) in self
+                    .theta_new
+                    .iter_mut()
+                    .zip(&self.theta_k)
+                    .zip(&self.theta_em)
+                {
+                    *new = k + r.step_size * (em - k);
+                }
+                UpdateStep::Candidate { safeguarded: false }
+            }
+        };
         let mut take_em = proposed == UpdateStep::Em;
         if !take_em && self.candidate.set_params(&self.theta_new).is_err() {
             take_em = true;
@@ -638,10 +709,6 @@ impl Planner {
             result.contraction = step_norm / self.last_step_norm;
         }
         self.last_step_norm = step_norm;
-
-        self.proposal.plan(&mut self.new_plan);
-        result.update_norm = distance(&self.new_plan, &self.plan);
-        self.plan.copy_from_slice(&self.new_plan);
         Ok(())
     }
 
@@ -894,6 +961,22 @@ type BlockParts<'a> = (
     ),
     &'a mut [f64],
 );
+
+fn ctx_of<'a>(
+    state: Option<&'a [f64]>,
+    step: u64,
+    iteration: u64,
+    iterations: u64,
+    spread: Option<&'a [f64]>,
+) -> Context<'a> {
+    Context {
+        state,
+        step,
+        iteration,
+        iterations,
+        spread,
+    }
+}
 
 /// `‖a − b‖₂`.
 fn distance(a: &[f64], b: &[f64]) -> f64 {

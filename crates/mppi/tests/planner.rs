@@ -215,6 +215,7 @@ impl Schedule for TemperatureScale {
         Annealing {
             scaled: false,
             temperature_scale: self.0,
+            reverse: None,
         }
     }
 }

@@ -146,6 +146,7 @@ fn dial_spread_is_sigma_times_a_to_the_k_times_b_to_the_remaining_steps() {
         seed: 21,
         proposal: ProposalConfig::gaussian(&sigma),
         schedule: ScheduleConfig::Dial(Dial {
+            scale: 1.0,
             iteration_factor: A,
             horizon_factor: B,
             first_step_iterations: None,
@@ -700,6 +701,7 @@ impl Schedule for HalfSpread {
         Annealing {
             scaled: true,
             temperature_scale: 0.25,
+            reverse: None,
         }
     }
 }
