@@ -980,16 +980,23 @@ pub(super) mod tests {
     /// KL (the exact M-step under the spread).
     #[test]
     fn planner_with_the_dial_schedule() {
-        let (worst_gap, iterations) = dial_planner_gap(crate::ProposalKind::GaussianDiag);
+        let proposal = ProposalConfig {
+            std_min: Some(1e-9),
+            std_max: Some(1e9),
+            prior_weight: Some(0.0),
+            ..ProposalConfig::gaussian(&[0.5]).into_kind(crate::ProposalKind::GaussianDiag)
+        };
+        let (worst_gap, _, iterations) = dial_planner_gap(proposal);
         println!("dial diag: {iterations} iterations, max |ΔQ̂ − KL|/KL {worst_gap:.2e} (tol 1e-8)");
         assert!(iterations >= 6 && worst_gap <= 1e-8);
     }
 
-    /// Run two control steps of a planner with `[schedule] kind = "dial"` and `kind` (floors
-    /// off, full diagnostics); returns the largest `|mstep_gap| / kl_step` and the number of
-    /// iterations. The config route is tried first; while the config still refuses the dial
-    /// schedule for this kind, the same schedule is installed as a stage.
-    pub(crate) fn dial_planner_gap(kind: crate::ProposalKind) -> (f64, usize) {
+    /// Run two control steps (`T = 5`, `m = 2`) of a planner with `[schedule] kind = "dial"`
+    /// and `proposal`, with full diagnostics; returns the largest `|mstep_gap| / kl_step`, the
+    /// smallest `mstep_gap / kl_step` and the number of iterations. The config route is tried
+    /// first; while the config refuses the dial schedule for this kind (`config.rs` allows it
+    /// for `gaussian` only), the same schedule is installed as a stage.
+    pub(crate) fn dial_planner_gap(proposal: ProposalConfig) -> (f64, f64, usize) {
         use crate::ScheduleConfig;
         use crate::schedule::Dial;
         let base = MppiConfig {
@@ -997,12 +1004,7 @@ pub(super) mod tests {
             horizon: 5,
             iterations: 3,
             diagnostics: crate::config::DiagnosticsLevel::Full,
-            proposal: ProposalConfig {
-                std_min: Some(1e-9),
-                std_max: Some(1e9),
-                prior_weight: Some(0.0),
-                ..ProposalConfig::gaussian(&[0.5]).into_kind(kind)
-            },
+            proposal,
             weighting: WeightingConfig::fixed(1.0),
             ..MppiConfig::default()
         };
@@ -1027,7 +1029,7 @@ pub(super) mod tests {
                 .map(|(j, v)| (v - 0.4 * (0.9 * j as f64).sin()).powi(2))
                 .sum()
         });
-        struct Gap(f64, usize);
+        struct Gap(f64, f64, usize);
         impl crate::Observer for Gap {
             fn on_iteration(
                 &mut self,
@@ -1040,15 +1042,16 @@ pub(super) mod tests {
                 );
                 assert!(s.kl_step > 0.0, "{s:?}");
                 self.0 = self.0.max(s.mstep_gap.abs() / s.kl_step);
-                self.1 += 1;
+                self.1 = self.1.min(s.mstep_gap / s.kl_step);
+                self.2 += 1;
                 std::ops::ControlFlow::Continue(())
             }
         }
-        let mut gap = Gap(0.0, 0);
+        let mut gap = Gap(0.0, f64::INFINITY, 0);
         for step in 0..2 {
             planner.optimize(&obj, step, &mut gap).unwrap();
             assert!(planner.proposal().params().iter().all(|v| v.is_finite()));
         }
-        (gap.0, gap.1)
+        (gap.0, gap.1, gap.2)
     }
 }
