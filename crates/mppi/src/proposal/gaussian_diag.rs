@@ -33,13 +33,29 @@
 //!
 //! `log_prob` is the density of the unclamped Gaussian evaluated at the (possibly clamped)
 //! sample, as for [`super::GaussianFixed`].
+//!
+//! **A schedule's spread** (annealing, [`crate::Schedule`]). With multipliers `s_t` from
+//! [`Proposal::prepare`] the family samples from its scaled member
+//!
+//! ```text
+//! p_s(U; θ) = Π_j N(U_j; μ_j, s_t² σ_j²),   t = ⌊j/m⌋,
+//! ```
+//!
+//! and `log_prob` and `kl` are those of `p_s` (`kl` of two instances prepared with the same
+//! spread). `params()` stay those of the unscaled member (`M_j = σ_j² + μ_j²`). Since
+//! `θ ↦ p_s(·; θ)` is a reparametrization of the same exponential family, the exact M-step in
+//! the scaled family is the weighted moment match followed by the inverse scaling,
+//! `σ⁺²_j = Σ_i w_i (U_ij − μ⁺_j)² / s_t²`; the prior and the clamps then act on that unscaled
+//! variance. So `Q̂(θ⁺) − Q̂(θ_k) = KL(p_s(θ⁺) ‖ p_s(θ_k))` stays exact, and `fit` on draws from
+//! `p_s(θ)` recovers `θ`. `prepare` without a spread (or with all `s_t = 1`) restores the own
+//! spread bit for bit.
 
 use super::downcast;
 use crate::config::ShiftFill;
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
-use super::{Proposal, check_spread_limits, clamped_zero_row, shift_rows, weighted_mean};
+use super::{Context, Proposal, check_spread_limits, clamped_zero_row, shift_rows, weighted_mean};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_3;
 
@@ -87,6 +103,44 @@ pub struct GaussianDiag {
     u_min: Vec<f64>,
     u_max: Vec<f64>,
     zero_row: Vec<f64>,
+    /// The schedule's spread multiplier `s_t` of every time step (all 1 when `!scaled`).
+    spread: Vec<f64>,
+    /// `Σ_t ln s_t` (0 when `!scaled`).
+    log_spread: f64,
+    /// Whether some `s_t ≠ 1`: the unscaled path skips every multiply by `s_t`.
+    scaled: bool,
+}
+
+/// Validate a schedule's spread and store it in `spread` (`T` entries), shared by the adapted
+/// Gaussian families: `requested` must have `T` finite entries `> 0`; `None` restores all ones.
+/// `scaled` becomes whether some `s_t ≠ 1`. On error nothing changes.
+pub(super) fn store_spread(
+    spread: &mut [f64],
+    scaled: &mut bool,
+    requested: Option<&[f64]>,
+) -> Result<(), MppiError> {
+    match requested {
+        Some(s) => {
+            check_len("schedule spread", spread.len(), s.len())?;
+            if let Some(t) = s.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(MppiError::config(
+                    "schedule",
+                    format!(
+                        "spread of time step {t} must be a finite number > 0, got {}",
+                        s[t]
+                    ),
+                ));
+            }
+            spread.copy_from_slice(s);
+            *scaled = s.iter().any(|v| *v != 1.0);
+        }
+        None if *scaled => {
+            spread.fill(1.0);
+            *scaled = false;
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 impl GaussianDiag {
@@ -143,6 +197,9 @@ impl GaussianDiag {
             u_min: u_min.to_vec(),
             u_max: u_max.to_vec(),
             zero_row,
+            spread: vec![1.0; horizon],
+            log_spread: 0.0,
+            scaled: false,
         };
         family.reset();
         Ok(family)
@@ -153,12 +210,13 @@ impl GaussianDiag {
     pub fn mean(&self) -> &[f64] {
         &self.params[..self.d]
     }
-    /// The standard deviations `s_j` (`d` entries).
+    /// The standard deviations `s_j` (`d` entries) of the unscaled family (a schedule's spread
+    /// multiplies them when sampling).
     #[must_use]
     pub fn std(&self) -> &[f64] {
         &self.std
     }
-    /// The variances `s_j²` (`d` entries).
+    /// The variances `s_j²` (`d` entries) of the unscaled family.
     #[must_use]
     pub fn variance(&self) -> &[f64] {
         &self.var
@@ -255,9 +313,33 @@ impl Proposal for GaussianDiag {
         self.commit_from_var();
         Ok(())
     }
-    /// `U_j = clamp(μ_j + s_j z_j)`; one standard normal per coordinate, in order.
+    /// Stores the schedule's spread `s_t` (module docs); errors name `schedule`.
+    fn prepare(&mut self, ctx: &Context<'_>) -> Result<(), MppiError> {
+        store_spread(&mut self.spread, &mut self.scaled, ctx.spread)?;
+        self.log_spread = if self.scaled {
+            self.spread.iter().map(|s| s.ln()).sum()
+        } else {
+            0.0
+        };
+        Ok(())
+    }
+    /// `U_j = clamp(μ_j + s_t σ_j z_j)`; one standard normal per coordinate, in order.
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
         let m = self.m;
+        if self.scaled {
+            for (((row, mu), sd), st) in u
+                .chunks_exact_mut(m)
+                .zip(self.params[..self.d].chunks_exact(m))
+                .zip(self.std.chunks_exact(m))
+                .zip(&self.spread)
+            {
+                for (i, ((uj, mu), s)) in row.iter_mut().zip(mu).zip(sd).enumerate() {
+                    let z: f64 = rng.normal();
+                    *uj = (mu + st * s * z).clamp(self.u_min[i], self.u_max[i]);
+                }
+            }
+            return;
+        }
         for (j, ((uj, mu), s)) in u
             .iter_mut()
             .zip(&self.params[..self.d])
@@ -269,9 +351,27 @@ impl Proposal for GaussianDiag {
             *uj = (mu + s * z).clamp(self.u_min[i], self.u_max[i]);
         }
     }
-    /// `Σ_j −½ log(2π s_j²) − (u_j − μ_j)²/(2 s_j²)`.
+    /// `Σ_j −½ log(2π s_t² σ_j²) − (u_j − μ_j)²/(2 s_t² σ_j²)`.
     fn log_prob(&self, u: &[f64]) -> Option<f64> {
         Some({
+            if self.scaled {
+                let m = self.m;
+                let mut q = 0.0;
+                for (((ut, mt), ivt), st) in u
+                    .chunks_exact(m)
+                    .zip(self.params[..self.d].chunks_exact(m))
+                    .zip(self.inv_var.chunks_exact(m))
+                    .zip(&self.spread)
+                {
+                    let mut qt = 0.0;
+                    for ((uj, mu), iv) in ut.iter().zip(mt).zip(ivt) {
+                        let r = uj - mu;
+                        qt += r * r * iv;
+                    }
+                    q += qt / (st * st);
+                }
+                return Some(self.log_norm - m as f64 * self.log_spread - 0.5 * q);
+            }
             let mut q = 0.0;
             for ((uj, mu), iv) in u.iter().zip(&self.params[..self.d]).zip(&self.inv_var) {
                 let r = uj - mu;
@@ -280,9 +380,9 @@ impl Proposal for GaussianDiag {
             self.log_norm - 0.5 * q
         })
     }
-    /// Weighted moment matching, then the prior and the clamps (module docs). Weights are
-    /// renormalized by their sum; if they sum to zero (or are not finite) the current
-    /// parameters are returned.
+    /// Weighted moment matching, the inverse of a schedule's spread (`/ s_t²`), then the prior
+    /// and the clamps (module docs). Weights are renormalized by their sum; if they sum to zero
+    /// (or are not finite) the current parameters are returned.
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         let d = self.d;
         let Some(wsum) = weighted_mean(samples, weights, &mut out[..d]) else {
@@ -303,6 +403,11 @@ impl Proposal for GaussianDiag {
         let nu = self.prior_weight;
         for (j, (s, mj)) in second.iter_mut().zip(mu.iter()).enumerate() {
             let mut v = *s / wsum;
+            if self.scaled {
+                // the variance of p_s is s_t² σ²: back to the unscaled σ² before the prior
+                let st = self.spread[j / self.m];
+                v /= st * st;
+            }
             if nu > 0.0 {
                 v = (nu * self.var0[j % self.m] + v) / (1.0 + nu);
             }
@@ -310,9 +415,22 @@ impl Proposal for GaussianDiag {
             *s = v + mj * mj;
         }
     }
-    /// `KL = ½ Σ_j [s_aj²/s_bj² + (μ_aj − μ_bj)²/s_bj² − 1 + log(s_bj²/s_aj²)]`.
+    /// `KL = ½ Σ_j [s_aj²/s_bj² + (μ_aj − μ_bj)²/s_bj² − 1 + log(s_bj²/s_aj²)]`, with the
+    /// variances `s_j²` of the distributions sampled from (each times its own `s_t²`).
     fn kl(&self, other: &dyn Proposal) -> Option<f64> {
         match downcast::<GaussianDiag>(other) {
+            Some(o) if o.d == self.d && o.m == self.m && (self.scaled || o.scaled) => {
+                let mut total = 0.0;
+                for j in 0..self.d {
+                    let t = j / self.m;
+                    let (sa, sb) = (self.spread[t], o.spread[t]);
+                    let iv_b = o.inv_var[j] / (sb * sb);
+                    let dm = self.params[j] - o.params[j];
+                    let ratio = self.var[j] * sa * sa * iv_b;
+                    total += ratio + dm * dm * iv_b - 1.0 - ratio.ln();
+                }
+                Some(0.5 * total)
+            }
             Some(o) if o.d == self.d && o.m == self.m => {
                 let mut total = 0.0;
                 for j in 0..self.d {
@@ -325,7 +443,8 @@ impl Proposal for GaussianDiag {
             _ => None,
         }
     }
-    /// `Σ_j u_j ε_j / s_j²` with the current variances.
+    /// `Σ_j u_j ε_j / s_j²` with the current variances (those of the unscaled family, as
+    /// [`super::GaussianFixed`] uses its own covariance under a schedule's spread).
     fn control_cost(&self, plan: &[f64], eps: &[f64]) -> Option<f64> {
         Some(
             plan.iter()
@@ -341,7 +460,7 @@ impl Proposal for GaussianDiag {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! Theory checks for the diagonal family (docs/theory.md §H13, H4; floors). Measured values
     //! are printed next to their tolerances (`-- --nocapture`).
 
@@ -352,6 +471,7 @@ mod tests {
         weighted_sample_set,
     };
     use crate::rng::sample_rng;
+    use crate::testing::theory::{MStep, RECOVERY_T, check_em_step, check_fit_recovery};
     use crate::{FnObjective, MppiConfig, Planner};
     use crate::{ProposalConfig, WeightingConfig};
     use nalgebra::{DMatrix, DVector};
@@ -705,5 +825,233 @@ mod tests {
         let final_cost = cost(planner.mean());
         println!("planner diag: J(μ) = {final_cost:.4} (from 6)");
         assert!(final_cost < 0.12, "{:?}", planner.mean());
+    }
+
+    // ---- a schedule's spread (annealing) --------------------------------------------------
+
+    /// The non-uniform spread of the annealing tests, `s_t = 0.5 + 0.25 (t mod 3)` (as in
+    /// `check_proposal`).
+    fn test_spread(horizon: usize) -> Vec<f64> {
+        (0..horizon).map(|t| 0.5 + 0.25 * (t % 3) as f64).collect()
+    }
+
+    /// A non-default member (`T = 5`, `m = 2`) with every floor off, prepared with
+    /// [`test_spread`].
+    fn scaled_family(spread: &[f64]) -> GaussianDiag {
+        let (t, m) = (5, 2);
+        let d = t * m;
+        let mut f = GaussianDiag::new(
+            t,
+            m,
+            &[0.6, 0.0, 0.0, 1.2],
+            &[-INF; 2],
+            &[INF; 2],
+            1e-9,
+            1e9,
+            0.0,
+        )
+        .unwrap();
+        let mut theta = vec![0.0; 2 * d];
+        for j in 0..d {
+            let (mu, var) = (0.3 * (0.7 * j as f64).sin(), 0.2 + 0.1 * (j % 4) as f64);
+            theta[j] = mu;
+            theta[d + j] = var + mu * mu;
+        }
+        f.set_params(&theta).unwrap();
+        let ctx = crate::Context {
+            spread: Some(spread),
+            ..crate::Context::open_loop(0, 0, 1)
+        };
+        f.prepare(&ctx).unwrap();
+        f
+    }
+
+    /// `ΔQ̂ − KL` relative to the KL for the step `k → θ⁺` on the weighted samples.
+    fn relative_gap(k: &GaussianDiag, theta: &[f64], samples: &[f64], w: &[f64]) -> f64 {
+        let mut plus = k.clone();
+        plus.set_params(theta).unwrap();
+        let (_, q_gain) = increase_gains(k, &plus, samples, w);
+        let kl = plus.kl(k).unwrap();
+        (q_gain - kl).abs() / kl
+    }
+
+    /// With a non-uniform spread `s_t`: the conformance suite passes; `log_prob` is the
+    /// density of `N(μ_j, s_t² σ_j²)`; the M-step identity `ΔQ̂ = KL(p_s(θ⁺) ‖ p_s(θ_k))` holds
+    /// to 1e-8 on samples of `p_s` with uneven weights (three temperatures); `fit` recovers the
+    /// *unscaled* parameters (t-test, |t| ≤ 7, 30 × 5000 draws). Negative control: the fit of
+    /// an unprepared clone (no `/ s_t²`) breaks the identity by far more than its tolerance.
+    #[test]
+    fn spread_scales_sampling_density_kl_and_fit() {
+        let spread = test_spread(5);
+        let f = scaled_family(&spread);
+        crate::testing::check_proposal(&f, 3).unwrap();
+
+        // log_prob in closed form under the scaled variances
+        let u: Vec<f64> = (0..10).map(|j| 0.2 - 0.05 * j as f64).collect();
+        let lp: f64 = (0..10)
+            .map(|j| {
+                let v = f.variance()[j] * spread[j / 2].powi(2);
+                -0.5 * (2.0 * std::f64::consts::PI * v).ln()
+                    - 0.5 * (u[j] - f.mean()[j]).powi(2) / v
+            })
+            .sum();
+        assert!((f.log_prob(&u).unwrap() - lp).abs() < 1e-12);
+
+        let mut worst_neg = f64::INFINITY;
+        for (seed, lambda) in [(21u64, 1.0), (22, 3.0), (23, 10.0)] {
+            let (samples, w) = weighted_sample_set(&f, 400, seed, lambda, quartic);
+            let r = check_em_step(&f, &samples, &w, MStep::Exact).unwrap();
+            println!(
+                "spread diag (seed {seed}, λ {lambda}): ΔQ̂ {:.6}, KL {:.6}, |ΔQ̂ − KL|/KL {:.2e} (tol 1e-8), ESS {:.0}/400",
+                r.q_gain,
+                r.kl,
+                r.gap.abs() / r.kl,
+                r.ess
+            );
+            // negative control: θ⁺ fitted without the inverse scaling
+            let mut unscaled = f.clone();
+            unscaled
+                .prepare(&crate::Context::open_loop(0, 0, 1))
+                .unwrap();
+            let mut theta = vec![0.0; 20];
+            unscaled.fit(&samples, &w, &mut theta);
+            worst_neg = worst_neg.min(relative_gap(&f, &theta, &samples, &w));
+        }
+        println!(
+            "spread diag negative control (fit without / s_t²): min |ΔQ̂ − KL|/KL {worst_neg:.3} (must exceed 1e-2)"
+        );
+        assert!(worst_neg > 1e-2);
+
+        let r = check_fit_recovery(&f, 5_000, 30, 5, RECOVERY_T).unwrap();
+        println!(
+            "spread diag recovery of the unscaled parameters: max |t| {:.2} at parameter {} (tol {RECOVERY_T})",
+            r.max_t, r.worst
+        );
+    }
+
+    /// `prepare` rejects a spread of the wrong length or with an entry that is not finite and
+    /// `> 0` (naming `schedule`), leaving the proposal unchanged; `clone_box` carries the
+    /// spread; `open_loop` restores the own samples bit for bit.
+    #[test]
+    fn spread_is_validated_carried_by_clones_and_restored() {
+        let spread = test_spread(5);
+        let mut f = scaled_family(&spread);
+        let draw = |p: &dyn Proposal| {
+            let mut u = vec![0.0; 10];
+            p.sample(&mut sample_rng(4, 0, 0, 0), &mut u);
+            u
+        };
+        let scaled = draw(&f);
+        let boxed = f.clone_box();
+        assert_eq!(draw(boxed.as_ref()), scaled);
+        for bad in [
+            vec![1.0; 4],
+            vec![0.5, 0.0, 1.0, 1.0, 1.0],
+            vec![f64::NAN; 5],
+        ] {
+            let ctx = crate::Context {
+                spread: Some(&bad),
+                ..crate::Context::open_loop(0, 0, 1)
+            };
+            let err = f.prepare(&ctx).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    MppiError::DimensionMismatch { .. }
+                        | MppiError::InvalidConfig {
+                            field: "schedule",
+                            ..
+                        }
+                ),
+                "{err}"
+            );
+            assert_eq!(draw(&f), scaled, "a rejected spread changed the samples");
+        }
+        let mut own = f.clone();
+        own.prepare(&crate::Context::open_loop(0, 0, 1)).unwrap();
+        let before = draw(&own);
+        f.prepare(&crate::Context::open_loop(0, 0, 1)).unwrap();
+        assert_eq!(draw(&f), before);
+        assert_ne!(before, scaled);
+    }
+
+    /// The planner with DIAL-MPC's schedule and this family (floors off, full diagnostics)
+    /// runs two control steps; every iteration's M-step gap stays at round-off relative to its
+    /// KL (the exact M-step under the spread).
+    #[test]
+    fn planner_with_the_dial_schedule() {
+        let proposal = ProposalConfig {
+            std_min: Some(1e-9),
+            std_max: Some(1e9),
+            prior_weight: Some(0.0),
+            ..ProposalConfig::gaussian(&[0.5]).into_kind(crate::ProposalKind::GaussianDiag)
+        };
+        let (worst_gap, _, iterations) = dial_planner_gap(proposal);
+        println!("dial diag: {iterations} iterations, max |ΔQ̂ − KL|/KL {worst_gap:.2e} (tol 1e-8)");
+        assert!(iterations >= 6 && worst_gap <= 1e-8);
+    }
+
+    /// Run two control steps (`T = 5`, `m = 2`) of a planner with `[schedule] kind = "dial"`
+    /// and `proposal`, with full diagnostics; returns the largest `|mstep_gap| / kl_step`, the
+    /// smallest `mstep_gap / kl_step` and the number of iterations. The config route is tried
+    /// first; while the config refuses the dial schedule for this kind (`config.rs` allows it
+    /// for `gaussian` only), the same schedule is installed as a stage.
+    pub(crate) fn dial_planner_gap(proposal: ProposalConfig) -> (f64, f64, usize) {
+        use crate::ScheduleConfig;
+        use crate::schedule::Dial;
+        let base = MppiConfig {
+            samples: 512,
+            horizon: 5,
+            iterations: 3,
+            diagnostics: crate::config::DiagnosticsLevel::Full,
+            proposal,
+            weighting: WeightingConfig::fixed(1.0),
+            ..MppiConfig::default()
+        };
+        let dial = MppiConfig {
+            schedule: ScheduleConfig::Dial(Dial::default()),
+            ..base.clone()
+        };
+        let mut planner = match Planner::new(&dial, 2) {
+            Ok(p) => p,
+            Err(MppiError::InvalidConfig {
+                field: "schedule", ..
+            }) => {
+                let mut stages = crate::Stages::from_config(&base, 2).unwrap();
+                stages.schedule = Box::new(Dial::default());
+                Planner::with_stages(&base, stages).unwrap()
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let obj = FnObjective::new(10, |u: &[f64]| {
+            u.iter()
+                .enumerate()
+                .map(|(j, v)| (v - 0.4 * (0.9 * j as f64).sin()).powi(2))
+                .sum()
+        });
+        struct Gap(f64, f64, usize);
+        impl crate::Observer for Gap {
+            fn on_iteration(
+                &mut self,
+                s: &crate::IterStats,
+                p: &Planner,
+            ) -> std::ops::ControlFlow<()> {
+                assert!(
+                    p.spread().iter().any(|v| *v != 1.0),
+                    "the schedule was not applied"
+                );
+                assert!(s.kl_step > 0.0, "{s:?}");
+                self.0 = self.0.max(s.mstep_gap.abs() / s.kl_step);
+                self.1 = self.1.min(s.mstep_gap / s.kl_step);
+                self.2 += 1;
+                std::ops::ControlFlow::Continue(())
+            }
+        }
+        let mut gap = Gap(0.0, f64::INFINITY, 0);
+        for step in 0..2 {
+            planner.optimize(&obj, step, &mut gap).unwrap();
+            assert!(planner.proposal().params().iter().all(|v| v.is_finite()));
+        }
+        (gap.0, gap.1, gap.2)
     }
 }
