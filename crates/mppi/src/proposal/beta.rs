@@ -494,16 +494,21 @@ impl BetaFamily {
 
     /// The shapes `(α, β)`, `ln B` and samplers the samples are drawn from: the scaled ones
     /// while a spread applies.
-    fn sampled(&self) -> (&[f64], &[f64], &[f64], &[rand_distr::Beta<f64>]) {
+    fn sampled(&self) -> Shapes<'_> {
         if self.scaled {
-            (
-                &self.scaled_alpha,
-                &self.scaled_beta,
-                &self.scaled_ln_b,
-                &self.scaled_samplers,
-            )
+            Shapes {
+                alpha: &self.scaled_alpha,
+                beta: &self.scaled_beta,
+                ln_b: &self.scaled_ln_b,
+                samplers: &self.scaled_samplers,
+            }
         } else {
-            (&self.alpha, &self.beta, &self.ln_b, &self.samplers)
+            Shapes {
+                alpha: &self.alpha,
+                beta: &self.beta,
+                ln_b: &self.ln_b,
+                samplers: &self.samplers,
+            }
         }
     }
 
@@ -514,6 +519,14 @@ impl BetaFamily {
             self.set_shape(c, a, b);
         }
     }
+}
+
+/// Per-coordinate views of the Betas a [`BetaFamily`] samples from (its own or the scaled ones).
+struct Shapes<'a> {
+    alpha: &'a [f64],
+    beta: &'a [f64],
+    ln_b: &'a [f64],
+    samplers: &'a [rand_distr::Beta<f64>],
 }
 
 impl Proposal for BetaFamily {
@@ -640,7 +653,7 @@ impl Proposal for BetaFamily {
     /// `u = a + (b − a) y`, `y ~ Beta(α, β)` (rand_distr's Cheng samplers; `Beta(α/s_t²,
     /// β/s_t²)` with a spread), clipped to `[10⁻⁶, 1 − 10⁻⁶]`.
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
-        let samplers = self.sampled().3;
+        let samplers = self.sampled().samplers;
         for (c, ui) in u.iter_mut().enumerate() {
             let j = c % self.m;
             let y = clip_y(samplers[c].sample(rng));
@@ -650,7 +663,9 @@ impl Proposal for BetaFamily {
     /// `Σ_c [(α_c−1) log y_c + (β_c−1) log(1−y_c) − ln B(α_c, β_c)] − Σ ln(b − a)` with `y`
     /// clipped as in sampling (the scaled shapes with a spread).
     fn log_prob(&self, u: &[f64]) -> Option<f64> {
-        let (alpha, beta, ln_b, _) = self.sampled();
+        let Shapes {
+            alpha, beta, ln_b, ..
+        } = self.sampled();
         Some({
             let mut total = -self.ln_jacobian;
             for (c, ui) in u.iter().enumerate() {
@@ -720,8 +735,15 @@ impl Proposal for BetaFamily {
         {
             return None;
         }
-        let (alpha, beta, ln_b, _) = self.sampled();
-        let (alpha0, beta0, ln_b0, _) = o.sampled();
+        let Shapes {
+            alpha, beta, ln_b, ..
+        } = self.sampled();
+        let Shapes {
+            alpha: alpha0,
+            beta: beta0,
+            ln_b: ln_b0,
+            ..
+        } = o.sampled();
         let mut total = 0.0;
         for c in 0..alpha.len() {
             let (a, b, a0, b0) = (alpha[c], beta[c], alpha0[c], beta0[c]);
@@ -1109,7 +1131,10 @@ mod tests {
         use crate::{Planner, ScheduleConfig, Stages};
         match Planner::new(cfg, m) {
             Ok(p) => p,
-            Err(MppiError::InvalidConfig { field, reason }) if field == "schedule" => {
+            Err(MppiError::InvalidConfig {
+                field: "schedule",
+                reason,
+            }) => {
                 let ScheduleConfig::Dial(dial) = cfg.schedule else {
                     panic!("not a dial config")
                 };

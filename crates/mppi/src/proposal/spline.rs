@@ -776,7 +776,10 @@ mod tests {
         use crate::{Planner, ScheduleConfig, Stages};
         match Planner::new(cfg, m) {
             Ok(p) => p,
-            Err(MppiError::InvalidConfig { field, reason }) if field == "schedule" => {
+            Err(MppiError::InvalidConfig {
+                field: "schedule",
+                reason,
+            }) => {
                 let ScheduleConfig::Dial(dial) = cfg.schedule else {
                     panic!("not a dial config")
                 };
