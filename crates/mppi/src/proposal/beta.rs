@@ -28,6 +28,25 @@
 //! balances slightly tilted with any cap, and a few unicycle seeds that arrive late; neither is
 //! a collapse. The initial concentration is clamped into `[2, κ_max]` as well.
 //!
+//! **Schedule spread.** With a [`crate::Schedule`]'s multipliers `s_t` ([`Context::spread`])
+//! coordinate `(t, j)` samples the *scaled* Beta
+//!
+//! ```text
+//! p_s: y ~ Beta(α/s_t², β/s_t²)     (same mean α/(α+β), concentration κ/s_t², κ = α+β)
+//! Var y = m(1−m)/(κ/s_t² + 1)        (std × √((κ+1)/(κ/s_t²+1)) ≈ s_t for a large κ)
+//! ```
+//!
+//! and `log_prob` and `kl` (instances prepared with the same spread) are those of the scaled
+//! Betas. [`Proposal::params`] stay the mean coordinates of the unscaled `Beta(α, β)`. The
+//! scaled family is a reparametrization `(α, β) ↦ (α, β)/s_t²` of the same exponential family,
+//! so its exact M-step is the usual fit on the scaled shapes: solve
+//! `∇A(α', β') = (Σ w log y, Σ w log(1−y))` with the cap `α' + β' ≤ κ_max/s_t²` (the image of
+//! `α + β ≤ κ_max`), then `(α, β) = s_t² (α', β')`, and return `∇A(α, β)`. The capped step is
+//! therefore still the constrained maximizer of `Q̂` over the scaled family, and the identity
+//! `ΔQ̂ = KL(p_s(θ⁺) ‖ p_s(θ_k))` is exact whenever the cap is inactive. To keep the scaled
+//! shapes finite, `s_t` is clamped into `[10⁻⁶, 10⁶]` (concentration factors `1/s_t²` within
+//! `[10⁻¹², 10¹²]`) in sampling, densities and fits alike.
+//!
 //! `ψ`, `ψ₁` and `lnΓ` are implemented here ([`digamma`], [`trigamma`], [`ln_gamma`]) by
 //! recurrence to `x ≥ 10` and the asymptotic series, accurate to about `1e-14`.
 
@@ -38,7 +57,7 @@ use crate::config::ShiftFill;
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
-use super::{Proposal, shift_rows};
+use super::{Context, Proposal, shift_rows};
 
 /// Samples are clipped to `[CLIP, 1 − CLIP]` in `y`-units before taking logarithms.
 pub const CLIP: f64 = 1e-6;
@@ -46,6 +65,9 @@ pub const CLIP: f64 = 1e-6;
 const MEAN_MARGIN: f64 = 1e-2;
 /// Newton stops when the moment residual (max norm) is below this.
 const NEWTON_TOL: f64 = 1e-14;
+/// A schedule's spread multipliers are clamped into this range, so that the scaled shapes
+/// `(α, β)/s²` stay finite and positive.
+const SPREAD_RANGE: (f64, f64) = (1e-6, 1e6);
 
 /// `ln Γ(x)` for `x > 0`: `lnΓ(x) = lnΓ(x+n) − ln(x(x+1)⋯(x+n−1))` with `x + n ≥ 10`, then
 /// Stirling's series `(x−½) ln x − x + ½ ln 2π + Σ B_{2k}/(2k(2k−1) x^{2k−1})` (7 terms).
@@ -320,6 +342,18 @@ pub struct BetaFamily {
     init_beta: Vec<f64>,
     /// Fit scratch: `Σ w log y`, `Σ w log(1−y)`, `Σ w y`, `Σ w y²` per coordinate.
     acc: Vec<f64>,
+    /// The schedule's spread `s_t` per time step as given (all 1 when `!scaled`).
+    spread: Vec<f64>,
+    /// Per time step: the concentration factor `r_t = 1/s_t²` (`s_t` clamped into
+    /// `SPREAD_RANGE`), all 1 when `!scaled`.
+    conc_scale: Vec<f64>,
+    scaled: bool,
+    /// The scaled Betas `(r α, r β)` per coordinate, their `ln B` and samplers (kept in step
+    /// with `alpha`, `beta` while `scaled`; stale otherwise).
+    scaled_alpha: Vec<f64>,
+    scaled_beta: Vec<f64>,
+    scaled_ln_b: Vec<f64>,
+    scaled_samplers: Vec<rand_distr::Beta<f64>>,
 }
 
 impl BetaFamily {
@@ -402,6 +436,13 @@ impl BetaFamily {
             init_alpha,
             init_beta,
             acc: vec![0.0; 4 * d],
+            spread: vec![1.0; horizon],
+            conc_scale: vec![1.0; horizon],
+            scaled: false,
+            scaled_alpha: vec![1.0; d],
+            scaled_beta: vec![1.0; d],
+            scaled_ln_b: vec![0.0; d],
+            scaled_samplers: vec![beta0; d],
         };
         family.reset();
         Ok(family)
@@ -434,6 +475,41 @@ impl BetaFamily {
         if let Ok(s) = rand_distr::Beta::new(a, b) {
             self.samplers[c] = s;
         }
+        if self.scaled {
+            self.refresh_scaled(c);
+        }
+    }
+
+    /// Recompute the scaled Beta `(r_t α, r_t β)` of coordinate `c` (step `t = c / m`).
+    fn refresh_scaled(&mut self, c: usize) {
+        let r = self.conc_scale[c / self.m];
+        let (a, b) = (self.alpha[c] * r, self.beta[c] * r);
+        self.scaled_alpha[c] = a;
+        self.scaled_beta[c] = b;
+        self.scaled_ln_b[c] = ln_beta(a, b);
+        if let Ok(s) = rand_distr::Beta::new(a, b) {
+            self.scaled_samplers[c] = s;
+        }
+    }
+
+    /// The shapes `(α, β)`, `ln B` and samplers the samples are drawn from: the scaled ones
+    /// while a spread applies.
+    fn sampled(&self) -> Shapes<'_> {
+        if self.scaled {
+            Shapes {
+                alpha: &self.scaled_alpha,
+                beta: &self.scaled_beta,
+                ln_b: &self.scaled_ln_b,
+                samplers: &self.scaled_samplers,
+            }
+        } else {
+            Shapes {
+                alpha: &self.alpha,
+                beta: &self.beta,
+                ln_b: &self.ln_b,
+                samplers: &self.samplers,
+            }
+        }
     }
 
     /// Recompute every cache of coordinates `range` from `alpha`, `beta`.
@@ -443,6 +519,14 @@ impl BetaFamily {
             self.set_shape(c, a, b);
         }
     }
+}
+
+/// Per-coordinate views of the Betas a [`BetaFamily`] samples from (its own or the scaled ones).
+struct Shapes<'a> {
+    alpha: &'a [f64],
+    beta: &'a [f64],
+    ln_b: &'a [f64],
+    samplers: &'a [rand_distr::Beta<f64>],
 }
 
 impl Proposal for BetaFamily {
@@ -503,6 +587,10 @@ impl Proposal for BetaFamily {
         self.samplers.copy_within(m.., 0);
         let d = self.alpha.len();
         self.refresh(d - m..d);
+        // the spread stays with the time step, not with the shifted Beta
+        if self.scaled {
+            (0..d).for_each(|c| self.refresh_scaled(c));
+        }
     }
     fn plan(&self, out: &mut [f64]) {
         for (c, o) in out.iter_mut().enumerate() {
@@ -524,32 +612,75 @@ impl Proposal for BetaFamily {
         }
         Ok(())
     }
-    /// `u = a + (b − a) y`, `y ~ Beta(α, β)` (rand_distr's Cheng samplers), clipped to
-    /// `[10⁻⁶, 1 − 10⁻⁶]`.
+    /// Accepts any spread of `T` finite multipliers `> 0` (each clamped into `[10⁻⁶, 10⁶]`);
+    /// `None` (or all ones) restores the own spread.
+    fn prepare(&mut self, ctx: &Context<'_>) -> Result<(), MppiError> {
+        match ctx.spread {
+            Some(s) => {
+                check_len("schedule spread", self.spread.len(), s.len())?;
+                if let Some(t) = s.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                    return Err(MppiError::config(
+                        "schedule",
+                        format!(
+                            "spread of time step {t} must be a finite number > 0, got {}",
+                            s[t]
+                        ),
+                    ));
+                }
+                // the scaled caches follow every parameter change while scaled
+                if self.scaled && self.spread == s {
+                    return Ok(());
+                }
+                self.spread.copy_from_slice(s);
+                for (r, v) in self.conc_scale.iter_mut().zip(s) {
+                    let v = v.clamp(SPREAD_RANGE.0, SPREAD_RANGE.1);
+                    *r = 1.0 / (v * v);
+                }
+                self.scaled = s.iter().any(|v| *v != 1.0);
+                if self.scaled {
+                    (0..self.alpha.len()).for_each(|c| self.refresh_scaled(c));
+                }
+            }
+            None if self.scaled => {
+                self.spread.fill(1.0);
+                self.conc_scale.fill(1.0);
+                self.scaled = false;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+    /// `u = a + (b − a) y`, `y ~ Beta(α, β)` (rand_distr's Cheng samplers; `Beta(α/s_t²,
+    /// β/s_t²)` with a spread), clipped to `[10⁻⁶, 1 − 10⁻⁶]`.
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
+        let samplers = self.sampled().samplers;
         for (c, ui) in u.iter_mut().enumerate() {
             let j = c % self.m;
-            let y = clip_y(self.samplers[c].sample(rng));
+            let y = clip_y(samplers[c].sample(rng));
             *ui = self.lo[j] + self.width[j] * y;
         }
     }
     /// `Σ_c [(α_c−1) log y_c + (β_c−1) log(1−y_c) − ln B(α_c, β_c)] − Σ ln(b − a)` with `y`
-    /// clipped as in sampling.
+    /// clipped as in sampling (the scaled shapes with a spread).
     fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        let Shapes {
+            alpha, beta, ln_b, ..
+        } = self.sampled();
         Some({
             let mut total = -self.ln_jacobian;
             for (c, ui) in u.iter().enumerate() {
                 let j = c % self.m;
                 let y = clip_y((ui - self.lo[j]) / self.width[j]);
-                total += (self.alpha[c] - 1.0) * y.ln() + (self.beta[c] - 1.0) * (-y).ln_1p()
-                    - self.ln_b[c];
+                total += (alpha[c] - 1.0) * y.ln() + (beta[c] - 1.0) * (-y).ln_1p() - ln_b[c];
             }
             total
         })
     }
     /// Weighted statistics `s = (Σ w log y, Σ w log(1−y))` per coordinate, then the capped
     /// Newton solve of `∇A(α, β) = s` started at the weighted method of moments
-    /// (`c = m(1−m)/v − 1`, `(α₀, β₀) = (m c, (1−m) c)`); `out = ∇A(α⁺, β⁺)`.
+    /// (`c = m(1−m)/v − 1`, `(α₀, β₀) = (m c, (1−m) c)`); `out = ∇A(α⁺, β⁺)`. With a spread
+    /// the solve is for the scaled shapes (cap `κ_max/s_t²`), which are then unscaled,
+    /// `(α⁺, β⁺) = s_t² (α', β')`.
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         let d = self.alpha.len();
         let m = self.m;
@@ -578,28 +709,45 @@ impl Proposal for BetaFamily {
             let (s1, s2) = (acc[0] / total, acc[1] / total);
             let mean = acc[2] / total;
             let var = acc[3] / total - mean * mean;
+            // r = 1 without a spread: the products and quotients below are then exact
+            let r = self.conc_scale[c / m];
+            let kappa = self.kappa_max * r;
             let init = if var > 0.0 && var < mean * (1.0 - mean) {
-                let conc = (mean * (1.0 - mean) / var - 1.0).min(0.999 * self.kappa_max);
+                let conc = (mean * (1.0 - mean) / var - 1.0).min(0.999 * kappa);
                 Some((mean * conc, (1.0 - mean) * conc))
             } else {
                 None
             };
-            let (a, b) = solve(s1, s2, init, self.kappa_max);
-            let (m1, m2) = beta_mean_params(a, b);
+            let (a, b) = solve(s1, s2, init, kappa);
+            let (m1, m2) = beta_mean_params(a / r, b / r);
             out[2 * c] = m1;
             out[2 * c + 1] = m2;
         }
     }
-    /// `Σ_c ln B(α₀, β₀) − ln B(α, β) + (α−α₀)ψ(α) + (β−β₀)ψ(β) − (α−α₀+β−β₀)ψ(α+β)`.
+    /// `Σ_c ln B(α₀, β₀) − ln B(α, β) + (α−α₀)ψ(α) + (β−β₀)ψ(β) − (α−α₀+β−β₀)ψ(α+β)`, of
+    /// the scaled shapes with a spread; `None` unless `other` has the same box and spread.
     fn kl(&self, other: &dyn Proposal) -> Option<f64> {
         let o = downcast::<BetaFamily>(other)?;
-        if o.alpha.len() != self.alpha.len() || o.lo != self.lo || o.width != self.width {
+        if o.alpha.len() != self.alpha.len()
+            || o.lo != self.lo
+            || o.width != self.width
+            || o.conc_scale != self.conc_scale
+        {
             return None;
         }
+        let Shapes {
+            alpha, beta, ln_b, ..
+        } = self.sampled();
+        let Shapes {
+            alpha: alpha0,
+            beta: beta0,
+            ln_b: ln_b0,
+            ..
+        } = o.sampled();
         let mut total = 0.0;
-        for c in 0..self.alpha.len() {
-            let (a, b, a0, b0) = (self.alpha[c], self.beta[c], o.alpha[c], o.beta[c]);
-            total += o.ln_b[c] - self.ln_b[c] + (a - a0) * digamma(a) + (b - b0) * digamma(b)
+        for c in 0..alpha.len() {
+            let (a, b, a0, b0) = (alpha[c], beta[c], alpha0[c], beta0[c]);
+            total += ln_b0[c] - ln_b[c] + (a - a0) * digamma(a) + (b - b0) * digamma(b)
                 - (a - a0 + b - b0) * digamma(a + b);
         }
         Some(total)
@@ -921,5 +1069,314 @@ mod tests {
                 .is_finite()
         );
         assert!(g.kl(&g).unwrap_or(f64::NAN).abs() < 1e-12 && g.kl(&f).unwrap_or(f64::NAN) > 0.0);
+    }
+
+    /// The non-uniform spread of the spread tests, `s_t = 0.5 + 0.25 (t mod 3)`.
+    fn test_spread(t: usize) -> Vec<f64> {
+        (0..t).map(|k| 0.5 + 0.25 * (k % 3) as f64).collect()
+    }
+
+    /// A clone prepared with the schedule's spread `s`.
+    fn prepared(f: &BetaFamily, s: &[f64]) -> BetaFamily {
+        let mut g = f.clone();
+        let ctx = Context {
+            spread: Some(s),
+            ..Context::open_loop(0, 0, 1)
+        };
+        g.prepare(&ctx).unwrap();
+        g
+    }
+
+    /// `family(horizon, kappa)` with varied moderate shapes (concentration 5 to 8.5).
+    fn shaped(horizon: usize, kappa: f64) -> BetaFamily {
+        let mut f = family(horizon, kappa);
+        for c in 0..f.dim() {
+            f.set_shape(c, 2.0 + 0.7 * (c % 3) as f64, 3.0 + 0.5 * (c % 4) as f64);
+        }
+        f
+    }
+
+    /// Max `|t_j|` of the parameters fitted by `fitter` to `repeats` batches of `n` draws of
+    /// `sampler` (uniform weights, the streams of `check_fit_recovery`) against
+    /// `sampler.params()`.
+    fn recovery_t(sampler: &BetaFamily, fitter: &BetaFamily, n: usize, repeats: u64) -> f64 {
+        use crate::rng::sample_rng;
+        let d = sampler.dim();
+        let truth = sampler.params();
+        let w = vec![1.0 / n as f64; n];
+        let mut u = vec![0.0; n * d];
+        let mut fits = Vec::new();
+        for r in 0..repeats {
+            for (i, row) in u.chunks_exact_mut(d).enumerate() {
+                sampler.sample(&mut sample_rng(5, 1_000 + r, 0, i as u64), row);
+            }
+            let mut theta = vec![0.0; truth.len()];
+            fitter.clone().fit(&u, &w, &mut theta);
+            fits.push(theta);
+        }
+        let rf = repeats as f64;
+        (0..truth.len())
+            .map(|j| {
+                let mean = fits.iter().map(|t| t[j]).sum::<f64>() / rf;
+                let var = fits.iter().map(|t| (t[j] - mean).powi(2)).sum::<f64>() / (rf - 1.0);
+                (mean - truth[j]).abs() / (var / rf).sqrt()
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// A planner with `[schedule] kind = "dial"` and `cfg`'s proposal. If the config's
+    /// validation refuses dial for this kind (a rule of `crate::config`, not of the family),
+    /// the same `Dial` is installed as the schedule stage, which is what the config builds.
+    fn dial_planner(cfg: &crate::MppiConfig, m: usize) -> crate::Planner {
+        use crate::{Planner, ScheduleConfig, Stages};
+        match Planner::new(cfg, m) {
+            Ok(p) => p,
+            Err(MppiError::InvalidConfig {
+                field: "schedule",
+                reason,
+            }) => {
+                let ScheduleConfig::Dial(dial) = cfg.schedule else {
+                    panic!("not a dial config")
+                };
+                eprintln!("config refuses dial here ({reason}); installing Dial as a stage");
+                let constant = crate::MppiConfig {
+                    schedule: ScheduleConfig::Constant,
+                    ..cfg.clone()
+                };
+                let mut stages = Stages::from_config(&constant, m).unwrap();
+                stages.schedule = Box::new(dial);
+                Planner::with_stages(&constant, stages).unwrap()
+            }
+            Err(e) => panic!("building the planner failed: {e}"),
+        }
+    }
+
+    /// With a spread the family is the base family at the shapes `(α, β)/s_t²`: its
+    /// `log_prob` and `kl` equal those of unscaled instances set to the scaled shapes
+    /// (1e-12), and 1e5 samples have the scaled Beta's mean and variance per coordinate
+    /// within `Z_TOL` SE (24 statistics) while missing the unscaled variance. The parameters
+    /// and the plan do not change; `None` restores the own density bit for bit; invalid
+    /// spreads are errors.
+    #[test]
+    fn spread_is_the_base_family_at_scaled_shapes() {
+        let horizon = 6;
+        let s: Vec<f64> = (0..horizon).map(|t| 0.5 + 0.5 * (t % 3) as f64).collect();
+        let f = shaped(horizon, 1e9);
+        let g = prepared(&f, &s);
+        assert_eq!(g.params(), f.params());
+        let (mut pf, mut pg) = (vec![0.0; f.dim()], vec![0.0; f.dim()]);
+        f.plan(&mut pf);
+        g.plan(&mut pg);
+        assert_eq!(pf, pg);
+        let at_scaled = |p: &BetaFamily| {
+            let mut h = p.clone();
+            h.prepare(&Context::open_loop(0, 0, 1)).unwrap();
+            for c in 0..h.dim() {
+                let r = 1.0 / s[c / 2].powi(2);
+                h.set_shape(c, p.alpha[c] * r, p.beta[c] * r);
+            }
+            h
+        };
+        let mut g2 = g.clone();
+        let plan: Vec<f64> = (0..g.dim())
+            .map(|c| if c % 2 == 0 { -0.4 } else { 2.5 })
+            .collect();
+        g2.set_plan(&plan).unwrap();
+        let (h, h2) = (at_scaled(&g), at_scaled(&g2));
+        let u: Vec<f64> = (0..g.dim())
+            .map(|c| {
+                if c % 2 == 0 {
+                    0.1 * c as f64 - 0.5
+                } else {
+                    0.3 * c as f64
+                }
+            })
+            .collect();
+        let lp_err = (g.log_prob(&u).unwrap() - h.log_prob(&u).unwrap()).abs();
+        let kl_err = (g2.kl(&g).unwrap() - h2.kl(&h).unwrap()).abs();
+        eprintln!(
+            "beta spread: log_prob vs base family at scaled shapes {lp_err:.1e}, kl {kl_err:.1e}"
+        );
+        assert!(lp_err <= 1e-12 && kl_err <= 1e-12 * h2.kl(&h).unwrap().max(1.0));
+        assert!(g.kl(&f).is_none());
+        // sample moments of y per coordinate
+        let n = 100_000;
+        let d = g.dim();
+        let samples = sample_set(&g, n, 8);
+        let (mut z_ok, mut z_own): (f64, f64) = (0.0, 0.0);
+        for c in 0..d {
+            let j = c % 2;
+            let y: Vec<f64> = samples
+                .chunks_exact(d)
+                .map(|row| (row[c] - g.lo[j]) / g.width[j])
+                .collect();
+            let mean = y.iter().sum::<f64>() / n as f64;
+            let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+            let m4 = y.iter().map(|v| (v - mean).powi(4)).sum::<f64>() / n as f64;
+            let var_of = |a: f64, b: f64| a * b / ((a + b).powi(2) * (a + b + 1.0));
+            let (a, b) = (g.scaled_alpha[c], g.scaled_beta[c]);
+            let (mu, v) = (a / (a + b), var_of(a, b));
+            let se_v = ((m4 - var * var) / n as f64).sqrt();
+            z_ok = z_ok.max(max_z([(mean, mu, (v / n as f64).sqrt()), (var, v, se_v)]));
+            z_own = z_own.max(max_z([(var, var_of(f.alpha[c], f.beta[c]), se_v)]));
+        }
+        eprintln!(
+            "beta spread sample moments: max |z| {z_ok:.2} (tol {Z_TOL}); against the unscaled variance {z_own:.1}"
+        );
+        assert!(z_ok <= Z_TOL);
+        assert!(z_own > Z_TOL, "no power");
+        // None restores the own density, bit for bit
+        let mut back = g.clone();
+        back.prepare(&Context::open_loop(0, 1, 2)).unwrap();
+        assert_eq!(back.log_prob(&u), f.log_prob(&u));
+        assert_eq!(sample_set(&back, 20, 3), sample_set(&f, 20, 3));
+        let short = Context {
+            spread: Some(&s[1..]),
+            ..Context::open_loop(0, 0, 1)
+        };
+        assert!(matches!(
+            f.clone().prepare(&short),
+            Err(MppiError::DimensionMismatch { .. })
+        ));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut v = s.clone();
+            v[3] = bad;
+            let ctx = Context {
+                spread: Some(&v),
+                ..Context::open_loop(0, 0, 1)
+            };
+            match f.clone().prepare(&ctx) {
+                Err(MppiError::InvalidConfig { field, .. }) => assert_eq!(field, "schedule"),
+                other => panic!("expected a config error for {bad}, got {other:?}"),
+            }
+        }
+        // extreme spreads are clamped: finite shapes, samples and densities
+        let extreme: Vec<f64> = (0..horizon)
+            .map(|t| if t % 2 == 0 { 1e-200 } else { 1e200 })
+            .collect();
+        let x = prepared(&f, &extreme);
+        let xs = sample_set(&x, 10, 1);
+        assert!(
+            xs.chunks_exact(d)
+                .all(|u| x.log_prob(u).unwrap().is_finite())
+        );
+    }
+
+    /// With a non-uniform spread (cap off): the conformance suite passes; `ΔQ̂ =
+    /// KL(p_s(θ⁺) ‖ p_s(θ_k))` on scaled samples with uneven weights; the fit recovers the
+    /// unscaled parameters (|t| ≤ RECOVERY_T). Negative controls: the same fit without the
+    /// unscaling (an own-spread clone's fit) misses the parameters and breaks the identity.
+    /// With the cap on, a degenerate fit lands on the unscaled cap `α + β = κ_max`.
+    #[test]
+    fn spread_conformance_em_identity_recovery_and_negative_controls() {
+        use crate::testing::check_proposal;
+        use crate::testing::theory::{
+            EM_IDENTITY_TOLERANCE, MStep, RECOVERY_T, check_em_step, check_fit_recovery,
+        };
+        let horizon = 6;
+        let s = test_spread(horizon);
+        let f = shaped(horizon, 1e9);
+        let g = prepared(&f, &s);
+        check_proposal(&g, 5).unwrap();
+        let (n, d) = (3000, g.dim());
+        let samples = sample_set(&g, n, 11);
+        let costs = costs_of(&samples, d, |u| {
+            u.iter()
+                .enumerate()
+                .map(|(c, v)| (v - if c % 2 == 0 { -0.5 } else { 3.0 }).powi(2))
+                .sum()
+        });
+        let w = weights_from_costs(&costs, 0.5);
+        let r = check_em_step(&g, &samples, &w, MStep::Exact).unwrap();
+        let rec = check_fit_recovery(&g, 5_000, 30, 5, RECOVERY_T).unwrap();
+        // negative controls: fit as if unscaled
+        let mut own = g.clone();
+        own.prepare(&Context::open_loop(0, 0, 1)).unwrap();
+        let t_own = recovery_t(&g, &own, 5_000, 30);
+        let mut wrong = vec![0.0; 2 * d];
+        own.clone().fit(&samples, &w, &mut wrong);
+        let mut g_wrong = g.clone();
+        g_wrong.set_params(&wrong).unwrap();
+        let q_wrong: f64 = w
+            .iter()
+            .zip(samples.chunks_exact(d))
+            .map(|(wi, u)| wi * (g_wrong.log_prob(u).unwrap() - g.log_prob(u).unwrap()))
+            .sum();
+        let kl_wrong = g_wrong.kl(&g).unwrap();
+        let rel_wrong = (q_wrong - kl_wrong).abs() / kl_wrong;
+        eprintln!(
+            "beta spread: ΔQ̂ = {:.6}, KL = {:.6}, |ΔQ̂ − KL|/KL = {:.1e} (tol {EM_IDENTITY_TOLERANCE:e}); \
+             recovery max |t| = {:.2} (tol {RECOVERY_T}); without unscaling: recovery max |t| = {t_own:.0}, \
+             ΔQ̂ = {q_wrong:.4} vs KL = {kl_wrong:.4} ({rel_wrong:.2})",
+            r.q_gain,
+            r.kl,
+            r.gap.abs() / r.kl,
+            rec.max_t
+        );
+        assert!(t_own > RECOVERY_T, "no power");
+        assert!(rel_wrong > 1e3 * EM_IDENTITY_TOLERANCE, "no power");
+        // the cap applies to the unscaled concentration
+        let kappa = 50.0;
+        let capped = prepared(&shaped(horizon, kappa), &s);
+        let mut w1 = vec![0.0; n];
+        w1[5] = 1.0;
+        let fitted = em_step(&capped, &samples, &w1);
+        for c in 0..d {
+            let conc = fitted.alpha[c] + fitted.beta[c];
+            assert!(
+                (conc - kappa).abs() < 1e-9 * kappa,
+                "coordinate {c}: {conc}"
+            );
+        }
+    }
+
+    /// A planner with the DIAL schedule and this family runs several iterations over two
+    /// control steps; with the cap off the M-step gap `ΔQ̂ − KL` stays at round-off.
+    #[test]
+    fn dial_schedule_runs_the_beta_family() {
+        use crate::schedule::Dial;
+        use crate::{
+            DiagnosticsLevel, FnObjective, MppiConfig, ProposalConfig, ProposalKind, ScheduleConfig,
+        };
+        let t = 8;
+        let cfg = MppiConfig {
+            samples: 128,
+            horizon: t,
+            iterations: 4,
+            seed: 3,
+            u_min: Some(vec![-1.0]),
+            u_max: Some(vec![1.0]),
+            diagnostics: DiagnosticsLevel::Full,
+            schedule: ScheduleConfig::Dial(Dial::default()),
+            proposal: ProposalConfig {
+                noise_sigma: Some(vec![0.5]),
+                concentration_max: Some(1e9),
+                ..ProposalConfig::new(ProposalKind::Beta)
+            },
+            ..MppiConfig::default()
+        };
+        let mut planner = dial_planner(&cfg, 1);
+        let objective = FnObjective::new(t, |u: &[f64]| {
+            u.iter().map(|v| (v - 0.3).powi(2)).sum::<f64>()
+        });
+        let mut worst_gap: f64 = 0.0;
+        for step in 0..2 {
+            for it in 0..4 {
+                let stats = planner.iterate(&objective, step, it).unwrap();
+                worst_gap = worst_gap.max(stats.mstep_gap.abs() / stats.kl_step.max(1e-300));
+            }
+            assert!(planner.spread().iter().any(|v| *v != 1.0));
+            planner.shift(ShiftFill::Last);
+        }
+        let plan_err = planner
+            .mean()
+            .iter()
+            .map(|v| (v - 0.3).abs())
+            .fold(0.0, f64::max);
+        eprintln!(
+            "beta under dial: max |ΔQ̂ − KL|/KL {worst_gap:.1e}, max |plan − 0.3| {plan_err:.3}"
+        );
+        assert!(worst_gap <= 1e-8);
+        assert!(planner.mean().iter().all(|v| v.is_finite()));
     }
 }

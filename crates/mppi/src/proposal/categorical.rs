@@ -13,16 +13,35 @@
 //! alive so `KL` and `log_prob` stay finite. A value is mapped to its category by exact match
 //! with the list; a value not in the list (which the family never samples) is mapped to the
 //! nearest entry (ties: the lowest index), in `fit` and `log_prob` alike.
+//!
+//! **Schedule spread.** With a [`crate::Schedule`]'s multipliers `s_t` ([`Context::spread`])
+//! step `t` samples from the *tempered* probabilities
+//!
+//! ```text
+//! π_s(k) = π(k)^{1/s_t²} / Σ_j π(j)^{1/s_t²}        (s_t > 1 flatter, s_t < 1 sharper)
+//! ```
+//!
+//! (the Boltzmann distribution of the logits `log π` at temperature `s_t²`, the analogue of a
+//! Gaussian's variance times `s_t²`), and `log_prob` and `kl` (instances prepared with the same
+//! spread) are those of `π_s`. [`Proposal::params`] stay the untempered `π`. Tempering is a
+//! bijection of the open simplex (`π ∝ π_s^{s_t²}`), so the exact M-step of the tempered
+//! family is: weighted frequencies `p̂`, then `π ∝ p̂^{s_t²}` normalized, then the floor
+//! `π ← (1 − ε) π + ε/K` on the untempered result. Without the floor the identity
+//! `ΔQ̂ = KL(π_s⁺ ‖ π_s)` is exact. `s_t` is clamped into `[10⁻⁶, 10⁶]` (exponents `1/s_t²`
+//! within `[10⁻¹², 10¹²]`) so that the tempered logits stay finite.
 
 use super::downcast;
 use crate::config::ShiftFill;
 use crate::error::{MppiError, check_finite, check_len};
 use crate::rng::SampleRng;
 
-use super::{Proposal, shift_rows};
+use super::{Context, Proposal, shift_rows};
 
 /// Row sums of the probabilities may deviate from 1 by at most this in `set_params`.
 const SUM_TOL: f64 = 1e-9;
+/// A schedule's spread multipliers are clamped into this range, so that the tempered logits
+/// `log π / s²` stay finite.
+const SPREAD_RANGE: (f64, f64) = (1e-6, 1e6);
 
 /// Independent categoricals over `categories` (`family = "categorical"`).
 ///
@@ -52,6 +71,16 @@ pub struct Categorical {
     log_probs: Vec<f64>,
     /// The uniform row (`K` entries per control dimension, `m·K`).
     uniform_row: Vec<f64>,
+    /// The schedule's spread `s_t` per time step as given (all 1 when `!scaled`).
+    spread: Vec<f64>,
+    /// Per time step: the tempering exponent `e_t = 1/s_t²` (`s_t` clamped into
+    /// `SPREAD_RANGE`), all 1 when `!scaled`.
+    temper: Vec<f64>,
+    scaled: bool,
+    /// The tempered probabilities `π_s ∝ π^{e_t}` and their logs, `d·K` each (kept in step
+    /// with `probs` while `scaled`; stale otherwise).
+    tempered: Vec<f64>,
+    tempered_logs: Vec<f64>,
 }
 
 impl Categorical {
@@ -101,6 +130,11 @@ impl Categorical {
             probs: vec![0.0; d * k],
             log_probs: vec![0.0; d * k],
             uniform_row: vec![1.0 / k as f64; m * k],
+            spread: vec![1.0; horizon],
+            temper: vec![1.0; horizon],
+            scaled: false,
+            tempered: vec![0.0; d * k],
+            tempered_logs: vec![0.0; d * k],
         };
         family.reset();
         Ok(family)
@@ -140,6 +174,48 @@ impl Categorical {
     fn refresh_logs(&mut self) {
         for (l, p) in self.log_probs.iter_mut().zip(&self.probs) {
             *l = p.ln();
+        }
+        if self.scaled {
+            self.refresh_tempered();
+        }
+    }
+
+    /// `π_s ∝ π^{e_t}` from the cached `log π`, through the logits `e_t log π` shifted by
+    /// their maximum (a zero probability stays zero, with log `−∞`).
+    fn refresh_tempered(&mut self) {
+        let k = self.values.len();
+        let rows = self
+            .tempered
+            .chunks_exact_mut(k)
+            .zip(self.tempered_logs.chunks_exact_mut(k))
+            .zip(self.log_probs.chunks_exact(k));
+        for (c, ((p, lp), log_pi)) in rows.enumerate() {
+            let e = self.temper[c / self.m];
+            let mut max = f64::NEG_INFINITY;
+            for (x, l) in lp.iter_mut().zip(log_pi) {
+                *x = l * e;
+                max = max.max(*x);
+            }
+            let mut sum = 0.0;
+            for (pk, x) in p.iter_mut().zip(lp.iter()) {
+                *pk = (x - max).exp();
+                sum += *pk;
+            }
+            let ln_sum = sum.ln();
+            for (pk, x) in p.iter_mut().zip(lp.iter_mut()) {
+                *pk /= sum;
+                *x -= max + ln_sum;
+            }
+        }
+    }
+
+    /// The probabilities and logs samples are drawn from: the tempered ones while a spread
+    /// applies.
+    fn sampled(&self) -> (&[f64], &[f64]) {
+        if self.scaled {
+            (&self.tempered, &self.tempered_logs)
+        } else {
+            (&self.probs, &self.log_probs)
         }
     }
 }
@@ -200,6 +276,10 @@ impl Proposal for Categorical {
         for i in n - width..n {
             self.log_probs[i] = self.probs[i].ln();
         }
+        // the spread stays with the time step, not with the shifted probabilities
+        if self.scaled {
+            self.refresh_tempered();
+        }
     }
     /// The value of the most probable category (ties: the lowest index).
     fn plan(&self, out: &mut [f64]) {
@@ -231,10 +311,49 @@ impl Proposal for Categorical {
         self.refresh_logs();
         Ok(())
     }
-    /// Inverse-CDF draw of a category per coordinate; writes its value.
+    /// Accepts any spread of `T` finite multipliers `> 0` (each clamped into `[10⁻⁶, 10⁶]`);
+    /// `None` (or all ones) restores the own spread.
+    fn prepare(&mut self, ctx: &Context<'_>) -> Result<(), MppiError> {
+        match ctx.spread {
+            Some(s) => {
+                check_len("schedule spread", self.spread.len(), s.len())?;
+                if let Some(t) = s.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                    return Err(MppiError::config(
+                        "schedule",
+                        format!(
+                            "spread of time step {t} must be a finite number > 0, got {}",
+                            s[t]
+                        ),
+                    ));
+                }
+                // the tempered cache follows every parameter change while scaled
+                if self.scaled && self.spread == s {
+                    return Ok(());
+                }
+                self.spread.copy_from_slice(s);
+                for (e, v) in self.temper.iter_mut().zip(s) {
+                    let v = v.clamp(SPREAD_RANGE.0, SPREAD_RANGE.1);
+                    *e = 1.0 / (v * v);
+                }
+                self.scaled = s.iter().any(|v| *v != 1.0);
+                if self.scaled {
+                    self.refresh_tempered();
+                }
+            }
+            None if self.scaled => {
+                self.spread.fill(1.0);
+                self.temper.fill(1.0);
+                self.scaled = false;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+    /// Inverse-CDF draw of a category per coordinate (from `π_s` with a spread); writes its
+    /// value.
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
         let k = self.values.len();
-        for (ui, row) in u.iter_mut().zip(self.probs.chunks_exact(k)) {
+        for (ui, row) in u.iter_mut().zip(self.sampled().0.chunks_exact(k)) {
             let r: f64 = rng.uniform();
             let mut cum = 0.0;
             let mut pick = k - 1;
@@ -252,17 +371,20 @@ impl Proposal for Categorical {
             *ui = self.values[pick];
         }
     }
-    /// `Σ_c log π_c(k(u_c))`.
+    /// `Σ_c log π_c(k(u_c))` (of `π_s` with a spread).
     fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        let logs = self.sampled().1;
         Some({
             let k = self.values.len();
             u.iter()
                 .enumerate()
-                .map(|(c, ui)| self.log_probs[c * k + self.index_of(*ui)])
+                .map(|(c, ui)| logs[c * k + self.index_of(*ui)])
                 .sum()
         })
     }
-    /// Weighted counts `π⁺_c(k) = Σ_i w_i 1[u_{i,c} = v_k] / Σ_i w_i`, then the floor.
+    /// Weighted counts `π⁺_c(k) = Σ_i w_i 1[u_{i,c} = v_k] / Σ_i w_i`, then the floor. With a
+    /// spread the counts are the tempered probabilities' fit `p̂`, untempered first:
+    /// `π⁺ ∝ p̂^{s_t²}`, normalized, then the floor.
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         let d = self.dim();
         let k = self.values.len();
@@ -280,23 +402,51 @@ impl Proposal for Categorical {
             out.copy_from_slice(&self.probs);
             return;
         }
+        if self.scaled {
+            // the normalizer of p̂ cancels: p̂^{s²} ∝ count^{s²}, via logits shifted by their max
+            let (keep, add) = (1.0 - self.floor, self.floor / k as f64);
+            for (c, row) in out.chunks_exact_mut(k).enumerate() {
+                let e = self.temper[c / self.m];
+                let mut max = f64::NEG_INFINITY;
+                for p in row.iter_mut() {
+                    *p = p.ln() / e;
+                    max = max.max(*p);
+                }
+                let mut sum = 0.0;
+                for p in row.iter_mut() {
+                    *p = (*p - max).exp();
+                    sum += *p;
+                }
+                for p in row.iter_mut() {
+                    *p = *p / sum * keep + add;
+                }
+            }
+            return;
+        }
         let (keep, add) = ((1.0 - self.floor) / total, self.floor / k as f64);
         for p in out.iter_mut() {
             *p = *p * keep + add;
         }
     }
     /// `Σ_c Σ_k π_c(k) log(π_c(k)/π⁰_c(k))` (`0 log 0 = 0`; `+∞` if `other` gives zero mass
-    /// where `self` does not).
+    /// where `self` does not), of `π_s` with a spread; `None` unless `other` has the same
+    /// categories, horizon and spread.
     fn kl(&self, other: &dyn Proposal) -> Option<f64> {
         match downcast::<Categorical>(other) {
-            Some(o) if o.probs.len() == self.probs.len() && o.values == self.values => Some(
-                self.probs
-                    .iter()
-                    .zip(&self.log_probs)
-                    .zip(&o.log_probs)
-                    .map(|((p, lp), lq)| if *p > 0.0 { p * (lp - lq) } else { 0.0 })
-                    .sum(),
-            ),
+            Some(o)
+                if o.probs.len() == self.probs.len()
+                    && o.values == self.values
+                    && o.temper == self.temper =>
+            {
+                let ((p, lp), lq) = (self.sampled(), o.sampled().1);
+                Some(
+                    p.iter()
+                        .zip(lp)
+                        .zip(lq)
+                        .map(|((p, lp), lq)| if *p > 0.0 { p * (lp - lq) } else { 0.0 })
+                        .sum(),
+                )
+            }
             _ => None,
         }
     }
@@ -497,6 +647,317 @@ mod tests {
             f.kl(&f).unwrap_or(f64::NAN).abs() < 1e-15
                 && f.kl(&uniform).unwrap_or(f64::NAN) > 0.0
                 && f.kl(&u).unwrap_or(f64::NAN).is_nan()
+        );
+    }
+
+    /// A clone prepared with the schedule's spread `s`.
+    fn prepared(f: &Categorical, s: &[f64]) -> Categorical {
+        let mut g = f.clone();
+        let ctx = Context {
+            spread: Some(s),
+            ..Context::open_loop(0, 0, 1)
+        };
+        g.prepare(&ctx).unwrap();
+        g
+    }
+
+    /// `π^{1/s²}` normalized per coordinate (steps of `m` coordinates of `k` entries).
+    fn tempered_of(pi: &[f64], s: &[f64], m: usize, k: usize) -> Vec<f64> {
+        pi.chunks_exact(k)
+            .enumerate()
+            .flat_map(|(c, row)| {
+                let e = 1.0 / s[c / m].powi(2);
+                let raw: Vec<f64> = row.iter().map(|p| p.powf(e)).collect();
+                let z: f64 = raw.iter().sum();
+                raw.into_iter().map(move |r| r / z)
+            })
+            .collect()
+    }
+
+    /// Max `|t_j|` of the parameters fitted by `fitter` to `repeats` batches of `n` draws of
+    /// `sampler` (uniform weights, the streams of `check_fit_recovery`) against
+    /// `sampler.params()`.
+    fn recovery_t(sampler: &Categorical, fitter: &Categorical, n: usize, repeats: u64) -> f64 {
+        use crate::rng::sample_rng;
+        let d = sampler.dim();
+        let truth = sampler.params();
+        let w = vec![1.0 / n as f64; n];
+        let mut u = vec![0.0; n * d];
+        let mut fits = Vec::new();
+        for r in 0..repeats {
+            for (i, row) in u.chunks_exact_mut(d).enumerate() {
+                sampler.sample(&mut sample_rng(5, 1_000 + r, 0, i as u64), row);
+            }
+            let mut theta = vec![0.0; truth.len()];
+            fitter.clone().fit(&u, &w, &mut theta);
+            fits.push(theta);
+        }
+        let rf = repeats as f64;
+        (0..truth.len())
+            .map(|j| {
+                let mean = fits.iter().map(|t| t[j]).sum::<f64>() / rf;
+                let var = fits.iter().map(|t| (t[j] - mean).powi(2)).sum::<f64>() / (rf - 1.0);
+                (mean - truth[j]).abs() / (var / rf).sqrt()
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// A planner with `[schedule] kind = "dial"` and `cfg`'s proposal. If the config's
+    /// validation refuses dial for this kind (a rule of `crate::config`, not of the family),
+    /// the same `Dial` is installed as the schedule stage, which is what the config builds.
+    fn dial_planner(cfg: &crate::MppiConfig, m: usize) -> crate::Planner {
+        use crate::{Planner, ScheduleConfig, Stages};
+        match Planner::new(cfg, m) {
+            Ok(p) => p,
+            Err(MppiError::InvalidConfig {
+                field: "schedule",
+                reason,
+            }) => {
+                let ScheduleConfig::Dial(dial) = cfg.schedule else {
+                    panic!("not a dial config")
+                };
+                eprintln!("config refuses dial here ({reason}); installing Dial as a stage");
+                let constant = crate::MppiConfig {
+                    schedule: ScheduleConfig::Constant,
+                    ..cfg.clone()
+                };
+                let mut stages = Stages::from_config(&constant, m).unwrap();
+                stages.schedule = Box::new(dial);
+                Planner::with_stages(&constant, stages).unwrap()
+            }
+            Err(e) => panic!("building the planner failed: {e}"),
+        }
+    }
+
+    /// With a spread (`s = 0.5, 1, 1.5` over the 3 steps) the family samples the tempered
+    /// `π_s ∝ π^{1/s²}` (≤ 1e-14 from the closed form; sharper at `s < 1`, flatter at `s > 1`);
+    /// `log_prob` and `kl` equal those of unscaled instances set to `π_s` (1e-12); 2e4 sample
+    /// frequencies match `π_s` within `Z_TOL` SE and miss `π`. The parameters and the plan do
+    /// not change; `None` restores the own density; invalid spreads are errors.
+    #[test]
+    fn spread_samples_the_tempered_probabilities() {
+        let (m, k) = (2, 3);
+        let s = [0.5, 1.0, 1.5];
+        let f = skewed(0.01);
+        let g = prepared(&f, &s);
+        assert_eq!(g.params(), f.params());
+        let (mut pf, mut pg) = ([0.0; 6], [0.0; 6]);
+        f.plan(&mut pf);
+        g.plan(&mut pg);
+        assert_eq!(pf, pg);
+        let want = tempered_of(f.params(), &s, m, k);
+        let err = g
+            .tempered
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err <= 1e-14, "tempered off by {err:e}");
+        let entropy = |row: &[f64]| -row.iter().map(|p| p * p.ln()).sum::<f64>();
+        for c in 0..f.dim() {
+            let (hf, hg) = (
+                entropy(&f.params()[c * k..][..k]),
+                entropy(&g.tempered[c * k..][..k]),
+            );
+            match c / m {
+                0 => assert!(hg < hf),
+                1 => assert!((hg - hf).abs() < 1e-15),
+                _ => assert!(hg > hf),
+            }
+        }
+        // the base family at π_s
+        let at_tempered = |p: &Categorical| {
+            let mut h = p.clone();
+            h.prepare(&Context::open_loop(0, 0, 1)).unwrap();
+            h.set_params(&p.tempered.clone()).unwrap();
+            h
+        };
+        let mut g2 = g.clone();
+        g2.set_plan(&[10.0, 0.0, -10.0, 10.0, 0.0, 0.0]).unwrap();
+        let (h, h2) = (at_tempered(&g), at_tempered(&g2));
+        let u = [10.0, -10.0, 0.0, 0.0, -10.0, 10.0];
+        let lp_err = (g.log_prob(&u).unwrap() - h.log_prob(&u).unwrap()).abs();
+        let kl_err = (g2.kl(&g).unwrap() - h2.kl(&h).unwrap()).abs();
+        eprintln!(
+            "categorical spread: |π_s − closed form| {err:.1e}, log_prob vs base family at π_s {lp_err:.1e}, kl {kl_err:.1e}"
+        );
+        assert!(lp_err <= 1e-12 && kl_err <= 1e-12);
+        assert!(g.kl(&f).is_none());
+        // sample frequencies
+        let n = 20_000;
+        let samples = sample_set(&g, n, 6);
+        let z_at = |target: &[f64]| {
+            max_z((0..f.dim()).flat_map(|c| {
+                let (samples, want) = (&samples, &want);
+                [-10.0, 0.0, 10.0]
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, v)| {
+                        let freq =
+                            samples.chunks_exact(6).filter(|x| x[c] == v).count() as f64 / n as f64;
+                        let p = want[c * 3 + i];
+                        (freq, target[c * 3 + i], (p * (1.0 - p) / n as f64).sqrt())
+                    })
+            }))
+        };
+        let (z, z_own) = (z_at(&want), z_at(f.params()));
+        eprintln!(
+            "categorical spread frequencies: max |z| {z:.2} (tol {Z_TOL}); against the untempered π {z_own:.1}"
+        );
+        assert!(z <= Z_TOL);
+        assert!(z_own > Z_TOL, "no power");
+        // None restores the own density and samples
+        let mut back = g.clone();
+        back.prepare(&Context::open_loop(0, 1, 2)).unwrap();
+        assert_eq!(back.log_prob(&u), f.log_prob(&u));
+        assert_eq!(sample_set(&back, 50, 3), sample_set(&f, 50, 3));
+        let short = Context {
+            spread: Some(&s[1..]),
+            ..Context::open_loop(0, 0, 1)
+        };
+        assert!(matches!(
+            f.clone().prepare(&short),
+            Err(MppiError::DimensionMismatch { .. })
+        ));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut v = s.to_vec();
+            v[1] = bad;
+            let ctx = Context {
+                spread: Some(&v),
+                ..Context::open_loop(0, 0, 1)
+            };
+            match f.clone().prepare(&ctx) {
+                Err(MppiError::InvalidConfig { field, .. }) => assert_eq!(field, "schedule"),
+                other => panic!("expected a config error for {bad}, got {other:?}"),
+            }
+        }
+        // extreme spreads are clamped: finite tempered logs, one-hot or uniform in the limit
+        let x = prepared(&f, &[1e-200, 1e200, 1.0]);
+        assert!(x.tempered_logs.iter().all(|l| l.is_finite()));
+        assert!(x.tempered[..3].iter().any(|p| (p - 1.0).abs() < 1e-12));
+        assert!(
+            x.tempered[6..9]
+                .iter()
+                .all(|p| (p - 1.0 / 3.0).abs() < 1e-9)
+        );
+    }
+
+    /// With a non-uniform spread (floor off): the conformance suite passes; `ΔQ̂ =
+    /// KL(π_s⁺ ‖ π_s)` on tempered samples with uneven weights; the fit recovers the
+    /// untempered `π` (|t| ≤ RECOVERY_T). Negative controls: the fit without untempering
+    /// (an own-spread clone's fit) misses `π` and breaks the identity.
+    #[test]
+    fn spread_conformance_em_identity_recovery_and_negative_controls() {
+        use crate::testing::check_proposal;
+        use crate::testing::theory::{
+            EM_IDENTITY_TOLERANCE, MStep, RECOVERY_T, check_em_step, check_fit_recovery,
+        };
+        let s: Vec<f64> = (0..3).map(|t| 0.5 + 0.25 * (t % 3) as f64).collect();
+        let f = skewed(0.0);
+        let g = prepared(&f, &s);
+        check_proposal(&g, 7).unwrap();
+        check_proposal(&prepared(&skewed(0.05), &s), 8).unwrap();
+        let (n, d) = (800, g.dim());
+        let samples = sample_set(&g, n, 9);
+        let costs = costs_of(&samples, d, |u| {
+            u.iter()
+                .enumerate()
+                .map(|(c, v)| (v - if c % 2 == 0 { 10.0 } else { -4.0 }).abs())
+                .sum()
+        });
+        let w = weights_from_costs(&costs, 8.0);
+        let r = check_em_step(&g, &samples, &w, MStep::Exact).unwrap();
+        let rec = check_fit_recovery(&g, 5_000, 30, 5, RECOVERY_T).unwrap();
+        let mut own = g.clone();
+        own.prepare(&Context::open_loop(0, 0, 1)).unwrap();
+        let t_own = recovery_t(&g, &own, 5_000, 30);
+        let mut wrong = vec![0.0; g.params().len()];
+        own.clone().fit(&samples, &w, &mut wrong);
+        let mut g_wrong = g.clone();
+        g_wrong.set_params(&wrong).unwrap();
+        let q_wrong: f64 = w
+            .iter()
+            .zip(samples.chunks_exact(d))
+            .map(|(wi, u)| wi * (g_wrong.log_prob(u).unwrap() - g.log_prob(u).unwrap()))
+            .sum();
+        let kl_wrong = g_wrong.kl(&g).unwrap();
+        let rel_wrong = (q_wrong - kl_wrong).abs() / kl_wrong;
+        eprintln!(
+            "categorical spread: ΔQ̂ = {:.6}, KL = {:.6}, |ΔQ̂ − KL|/KL = {:.1e} (tol {EM_IDENTITY_TOLERANCE:e}); \
+             recovery max |t| = {:.2} (tol {RECOVERY_T}); without untempering: recovery max |t| = {t_own:.0}, \
+             ΔQ̂ = {q_wrong:.4} vs KL = {kl_wrong:.4} ({rel_wrong:.2})",
+            r.q_gain,
+            r.kl,
+            r.gap.abs() / r.kl,
+            rec.max_t
+        );
+        assert!(t_own > RECOVERY_T, "no power");
+        assert!(rel_wrong > 1e3 * EM_IDENTITY_TOLERANCE, "no power");
+        // the floor applies to the untempered result
+        let eps = 0.05;
+        let mut w1 = vec![0.0; n];
+        w1[0] = 1.0;
+        let mut out = vec![0.0; g.params().len()];
+        prepared(&skewed(eps), &s).fit(&samples, &w1, &mut out);
+        for row in out.chunks_exact(3) {
+            assert!(row.iter().all(|p| *p >= eps / 3.0 - 1e-15));
+            assert!(
+                row.iter()
+                    .any(|p| (p - (1.0 - eps + eps / 3.0)).abs() < 1e-12)
+            );
+        }
+    }
+
+    /// A planner with the DIAL schedule and this family runs several iterations over two
+    /// control steps; with the floor off the M-step gap `ΔQ̂ − KL` stays at round-off.
+    #[test]
+    fn dial_schedule_runs_the_categorical_family() {
+        use crate::schedule::Dial;
+        use crate::{
+            DiagnosticsLevel, FnObjective, MppiConfig, ProposalConfig, ProposalKind, ScheduleConfig,
+        };
+        let t = 8;
+        let cfg = MppiConfig {
+            samples: 128,
+            horizon: t,
+            iterations: 4,
+            seed: 3,
+            u_min: Some(vec![-1.0]),
+            u_max: Some(vec![1.0]),
+            diagnostics: DiagnosticsLevel::Full,
+            schedule: ScheduleConfig::Dial(Dial::default()),
+            proposal: ProposalConfig {
+                categories: Some(vec![-1.0, -0.25, 0.5, 1.0]),
+                floor: Some(0.0),
+                ..ProposalConfig::new(ProposalKind::Categorical)
+            },
+            ..MppiConfig::default()
+        };
+        let mut planner = dial_planner(&cfg, 1);
+        let objective = FnObjective::new(t, |u: &[f64]| {
+            u.iter().map(|v| (v - 0.4).powi(2)).sum::<f64>()
+        });
+        let mut worst_gap: f64 = 0.0;
+        for step in 0..2 {
+            for it in 0..4 {
+                let stats = planner.iterate(&objective, step, it).unwrap();
+                if stats.kl_step > 0.0 {
+                    worst_gap = worst_gap.max(stats.mstep_gap.abs() / stats.kl_step);
+                }
+            }
+            assert!(planner.spread().iter().any(|v| *v != 1.0));
+            planner.shift(ShiftFill::Last);
+        }
+        eprintln!(
+            "categorical under dial: max |ΔQ̂ − KL|/KL {worst_gap:.1e}, plan {:?}",
+            planner.mean()
+        );
+        assert!(worst_gap <= 1e-8);
+        assert!(
+            planner
+                .mean()
+                .iter()
+                .all(|v| [-1.0, -0.25, 0.5, 1.0].contains(v))
         );
     }
 }

@@ -24,6 +24,22 @@
 //! `μᵀ Σ_full⁻¹ ε` (docs/theory.md §B.4.8: the correction must use the *full* sequence precision,
 //! not the per-step `Σ_u⁻¹`) in `O(T m²)` without forming any `Tm × Tm` matrix.
 //! With `ρ = 0` the family coincides with `gaussian`.
+//!
+//! **Schedule spread.** With a [`crate::Schedule`]'s multipliers `s_t` ([`Context::spread`])
+//! the noise of step `t` is multiplied by `s_t` after the AR(1) recursion,
+//! `U = clamp(μ + S ε)`, `S = diag(s_t) ⊗ I_m`, so the covariance is `S (K ⊗ Σ_u) S` (each
+//! step keeps its correlation with the others, its standard deviation is scaled by `s_t`).
+//! Densities are those of `N(μ, S (K ⊗ Σ_u) S)`:
+//!
+//! ```text
+//! log p_s(u) = −½ log det(2π K ⊗ Σ_u) − m Σ_t ln s_t − ½ eᵀ (K ⊗ Σ_u)⁻¹ e,   e = S⁻¹ (u − μ),
+//! KL(p_s(μ_a) ‖ p_s(μ_b)) = ½ (S⁻¹(μ_a − μ_b))ᵀ (K ⊗ Σ_u)⁻¹ S⁻¹(μ_a − μ_b).
+//! ```
+//!
+//! The covariance stays fixed within an iteration, so the M-step is the same weighted mean
+//! (the exact M-step of `p_s`; nothing to unscale) and [`Proposal::params`] is `μ` at any
+//! spread. The Williams term [`Proposal::control_cost`] keeps the unscaled precision, as for
+//! [`super::GaussianFixed`]. `kl` is `None` between instances prepared with different spreads.
 
 use super::downcast;
 use crate::config::ShiftFill;
@@ -32,8 +48,8 @@ use crate::gaussian::GaussianNoise;
 use crate::rng::SampleRng;
 
 use super::{
-    Proposal, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows,
-    step_log_det, weighted_sum, weighted_sum_blocks,
+    Context, Proposal, add_mean_and_clamp, clamped_zero_row, fill_rows, set_clamped_mean,
+    shift_rows, step_log_det, weighted_sum, weighted_sum_blocks,
 };
 
 /// AR(1)-correlated Gaussian over plans with a fixed covariance `K ⊗ Σ_u`
@@ -66,6 +82,11 @@ pub struct ColoredGaussian {
     zero_row: Vec<f64>,
     /// `−½ log det(2π Σ_full)`.
     log_norm: f64,
+    /// The schedule's spread multiplier `s_t` of every time step (all 1 when `!scaled`).
+    spread: Vec<f64>,
+    /// `m Σ_t ln s_t`, the spread's share of the log-determinant (0 when `!scaled`).
+    log_spread: f64,
+    scaled: bool,
 }
 
 impl ColoredGaussian {
@@ -106,6 +127,9 @@ impl ColoredGaussian {
             u_max: u_max.to_vec(),
             zero_row,
             log_norm: -0.5 * (t * m as f64 * (2.0 * std::f64::consts::PI).ln() + log_det),
+            spread: vec![1.0; horizon],
+            log_spread: 0.0,
+            scaled: false,
         };
         family.reset();
         Ok(family)
@@ -127,12 +151,27 @@ impl ColoredGaussian {
     /// offsets for zero), via the innovations:
     /// `a_0ᵀ Σ_u⁻¹ b_0 + Σ_{t≥1} (a_t − ρ a_{t−1})ᵀ Σ_u⁻¹ (b_t − ρ b_{t−1}) / (1 − ρ²)`.
     fn bilinear(&self, x: &[f64], x0: &[f64], y: &[f64], y0: &[f64]) -> f64 {
+        self.bilinear_with::<false>(x, x0, y, y0)
+    }
+
+    /// [`Self::bilinear`] of `S⁻¹a`, `S⁻¹b` when `SCALED` (the spread's quadratic form);
+    /// monomorphized so the unscaled path has no per-entry division.
+    fn bilinear_with<const SCALED: bool>(
+        &self,
+        x: &[f64],
+        x0: &[f64],
+        y: &[f64],
+        y0: &[f64],
+    ) -> f64 {
         let m = self.m;
         let p = self.noise.precision();
         let rho = self.rho;
         let n = x.len().min(y.len());
         let steps = n / m;
-        let at = |v: &[f64], o: &[f64], k: usize| v[k] - if o.is_empty() { 0.0 } else { o[k] };
+        let at = |v: &[f64], o: &[f64], k: usize| {
+            let e = v[k] - if o.is_empty() { 0.0 } else { o[k] };
+            if SCALED { e / self.spread[k / m] } else { e }
+        };
         let mut total = 0.0;
         for t in 0..steps {
             let factor = if t == 0 {
@@ -204,8 +243,36 @@ impl Proposal for ColoredGaussian {
     fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
         set_clamped_mean("plan", &mut self.mean, plan, &self.u_min, &self.u_max)
     }
-    /// White per-step noise `L_u z_t`, then the AR(1) recursion in place, then `μ`, then the
-    /// clamp.
+    /// Accepts any spread of `T` finite multipliers `> 0`; `None` (or all ones) restores the
+    /// own spread.
+    fn prepare(&mut self, ctx: &Context<'_>) -> Result<(), MppiError> {
+        match ctx.spread {
+            Some(s) => {
+                check_len("schedule spread", self.spread.len(), s.len())?;
+                if let Some(t) = s.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                    return Err(MppiError::config(
+                        "schedule",
+                        format!(
+                            "spread of time step {t} must be a finite number > 0, got {}",
+                            s[t]
+                        ),
+                    ));
+                }
+                self.spread.copy_from_slice(s);
+                self.scaled = s.iter().any(|v| *v != 1.0);
+                self.log_spread = self.m as f64 * s.iter().map(|v| v.ln()).sum::<f64>();
+            }
+            None if self.scaled => {
+                self.spread.fill(1.0);
+                self.log_spread = 0.0;
+                self.scaled = false;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+    /// White per-step noise `L_u z_t`, then the AR(1) recursion in place, then the spread
+    /// `s_t` per step (if scaled), then `μ`, then the clamp.
     fn sample(&self, rng: &mut SampleRng, u: &mut [f64]) {
         let m = self.m;
         self.noise.fill(rng, u);
@@ -214,10 +281,20 @@ impl Proposal for ColoredGaussian {
                 u[k] = self.rho * u[k - m] + self.innovation_scale * u[k];
             }
         }
+        if self.scaled {
+            for (row, s) in u.chunks_exact_mut(m).zip(&self.spread) {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
+        }
         add_mean_and_clamp(u, &self.mean, &self.u_min, &self.u_max);
     }
-    /// `−½ log det(2π Σ_full) − ½ (u − μ)ᵀ Σ_full⁻¹ (u − μ)` of the unclamped distribution.
+    /// `−½ log det(2π Σ_full) − ½ (u − μ)ᵀ Σ_full⁻¹ (u − μ)` of the unclamped distribution;
+    /// with a spread, `− m Σ_t ln s_t` and the quadratic form of `S⁻¹(u − μ)`.
     fn log_prob(&self, u: &[f64]) -> Option<f64> {
+        if self.scaled {
+            let q = self.bilinear_with::<true>(u, &self.mean, u, &self.mean);
+            return Some(self.log_norm - self.log_spread - 0.5 * q);
+        }
         Some(self.log_norm - 0.5 * self.bilinear(u, &self.mean, u, &self.mean))
     }
     /// `μ⁺ = Σ_i w_i U_i` (zero weights skipped).
@@ -231,21 +308,29 @@ impl Proposal for ColoredGaussian {
         weighted_sum_blocks(blocks, weights, &mut out[..self.mean.len()]);
         true
     }
-    /// Same covariance: `KL = ½ (μ_a − μ_b)ᵀ Σ_full⁻¹ (μ_a − μ_b)`; NaN unless `other` is a
-    /// colored Gaussian with the same `Σ_u`, `ρ` and horizon.
+    /// Same covariance: `KL = ½ (μ_a − μ_b)ᵀ Σ_full⁻¹ (μ_a − μ_b)`, with a spread of
+    /// `S⁻¹(μ_a − μ_b)`; `None` unless `other` is a colored Gaussian with the same `Σ_u`, `ρ`,
+    /// horizon and spread.
     fn kl(&self, other: &dyn Proposal) -> Option<f64> {
         match downcast::<ColoredGaussian>(other) {
             Some(o)
                 if o.mean.len() == self.mean.len()
                     && o.noise == self.noise
-                    && o.rho == self.rho =>
+                    && o.rho == self.rho
+                    && o.spread == self.spread =>
             {
-                Some(0.5 * self.bilinear(&self.mean, &o.mean, &self.mean, &o.mean))
+                let q = if self.scaled {
+                    self.bilinear_with::<true>(&self.mean, &o.mean, &self.mean, &o.mean)
+                } else {
+                    self.bilinear(&self.mean, &o.mean, &self.mean, &o.mean)
+                };
+                Some(0.5 * q)
             }
             _ => None,
         }
     }
-    /// `planᵀ Σ_full⁻¹ ε` with the full AR(1) sequence precision (docs/theory.md §B.4.4, B.4.8).
+    /// `planᵀ Σ_full⁻¹ ε` with the full AR(1) sequence precision (docs/theory.md §B.4.4, B.4.8);
+    /// the unscaled precision at any spread, as for [`super::GaussianFixed`].
     fn control_cost(&self, plan: &[f64], eps: &[f64]) -> Option<f64> {
         Some(self.bilinear(plan, &[], eps, &[]))
     }
@@ -594,5 +679,254 @@ mod tests {
         g.sample(&mut sample_rng(1, 0, 0, 0), &mut u);
         assert!(u.iter().all(|v| (-0.1..=0.1).contains(v)));
         assert!(g.log_prob(&u).unwrap().is_finite());
+    }
+
+    /// The non-uniform spread of the spread tests, `s_t = 0.5 + 0.25 (t mod 3)`.
+    fn test_spread(t: usize) -> Vec<f64> {
+        (0..t).map(|k| 0.5 + 0.25 * (k % 3) as f64).collect()
+    }
+
+    /// A clone prepared with the schedule's spread `s`.
+    fn prepared(f: &ColoredGaussian, s: &[f64]) -> ColoredGaussian {
+        let mut g = f.clone();
+        let ctx = Context {
+            spread: Some(s),
+            ..Context::open_loop(0, 0, 1)
+        };
+        g.prepare(&ctx).unwrap();
+        g
+    }
+
+    /// A planner with `[schedule] kind = "dial"` and `cfg`'s proposal. If the config's
+    /// validation refuses dial for this kind (a rule of `crate::config`, not of the family),
+    /// the same `Dial` is installed as the schedule stage, which is what the config builds.
+    fn dial_planner(cfg: &crate::MppiConfig, m: usize) -> crate::Planner {
+        use crate::{Planner, ScheduleConfig, Stages};
+        match Planner::new(cfg, m) {
+            Ok(p) => p,
+            Err(MppiError::InvalidConfig {
+                field: "schedule",
+                reason,
+            }) => {
+                let ScheduleConfig::Dial(dial) = cfg.schedule else {
+                    panic!("not a dial config")
+                };
+                eprintln!("config refuses dial here ({reason}); installing Dial as a stage");
+                let constant = crate::MppiConfig {
+                    schedule: ScheduleConfig::Constant,
+                    ..cfg.clone()
+                };
+                let mut stages = Stages::from_config(&constant, m).unwrap();
+                stages.schedule = Box::new(dial);
+                Planner::with_stages(&constant, stages).unwrap()
+            }
+            Err(e) => panic!("building the planner failed: {e}"),
+        }
+    }
+
+    /// With a spread, `log_prob` and `kl` are those of `N(μ, S (K ⊗ Σ_u) S)` (dense, 1e-10);
+    /// invalid spreads are config errors naming `schedule`; `None` restores the own density.
+    #[test]
+    fn spread_densities_match_the_dense_scaled_covariance() {
+        let (t, m, rho) = (5, 2, 0.7);
+        let sigma_u = [1.0, 0.3, 0.3, 0.5];
+        let s = test_spread(t);
+        let sc = DMatrix::from_fn(t * m, t * m, |a, b| if a == b { s[a / m] } else { 0.0 });
+        let cov = &sc * dense_cov(t, m, &sigma_u, rho) * &sc;
+        let prec = cov.clone().try_inverse().unwrap();
+        let f = family(t, m, &sigma_u, rho);
+        let mut a = prepared(&f, &s);
+        let mut b = prepared(&f, &s);
+        let mu_a: Vec<f64> = (0..t * m).map(|k| (k as f64 * 0.37).sin()).collect();
+        let mu_b: Vec<f64> = (0..t * m).map(|k| (k as f64 * 0.91).cos()).collect();
+        a.set_params(&mu_a).unwrap();
+        b.set_params(&mu_b).unwrap();
+        let u: Vec<f64> = (0..t * m).map(|k| 0.2 * k as f64 - 0.8).collect();
+        let e = DVector::from_vec(u.iter().zip(&mu_a).map(|(x, y)| x - y).collect());
+        let dense_lp = -0.5
+            * ((t * m) as f64 * (2.0 * std::f64::consts::PI).ln()
+                + cov.determinant().ln()
+                + (e.transpose() * &prec * &e)[(0, 0)]);
+        let lp_err = (a.log_prob(&u).unwrap() - dense_lp).abs();
+        let dm = DVector::from_vec(mu_a.iter().zip(&mu_b).map(|(x, y)| x - y).collect());
+        let dense_kl = 0.5 * (dm.transpose() * &prec * &dm)[(0, 0)];
+        let kl_err = (a.kl(&b).unwrap_or(f64::NAN) - dense_kl).abs();
+        eprintln!("colored spread: |log_prob − dense| {lp_err:.1e}, |kl − dense| {kl_err:.1e}");
+        assert!(lp_err < 1e-10 && kl_err < 1e-10);
+        // instances at different spreads are not compared
+        assert!(a.kl(&f).is_none());
+        // None restores the own density, bit for bit
+        let mut back = a.clone();
+        back.prepare(&Context::open_loop(0, 1, 2)).unwrap();
+        let mut own = f.clone();
+        own.set_params(&mu_a).unwrap();
+        assert_eq!(back.log_prob(&u), own.log_prob(&u));
+        let short = Context {
+            spread: Some(&s[1..]),
+            ..Context::open_loop(0, 0, 1)
+        };
+        assert!(matches!(
+            f.clone().prepare(&short),
+            Err(MppiError::DimensionMismatch { .. })
+        ));
+        for bad in [
+            {
+                let mut v = s.clone();
+                v[2] = 0.0;
+                v
+            },
+            {
+                let mut v = s.clone();
+                v[4] = f64::NAN;
+                v
+            },
+            {
+                let mut v = s.clone();
+                v[0] = f64::INFINITY;
+                v
+            },
+        ] {
+            let mut g = f.clone();
+            let ctx = Context {
+                spread: Some(&bad),
+                ..Context::open_loop(0, 0, 1)
+            };
+            match g.prepare(&ctx) {
+                Err(MppiError::InvalidConfig { field, .. }) => {
+                    assert!(field.contains("schedule"), "{field}")
+                }
+                other => panic!("expected a config error for {bad:?}, got {other:?}"),
+            }
+        }
+    }
+
+    /// With a spread the sample covariance of 1e5 samples is `S (K ⊗ Σ_u) S` within `Z_TOL`
+    /// Monte-Carlo SE (Isserlis, 144 entries), and the unscaled `K ⊗ Σ_u` is missed.
+    #[test]
+    fn spread_sample_covariance_is_the_scaled_kron() {
+        let (t, m, rho, n) = (6, 2, 0.8, 100_000);
+        let sigma_u = [0.8, -0.3, -0.3, 0.4];
+        let s = test_spread(t);
+        let f = prepared(&family(t, m, &sigma_u, rho), &s);
+        let d = t * m;
+        let mut sum = vec![0.0; d];
+        let mut outer = vec![0.0; d * d];
+        let mut u = vec![0.0; d];
+        for i in 0..n {
+            f.sample(&mut sample_rng(12, 0, 0, i as u64), &mut u);
+            for a in 0..d {
+                sum[a] += u[a];
+                for b in 0..d {
+                    outer[a * d + b] += u[a] * u[b];
+                }
+            }
+        }
+        let base = dense_cov(t, m, &sigma_u, rho);
+        let cov = DMatrix::from_fn(d, d, |a, b| s[a / m] * s[b / m] * base[(a, b)]);
+        let z_against = |target: &DMatrix<f64>| {
+            max_z((0..d * d).map(|k| {
+                let (a, b) = (k / d, k % d);
+                let emp = outer[k] / n as f64 - sum[a] * sum[b] / (n as f64).powi(2);
+                let se = ((cov[(a, a)] * cov[(b, b)] + cov[(a, b)].powi(2)) / n as f64).sqrt();
+                (emp, target[(a, b)], se)
+            }))
+        };
+        let (worst, unscaled) = (z_against(&cov), z_against(&base));
+        eprintln!(
+            "colored spread sample covariance: max |z| {worst:.2} (tol {Z_TOL}); against the unscaled K⊗Σ_u {unscaled:.1}"
+        );
+        assert!(worst <= Z_TOL);
+        assert!(unscaled > Z_TOL, "no power");
+    }
+
+    /// With a non-uniform spread: the conformance suite passes; the M-step identity
+    /// `ΔQ̂ = KL(p_s(θ⁺) ‖ p_s(θ_k))` holds on scaled samples with uneven weights; the fit
+    /// recovers the (unscaled) mean (|t| ≤ RECOVERY_T). Negative control: a KL that ignores
+    /// the spread (the own-spread instances' `kl`) breaks the identity.
+    #[test]
+    fn spread_conformance_em_identity_and_recovery() {
+        use crate::testing::check_proposal;
+        use crate::testing::theory::{
+            EM_IDENTITY_TOLERANCE, MStep, RECOVERY_T, check_em_step, check_fit_recovery,
+        };
+        let (t, m, n) = (6, 2, 400);
+        let mut f = family(t, m, &[0.6, 0.2, 0.2, 0.5], 0.8);
+        let mu: Vec<f64> = (0..t * m).map(|k| 0.3 * (0.9 * k as f64).sin()).collect();
+        f.set_params(&mu).unwrap();
+        let s = test_spread(t);
+        let g = prepared(&f, &s);
+        check_proposal(&g, 3).unwrap();
+        let d = t * m;
+        let samples = sample_set(&g, n, 21);
+        let cost = |u: &[f64]| -> f64 {
+            u.iter()
+                .enumerate()
+                .map(|(k, v)| (v - 0.4 * (k as f64 / 3.0).cos()).powi(2))
+                .sum()
+        };
+        let w = weights_from_costs(&costs_of(&samples, d, cost), 1.5);
+        let r = check_em_step(&g, &samples, &w, MStep::Exact).unwrap();
+        // the same step judged with the unscaled KL
+        let plus = em_step(&g, &samples, &w);
+        let mut own_plus = plus.clone();
+        own_plus.prepare(&Context::open_loop(0, 0, 1)).unwrap();
+        let kl_own = own_plus.kl(&f).unwrap();
+        let rel_own = (r.q_gain - kl_own).abs() / kl_own;
+        let rec = check_fit_recovery(&g, 5_000, 30, 5, RECOVERY_T).unwrap();
+        eprintln!(
+            "colored spread: ΔQ̂ = {:.6}, KL = {:.6}, |ΔQ̂ − KL|/KL = {:.1e} (tol {EM_IDENTITY_TOLERANCE:e}); \
+             with the unscaled KL {kl_own:.6}: {rel_own:.2}; recovery max |t| = {:.2} (tol {RECOVERY_T})",
+            r.q_gain,
+            r.kl,
+            r.gap.abs() / r.kl,
+            rec.max_t
+        );
+        assert!(rel_own > 1e3 * EM_IDENTITY_TOLERANCE, "no power");
+    }
+
+    /// A planner with the DIAL schedule and this family runs several iterations over two
+    /// control steps; with full diagnostics the M-step gap `ΔQ̂ − KL` stays at round-off.
+    #[test]
+    fn dial_schedule_runs_the_colored_family() {
+        use crate::schedule::Dial;
+        use crate::{DiagnosticsLevel, FnObjective, MppiConfig, ProposalKind, ScheduleConfig};
+        let t = 8;
+        let cfg = MppiConfig {
+            samples: 128,
+            horizon: t,
+            iterations: 4,
+            seed: 3,
+            diagnostics: DiagnosticsLevel::Full,
+            schedule: ScheduleConfig::Dial(Dial::default()),
+            proposal: ProposalConfig {
+                noise_sigma: Some(vec![0.5]),
+                correlation: Some(0.7),
+                ..ProposalConfig::new(ProposalKind::Colored)
+            },
+            ..MppiConfig::default()
+        };
+        let mut planner = dial_planner(&cfg, 1);
+        let objective = FnObjective::new(t, |u: &[f64]| {
+            u.iter().map(|v| (v - 0.7).powi(2)).sum::<f64>()
+        });
+        let mut worst_gap: f64 = 0.0;
+        for step in 0..2 {
+            for it in 0..4 {
+                let stats = planner.iterate(&objective, step, it).unwrap();
+                worst_gap = worst_gap.max(stats.mstep_gap.abs() / stats.kl_step.max(1e-300));
+            }
+            assert!(planner.spread().iter().any(|v| *v != 1.0));
+            planner.shift(crate::ShiftFill::Last);
+        }
+        let plan_err = planner
+            .mean()
+            .iter()
+            .map(|v| (v - 0.7).abs())
+            .fold(0.0, f64::max);
+        eprintln!(
+            "colored under dial: max |ΔQ̂ − KL|/KL {worst_gap:.1e}, max |plan − 0.7| {plan_err:.3}"
+        );
+        assert!(worst_gap <= 1e-8);
+        assert!(planner.mean().iter().all(|v| v.is_finite()));
     }
 }
