@@ -833,19 +833,6 @@ impl MppiConfig {
             identity
         };
         self.schedule.validate()?;
-        if matches!(self.schedule, ScheduleConfig::Dial(_))
-            && proposal.kind != ProposalKind::Gaussian
-        {
-            return Err(MppiError::config(
-                "schedule",
-                format!(
-                    "kind = \"dial\" scales the spread of a fixed-covariance proposal; proposal \
-                     kind \"{}\" adapts its own (use proposal.kind = \"gaussian\", or schedule.kind \
-                     = \"constant\")",
-                    proposal.kind.name()
-                ),
-            ));
-        }
         let temperature = self.weighting.validate(self.samples)?;
         self.update.validate()?;
         self.check_memory(m)?;

@@ -6,6 +6,8 @@
 //! Every check can fail: each compares against a number computed here by hand or by another
 //! code path. `cargo test -p mppi --test stages -- --nocapture` prints what was measured.
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -238,9 +240,9 @@ fn first_step_iterations_changes_only_step_zero() {
 }
 
 #[test]
-fn dial_with_a_proposal_that_cannot_anneal_is_an_error_naming_the_schedule() {
+fn every_built_in_family_anneals_and_a_proposal_that_cannot_is_an_error_naming_it() {
     let objective = FnObjective::new(10, |u: &[f64]| u.iter().map(|v| v * v).sum());
-    for kind in ProposalKind::ALL {
+    let cfg_of = |kind| {
         let mut cfg = MppiConfig {
             samples: 64,
             horizon: 10,
@@ -253,40 +255,42 @@ fn dial_with_a_proposal_that_cannot_anneal_is_an_error_naming_the_schedule() {
         if kind == ProposalKind::Categorical {
             cfg.proposal.categories = Some(vec![-1.0, 0.0, 1.0]);
         }
-        // the error may come when the planner is built or at its first iteration
-        let result = Planner::new(&cfg, 1).and_then(|mut p| p.optimize(&objective, 0, &mut ()));
-        if kind == ProposalKind::Gaussian {
-            result.unwrap();
-            continue;
-        }
-        let err = result.expect_err(kind.name());
-        let text = err.to_string();
-        assert!(
-            matches!(
-                err,
-                MppiError::InvalidConfig {
-                    field: "schedule",
-                    ..
-                }
-            ),
-            "{}: {text}",
-            kind.name()
-        );
-        assert!(
-            text.contains(kind.name()) && text.contains("constant"),
-            "{}: the error should name the proposal and the way out: {text}",
-            kind.name()
-        );
-        // the controller reports it the same way, when it is built
-        assert!(matches!(
-            Controller::new(Line { spin: 0 }, ToOrigin, &cfg),
-            Err(MppiError::InvalidConfig {
+        cfg
+    };
+    for kind in ProposalKind::ALL {
+        let mut planner = Planner::new(&cfg_of(kind), 1).unwrap();
+        planner.optimize(&objective, 0, &mut ()).unwrap();
+        // the schedule's spread reached the proposal: the last iteration's is a^k b^(T-1-t)
+        assert!(planner.spread()[0] < planner.spread()[9], "{}", kind.name());
+        Controller::new(Line { spin: 0 }, ToOrigin, &cfg_of(kind)).unwrap();
+    }
+    // a proposal that keeps the default `prepare` refuses a spread, naming itself and the way
+    // out, when the planner first iterates
+    let cfg = cfg_of(ProposalKind::Gaussian);
+    let own = common::Refit::new(
+        mppi::proposal::GaussianFixed::new(10, 1, &[0.25], &[-1.0], &[1.0]).unwrap(),
+        |_, _, _| {},
+    );
+    let err = Planner::with_proposal(&cfg, Box::new(own))
+        .and_then(|mut p| p.optimize(&objective, 0, &mut ()))
+        .expect_err("the default prepare refuses a spread");
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            MppiError::InvalidConfig {
                 field: "schedule",
                 ..
-            })
-        ));
-        println!("{}: {text}", kind.name());
-    }
+            }
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("refit") || text.contains("cannot change its spread"),
+        "{text}"
+    );
+    assert!(text.contains("constant"), "the way out: {text}");
+    println!("{text}");
 }
 
 // =============================================================================================

@@ -228,11 +228,30 @@ impl Proposal for GaussianFixed {
     fn fit(&mut self, samples: &[f64], weights: &[f64], out: &mut [f64]) {
         weighted_sum(samples, weights, &mut out[..self.mean.len()]);
     }
-    /// Same covariance: `KL = ½ Σ_t (μ_a − μ_b)ᵀ Σ⁻¹ (μ_a − μ_b)`.
+    /// Same covariance: `KL = ½ Σ_t (μ_a − μ_b)ᵀ Σ⁻¹ (μ_a − μ_b)`. Under a schedule's spread
+    /// (step `t` of `a` is `N(μ_a,t, s_a,t² Σ)`) it is, per step,
+    /// `½ (m r − m − m ln r + Δ_tᵀ Σ⁻¹ Δ_t / s_b,t²)` with `r = s_a,t²/s_b,t²`.
     fn kl(&self, other: &dyn Proposal) -> Option<f64> {
         match downcast::<GaussianFixed>(other) {
             Some(o) if o.mean.len() == self.mean.len() && o.noise == self.noise => {
-                Some(0.5 * self.mahalanobis(&self.mean, &o.mean))
+                if !self.scaled && !o.scaled {
+                    return Some(0.5 * self.mahalanobis(&self.mean, &o.mean));
+                }
+                let m = self.m;
+                let mf = m as f64;
+                let mut total = 0.0;
+                for (t, (a, b)) in self
+                    .mean
+                    .chunks_exact(m)
+                    .zip(o.mean.chunks_exact(m))
+                    .enumerate()
+                {
+                    let (sa, sb) = (self.spread[t], o.spread[t]);
+                    let r = (sa * sa) / (sb * sb);
+                    let q = step_mahalanobis(self.noise.precision(), m, a, b);
+                    total += 0.5 * (mf * (r - 1.0 - r.ln()) + q / (sb * sb));
+                }
+                Some(total)
             }
             _ => None,
         }

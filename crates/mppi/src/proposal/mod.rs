@@ -124,14 +124,19 @@ pub trait Proposal: Any + Send + Sync + Debug {
     /// position in the loop and the schedule's spread. The default accepts the proposal's
     /// own spread only and returns an error naming the proposal if a schedule asks for
     /// another; a proposal that can scale its spread per time step, or that conditions on the
-    /// state (a learned policy, a denoiser), overrides it.
+    /// state (a learned policy, a denoiser), overrides it. Every built-in family follows a
+    /// spread `s`: it samples from its scaled distribution `p_s(·; θ)` (the spread of time step
+    /// `t` times `s_t`; each family's module says how), its `log_prob` and `kl` are those of
+    /// `p_s`, its parameters stay those of the unscaled family, and its `fit` is the exact
+    /// M-step within the scaled family (the base fit mapped back through the scaling).
     fn prepare(&mut self, ctx: &Context<'_>) -> Result<(), MppiError> {
         match ctx.spread {
             Some(s) if s.iter().any(|v| *v != 1.0) => Err(MppiError::config(
                 "schedule",
                 format!(
-                    "proposal `{}` cannot change its spread per iteration or time step; use \
-                     `kind = \"gaussian\"` with this schedule, or `[schedule] kind = \"constant\"`",
+                    "proposal `{}` cannot change its spread per iteration or time step: \
+                     implement `Proposal::prepare` to follow `Context::spread` (every built-in \
+                     family does), or use `[schedule] kind = \"constant\"`",
                     self.name()
                 ),
             )),
