@@ -209,6 +209,10 @@ pub struct ConfigArgs {
     #[arg(value_name = "TASK")]
     pub task: String,
 
+    /// Named settings laid over the task's defaults first (as in `mppi run`).
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::names()))]
+    pub preset: Option<String>,
+
     /// TOML file laid over the task's defaults before printing (as in `mppi run`).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -225,6 +229,12 @@ pub struct RunArgs {
     /// Task to run (see `mppi tasks`).
     #[arg(value_name = "TASK")]
     pub task: String,
+
+    /// Named settings laid over the task's defaults before the config file and `--set`:
+    /// `dial` (DIAL-MPC annealing), `mbd` (model-based diffusion), `ve` (annealed MPPI on
+    /// variance-exploding levels). `mppi config <task> --preset NAME` prints what it sets.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::names()))]
+    pub preset: Option<String>,
 
     /// TOML file of planner settings, applied over the task's defaults: top-level keys
     /// (samples, horizon, ...) and one section per stage ([proposal], [schedule], [weighting],

@@ -37,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
 fn show_config(args: &ConfigArgs) -> Result<(), CliError> {
     let task = find_task(&args.task)?;
     let overrides = Overrides {
+        preset: args.preset.as_deref(),
         file: args.config.as_deref(),
         set: &args.set,
         ..Overrides::default()
@@ -236,6 +237,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let config = build_config(
         &base,
         &Overrides {
+            preset: args.preset.as_deref(),
             file: args.config.as_deref(),
             set: &args.set,
             seed: args.seed,

@@ -477,6 +477,8 @@ pub fn merge(base: &MppiConfig, layers: &[Layer]) -> Result<MppiConfig, CliError
 /// Command-line overrides of a run's config.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides<'a> {
+    /// `--preset NAME` (laid before the file).
+    pub preset: Option<&'a str>,
     /// `--config FILE`.
     pub file: Option<&'a Path>,
     /// Every `--set KEY=VALUE`, in order.
@@ -487,7 +489,7 @@ pub struct Overrides<'a> {
     pub threads: Option<usize>,
 }
 
-/// The config of a run: `base` (the task's defaults), then the file, then every `--set`, then
+/// The config of a run: `base` (the task's defaults), then the preset, then the file, then every `--set`, then
 /// `--seed` / `--threads`; validated for a problem with `control_dim` controls.
 pub fn build_config(
     base: &MppiConfig,
@@ -495,6 +497,9 @@ pub fn build_config(
     control_dim: usize,
 ) -> Result<MppiConfig, CliError> {
     let mut layers = Vec::new();
+    if let Some(name) = overrides.preset {
+        layers.push(crate::presets::layer(name)?);
+    }
     if let Some(path) = overrides.file {
         layers.push(read_config_file(path)?);
     }
@@ -512,8 +517,8 @@ pub fn build_config(
     Ok(config)
 }
 
-/// Every config key with its description (generated from [`mppi::keys`]), for
-/// `mppi run --help`.
+/// The presets and every config key with its description (generated from [`mppi::keys`]),
+/// for `mppi run --help`.
 #[must_use]
 pub fn keys_help() -> String {
     let width = mppi::keys::KEYS
@@ -521,8 +526,9 @@ pub fn keys_help() -> String {
         .map(|(k, _)| k.len())
         .max()
         .unwrap_or(0);
-    let mut s = String::from(
-        "Config keys (TOML file sections or --set section.key=value; unspecified keys keep the \
+    let mut s = crate::presets::help();
+    s.push_str(
+        "\nConfig keys (TOML file sections or --set section.key=value; unspecified keys keep the \
          task's defaults; `mppi config <task>` prints a task's whole config):\n",
     );
     for (key, text) in mppi::keys::KEYS {

@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod output;
 mod plots;
+mod presets;
 mod theory;
 
 use std::process::ExitCode;

@@ -238,6 +238,55 @@ fn overrides_reach_the_planner() {
 }
 
 #[test]
+fn presets_lay_under_the_config_file_and_set() {
+    let dir = temp_dir("presets");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (preset, kind) in [("dial", "dial"), ("mbd", "vp"), ("ve", "ve")] {
+        let out_dir = dir.join(preset);
+        let o = mppi(&[
+            "run",
+            "pendulum",
+            "--preset",
+            preset,
+            "--set",
+            "samples=64",
+            "--steps",
+            "4",
+            "-q",
+            "--out",
+            &out_dir.to_string_lossy(),
+        ]);
+        assert!(o.status.success(), "{preset}: {}", stderr(&o));
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.join("summary.json")).expect("summary.json"),
+        )
+        .expect("valid JSON");
+        let c = &summary["config"];
+        assert_eq!(c["schedule"]["kind"], kind, "{preset}");
+        assert_eq!(c["samples"], 64, "{preset}: --set wins over the preset");
+    }
+    // `mppi config` shows what a preset sets; --set still wins
+    let o = mppi(&[
+        "config",
+        "pendulum",
+        "--preset",
+        "mbd",
+        "--set",
+        "iterations=7",
+    ]);
+    let text = stdout(&o);
+    assert!(
+        o.status.success() && text.contains("kind = \"vp\"") && text.contains("iterations = 7"),
+        "{text}"
+    );
+    assert!(text.contains("std_normalized"), "{text}");
+    // an unknown preset is a usage error listing the valid ones
+    let o = mppi(&["run", "pendulum", "--preset", "mdb"]);
+    assert_clean_error(&o, 2, &["mdb", "dial", "mbd", "ve"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn require_success_fails_a_failed_episode() {
     // 3 steps cannot swing the pendulum up
     let o = mppi(&[
