@@ -314,25 +314,65 @@ fn section_mut<'a>(table: &'a mut Table, path: &[&str]) -> Option<&'a mut Table>
 /// apply: drop those the new kind does not have (a tagged rule's keys all belong to its kind;
 /// a proposal keeps what the new kind shares, such as `noise_sigma`).
 fn switch_kinds(defaults: &mut Table, user: &Table) {
-    for path in [
-        &["proposal"][..],
-        &["schedule"][..],
-        &["weighting", "temperature"][..],
-    ] {
+    for path in KIND_SECTIONS {
         let Some(new) = kind_at(user, path) else {
             continue;
         };
         if kind_at(defaults, path) == Some(new) {
             continue;
         }
-        let keep: &[&str] = match (path, ProposalKind::from_name(new)) {
-            (["proposal"], Some(kind)) => kind.keys(),
-            _ => &[],
-        };
+        let keep = kept_keys(path, new);
         if let Some(section) = section_mut(defaults, path) {
             section.retain(|k, _| keep.contains(&k));
         }
     }
+}
+
+/// The sections with a `kind` (a tagged rule or the proposal).
+const KIND_SECTIONS: [&[&str]; 3] = [&["proposal"], &["schedule"], &["weighting", "temperature"]];
+
+/// The keys a section keeps when it switches to kind `new` (the proposal keeps what the new
+/// kind shares; a tagged rule's keys all belong to its kind).
+fn kept_keys(path: &[&str], new: &str) -> &'static [&'static str] {
+    match (path, ProposalKind::from_name(new)) {
+        (["proposal"], Some(kind)) => kind.keys(),
+        _ => &[],
+    }
+}
+
+/// Where `layer` sets a section's `kind` to another one than earlier layers did, drop the
+/// earlier layers' keys of that section that the new kind does not have. Whether any was
+/// dropped.
+fn drop_switched_kind_keys(user: &mut Table, layer: &Table) -> bool {
+    let mut dropped = false;
+    for path in KIND_SECTIONS {
+        let Some(new) = kind_at(layer, path) else {
+            continue;
+        };
+        match kind_at(user, path) {
+            Some(old) if old != new => {}
+            _ => continue,
+        }
+        let keep = kept_keys(path, new);
+        if let Some(section) = section_mut(user, path) {
+            let before = section.len();
+            section.retain(|k, _| keep.contains(&k));
+            dropped |= section.len() != before;
+        }
+    }
+    dropped
+}
+
+fn has_path(table: &Table, path: &[String]) -> bool {
+    let mut at = table;
+    for (i, key) in path.iter().enumerate() {
+        match at.get(key) {
+            Some(Value::Table(t)) if i + 1 < path.len() => at = t,
+            Some(_) => return i + 1 == path.len(),
+            None => return false,
+        }
+    }
+    true
 }
 
 /// `defaults` with the user's keys laid over it, after the kind switches.
@@ -436,6 +476,11 @@ pub fn merge(base: &MppiConfig, layers: &[Layer]) -> Result<MppiConfig, CliError
     let mut user = Table::new();
     let mut sources: Vec<(Vec<String>, &str)> = Vec::new();
     for layer in layers {
+        // a layer that switches a kind set by an earlier layer (a preset, the file) replaces
+        // that layer's keys of the old kind
+        if drop_switched_kind_keys(&mut user, &layer.table) {
+            sources.retain(|(path, _)| has_path(&user, path));
+        }
         let mut found = Vec::new();
         leaves(&layer.table, &mut Vec::new(), &mut found);
         for (path, value) in found {
@@ -700,6 +745,30 @@ mod tests {
     }
 
     #[test]
+    fn a_later_layer_switching_a_kind_replaces_an_earlier_layers_keys() {
+        let preset = crate::presets::layer("mbd").unwrap();
+        let layers: Vec<Layer> = std::iter::once(preset)
+            .chain(
+                set_layers(&sets(&[
+                    "weighting.temperature.kind=fixed",
+                    "schedule.kind=dial",
+                    "schedule.horizon_factor=0.8",
+                ]))
+                .unwrap(),
+            )
+            .collect();
+        let cfg = merge(&base(), &layers).expect("the preset's scale and beta keys are dropped");
+        assert!(matches!(
+            cfg.weighting.temperature,
+            mppi::TemperatureConfig::Fixed { .. }
+        ));
+        assert!(matches!(cfg.schedule, mppi::ScheduleConfig::Dial(d) if d.horizon_factor == 0.8));
+        // a key of the old kind set in the same layer as the switch is still an error
+        let same = set_layers(&sets(&["schedule={ kind = \"dial\", beta_max = 0.1 }"])).unwrap();
+        assert!(merge(&base(), &same).is_err());
+    }
+
+    #[test]
     fn switching_a_kind_drops_the_task_keys_it_does_not_have() {
         let cfg = with_sets(&[
             "weighting.temperature.kind=ess_target",
@@ -948,6 +1017,12 @@ mod tests {
                     first_step_iterations: Some(3),
                     ..Default::default()
                 }),
+                mppi::ScheduleConfig::DialExp(mppi::schedule::DialExp {
+                    first_step_iterations: Some(3),
+                    ..Default::default()
+                }),
+                mppi::ScheduleConfig::Ve(Default::default()),
+                mppi::ScheduleConfig::Vp(Default::default()),
             ] {
                 for temperature in [
                     TemperatureConfig::Fixed { lambda: 1.0 },
