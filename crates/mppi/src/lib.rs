@@ -66,6 +66,7 @@ pub mod diffusion;
 pub mod error;
 pub mod fastmath;
 pub mod gaussian;
+pub mod guided;
 pub mod keys;
 pub mod objective;
 pub mod planner;
