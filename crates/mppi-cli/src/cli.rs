@@ -45,6 +45,9 @@ pub enum Command {
     /// Time one control step (shift + one EM iteration) on the benchmark problems, sweep the
     /// sample count K and the horizon T, and print a table (optionally JSON, Markdown, plots).
     Bench(BenchArgs),
+    /// Guided diffusion planning: collect expert windows and train a denoiser, then plan with
+    /// it (`mppi run <task> --denoiser FILE`).
+    Diffusion(crate::diffusion::DiffusionArgs),
 }
 
 /// Options of `mppi bench`.
@@ -278,6 +281,10 @@ pub struct RunArgs {
     /// Do not show the progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Planning with a trained denoiser.
+    #[command(flatten)]
+    pub denoiser: crate::diffusion::DenoiserArgs,
 }
 
 #[cfg(test)]

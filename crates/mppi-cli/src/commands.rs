@@ -8,7 +8,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mppi::{DiagnosticsLevel, MppiConfig, MppiError};
 use mppi_tasks::{
-    EpisodeError, EpisodeOptions, EpisodeSink, StepRecord, Task, all_tasks, run_episode_with,
+    EpisodeError, EpisodeOptions, EpisodeSink, StepRecord, Task, all_tasks, run_controller_episode,
     task_by_name, task_names,
 };
 
@@ -30,6 +30,7 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Config(args) => show_config(&args),
         Command::Theory(args) => theory(&args),
         Command::Bench(args) => crate::bench::bench(&args),
+        Command::Diffusion(args) => crate::diffusion::diffusion(&args),
     }
 }
 
@@ -108,7 +109,7 @@ pub fn tasks_table() -> String {
 }
 
 /// Look a task up, or explain which names exist.
-pub fn find_task(name: &str) -> Result<Box<dyn Task>, CliError> {
+pub(crate) fn find_task(name: &str) -> Result<Box<dyn Task>, CliError> {
     task_by_name(name).ok_or_else(|| {
         CliError::usage(format!(
             "unknown task `{name}`; valid tasks: {} (see `mppi tasks`)",
@@ -271,8 +272,29 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         bar: &bar,
         csv: None,
     };
+    // the controller: the config's planner, or the trained denoiser as its proposal
+    let (ctrl, config, denoiser) = match &args.denoiser.denoiser {
+        Some(path) => {
+            let (ctrl, effective, model) = crate::diffusion::denoiser_controller(
+                task.as_ref(),
+                &args.denoiser,
+                path,
+                &config,
+            )?;
+            (ctrl, effective, Some(model))
+        }
+        None => {
+            let mut ctrl = mppi_tasks::controller(task.as_ref(), &config)
+                .map_err(|e| CliError::usage(e.to_string()))?;
+            if let Some(plan) = task.initial_plan(config.horizon) {
+                ctrl.set_plan(&plan)
+                    .map_err(|e| CliError::usage(e.to_string()))?;
+            }
+            (ctrl, config, None)
+        }
+    };
     let started = Instant::now();
-    let result = run_episode_with(task.as_ref(), &config, &options, &mut sink);
+    let result = run_controller_episode(task.as_ref(), ctrl, &options, &mut sink);
     let wall = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let episode = match result {
@@ -301,6 +323,16 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         write_data_files(dir, &episode, &summary).map_err(|e| CliError::from_anyhow(&e))?;
         write_plots(dir, task.as_ref(), &config, &episode)
             .map_err(|e| CliError::from_anyhow(&e))?;
+        if let Some(model) = denoiser {
+            crate::diffusion::write_denoising_plots(
+                dir,
+                task.as_ref(),
+                &args.denoiser,
+                model,
+                &config,
+                &task.initial_state(),
+            )?;
+        }
     }
     print_stdout(&summary.render(out))?;
     if args.require_success && !outcome.success {

@@ -11,6 +11,7 @@ mod bench;
 mod cli;
 mod commands;
 mod config;
+mod diffusion;
 mod error;
 mod output;
 mod plots;

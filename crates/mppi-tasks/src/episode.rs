@@ -13,7 +13,7 @@ use std::fmt;
 use mppi::{MppiConfig, MppiError, StepReport};
 use serde::Serialize;
 
-use crate::{Outcome, Task, controller};
+use crate::{Outcome, Task, TaskController, controller};
 
 /// Rows an [`Episode`] keeps by default (about 3.5 MB for a small task).
 pub const DEFAULT_RECORD_ROWS: usize = 10_000;
@@ -321,6 +321,17 @@ pub fn run_episode_with<S: EpisodeSink + ?Sized>(
     if let Some(plan) = task.initial_plan(config.horizon) {
         ctrl.set_plan(&plan)?;
     }
+    run_controller_episode(task, ctrl, options, sink)
+}
+
+/// [`run_episode_with`] with a controller built by the caller (a proposal or stages of your
+/// own around the task's model, e.g. a trained denoiser).
+pub fn run_controller_episode<S: EpisodeSink + ?Sized>(
+    task: &dyn Task,
+    mut ctrl: TaskController,
+    options: &EpisodeOptions,
+    sink: &mut S,
+) -> Result<Episode, EpisodeError<S::Error>> {
     let x0 = options
         .initial_state
         .clone()
@@ -335,7 +346,7 @@ pub fn run_episode_with<S: EpisodeSink + ?Sized>(
         .into());
     }
     sink.start(&x0).map_err(EpisodeError::Sink)?;
-    let horizon = config.horizon;
+    let horizon = ctrl.planner().horizon();
     let dt = task.dt();
     let mut criterion = task.criterion();
     let mut record = Record::new(options.record_rows);

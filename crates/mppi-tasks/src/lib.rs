@@ -44,7 +44,7 @@ pub mod unicycle;
 pub use criterion::{Criterion, judge};
 pub use episode::{
     DEFAULT_RECORD_ROWS, Episode, EpisodeError, EpisodeOptions, EpisodeSink, EpisodeStats,
-    Progress, RolloutSnapshot, StepRecord, run_episode, run_episode_with,
+    Progress, RolloutSnapshot, StepRecord, run_controller_episode, run_episode, run_episode_with,
 };
 
 /// A circular obstacle in the plane.

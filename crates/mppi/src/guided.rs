@@ -46,6 +46,10 @@ pub struct WindowSpec {
     pub offset: Vec<f64>,
     /// Per-column scale, `> 0` (`n + m` entries).
     pub scale: Vec<f64>,
+    /// Angle columns: wrapped into `[−π, π]` when a state is inpainted (and, in a dataset, the
+    /// first row of a window; later rows follow it continuously).
+    #[serde(default)]
+    pub wrap: Vec<usize>,
 }
 
 impl WindowSpec {
@@ -72,6 +76,15 @@ impl WindowSpec {
             return Err(MppiError::config(
                 "window",
                 "a window needs at least one row and one control",
+            ));
+        }
+        if let Some(j) = self.wrap.iter().find(|j| **j >= self.state_dim) {
+            return Err(MppiError::config(
+                "window.wrap",
+                format!(
+                    "column {j} is not a state column (state_dim {})",
+                    self.state_dim
+                ),
             ));
         }
         if let Some(j) = self.scale.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
@@ -259,6 +272,25 @@ impl DenoiserProposal {
         self.lock().window.clone()
     }
 
+    /// The current window un-normalized, with the loop's controls (the plan) in the control
+    /// columns: after an iteration, the guided window of that level.
+    #[must_use]
+    pub fn raw_window(&self) -> Vec<f64> {
+        let (n, m, w) = (
+            self.spec.state_dim,
+            self.spec.control_dim,
+            self.spec.width(),
+        );
+        let mut x = self.window();
+        for (j, v) in x.iter_mut().enumerate() {
+            *v = *v * self.spec.scale[j % w] + self.spec.offset[j % w];
+        }
+        for (t, row) in x.chunks_exact_mut(w).enumerate() {
+            row[n..].copy_from_slice(&self.mean[t * m..(t + 1) * m]);
+        }
+        x
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Level> {
         // a panic while denoising leaves no invariant to protect: take the data as it is
         self.level
@@ -278,6 +310,11 @@ impl DenoiserProposal {
     fn inpaint(spec: &WindowSpec, window: &mut [f64], state: Option<&[f64]>) {
         if let Some(s) = state {
             for (j, v) in s.iter().enumerate().take(spec.state_dim) {
+                let v = if spec.wrap.contains(&j) {
+                    crate::fastmath::wrap_angle(*v)
+                } else {
+                    *v
+                };
                 window[j] = (v - spec.offset[j]) / spec.scale[j];
             }
         }

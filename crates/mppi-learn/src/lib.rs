@@ -1,0 +1,62 @@
+//! # mppi-learn — the learning parts of mppi
+//!
+//! Guided diffusion planning with a trained denoiser (docs/theory.md §F.3), kept out of the
+//! core so that `mppi` has no neural-network dependency:
+//!
+//! - [`dataset`]: state-control windows from the library's own MPPI expert, from random initial
+//!   states, plus noisy-expert windows, with their normalization and provenance;
+//! - [`model`]: an MLP ε-prediction denoiser trained with burn 0.22 on its `flex` CPU backend,
+//!   deterministic given its seed, saved and loaded as a checkpoint;
+//! - [`plan`]: the trained denoiser as the planner's proposal
+//!   ([`mppi::guided::DenoiserProposal`]) around a task's model, guided by the cost's gradient
+//!   and/or by MPPI on the real rollouts.
+//!
+//! The CLI exposes it as `mppi diffusion collect|train <task>` and
+//! `mppi run <task> --denoiser FILE`.
+
+use std::path::Path;
+
+pub mod dataset;
+pub mod model;
+pub mod plan;
+
+pub use dataset::{CollectSettings, Dataset};
+pub use model::{TrainReport, TrainSettings, TrainedDenoiser};
+pub use plan::{Energy, Guidance, PlanSettings, denoising_snapshots, guided_controller};
+
+/// Errors of collecting, training and loading.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    /// A setting out of range (the message names it).
+    #[error("invalid setting: {0}")]
+    Settings(String),
+    /// The planner or the task refused something.
+    #[error(transparent)]
+    Mppi(#[from] mppi::MppiError),
+    /// Training produced a non-finite loss.
+    #[error("training diverged at step {step} (loss {loss}); lower the learning rate")]
+    Diverged {
+        /// The step.
+        step: usize,
+        /// The loss.
+        loss: f64,
+    },
+    /// A dataset or checkpoint file could not be read or written.
+    #[error("{0}")]
+    Checkpoint(String),
+}
+
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), LearnError> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| LearnError::Checkpoint(format!("{}: {e}", path.display())))?;
+    std::fs::write(path, text)
+        .map_err(|e| LearnError::Checkpoint(format!("cannot write `{}`: {e}", path.display())))
+}
+
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LearnError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LearnError::Checkpoint(format!("cannot read `{}`: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        LearnError::Checkpoint(format!("`{}` is not a valid file: {e}", path.display()))
+    })
+}
