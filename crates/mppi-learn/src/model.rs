@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::silu;
@@ -105,14 +105,37 @@ pub struct EpsNet {
     output: Linear,
 }
 
+/// A `[d_in, d_out]` linear layer with weights and bias `U(−k, k)`, `k = 1/√d_in` (burn's
+/// default), drawn from our own stream: burn's generator is global and shared by threads, so
+/// its initialization would not be a function of the seed.
+fn linear(d_in: usize, d_out: usize, seed: u64, layer: u64, device: &Device) -> Linear {
+    let mut rng = sample_rng(seed, u64::MAX, layer, 0);
+    let k = 1.0 / (d_in as f64).sqrt();
+    let mut draw = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| (k * (2.0 * rng.uniform() - 1.0)) as f32)
+            .collect()
+    };
+    let mut layer = LinearConfig::new(d_in, d_out).init(device);
+    layer.weight = Param::from_tensor(Tensor::<2>::from_data(
+        TensorData::new(draw(d_in * d_out), [d_in, d_out]),
+        device,
+    ));
+    layer.bias = Some(Param::from_tensor(Tensor::<1>::from_data(
+        TensorData::new(draw(d_out), [d_out]),
+        device,
+    )));
+    layer
+}
+
 impl EpsNet {
     fn new(width: usize, settings: &TrainSettings, device: &Device) -> Self {
-        let h = settings.hidden;
+        let (h, seed) = (settings.hidden, settings.seed);
         EpsNet {
-            input: LinearConfig::new(width + settings.embedding, h).init(device),
-            hidden1: LinearConfig::new(h, h).init(device),
-            hidden2: LinearConfig::new(h, h).init(device),
-            output: LinearConfig::new(h, width).init(device),
+            input: linear(width + settings.embedding, h, seed, 0, device),
+            hidden1: linear(h, h, seed, 1, device),
+            hidden2: linear(h, h, seed, 2, device),
+            output: linear(h, width, seed, 3, device),
         }
     }
 
@@ -181,7 +204,6 @@ impl TrainedDenoiser {
             return Err(LearnError::Settings("the dataset has no windows".into()));
         }
         let device = Device::flex().autodiff();
-        device.seed(settings.seed);
         let mut net = EpsNet::new(width, settings, &device);
         let mut optim = AdamConfig::new().init();
         let (b, e) = (settings.batch, settings.embedding);
