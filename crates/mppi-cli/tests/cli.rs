@@ -287,6 +287,103 @@ fn presets_lay_under_the_config_file_and_set() {
 }
 
 #[test]
+fn diffusion_collect_train_and_run_with_the_denoiser() {
+    let dir = temp_dir("diffusion");
+    let data = dir.join("data.json");
+    let model = dir.join("model.bpk");
+    let o = mppi(&[
+        "diffusion",
+        "collect",
+        "pendulum",
+        "--episodes",
+        "4",
+        "--steps",
+        "40",
+        "--window",
+        "8",
+        "--expert-samples",
+        "64",
+        "-q",
+        "--out",
+        &data.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("windows of 8 rows"), "{}", stdout(&o));
+    let o = mppi(&[
+        "diffusion",
+        "train",
+        &data.to_string_lossy(),
+        "--steps",
+        "40",
+        "--hidden",
+        "16",
+        "--levels",
+        "5",
+        "-q",
+        "--out",
+        &model.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in ["model.bpk", "model.bpk.json", "loss.csv", "loss.png"] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let out = dir.join("run");
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--denoiser",
+        &model.to_string_lossy(),
+        "--guidance",
+        "both",
+        "--set",
+        "samples=8",
+        "--steps",
+        "5",
+        "-q",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("summary.json")).expect("summary.json"),
+    )
+    .expect("valid JSON");
+    // the denoiser sets the horizon (its window) and the iterations (its levels)
+    assert_eq!(summary["config"]["horizon"], 8);
+    assert_eq!(summary["config"]["iterations"], 5);
+    assert!(out.join("denoising_control.png").is_file());
+    // errors: a missing checkpoint, a dataset that is not one, guidance without a denoiser
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--denoiser",
+        &dir.join("none.bpk").to_string_lossy(),
+    ]);
+    assert_clean_error(&o, 1, &["none.bpk"]);
+    let o = mppi(&[
+        "diffusion",
+        "train",
+        &model.to_string_lossy(),
+        "--out",
+        &model.to_string_lossy(),
+    ]);
+    assert_clean_error(&o, 1, &["model.bpk"]);
+    let o = mppi(&["run", "pendulum", "--guidance", "mppi"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = mppi(&[
+        "diffusion",
+        "collect",
+        "pendulum",
+        "--window",
+        "0",
+        "--out",
+        &data.to_string_lossy(),
+    ]);
+    assert_clean_error(&o, 2, &["window"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn require_success_fails_a_failed_episode() {
     // 3 steps cannot swing the pendulum up
     let o = mppi(&[

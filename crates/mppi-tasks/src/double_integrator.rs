@@ -210,7 +210,16 @@ impl Cost for DoubleIntegratorModel {
 pub struct DoubleIntegrator {
     start: (f64, f64),
     model: DoubleIntegratorModel,
+    name: &'static str,
+    description: &'static str,
 }
+
+/// The disc that blocks the diagonal in [`DoubleIntegrator::blocked_field`].
+pub const BLOCKING_DISC: Circle = Circle {
+    x: 4.0,
+    y: 4.0,
+    r: 1.2,
+};
 
 impl Default for DoubleIntegrator {
     /// From [`START`] to [`GOAL`] among [`OBSTACLES`].
@@ -227,16 +236,40 @@ impl DoubleIntegrator {
         DoubleIntegrator {
             start,
             model: DoubleIntegratorModel { goal, obstacles },
+            name: "double_integrator",
+            description: "2-D point mass (|a| <= 3 per axis, dt 0.05) from (0,0) to (8,8) among 6 discs",
+        }
+    }
+
+    /// `open_field`: the same flight with no obstacle (where a guided-diffusion prior is
+    /// trained).
+    #[must_use]
+    pub fn open_field() -> Self {
+        DoubleIntegrator {
+            name: "open_field",
+            description: "2-D point mass from (0,0) to (8,8), no obstacles (training ground for blocked_field)",
+            ..DoubleIntegrator::new(START, GOAL, Vec::new())
+        }
+    }
+
+    /// `blocked_field`: the open field with one disc on the diagonal ([`BLOCKING_DISC`]), an
+    /// obstacle a prior trained on `open_field` has never seen.
+    #[must_use]
+    pub fn blocked_field() -> Self {
+        DoubleIntegrator {
+            name: "blocked_field",
+            description: "2-D point mass from (0,0) to (8,8) with one disc of radius 1.2 on the diagonal",
+            ..DoubleIntegrator::new(START, GOAL, vec![BLOCKING_DISC])
         }
     }
 }
 
 impl Task for DoubleIntegrator {
     fn name(&self) -> &'static str {
-        "double_integrator"
+        self.name
     }
     fn description(&self) -> &'static str {
-        "2-D point mass (|a| <= 3 per axis, dt 0.05) from (0,0) to (8,8) among 6 discs"
+        self.description
     }
     fn state_names(&self) -> &'static [&'static str] {
         &["px", "py", "vx", "vy"]

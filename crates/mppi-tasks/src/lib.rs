@@ -158,6 +158,8 @@ pub fn all_tasks() -> Vec<Box<dyn Task>> {
         Box::new(racing::Racing::default()),
         Box::new(diff_drive::DiffDrive::default()),
         Box::new(two_routes::TwoRoutes::default()),
+        Box::new(double_integrator::DoubleIntegrator::open_field()),
+        Box::new(double_integrator::DoubleIntegrator::blocked_field()),
     ]
 }
 
