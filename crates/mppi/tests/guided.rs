@@ -28,6 +28,7 @@ fn spec() -> WindowSpec {
         control_dim: 1,
         offset: vec![0.0, 0.0],
         scale: vec![1.0, 1.0],
+        wrap: Vec::new(),
     }
 }
 
