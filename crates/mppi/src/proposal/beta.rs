@@ -761,7 +761,8 @@ impl Proposal for BetaFamily {
 mod tests {
     use super::*;
     use crate::proposal::test_support::{
-        Z_TOL, assert_sufficient_increase, costs_of, em_step, max_z, sample_set, weights_from_costs,
+        Z_TOL, assert_sufficient_increase, costs_of, em_step, max_z, recovery_t, sample_set,
+        weights_from_costs,
     };
 
     const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
@@ -1096,61 +1097,6 @@ mod tests {
         f
     }
 
-    /// Max `|t_j|` of the parameters fitted by `fitter` to `repeats` batches of `n` draws of
-    /// `sampler` (uniform weights, the streams of `check_fit_recovery`) against
-    /// `sampler.params()`.
-    fn recovery_t(sampler: &BetaFamily, fitter: &BetaFamily, n: usize, repeats: u64) -> f64 {
-        use crate::rng::sample_rng;
-        let d = sampler.dim();
-        let truth = sampler.params();
-        let w = vec![1.0 / n as f64; n];
-        let mut u = vec![0.0; n * d];
-        let mut fits = Vec::new();
-        for r in 0..repeats {
-            for (i, row) in u.chunks_exact_mut(d).enumerate() {
-                sampler.sample(&mut sample_rng(5, 1_000 + r, 0, i as u64), row);
-            }
-            let mut theta = vec![0.0; truth.len()];
-            fitter.clone().fit(&u, &w, &mut theta);
-            fits.push(theta);
-        }
-        let rf = repeats as f64;
-        (0..truth.len())
-            .map(|j| {
-                let mean = fits.iter().map(|t| t[j]).sum::<f64>() / rf;
-                let var = fits.iter().map(|t| (t[j] - mean).powi(2)).sum::<f64>() / (rf - 1.0);
-                (mean - truth[j]).abs() / (var / rf).sqrt()
-            })
-            .fold(0.0, f64::max)
-    }
-
-    /// A planner with `[schedule] kind = "dial"` and `cfg`'s proposal. If the config's
-    /// validation refuses dial for this kind (a rule of `crate::config`, not of the family),
-    /// the same `Dial` is installed as the schedule stage, which is what the config builds.
-    fn dial_planner(cfg: &crate::MppiConfig, m: usize) -> crate::Planner {
-        use crate::{Planner, ScheduleConfig, Stages};
-        match Planner::new(cfg, m) {
-            Ok(p) => p,
-            Err(MppiError::InvalidConfig {
-                field: "schedule",
-                reason,
-            }) => {
-                let ScheduleConfig::Dial(dial) = cfg.schedule else {
-                    panic!("not a dial config")
-                };
-                eprintln!("config refuses dial here ({reason}); installing Dial as a stage");
-                let constant = crate::MppiConfig {
-                    schedule: ScheduleConfig::Constant,
-                    ..cfg.clone()
-                };
-                let mut stages = Stages::from_config(&constant, m).unwrap();
-                stages.schedule = Box::new(dial);
-                Planner::with_stages(&constant, stages).unwrap()
-            }
-            Err(e) => panic!("building the planner failed: {e}"),
-        }
-    }
-
     /// With a spread the family is the base family at the shapes `(α, β)/s_t²`: its
     /// `log_prob` and `kl` equal those of unscaled instances set to the scaled shapes
     /// (1e-12), and 1e5 samples have the scaled Beta's mean and variance per coordinate
@@ -1355,7 +1301,7 @@ mod tests {
             },
             ..MppiConfig::default()
         };
-        let mut planner = dial_planner(&cfg, 1);
+        let mut planner = crate::Planner::new(&cfg, 1).unwrap();
         let objective = FnObjective::new(t, |u: &[f64]| {
             u.iter().map(|v| (v - 0.3).powi(2)).sum::<f64>()
         });

@@ -993,9 +993,7 @@ pub(super) mod tests {
 
     /// Run two control steps (`T = 5`, `m = 2`) of a planner with `[schedule] kind = "dial"`
     /// and `proposal`, with full diagnostics; returns the largest `|mstep_gap| / kl_step`, the
-    /// smallest `mstep_gap / kl_step` and the number of iterations. The config route is tried
-    /// first; while the config refuses the dial schedule for this kind (`config.rs` allows it
-    /// for `gaussian` only), the same schedule is installed as a stage.
+    /// smallest `mstep_gap / kl_step` and the number of iterations.
     pub(crate) fn dial_planner_gap(proposal: ProposalConfig) -> (f64, f64, usize) {
         use crate::ScheduleConfig;
         use crate::schedule::Dial;
@@ -1012,17 +1010,7 @@ pub(super) mod tests {
             schedule: ScheduleConfig::Dial(Dial::default()),
             ..base.clone()
         };
-        let mut planner = match Planner::new(&dial, 2) {
-            Ok(p) => p,
-            Err(MppiError::InvalidConfig {
-                field: "schedule", ..
-            }) => {
-                let mut stages = crate::Stages::from_config(&base, 2).unwrap();
-                stages.schedule = Box::new(Dial::default());
-                Planner::with_stages(&base, stages).unwrap()
-            }
-            Err(e) => panic!("{e}"),
-        };
+        let mut planner = Planner::new(&dial, 2).unwrap();
         let obj = FnObjective::new(10, |u: &[f64]| {
             u.iter()
                 .enumerate()

@@ -769,33 +769,6 @@ mod tests {
         g
     }
 
-    /// A planner with `[schedule] kind = "dial"` and `cfg`'s proposal. If the config's
-    /// validation refuses dial for this kind (a rule of `crate::config`, not of the family),
-    /// the same `Dial` is installed as the schedule stage, which is what the config builds.
-    fn dial_planner(cfg: &crate::MppiConfig, m: usize) -> crate::Planner {
-        use crate::{Planner, ScheduleConfig, Stages};
-        match Planner::new(cfg, m) {
-            Ok(p) => p,
-            Err(MppiError::InvalidConfig {
-                field: "schedule",
-                reason,
-            }) => {
-                let ScheduleConfig::Dial(dial) = cfg.schedule else {
-                    panic!("not a dial config")
-                };
-                eprintln!("config refuses dial here ({reason}); installing Dial as a stage");
-                let constant = crate::MppiConfig {
-                    schedule: ScheduleConfig::Constant,
-                    ..cfg.clone()
-                };
-                let mut stages = Stages::from_config(&constant, m).unwrap();
-                stages.schedule = Box::new(dial);
-                Planner::with_stages(&constant, stages).unwrap()
-            }
-            Err(e) => panic!("building the planner failed: {e}"),
-        }
-    }
-
     /// Knots take the spread of their nearest step (`⌊τ_k + ½⌋`); with a spread `log_prob` is
     /// the scaled knot density and `kl` the scaled knot KL (closed forms, 1e-12); invalid
     /// spreads are errors; `None` restores the own density bit for bit.
@@ -990,7 +963,7 @@ mod tests {
             },
             ..MppiConfig::default()
         };
-        let mut planner = dial_planner(&cfg, 1);
+        let mut planner = crate::Planner::new(&cfg, 1).unwrap();
         let objective = FnObjective::new(t, |u: &[f64]| {
             u.iter().map(|v| (v - 0.7).powi(2)).sum::<f64>()
         });

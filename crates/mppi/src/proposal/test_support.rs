@@ -203,3 +203,36 @@ pub(crate) mod theory {
         Ok(post * (inv * mu + &quad.h * &quad.u_star / lambda))
     }
 }
+
+/// Max `|t_j|` of the parameters fitted by `fitter` to `repeats` batches of `n` draws of
+/// `sampler` (uniform weights, the streams of `check_fit_recovery`) against
+/// `sampler.params()`: a fitter that does not invert the sampler's spread fails it.
+pub(crate) fn recovery_t(
+    sampler: &dyn Proposal,
+    fitter: &dyn Proposal,
+    n: usize,
+    repeats: u64,
+) -> f64 {
+    use crate::rng::sample_rng;
+    let d = sampler.dim();
+    let truth = sampler.params();
+    let w = vec![1.0 / n as f64; n];
+    let mut u = vec![0.0; n * d];
+    let mut fits = Vec::new();
+    for r in 0..repeats {
+        for (i, row) in u.chunks_exact_mut(d).enumerate() {
+            sampler.sample(&mut sample_rng(5, 1_000 + r, 0, i as u64), row);
+        }
+        let mut theta = vec![0.0; truth.len()];
+        fitter.clone_box().fit(&u, &w, &mut theta);
+        fits.push(theta);
+    }
+    let rf = repeats as f64;
+    (0..truth.len())
+        .map(|j| {
+            let mean = fits.iter().map(|t| t[j]).sum::<f64>() / rf;
+            let var = fits.iter().map(|t| (t[j] - mean).powi(2)).sum::<f64>() / (rf - 1.0);
+            (mean - truth[j]).abs() / (var / rf).sqrt()
+        })
+        .fold(0.0, f64::max)
+}
