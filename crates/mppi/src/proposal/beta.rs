@@ -764,6 +764,7 @@ mod tests {
         Z_TOL, assert_sufficient_increase, costs_of, em_step, max_z, recovery_t, sample_set,
         weights_from_costs,
     };
+    use crate::proposal::test_support::{prepared, test_spread};
 
     const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 
@@ -1070,22 +1071,6 @@ mod tests {
                 .is_finite()
         );
         assert!(g.kl(&g).unwrap_or(f64::NAN).abs() < 1e-12 && g.kl(&f).unwrap_or(f64::NAN) > 0.0);
-    }
-
-    /// The non-uniform spread of the spread tests, `s_t = 0.5 + 0.25 (t mod 3)`.
-    fn test_spread(t: usize) -> Vec<f64> {
-        (0..t).map(|k| 0.5 + 0.25 * (k % 3) as f64).collect()
-    }
-
-    /// A clone prepared with the schedule's spread `s`.
-    fn prepared(f: &BetaFamily, s: &[f64]) -> BetaFamily {
-        let mut g = f.clone();
-        let ctx = Context {
-            spread: Some(s),
-            ..Context::open_loop(0, 0, 1)
-        };
-        g.prepare(&ctx).unwrap();
-        g
     }
 
     /// `family(horizon, kappa)` with varied moderate shapes (concentration 5 to 8.5).

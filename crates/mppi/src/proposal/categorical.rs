@@ -458,6 +458,7 @@ impl Proposal for Categorical {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proposal::test_support::prepared;
     use crate::proposal::test_support::{
         Z_TOL, assert_sufficient_increase, costs_of, em_step, max_z, recovery_t, sample_set,
         weights_from_costs,
@@ -649,17 +650,6 @@ mod tests {
                 && f.kl(&uniform).unwrap_or(f64::NAN) > 0.0
                 && f.kl(&u).unwrap_or(f64::NAN).is_nan()
         );
-    }
-
-    /// A clone prepared with the schedule's spread `s`.
-    fn prepared(f: &Categorical, s: &[f64]) -> Categorical {
-        let mut g = f.clone();
-        let ctx = Context {
-            spread: Some(s),
-            ..Context::open_loop(0, 0, 1)
-        };
-        g.prepare(&ctx).unwrap();
-        g
     }
 
     /// `π^{1/s²}` normalized per coordinate (steps of `m` coordinates of `k` entries).

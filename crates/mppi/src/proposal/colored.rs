@@ -349,6 +349,7 @@ mod tests {
         Z_TOL, assert_sufficient_increase, costs_of, em_step, max_z, sample_set, weighted_mean_se,
         weights_from_costs,
     };
+    use crate::proposal::test_support::{prepared, test_spread};
     use crate::rng::sample_rng;
     use crate::{ProposalConfig, TemperatureConfig, WeightingConfig};
     use nalgebra::{DMatrix, DVector};
@@ -679,22 +680,6 @@ mod tests {
         g.sample(&mut sample_rng(1, 0, 0, 0), &mut u);
         assert!(u.iter().all(|v| (-0.1..=0.1).contains(v)));
         assert!(g.log_prob(&u).unwrap().is_finite());
-    }
-
-    /// The non-uniform spread of the spread tests, `s_t = 0.5 + 0.25 (t mod 3)`.
-    fn test_spread(t: usize) -> Vec<f64> {
-        (0..t).map(|k| 0.5 + 0.25 * (k % 3) as f64).collect()
-    }
-
-    /// A clone prepared with the schedule's spread `s`.
-    fn prepared(f: &ColoredGaussian, s: &[f64]) -> ColoredGaussian {
-        let mut g = f.clone();
-        let ctx = Context {
-            spread: Some(s),
-            ..Context::open_loop(0, 0, 1)
-        };
-        g.prepare(&ctx).unwrap();
-        g
     }
 
     /// With a spread, `log_prob` and `kl` are those of `N(μ, S (K ⊗ Σ_u) S)` (dense, 1e-10);

@@ -465,6 +465,7 @@ pub(super) mod tests {
     //! are printed next to their tolerances (`-- --nocapture`).
 
     use super::*;
+    use crate::proposal::test_support::test_spread;
     use crate::proposal::test_support::theory;
     use crate::proposal::test_support::{
         Z_TOL, assert_sufficient_increase, em_step, increase_gains, max_z, weighted_mean_se,
@@ -828,12 +829,6 @@ pub(super) mod tests {
     }
 
     // ---- a schedule's spread (annealing) --------------------------------------------------
-
-    /// The non-uniform spread of the annealing tests, `s_t = 0.5 + 0.25 (t mod 3)` (as in
-    /// `check_proposal`).
-    fn test_spread(horizon: usize) -> Vec<f64> {
-        (0..horizon).map(|t| 0.5 + 0.25 * (t % 3) as f64).collect()
-    }
 
     /// A non-default member (`T = 5`, `m = 2`) with every floor off, prepared with
     /// [`test_spread`].

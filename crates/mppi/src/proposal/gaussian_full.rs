@@ -926,6 +926,7 @@ mod tests {
     //! tolerances (`-- --nocapture`).
 
     use super::*;
+    use crate::proposal::test_support::test_spread;
     use crate::proposal::test_support::theory;
     use crate::proposal::test_support::{
         Z_TOL, assert_sufficient_increase, em_step, increase_gains, max_z, weighted_sample_set,
@@ -1496,12 +1497,6 @@ mod tests {
     }
 
     // ---- a schedule's spread (annealing) --------------------------------------------------
-
-    /// The non-uniform spread of the annealing tests, `s_t = 0.5 + 0.25 (t mod 3)` (as in
-    /// `check_proposal`).
-    fn test_spread(horizon: usize) -> Vec<f64> {
-        (0..horizon).map(|t| 0.5 + 0.25 * (t % 3) as f64).collect()
-    }
 
     /// The context of iteration 0 with the spread `s` (`None`: the own spread).
     fn ctx(s: Option<&[f64]>) -> crate::Context<'_> {

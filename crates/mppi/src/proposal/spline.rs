@@ -513,6 +513,7 @@ mod tests {
     use crate::proposal::test_support::{
         Z_TOL, assert_sufficient_increase, costs_of, em_step, max_z, sample_set, weights_from_costs,
     };
+    use crate::proposal::test_support::{prepared, test_spread};
     use crate::rng::sample_rng;
 
     const INF: f64 = f64::INFINITY;
@@ -751,22 +752,6 @@ mod tests {
         g.sample(&mut sample_rng(4, 0, 0, 0), &mut u);
         assert!(u.iter().all(|v| (-0.2..=0.2).contains(v)));
         assert!(g.log_prob(&u).unwrap().is_finite());
-    }
-
-    /// The non-uniform spread of the spread tests, `s_t = 0.5 + 0.25 (t mod 3)`.
-    fn test_spread(t: usize) -> Vec<f64> {
-        (0..t).map(|k| 0.5 + 0.25 * (k % 3) as f64).collect()
-    }
-
-    /// A clone prepared with the schedule's spread `s`.
-    fn prepared(f: &SplineGaussian, s: &[f64]) -> SplineGaussian {
-        let mut g = f.clone();
-        let ctx = Context {
-            spread: Some(s),
-            ..Context::open_loop(0, 0, 1)
-        };
-        g.prepare(&ctx).unwrap();
-        g
     }
 
     /// Knots take the spread of their nearest step (`⌊τ_k + ½⌋`); with a spread `log_prob` is

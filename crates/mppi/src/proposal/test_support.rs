@@ -236,3 +236,19 @@ pub(crate) fn recovery_t(
         })
         .fold(0.0, f64::max)
 }
+
+/// The non-uniform spread of the spread tests, `s_t = 0.5 + 0.25 (t mod 3)`.
+pub(crate) fn test_spread(horizon: usize) -> Vec<f64> {
+    (0..horizon).map(|t| 0.5 + 0.25 * (t % 3) as f64).collect()
+}
+
+/// A clone of `f` prepared with the schedule's spread `s`.
+pub(crate) fn prepared<P: Proposal + Clone>(f: &P, s: &[f64]) -> P {
+    let mut g = f.clone();
+    let ctx = super::Context {
+        spread: Some(s),
+        ..super::Context::open_loop(0, 0, 1)
+    };
+    g.prepare(&ctx).unwrap();
+    g
+}
