@@ -213,7 +213,7 @@ pub struct ConfigArgs {
     pub task: String,
 
     /// Named settings laid over the task's defaults first (as in `mppi run`).
-    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::names()))]
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(mppi_config::presets::names()))]
     pub preset: Option<String>,
 
     /// TOML file laid over the task's defaults before printing (as in `mppi run`).
@@ -227,7 +227,7 @@ pub struct ConfigArgs {
 
 /// Options of `mppi run`.
 #[derive(Debug, Args)]
-#[command(after_help = crate::config::keys_help())]
+#[command(after_help = mppi_config::keys_help())]
 pub struct RunArgs {
     /// Task to run (see `mppi tasks`).
     #[arg(value_name = "TASK")]
@@ -236,7 +236,7 @@ pub struct RunArgs {
     /// Named settings laid over the task's defaults before the config file and `--set`:
     /// `dial` (DIAL-MPC annealing), `mbd` (model-based diffusion), `ve` (annealed MPPI on
     /// variance-exploding levels). `mppi config <task> --preset NAME` prints what it sets.
-    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::presets::names()))]
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(mppi_config::presets::names()))]
     pub preset: Option<String>,
 
     /// TOML file of planner settings, applied over the task's defaults: top-level keys

@@ -13,11 +13,11 @@ use mppi_tasks::{
 };
 
 use crate::cli::{Cli, Command, ConfigArgs, RunArgs, TheoryArgs};
-use crate::config::{Overrides, build_config, render_config};
 use crate::error::CliError;
 use crate::output::{CsvWriter, RunSummary, write_data_files};
 use crate::plots::{register_font, rollout_interval, write_plots, write_theory_plots};
 use crate::theory::{render, write_theory_files};
+use mppi_config::{Overrides, build_config, render_config};
 
 /// Sampled rollouts drawn per capture in the path plot.
 const ROLLOUTS_PER_CAPTURE: usize = 10;

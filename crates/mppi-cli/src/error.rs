@@ -54,15 +54,15 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
-/// Fold a possibly multi-line message into one line: lines are trimmed, empty ones dropped,
-/// the rest joined with a space.
-#[must_use]
-pub fn single_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+pub use mppi_config::single_line;
+
+impl From<mppi_config::ConfigError> for CliError {
+    fn from(e: mppi_config::ConfigError) -> Self {
+        match e {
+            mppi_config::ConfigError::Invalid(m) => CliError::Usage(m),
+            mppi_config::ConfigError::Internal(m) => CliError::Runtime(m),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,10 @@ mod alloc_count;
 mod bench;
 mod cli;
 mod commands;
-mod config;
 mod diffusion;
 mod error;
 mod output;
 mod plots;
-mod presets;
 mod theory;
 
 use std::process::ExitCode;

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use crate::config::{Layer, parse_config_text};
-use crate::error::CliError;
+use crate::ConfigError;
+use crate::{Layer, parse_config_text};
 
 /// `(name, what it is, TOML layer)` of every preset.
 pub const PRESETS: &[(&str, &str, &str)] = &[
@@ -38,9 +38,9 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// The config layer of preset `name`.
-pub fn layer(name: &str) -> Result<Layer, CliError> {
+pub fn layer(name: &str) -> Result<Layer, ConfigError> {
     let Some((_, _, text)) = PRESETS.iter().find(|(n, _, _)| *n == name) else {
-        return Err(CliError::usage(format!(
+        return Err(ConfigError::usage(format!(
             "unknown preset `{name}`; the presets are: {}",
             names().join(", ")
         )));
@@ -70,7 +70,7 @@ mod tests {
         for name in names() {
             for task in mppi_tasks::all_tasks() {
                 let layers = [layer(name).unwrap()];
-                let cfg = crate::config::merge(&task.default_config(), &layers)
+                let cfg = crate::merge(&task.default_config(), &layers)
                     .unwrap_or_else(|e| panic!("{name} on {}: {e}", task.name()));
                 cfg.validate(task.dynamics().control_dim())
                     .unwrap_or_else(|e| panic!("{name} on {}: {e}", task.name()));

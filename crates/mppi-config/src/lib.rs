@@ -1,13 +1,28 @@
-//! Building the planner config of a run from the task's defaults, a TOML file and `--set` flags.
+//! Layered planner settings: a base [`MppiConfig`] (a task's defaults), then named presets, a
+//! TOML file and dotted `key = value` overrides, each checked as it is laid on so that an error
+//! names the key and where it came from. The `mppi` command line (`--preset`, `--config`,
+//! `--set`) and the Python package (`config=` dicts and keyword arguments) both build their
+//! configs here, so a key means the same thing and fails the same way in both.
 //!
-//! The merge happens on TOML tables: the task's default [`MppiConfig`] is serialized to a
-//! table, the file's table and then every `--set key=value` are laid over it key by key, and
-//! the result is deserialized back into an [`MppiConfig`]. Keys that are not given keep the
-//! *task's* defaults; unknown keys and values of the wrong type are rejected (the config is
-//! `deny_unknown_fields`), each error naming the key and where it came from.
+//! The merge happens on TOML tables: the base config is serialized to a table, every layer's
+//! table is laid over it key by key, and the result is deserialized back into an
+//! [`MppiConfig`]. Keys that are not given keep the *base's* values; unknown keys and values of
+//! the wrong type are rejected (the config is `deny_unknown_fields`).
 //!
-//! `None` fields (`u_min`, `u_max`, `noise_covariance`) are simply absent from the task's
+//! `None` fields (`u_min`, `u_max`, `noise_covariance`) are simply absent from the base's
 //! table and deserialize back to `None`, so they round-trip unchanged.
+//!
+//! ```
+//! use mppi_config::{merge, set_layers};
+//! let layers = set_layers(&["samples=512".into(), "proposal.noise_sigma=0.3".into()])?;
+//! let cfg = merge(&mppi::MppiConfig::default(), &layers)?;
+//! assert_eq!(cfg.samples, 512);
+//! let err = merge(&cfg, &set_layers(&["sampels=10".into()])?).unwrap_err();
+//! assert!(err.to_string().contains("did you mean `samples`"), "{err}");
+//! # Ok::<(), mppi_config::ConfigError>(())
+//! ```
+
+pub mod presets;
 
 use std::path::Path;
 
@@ -15,7 +30,53 @@ use mppi::config::moved_key;
 use mppi::{MppiConfig, ProposalKind};
 use toml::{Table, Value};
 
-use crate::error::{CliError, single_line};
+/// Why a config could not be built: a one-line message that names the key and its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A bad key, value, file or preset given by the user.
+    Invalid(String),
+    /// The base config itself cannot be represented (a bug, not a user error).
+    Internal(String),
+}
+
+impl ConfigError {
+    /// A bad key, value, file or preset.
+    pub fn usage(message: impl Into<String>) -> Self {
+        ConfigError::Invalid(message.into())
+    }
+
+    /// A failure that is not the user's.
+    pub fn runtime(message: impl Into<String>) -> Self {
+        ConfigError::Internal(message.into())
+    }
+
+    /// The message on one line.
+    #[must_use]
+    pub fn message(&self) -> String {
+        match self {
+            ConfigError::Invalid(m) | ConfigError::Internal(m) => single_line(m),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Fold a possibly multi-line message into one line: lines are trimmed, empty ones dropped,
+/// the rest joined with a space.
+#[must_use]
+pub fn single_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// One source of overrides: where it came from (for error messages) and its keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,15 +93,15 @@ pub struct Layer {
 /// else that does not look like the start of a TOML array, table or string is taken as a bare
 /// string, so `proposal.kind=gaussian_diag` works without quotes. KEY is a dotted path into
 /// the config's sections (`weighting.temperature.lambda`).
-pub fn parse_set(arg: &str) -> Result<(String, Value), CliError> {
+pub fn parse_set(arg: &str) -> Result<(String, Value), ConfigError> {
     let Some((key, raw)) = arg.split_once('=') else {
-        return Err(CliError::usage(format!(
+        return Err(ConfigError::usage(format!(
             "--set {arg}: expected KEY=VALUE (e.g. --set samples=512)"
         )));
     };
     let key = key.trim();
     if key.is_empty() {
-        return Err(CliError::usage(format!(
+        return Err(ConfigError::usage(format!(
             "--set {arg}: the key before `=` is empty (e.g. --set samples=512)"
         )));
     }
@@ -49,7 +110,7 @@ pub fn parse_set(arg: &str) -> Result<(String, Value), CliError> {
         Ok(v) => v,
         Err(e) => {
             if raw.starts_with(['[', '{', '"', '\'']) {
-                return Err(CliError::usage(format!(
+                return Err(ConfigError::usage(format!(
                     "--set {arg}: `{raw}` is not a valid TOML value: {}",
                     single_line(e.message())
                 )));
@@ -61,20 +122,20 @@ pub fn parse_set(arg: &str) -> Result<(String, Value), CliError> {
 }
 
 /// Turn the `--set` arguments into one layer per argument (so errors name the exact flag).
-pub fn set_layers(args: &[String]) -> Result<Vec<Layer>, CliError> {
+pub fn set_layers(args: &[String]) -> Result<Vec<Layer>, ConfigError> {
     args.iter()
         .map(|arg| {
             let (key, value) = parse_set(arg)?;
             let path: Vec<String> = key.split('.').map(|p| p.trim().to_string()).collect();
             if path.iter().any(String::is_empty) {
-                return Err(CliError::usage(format!(
+                return Err(ConfigError::usage(format!(
                     "--set {arg}: `{key}` has an empty part; write a dotted path such as \
                      proposal.std_min"
                 )));
             }
             let mut table = Table::new();
             insert_path(&mut table, &path, value)
-                .map_err(|reason| CliError::usage(format!("--set {arg}: {reason}")))?;
+                .map_err(|reason| ConfigError::usage(format!("--set {arg}: {reason}")))?;
             Ok(Layer {
                 source: format!("--set {arg}"),
                 table,
@@ -87,14 +148,14 @@ pub fn set_layers(args: &[String]) -> Result<Vec<Layer>, CliError> {
 ///
 /// A control character (other than tab and line breaks) is reported with its line and column
 /// before parsing: TOML allows none, and a NUL byte means the file is probably not text.
-pub fn parse_config_text(text: &str, path: &Path) -> Result<Layer, CliError> {
+pub fn parse_config_text(text: &str, path: &Path) -> Result<Layer, ConfigError> {
     let source = format!("config file `{}`", path.display());
     let control = text
         .char_indices()
         .find(|&(_, c)| c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r'));
     if let Some((at, c)) = control {
         let (line, column) = line_column(text, at);
-        return Err(CliError::usage(if c == '\0' {
+        return Err(ConfigError::usage(if c == '\0' {
             format!(
                 "{source} contains a NUL byte at line {line}, column {column}; it is probably \
                  not a text file (a config file is TOML text, e.g. `samples = 512`)"
@@ -117,7 +178,7 @@ pub fn parse_config_text(text: &str, path: &Path) -> Result<Layer, CliError> {
                     format!(" at line {line}, column {column}")
                 })
                 .unwrap_or_default();
-            Err(CliError::usage(format!(
+            Err(ConfigError::usage(format!(
                 "{source}: invalid TOML{at}: {}",
                 single_line(e.message())
             )))
@@ -129,12 +190,12 @@ pub fn parse_config_text(text: &str, path: &Path) -> Result<Layer, CliError> {
 ///
 /// At most one byte past the limit is read, so a device like `/dev/zero` or a huge file is
 /// rejected at once instead of being read to the end.
-pub fn read_config_file(path: &Path) -> Result<Layer, CliError> {
+pub fn read_config_file(path: &Path) -> Result<Layer, ConfigError> {
     use std::io::Read as _;
     /// The largest config file read (real ones are a few hundred bytes).
     const MAX_BYTES: u64 = 1 << 20;
     let cannot_read = |e: &std::io::Error| {
-        CliError::usage(format!(
+        ConfigError::usage(format!(
             "cannot read config file `{}`: {}",
             path.display(),
             io_reason(e)
@@ -146,7 +207,7 @@ pub fn read_config_file(path: &Path) -> Result<Layer, CliError> {
         .read_to_end(&mut bytes)
         .map_err(|e| cannot_read(&e))?;
     if bytes.len() as u64 > MAX_BYTES {
-        return Err(CliError::usage(format!(
+        return Err(ConfigError::usage(format!(
             "config file `{}` is larger than the limit of 1 MiB ({MAX_BYTES} bytes) for a \
              config file; is it the right file?",
             path.display()
@@ -157,7 +218,7 @@ pub fn read_config_file(path: &Path) -> Result<Layer, CliError> {
         // the prefix before the first invalid byte is valid UTF-8
         let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
         let (line, column) = line_column(&prefix, prefix.len());
-        CliError::usage(format!(
+        ConfigError::usage(format!(
             "config file `{}` is not UTF-8 text (invalid byte at line {line}, column \
              {column}); it is probably not a text file",
             path.display()
@@ -192,9 +253,9 @@ fn floor_char_boundary(text: &str, at: usize) -> usize {
 }
 
 /// The task's defaults as a TOML table (absent `None` fields included as absent keys).
-pub fn config_table(config: &MppiConfig) -> Result<Table, CliError> {
+pub fn config_table(config: &MppiConfig) -> Result<Table, ConfigError> {
     Table::try_from(config).map_err(|e| {
-        CliError::runtime(format!(
+        ConfigError::runtime(format!(
             "cannot represent the task's default config in TOML: {}",
             single_line(&e.to_string())
         ))
@@ -471,7 +532,7 @@ fn explain(
 /// layer changes the `kind` of a section, the task's keys that the new kind does not have are
 /// dropped (the user's are kept, and an error if they do not fit). The result is *not*
 /// validated against a control dimension; see [`build_config`].
-pub fn merge(base: &MppiConfig, layers: &[Layer]) -> Result<MppiConfig, CliError> {
+pub fn merge(base: &MppiConfig, layers: &[Layer]) -> Result<MppiConfig, ConfigError> {
     let defaults = config_table(base)?;
     let mut user = Table::new();
     let mut sources: Vec<(Vec<String>, &str)> = Vec::new();
@@ -484,7 +545,7 @@ pub fn merge(base: &MppiConfig, layers: &[Layer]) -> Result<MppiConfig, CliError
         let mut found = Vec::new();
         leaves(&layer.table, &mut Vec::new(), &mut found);
         for (path, value) in found {
-            let fail = |reason: String| CliError::usage(format!("{}: {reason}", layer.source));
+            let fail = |reason: String| ConfigError::usage(format!("{}: {reason}", layer.source));
             insert_path(&mut user, &path, value.clone()).map_err(&fail)?;
             if let Err(e) = combine(&defaults, &user).try_into::<MppiConfig>() {
                 let message = single_line(e.message());
@@ -495,7 +556,7 @@ pub fn merge(base: &MppiConfig, layers: &[Layer]) -> Result<MppiConfig, CliError
     }
     let config = combine(&defaults, &user)
         .try_into::<MppiConfig>()
-        .map_err(|e| CliError::usage(format!("invalid config: {}", single_line(e.message()))))?;
+        .map_err(|e| ConfigError::usage(format!("invalid config: {}", single_line(e.message()))))?;
     // a proposal key the final kind does not have: name the layer that set it
     let kind = config.proposal.kind;
     if let Some((path, source)) = sources.iter().rev().find(|(p, _)| {
@@ -508,7 +569,7 @@ pub fn merge(base: &MppiConfig, layers: &[Layer]) -> Result<MppiConfig, CliError
             .into_iter()
             .map(ProposalKind::name)
             .collect();
-        return Err(CliError::usage(format!(
+        return Err(ConfigError::usage(format!(
             "{source}: `{}` is not a key of proposal kind \"{}\" (it belongs to {}); set \
              proposal.kind too, or drop it",
             dotted(path),
@@ -540,7 +601,7 @@ pub fn build_config(
     base: &MppiConfig,
     overrides: &Overrides<'_>,
     control_dim: usize,
-) -> Result<MppiConfig, CliError> {
+) -> Result<MppiConfig, ConfigError> {
     let mut layers = Vec::new();
     if let Some(name) = overrides.preset {
         layers.push(crate::presets::layer(name)?);
@@ -558,7 +619,7 @@ pub fn build_config(
     }
     config
         .validate(control_dim)
-        .map_err(|e| CliError::usage(e.to_string()))?;
+        .map_err(|e| ConfigError::usage(e.to_string()))?;
     Ok(config)
 }
 
@@ -591,7 +652,7 @@ pub fn keys_help() -> String {
 
 /// A task's whole config as TOML, every key of its stages resolved to its value, each with
 /// its description as a comment (`mppi config <task>`).
-pub fn render_config(task: &str, config: &MppiConfig) -> Result<String, CliError> {
+pub fn render_config(task: &str, config: &MppiConfig) -> Result<String, ConfigError> {
     let mut resolved = config.clone();
     resolved.proposal = resolved.proposal.resolved();
     let table = config_table(&resolved)?;
@@ -671,7 +732,7 @@ mod tests {
         args.iter().map(|s| (*s).to_string()).collect()
     }
 
-    fn with_sets(args: &[&str]) -> Result<MppiConfig, CliError> {
+    fn with_sets(args: &[&str]) -> Result<MppiConfig, ConfigError> {
         let args = sets(args);
         build_config(
             &base(),
@@ -685,7 +746,7 @@ mod tests {
 
     fn err(args: &[&str]) -> String {
         let e = with_sets(args).unwrap_err();
-        assert_eq!(e.exit_code(), 2, "{args:?}");
+        assert!(matches!(e, ConfigError::Invalid(_)), "{args:?}");
         let msg = e.to_string();
         assert!(!msg.contains('\n'), "{args:?}: {msg}");
         msg
