@@ -37,6 +37,14 @@ pub enum MppiError {
         /// The first offending index.
         index: usize,
     },
+    /// A batch objective could not score the samples (a callback into another language
+    /// raised, returned the wrong shape, ...). The planner stops the iteration and returns it;
+    /// the plan is left as it was before the iteration.
+    #[error("the objective failed: {reason}")]
+    Objective {
+        /// What went wrong, in the objective's words.
+        reason: String,
+    },
 }
 
 impl MppiError {

@@ -1,0 +1,148 @@
+"""Type stubs of the `mppi` package (the native module's classes and functions)."""
+
+from os import PathLike
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from . import gym as gym
+
+FloatArray = npt.NDArray[np.float64]
+#: A state or control: a float64 array or a sequence of numbers.
+Vector = Union[FloatArray, Sequence[float]]
+#: Settings: a nested dict of config keys (dotted keys allowed) or the path of a TOML file.
+Config = Union[Mapping[str, Any], str, "PathLike[str]"]
+#: `dynamics(x, u) -> x_next`, batched: x (K, nx), u (K, nu) -> (K, nx), float64.
+Dynamics = Callable[[FloatArray, FloatArray], FloatArray]
+#: `cost(x, u, t) -> c`, batched: x (K, nx), u (K, nu), step t -> (K,), float64.
+RunningCost = Callable[[FloatArray, FloatArray, int], FloatArray]
+#: `terminal_cost(x) -> c`: x (K, nx) -> (K,), float64.
+TerminalCost = Callable[[FloatArray], FloatArray]
+
+#: What the loaded native module was compiled for: "x86-64-v3" or "baseline".
+build_target: str
+__version__: str
+
+class Controller:
+    """MPPI in closed loop: `act(state)` returns the control to apply now."""
+
+    def __init__(
+        self,
+        dynamics: Dynamics,
+        cost: RunningCost,
+        *,
+        state_dim: int,
+        control_dim: int,
+        config: Optional[Config] = None,
+        preset: Optional[str] = None,
+        terminal_cost: Optional[TerminalCost] = None,
+        **settings: Any,
+    ) -> None:
+        """A controller for a model written in Python (batched numpy callables)."""
+    @staticmethod
+    def for_task(
+        task: str,
+        *,
+        config: Optional[Config] = None,
+        preset: Optional[str] = None,
+        **settings: Any,
+    ) -> "Controller":
+        """A controller for a built-in task (`mppi.tasks()`), its defaults overridden."""
+    def act(self, state: Vector) -> FloatArray:
+        """Plan from `state` and return the control to apply now, shape (control_dim,)."""
+    @property
+    def plan(self) -> FloatArray:
+        """The current plan, shape (horizon, control_dim)."""
+    def set_plan(self, plan: Union[FloatArray, Sequence[float]]) -> None:
+        """Replace the plan: shape (horizon, control_dim) or flat."""
+    def reset(self) -> None:
+        """Forget the plan and the step counter (a new episode)."""
+    @property
+    def report(self) -> dict[str, Any]:
+        """Diagnostics of the last `act`: step, status, planning_time (s), iterations."""
+    @property
+    def samples(self) -> FloatArray:
+        """Sampled control sequences of the last iteration, (samples, horizon, control_dim)."""
+    @property
+    def costs(self) -> FloatArray:
+        """Costs of the last iteration's samples, (samples,)."""
+    @property
+    def weights(self) -> FloatArray:
+        """Normalized weights of the last iteration's samples, (samples,)."""
+    @property
+    def config(self) -> dict[str, Any]:
+        """The whole resolved config as a nested dict."""
+    @property
+    def state_dim(self) -> int: ...
+    @property
+    def control_dim(self) -> int: ...
+    @property
+    def horizon(self) -> int: ...
+    @property
+    def task(self) -> Optional[str]:
+        """The built-in task's name, or None for a Python model."""
+
+class Task:
+    """A built-in control problem: model, cost, defaults and success criterion."""
+
+    def __init__(self, name: str) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def state_names(self) -> list[str]: ...
+    @property
+    def control_names(self) -> list[str]: ...
+    @property
+    def state_dim(self) -> int: ...
+    @property
+    def control_dim(self) -> int: ...
+    @property
+    def dt(self) -> float:
+        """Plant time step in seconds."""
+    @property
+    def default_steps(self) -> int: ...
+    @property
+    def initial_state(self) -> FloatArray: ...
+    @property
+    def default_config(self) -> dict[str, Any]: ...
+    @property
+    def u_min(self) -> Optional[list[float]]: ...
+    @property
+    def u_max(self) -> Optional[list[float]]: ...
+    def dynamics(self, x: FloatArray, u: FloatArray) -> FloatArray:
+        """The planner's model on a batch: (K, nx), (K, nu) -> (K, nx)."""
+    def running_cost(self, x: FloatArray, u: FloatArray, t: int = 0) -> FloatArray:
+        """The planner's running cost on a batch -> (K,)."""
+    def terminal_cost(self, x: FloatArray) -> FloatArray:
+        """The planner's terminal cost on a batch -> (K,)."""
+    def plant_step(self, x: Vector, u: Vector) -> FloatArray:
+        """Advance the real system one step."""
+    def stage_cost(self, x: Vector, u: Vector) -> float:
+        """The cost of one closed-loop step."""
+    def judge(self, states: FloatArray, controls: FloatArray) -> tuple[bool, str]:
+        """The task's verdict on an episode: (success, message)."""
+
+def tasks() -> list[str]:
+    """The names of the built-in tasks."""
+
+def run_episode(
+    task: str,
+    *,
+    steps: Optional[int] = None,
+    seed: Optional[int] = None,
+    threads: Optional[int] = None,
+    initial_state: Optional[Vector] = None,
+    config: Optional[Config] = None,
+    preset: Optional[str] = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Run a built-in task in closed loop, as `mppi run <task>` does."""
+
+def presets() -> list[tuple[str, str]]:
+    """The presets: (name, description)."""
+
+def config_keys() -> list[tuple[str, str]]:
+    """Every config key (dotted path) with its description."""

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every test of the repository, as the README's test command: the Rust workspace, then the
+# Python package, built from this checkout into a virtual environment, with pytest.
+#
+# The Python package's wheel reuses this build: its x86-64-v3 copy of the native module links
+# the release artifacts the Rust tests just built, and only its baseline x86-64 copy compiles
+# on its own (in target/wheel-baseline). The virtual environment lives in target/py-venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test --workspace --release --locked --exclude mppi-py"
+# mppi-py is tested through Python below (a Rust test binary of it would link libpython)
+cargo test --workspace --release --locked --exclude mppi-py
+
+PYTHON="${PYTHON:-python3}"
+VENV=target/py-venv
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "== creating $VENV with $("$PYTHON" --version)"
+    "$PYTHON" -m venv "$VENV"
+fi
+echo "== pip install ./crates/mppi-py[test] (builds the wheel)"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "./crates/mppi-py[test]"
+echo "== pytest crates/mppi-py/tests"
+"$VENV/bin/python" -m pytest crates/mppi-py/tests -q -p no:cacheprovider
