@@ -267,12 +267,20 @@ fn broadcast(bound: &[f64], m: usize) -> Vec<f64> {
     }
 }
 
-/// Checks for Ctrl-C between control steps, so a long episode can be interrupted.
-struct Interruptible;
+/// Checks for Ctrl-C between control steps, so a long episode can be interrupted. It looks
+/// at most every 100 ms: taking the GIL back can wait for another Python thread's switch
+/// interval (5 ms), too long to pay at every step.
+struct Interruptible {
+    last: std::time::Instant,
+}
 
 impl EpisodeSink for Interruptible {
     type Error = PyErr;
     fn step(&mut self, _record: &StepRecord<'_>) -> Result<(), PyErr> {
+        if self.last.elapsed() < std::time::Duration::from_millis(100) {
+            return Ok(());
+        }
+        self.last = std::time::Instant::now();
         Python::attach(|py| py.check_signals())
     }
 }
@@ -318,8 +326,12 @@ pub fn run_episode<'py>(
         record_rows: (steps + 1).min(100_000),
         ..EpisodeOptions::default()
     };
-    let result =
-        py.detach(|| mppi_tasks::run_episode_with(t.as_ref(), &cfg, &options, &mut Interruptible));
+    let result = py.detach(|| {
+        let mut sink = Interruptible {
+            last: std::time::Instant::now(),
+        };
+        mppi_tasks::run_episode_with(t.as_ref(), &cfg, &options, &mut sink)
+    });
     let episode = match result {
         Ok(e) => e,
         Err(EpisodeError::Mppi(e)) => return Err(mppi_err(&e)),

@@ -384,3 +384,21 @@ def test_task_model_batches():
         task.dynamics(x, u[:3])
     with pytest.raises(ValueError, match=r"\(K, 4\)"):
         task.dynamics(x[:, :2], u)
+
+
+def test_ctrl_c_stops_a_long_episode():
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, threading, time, mppi\n"
+        "threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+        "start = time.perf_counter()\n"
+        "try:\n"
+        "    mppi.run_episode('pendulum', steps=10**8)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted after', time.perf_counter() - start)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "interrupted after" in done.stdout, done.stdout + done.stderr
+    assert float(done.stdout.split()[-1]) < 5.0

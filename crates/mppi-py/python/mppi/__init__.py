@@ -85,7 +85,8 @@ __all__ = [
 def __getattr__(name):
     # `mppi.gym` needs gymnasium, an optional dependency: import it on first use
     if name == "gym":
-        from . import gym
+        import importlib
 
-        return gym
+        # import_module, not `from . import gym`: the latter asks this very function first
+        return importlib.import_module(".gym", __name__)
     raise AttributeError(f"module 'mppi' has no attribute {name!r}")

@@ -1,60 +1,73 @@
 """Type stubs of the `mppi` package (the native module's classes and functions)."""
 
 from os import PathLike
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union, final
+
 
 import numpy as np
 import numpy.typing as npt
 
 from . import gym as gym
 
-FloatArray = npt.NDArray[np.float64]
+_FloatArray = npt.NDArray[np.float64]
 #: A state or control: a float64 array or a sequence of numbers.
-Vector = Union[FloatArray, Sequence[float]]
+_Vector = Union[_FloatArray, Sequence[float]]
 #: Settings: a nested dict of config keys (dotted keys allowed) or the path of a TOML file.
-Config = Union[Mapping[str, Any], str, "PathLike[str]"]
+_Config = Union[Mapping[str, Any], str, "PathLike[str]"]
 #: `dynamics(x, u) -> x_next`, batched: x (K, nx), u (K, nu) -> (K, nx), float64.
-Dynamics = Callable[[FloatArray, FloatArray], FloatArray]
+_Dynamics = Callable[[_FloatArray, _FloatArray], _FloatArray]
 #: `cost(x, u, t) -> c`, batched: x (K, nx), u (K, nu), step t -> (K,), float64.
-RunningCost = Callable[[FloatArray, FloatArray, int], FloatArray]
+_RunningCost = Callable[[_FloatArray, _FloatArray, int], _FloatArray]
 #: `terminal_cost(x) -> c`: x (K, nx) -> (K,), float64.
-TerminalCost = Callable[[FloatArray], FloatArray]
+_TerminalCost = Callable[[_FloatArray], _FloatArray]
 
 #: What the loaded native module was compiled for: "x86-64-v3" or "baseline".
 build_target: str
 __version__: str
 
+__all__ = [
+    "Controller",
+    "Task",
+    "tasks",
+    "run_episode",
+    "presets",
+    "config_keys",
+    "build_target",
+    "gym",
+]
+
+@final
 class Controller:
     """MPPI in closed loop: `act(state)` returns the control to apply now."""
 
-    def __init__(
-        self,
-        dynamics: Dynamics,
-        cost: RunningCost,
+    def __new__(
+        cls,
+        dynamics: _Dynamics,
+        cost: _RunningCost,
         *,
         state_dim: int,
         control_dim: int,
-        config: Optional[Config] = None,
+        config: Optional[_Config] = None,
         preset: Optional[str] = None,
-        terminal_cost: Optional[TerminalCost] = None,
+        terminal_cost: Optional[_TerminalCost] = None,
         **settings: Any,
-    ) -> None:
+    ) -> "Controller":
         """A controller for a model written in Python (batched numpy callables)."""
     @staticmethod
     def for_task(
         task: str,
         *,
-        config: Optional[Config] = None,
+        config: Optional[_Config] = None,
         preset: Optional[str] = None,
         **settings: Any,
     ) -> "Controller":
         """A controller for a built-in task (`mppi.tasks()`), its defaults overridden."""
-    def act(self, state: Vector) -> FloatArray:
+    def act(self, state: _Vector) -> _FloatArray:
         """Plan from `state` and return the control to apply now, shape (control_dim,)."""
     @property
-    def plan(self) -> FloatArray:
+    def plan(self) -> _FloatArray:
         """The current plan, shape (horizon, control_dim)."""
-    def set_plan(self, plan: Union[FloatArray, Sequence[float]]) -> None:
+    def set_plan(self, plan: Union[_FloatArray, Sequence[float]]) -> None:
         """Replace the plan: shape (horizon, control_dim) or flat."""
     def reset(self) -> None:
         """Forget the plan and the step counter (a new episode)."""
@@ -62,13 +75,13 @@ class Controller:
     def report(self) -> dict[str, Any]:
         """Diagnostics of the last `act`: step, status, planning_time (s), iterations."""
     @property
-    def samples(self) -> FloatArray:
+    def samples(self) -> _FloatArray:
         """Sampled control sequences of the last iteration, (samples, horizon, control_dim)."""
     @property
-    def costs(self) -> FloatArray:
+    def costs(self) -> _FloatArray:
         """Costs of the last iteration's samples, (samples,)."""
     @property
-    def weights(self) -> FloatArray:
+    def weights(self) -> _FloatArray:
         """Normalized weights of the last iteration's samples, (samples,)."""
     @property
     def config(self) -> dict[str, Any]:
@@ -83,10 +96,11 @@ class Controller:
     def task(self) -> Optional[str]:
         """The built-in task's name, or None for a Python model."""
 
+@final
 class Task:
     """A built-in control problem: model, cost, defaults and success criterion."""
 
-    def __init__(self, name: str) -> None: ...
+    def __new__(cls, name: str) -> "Task": ...
     @property
     def name(self) -> str: ...
     @property
@@ -105,24 +119,24 @@ class Task:
     @property
     def default_steps(self) -> int: ...
     @property
-    def initial_state(self) -> FloatArray: ...
+    def initial_state(self) -> _FloatArray: ...
     @property
     def default_config(self) -> dict[str, Any]: ...
     @property
     def u_min(self) -> Optional[list[float]]: ...
     @property
     def u_max(self) -> Optional[list[float]]: ...
-    def dynamics(self, x: FloatArray, u: FloatArray) -> FloatArray:
+    def dynamics(self, x: _FloatArray, u: _FloatArray) -> _FloatArray:
         """The planner's model on a batch: (K, nx), (K, nu) -> (K, nx)."""
-    def running_cost(self, x: FloatArray, u: FloatArray, t: int = 0) -> FloatArray:
+    def running_cost(self, x: _FloatArray, u: _FloatArray, t: int = 0) -> _FloatArray:
         """The planner's running cost on a batch -> (K,)."""
-    def terminal_cost(self, x: FloatArray) -> FloatArray:
+    def terminal_cost(self, x: _FloatArray) -> _FloatArray:
         """The planner's terminal cost on a batch -> (K,)."""
-    def plant_step(self, x: Vector, u: Vector) -> FloatArray:
+    def plant_step(self, x: _Vector, u: _Vector) -> _FloatArray:
         """Advance the real system one step."""
-    def stage_cost(self, x: Vector, u: Vector) -> float:
+    def stage_cost(self, x: _Vector, u: _Vector) -> float:
         """The cost of one closed-loop step."""
-    def judge(self, states: FloatArray, controls: FloatArray) -> tuple[bool, str]:
+    def judge(self, states: _FloatArray, controls: _FloatArray) -> tuple[bool, str]:
         """The task's verdict on an episode: (success, message)."""
 
 def tasks() -> list[str]:
@@ -134,8 +148,8 @@ def run_episode(
     steps: Optional[int] = None,
     seed: Optional[int] = None,
     threads: Optional[int] = None,
-    initial_state: Optional[Vector] = None,
-    config: Optional[Config] = None,
+    initial_state: Optional[_Vector] = None,
+    config: Optional[_Config] = None,
     preset: Optional[str] = None,
     **settings: Any,
 ) -> dict[str, Any]:
