@@ -111,8 +111,8 @@ impl Controller {
     fn new(
         dynamics: Bound<'_, PyAny>,
         cost: Bound<'_, PyAny>,
-        state_dim: usize,
-        control_dim: usize,
+        state_dim: i64,
+        control_dim: i64,
         config: Option<&Bound<'_, PyAny>>,
         preset: Option<&str>,
         terminal_cost: Option<Bound<'_, PyAny>>,
@@ -131,6 +131,14 @@ impl Controller {
                 )));
             }
         }
+        let (Ok(state_dim), Ok(control_dim)) =
+            (usize::try_from(state_dim), usize::try_from(control_dim))
+        else {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "state_dim and control_dim must be at least 1 (got {state_dim} and \
+                 {control_dim})"
+            )));
+        };
         if state_dim == 0 || control_dim == 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "state_dim and control_dim must be at least 1 (got {state_dim} and \

@@ -37,10 +37,10 @@ fn toml_value(value: &Bound<'_, PyAny>, key: &str) -> PyResult<Value> {
     if value.is_instance_of::<PyInt>() {
         return match value.extract::<i64>() {
             Ok(v) => Ok(Value::Integer(v)),
-            // seeds up to u64::MAX are valid; TOML integers are i64, the config reads the
-            // same bits back as u64
+            // seeds up to u64::MAX are valid; TOML integers are i64, so the config reads a
+            // larger one from a string
             Err(_) => match value.extract::<u64>() {
-                Ok(v) => Ok(Value::Integer(v.cast_signed())),
+                Ok(v) => Ok(Value::String(v.to_string())),
                 Err(_) => Err(PyValueError::new_err(format!(
                     "config key `{key}`: the integer {value} is out of range"
                 ))),
@@ -63,7 +63,7 @@ fn toml_value(value: &Bound<'_, PyAny>, key: &str) -> PyResult<Value> {
             .collect::<PyResult<_>>()?;
         return Ok(Value::Array(items));
     }
-    if value.is_instance_of::<PyUntypedArray>() || value.hasattr("item")? {
+    if value.is_instance_of::<PyUntypedArray>() || value.hasattr("tolist")? {
         // a numpy array or scalar: through its Python list / scalar
         let plain = value.call_method0("tolist")?;
         return toml_value(&plain, key);

@@ -290,16 +290,15 @@ impl EpisodeSink for Interruptible {
 /// `(steps, nu)`, `stage_costs`, `mean_ess`, `planning_time_mean_s` and
 /// `planning_time_max_s`, `config` (the settings used).
 ///
-/// The GIL is released while it runs. `steps` defaults to the task's episode length; `seed`
-/// and `threads` override the config's (the result does not depend on `threads`).
+/// The GIL is released while it runs. `steps` defaults to the task's episode length. Settings
+/// are config keys, as for `Controller.for_task`: `seed=3`, `threads=2` (the result does not
+/// depend on `threads`), `samples=500`, ...
 #[pyfunction]
-#[pyo3(signature = (task, *, steps=None, seed=None, threads=None, initial_state=None, config=None, preset=None, **settings))]
+#[pyo3(signature = (task, *, steps=None, initial_state=None, config=None, preset=None, **settings))]
 pub fn run_episode<'py>(
     py: Python<'py>,
     task: &str,
-    steps: Option<usize>,
-    seed: Option<u64>,
-    threads: Option<usize>,
+    steps: Option<i64>,
     initial_state: Option<&Bound<'py, PyAny>>,
     config: Option<&Bound<'py, PyAny>>,
     preset: Option<&str>,
@@ -307,15 +306,13 @@ pub fn run_episode<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let t = find_task(task)?;
     let (nx, nu) = (t.dynamics().state_dim(), t.dynamics().control_dim());
-    let mut cfg = build_config(&t.default_config(), preset, config, settings, nu)?;
-    if let Some(seed) = seed {
-        cfg.seed = seed;
-    }
-    if let Some(threads) = threads {
-        cfg.threads = threads;
-    }
-    cfg.validate(nu).map_err(|e| mppi_err(&e))?;
-    let steps = steps.unwrap_or_else(|| t.default_steps());
+    let cfg = build_config(&t.default_config(), preset, config, settings, nu)?;
+    let steps = match steps {
+        None => t.default_steps(),
+        Some(n) => usize::try_from(n).map_err(|_| {
+            PyValueError::new_err(format!("steps must be a whole number >= 0, got {n}"))
+        })?,
+    };
     let initial_state = initial_state
         .map(|x| vector(x, "initial_state", nx))
         .transpose()?;

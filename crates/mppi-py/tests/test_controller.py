@@ -70,6 +70,17 @@ def test_config_dict_round_trips():
     assert again.config == cfg
 
 
+def test_every_seed_and_numpy_values():
+    for seed in [0, 2**63 - 1, 2**63, 2**64 - 1]:
+        ctrl = mppi.Controller.for_task("pendulum", seed=seed, samples=16)
+        assert mppi.Controller.for_task("pendulum", config=ctrl.config).config == ctrl.config
+    for seed in [-1, 2**64]:
+        with pytest.raises(ValueError, match="seed"):
+            mppi.Controller.for_task("pendulum", seed=seed)
+    ctrl = mppi.Controller.for_task("pendulum", samples=np.int64(64), proposal={"noise_sigma": np.array([0.5])})
+    assert ctrl.config["samples"] == 64 and ctrl.config["proposal"]["noise_sigma"] == [0.5]
+
+
 def test_dotted_keys_sections_files_and_presets(tmp_path):
     a = small(config={"proposal.noise_sigma": 0.3})
     b = small(config={"proposal": {"noise_sigma": 0.3}})
@@ -173,6 +184,14 @@ def test_model_errors():
         mppi.Controller(3, pendulum_cost, state_dim=2, control_dim=1)
     with pytest.raises(ValueError, match="at least 1"):
         mppi.Controller(pendulum_dynamics, pendulum_cost, state_dim=0, control_dim=1)
+    with pytest.raises(ValueError, match="at least 1"):
+        mppi.Controller(pendulum_dynamics, pendulum_cost, state_dim=2, control_dim=-1)
+    with pytest.raises(ValueError, match="steps"):
+        mppi.run_episode("pendulum", steps=-3)
+    with pytest.raises(ValueError, match="seed"):
+        mppi.run_episode("pendulum", seed=-3)
+    with pytest.raises(ValueError, match="threads"):
+        mppi.run_episode("pendulum", threads=10_000)
 
 
 class Boom(Exception):

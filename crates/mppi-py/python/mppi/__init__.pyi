@@ -146,8 +146,6 @@ def run_episode(
     task: str,
     *,
     steps: Optional[int] = None,
-    seed: Optional[int] = None,
-    threads: Optional[int] = None,
     initial_state: Optional[_Vector] = None,
     config: Optional[_Config] = None,
     preset: Optional[str] = None,
