@@ -152,6 +152,13 @@ impl Controller {
             settings,
             control_dim,
         )?;
+        if config.precision != mppi::Precision::F64 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "precision = \"f32\" applies to the built-in models' rollouts; a Python model \
+                 gets float64 arrays (leave precision at \"f64\", or use numpy float32 inside \
+                 your callbacks)",
+            ));
+        }
         let model = PyModel::new(
             Callbacks {
                 dynamics: dynamics.unbind(),

@@ -186,6 +186,8 @@ def test_model_errors():
         mppi.Controller(pendulum_dynamics, pendulum_cost, state_dim=0, control_dim=1)
     with pytest.raises(ValueError, match="at least 1"):
         mppi.Controller(pendulum_dynamics, pendulum_cost, state_dim=2, control_dim=-1)
+    with pytest.raises(ValueError, match="precision"):
+        mppi.Controller(pendulum_dynamics, pendulum_cost, state_dim=2, control_dim=1, precision="f32")
     with pytest.raises(ValueError, match="steps"):
         mppi.run_episode("pendulum", steps=-3)
     with pytest.raises(ValueError, match="seed"):
