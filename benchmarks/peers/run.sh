@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Peer comparison: pytorch-mppi and jax-mppi on the same problems as our benchmark, one CPU
-# thread. Installs both libraries from PyPI into local virtual environments (first run only),
-# runs bench_torch.py and bench_jax.py, and writes results/peers.json and results/peers.md.
+# Peer comparison: our library (the Rust CLI's `mppi bench`, and the Python bindings `mppi` with
+# a built-in model and with a numpy-defined model), pytorch-mppi and jax-mppi on the same
+# problems, one CPU thread. Installs the peers from PyPI and our wheel into local virtual
+# environments (first run only), runs `mppi bench`, bench_mppi_py.py, bench_torch.py and
+# bench_jax.py, and writes results/peers.json and results/peers.md.
 # Not part of CI. See README.md in this folder.
 #
 # Environment knobs (all optional):
@@ -10,12 +12,19 @@
 #   PEERS_WARMUP=20          untimed calls first (jax: compilation happens here)
 #   PEERS_DTYPES="float32 float64"
 #   PEERS_PROBLEMS=pendulum_t30_k1000,pendulum_t15_k100,double_integrator_t50_k4096,unicycle_t50_k4096
-#   PEERS_LIBS="torch jax"
+#   PEERS_LIBS="mppi torch jax"   (mppi = the Rust CLI and the Python bindings)
 #   PEERS_CPU=0              the CPU that taskset pins the benchmarks to
 #   PYTHON_TORCH, PYTHON_JAX interpreters for the two virtual environments
+#   MPPI_CLI                 the `mppi` binary (default: cargo build --release --locked -p mppi-cli,
+#                            then target/release/mppi)
+#   MPPI_WHEEL               the mppi wheel to install into .venv-mppi (default: build it from
+#                            crates/mppi-py, which needs a Rust toolchain and takes minutes)
+#   PYTHON_MPPI              an interpreter that already imports mppi and numpy: used as is,
+#                            no .venv-mppi
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
 cd "$HERE"
 RESULTS="$HERE/results"
 
@@ -25,13 +34,15 @@ RESULTS="$HERE/results"
 # runtime wheels, a few GB; only the CPU is used).
 TORCH_REQS=(torch==2.15.0 pytorch-mppi==0.9.1 arm-pytorch-utilities==0.5.0)
 JAX_REQS=("jax[cpu]==0.12.0.1" jax-mppi==0.3.0)
+# our bindings' environment: numpy as in .venv-torch; mppi itself is (re)installed every run
+MPPI_REQS=(numpy==2.4.6)
 
 BLOCKS="${PEERS_BLOCKS:-15}"
 CALLS="${PEERS_CALLS:-0}"
 WARMUP="${PEERS_WARMUP:-20}"
 DTYPES="${PEERS_DTYPES:-float32 float64}"
 PROBLEMS="${PEERS_PROBLEMS:-pendulum_t30_k1000,pendulum_t15_k100,double_integrator_t50_k4096,unicycle_t50_k4096}"
-LIBS="${PEERS_LIBS:-torch jax}"
+LIBS="${PEERS_LIBS:-mppi torch jax}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -81,8 +92,48 @@ fi
 
 mkdir -p "$RESULTS"
 rm -f "$RESULTS"/*-float*.json "$RESULTS"/peers.json "$RESULTS"/peers.md
+rm -rf "$RESULTS"/cli-*
 ARGS=(--problems "$PROBLEMS" --blocks "$BLOCKS" --calls "$CALLS" --warmup "$WARMUP")
 ran=0
+
+cli_bench() { # output folder: the Rust library called directly, 1 thread, float64 and float32
+    log "mppi CLI (Rust): $CLI bench -j 1 --blocks $BLOCKS"
+    "${PIN[@]}" "$CLI" bench --threads 1 --blocks "$BLOCKS" --quiet --out "$1" >"$1.txt"
+}
+
+if [[ " $LIBS " == *" mppi "* ]]; then
+    CLI="${MPPI_CLI:-}"
+    if [[ -z "$CLI" ]]; then
+        log "building the CLI: cargo build --release --locked -p mppi-cli"
+        (cd "$REPO" && cargo build --release --locked -p mppi-cli)
+        CLI="$REPO/target/release/mppi"
+    fi
+    if [[ -n "${PYTHON_MPPI:-}" ]]; then
+        PY_MPPI="$PYTHON_MPPI"
+    elif PY_MPPI0="$(find_python 9 python3.11 python3.12 python3)"; then
+        make_venv "$HERE/.venv-mppi" "$PY_MPPI0" "${MPPI_REQS[@]}"
+        # (re)install mppi every run, so that the numbers are those of the current code
+        log "installing mppi into .venv-mppi from ${MPPI_WHEEL:-$REPO/crates/mppi-py}"
+        "$HERE/.venv-mppi/bin/python" -m pip install --force-reinstall --no-deps \
+            "${MPPI_WHEEL:-$REPO/crates/mppi-py}"
+        PY_MPPI="$HERE/.venv-mppi/bin/python"
+    else
+        log "SKIPPING mppi-py: no Python >= 3.9 found (set PYTHON_MPPI)"
+        PY_MPPI=""
+    fi
+    # The CLI runs before and after the Python bindings; table.py pools the blocks of both
+    # runs, so that a slow phase of a shared machine does not fall on one side only.
+    cli_bench "$RESULTS/cli-1"
+    if [[ -n "$PY_MPPI" ]]; then
+        for dt in $DTYPES; do
+            log "mppi-py (builtin and numpy models), $dt"
+            "${PIN[@]}" "$PY_MPPI" bench_mppi_py.py --dtype "$dt" "${ARGS[@]}" \
+                --out "$RESULTS/mppi-py-{variant}-$dt.json"
+        done
+    fi
+    cli_bench "$RESULTS/cli-2"
+    ran=1
+fi
 
 if [[ " $LIBS " == *" torch "* ]]; then
     if PY_TORCH="$(find_python 9 "${PYTHON_TORCH:-}" python3.11 python3.12 python3)"; then
@@ -119,7 +170,8 @@ if [[ "$ran" == 0 ]]; then
     log "nothing was run"
     exit 1
 fi
-python_any="$(find_python 6 python3 "$HERE/.venv-torch/bin/python" "$HERE/.venv-jax/bin/python")"
+python_any="$(find_python 6 python3 "$HERE/.venv-torch/bin/python" "$HERE/.venv-jax/bin/python" \
+    "$HERE/.venv-mppi/bin/python")"
 "$python_any" table.py "$RESULTS" >/dev/null
 log "wrote $RESULTS/peers.json and $RESULTS/peers.md"
 cat "$RESULTS/peers.md"
