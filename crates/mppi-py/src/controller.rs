@@ -107,13 +107,13 @@ impl Controller {
     /// float64), called once per time step of the horizon per iteration;
     /// `terminal_cost(x) -> (K,)` is optional.
     #[new]
-    #[pyo3(signature = (dynamics, cost, *, state_dim, control_dim, config=None, preset=None, terminal_cost=None, **settings))]
+    #[pyo3(signature = (dynamics, cost, config=None, *, state_dim, control_dim, preset=None, terminal_cost=None, **settings))]
     fn new(
         dynamics: Bound<'_, PyAny>,
         cost: Bound<'_, PyAny>,
+        config: Option<&Bound<'_, PyAny>>,
         state_dim: i64,
         control_dim: i64,
-        config: Option<&Bound<'_, PyAny>>,
         preset: Option<&str>,
         terminal_cost: Option<Bound<'_, PyAny>>,
         settings: Option<&Bound<'_, PyDict>>,

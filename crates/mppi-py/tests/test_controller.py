@@ -62,6 +62,11 @@ def test_report_is_a_dict_with_every_iteration():
     assert report["planning_time"] > 0
 
 
+def test_config_is_the_third_positional_argument():
+    ctrl = mppi.Controller(pendulum_dynamics, pendulum_cost, {"samples": 48}, state_dim=2, control_dim=1)
+    assert ctrl.config["samples"] == 48
+
+
 def test_config_dict_round_trips():
     ctrl = mppi.Controller.for_task("cartpole", samples=333, proposal={"kind": "gaussian_diag"})
     cfg = ctrl.config
