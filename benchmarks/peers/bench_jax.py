@@ -8,6 +8,8 @@ one state (nx,) and one action (nu,); its cost sees the state *before* the step 
 
 Run through run.sh (one thread, pinned CPU), or by hand:
     .venv-jax/bin/python bench_jax.py --dtype float32 --out results/jax-float32.json
+With --serve (and no --out) it is a long-lived server for interleaved.py (see common.serve);
+compilation happens before the server says it is ready.
 """
 
 import os
@@ -152,7 +154,8 @@ def self_check():
         )
 
 
-def bench(name):
+def build(name):
+    """The jitted command for one problem and its timed call (not yet compiled)."""
     spec = PROBLEMS[name]
     step, cost = MODELS[spec["model"]]
     sigma2 = jnp.array([s * s for s in spec["sigma"]], dtype=DT)
@@ -179,6 +182,11 @@ def bench(name):
         holder[0] = new_state
         return action
 
+    return call, holder
+
+
+def bench(name):
+    call, holder = build(name)
     t0 = time.perf_counter()
     action = call()  # compiles
     compile_s = time.perf_counter() - t0
@@ -196,6 +204,20 @@ def main():
     self_check()
     print(f"jax-mppi {version('jax-mppi')}, jax {jax.__version__}, {args.dtype}, "
           f"devices {jax.devices()}", flush=True)
+    if args.serve:  # interleaved.py: one long-lived process per dtype (jax_enable_x64)
+        calls, compile_s = {}, {}
+        for name in args.problems:
+            call, _ = build(name)
+            t0 = time.perf_counter()
+            call()  # compiles
+            compile_s[name] = time.perf_counter() - t0
+            calls[name] = call
+        common.serve("jax-mppi", args.dtype, calls,
+                     info=dict(versions={p: version(p) for p in ("jax-mppi", "jax", "jaxlib")},
+                               compile_s=compile_s, devices=str(jax.devices()),
+                               threads="XLA_FLAGS=" + os.environ.get("XLA_FLAGS", "")),
+                     block_seconds=args.block_seconds, warmup=args.warmup)
+        return
     results = [bench(name) for name in args.problems]
     common.write(args.out, dict(
         library="jax-mppi",

@@ -27,6 +27,8 @@ Run through run.sh (one thread, pinned CPU), or by hand:
     python bench_mppi_py.py --dtype float32 --out 'results/mppi-py-{variant}-float32.json'
 (`{variant}` becomes `builtin` and `numpy`; without it the two files are NAME-builtin.json and
 NAME-numpy.json.)
+With --serve (and no --out) it is a long-lived server for interleaved.py (see common.serve); its
+keys are "problem/builtin" and "problem/numpy" (--serve-variants picks them).
 """
 
 import os
@@ -39,7 +41,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 from common import PROBLEMS  # noqa: E402
 
-args = common.parse_args("mppi-py")
+args = common.parse_args("mppi-py", extra=lambda p: p.add_argument(
+    "--serve-variants", default="builtin,numpy",
+    help="--serve only: the variants to serve, comma-separated (default builtin,numpy)"))
 
 import math  # noqa: E402
 import statistics  # noqa: E402
@@ -321,7 +325,8 @@ def cli_method(call, blocks):
                        "median over blocks")
 
 
-def bench_builtin(name):
+def build_builtin(name):
+    """The builtin-model controller for one problem and its timed call (one act(x0))."""
     spec = PROBLEMS[name]
     check_defaults(spec)
     ctrl = mppi.Controller.for_task(spec["model"], precision=PRECISION, **settings(spec))
@@ -331,6 +336,12 @@ def bench_builtin(name):
     def call():
         last[0] = ctrl.act(x0)
 
+    return call, ctrl, x0, last
+
+
+def bench_builtin(name):
+    spec = PROBLEMS[name]
+    call, ctrl, x0, last = build_builtin(name)
     per_block, calls = common.measure(call, args.blocks, args.calls, args.warmup)
     same_as_cli = cli_method(call, args.blocks)
     print(f"    the same, timed as mppi bench: {same_as_cli['median_ms']:.3f} ms  "
@@ -411,7 +422,8 @@ def breakdown(spec, step, cost, x0):
     )
 
 
-def bench_numpy(name):
+def build_numpy(name):
+    """The numpy-model controller for one problem and its timed call (one act(x0))."""
     spec = PROBLEMS[name]
     step, cost = MODELS[spec["model"]]
     ctrl = mppi.Controller(step, cost, state_dim=spec["nx"], control_dim=spec["nu"],
@@ -422,6 +434,13 @@ def bench_numpy(name):
     def call():
         last[0] = ctrl.act(x0)
 
+    return call, ctrl, x0, last
+
+
+def bench_numpy(name):
+    spec = PROBLEMS[name]
+    step, cost = MODELS[spec["model"]]
+    call, ctrl, x0, last = build_numpy(name)
     per_block, calls = common.measure(call, args.blocks, args.calls, args.warmup)
     return common.record(name, per_block, calls, args.warmup, dict(
         variant="numpy",
@@ -443,6 +462,18 @@ def main():
     print(f"mppi {version('mppi')} ({mppi.build_target}), numpy {np.__version__}, "
           f"{args.dtype} (builtin rollouts), threads 1", flush=True)
     versions = {p: version(p) for p in ("mppi", "numpy")}
+    if args.serve:  # interleaved.py: one long-lived process per dtype, keys "problem/variant"
+        builders = {"builtin": build_builtin, "numpy": build_numpy}
+        variants = [v for v in args.serve_variants.split(",") if v]
+        for v in variants:
+            if v not in builders:
+                raise SystemExit(f"unknown variant {v!r} (builtin, numpy)")
+        calls = {f"{name}/{v}": builders[v](name)[0] for v in variants for name in args.problems}
+        common.serve("mppi-py", args.dtype, calls,
+                     info=dict(versions=versions, build_target=mppi.build_target,
+                               precision=PRECISION, numpy_model_dtype="float64"),
+                     block_seconds=args.block_seconds, warmup=args.warmup)
+        return
     common_fields = dict(
         versions=versions,
         build_target=mppi.build_target,

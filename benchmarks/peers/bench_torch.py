@@ -8,6 +8,7 @@ the action.
 
 Run through run.sh (one thread, pinned CPU), or by hand:
     .venv-torch/bin/python bench_torch.py --dtype float32 --out results/torch-float32.json
+With --serve (and no --out) it is a long-lived server for interleaved.py (see common.serve).
 """
 
 import os
@@ -146,7 +147,8 @@ def self_check():
         )
 
 
-def bench(name):
+def build(name):
+    """The controller for one problem and its timed call (one command(state))."""
     spec = PROBLEMS[name]
     step, cost = MODELS[spec["model"]]
     torch.manual_seed(0)
@@ -170,6 +172,11 @@ def bench(name):
     def call():
         last[0] = ctrl.command(state)  # shift_nominal_trajectory=True by default
 
+    return call, ctrl, last
+
+
+def bench(name):
+    call, ctrl, last = build(name)
     per_block, calls = common.measure(call, args.blocks, args.calls, args.warmup)
     return common.record(name, per_block, calls, args.warmup, dict(
         action_dtype=str(last[0].dtype),
@@ -183,6 +190,13 @@ def main():
     self_check()
     print(f"pytorch-mppi {version('pytorch-mppi')}, torch {torch.__version__}, {args.dtype}, "
           f"threads {torch.get_num_threads()}/{torch.get_num_interop_threads()}", flush=True)
+    if args.serve:  # interleaved.py: one long-lived process per dtype
+        common.serve("pytorch-mppi", args.dtype, {name: build(name)[0] for name in args.problems},
+                     info=dict(versions={p: version(p) for p in ("pytorch-mppi", "torch")},
+                               threads=f"{torch.get_num_threads()}/"
+                                       f"{torch.get_num_interop_threads()}"),
+                     block_seconds=args.block_seconds, warmup=args.warmup)
+        return
     results = [bench(name) for name in args.problems]
     common.write(args.out, dict(
         library="pytorch-mppi",

@@ -133,7 +133,12 @@ def run_checks(model, step_fn, cost_fn, tol):
                 raise SystemExit(f"{model}: cost({x}, {u}) = {got}, expected {c}")
 
 
-def parse_args(library):
+def parse_args(library, extra=None):
+    """The scripts' command line. `extra(parser)` may add script-specific options.
+
+    With --serve the script becomes a long-lived server (see `serve`): it needs no --out, and
+    from here on its prints go to stderr, stdout being kept for the protocol.
+    """
     p = argparse.ArgumentParser(description=f"{library} peer benchmark")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--problems", default=",".join(PROBLEMS),
@@ -142,8 +147,19 @@ def parse_args(library):
     p.add_argument("--calls", type=int, default=0,
                    help="command() calls per block; 0 = auto (about 0.2 s per block, 5..50)")
     p.add_argument("--warmup", type=int, default=20, help="untimed calls first (default 20)")
-    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--out", help="JSON file to write (required unless --serve)")
+    p.add_argument("--serve", action="store_true",
+                   help="server mode for interleaved.py: build and warm up the controllers, then "
+                        "answer JSON-line requests on stdin/stdout (see common.serve)")
+    p.add_argument("--block-seconds", type=float, default=0.15,
+                   help="--serve only: the default block length in seconds (default 0.15)")
+    if extra is not None:
+        extra(p)
     args = p.parse_args()
+    if not args.serve and not args.out:
+        p.error("--out is required (unless --serve)")
+    if args.serve:
+        _claim_stdout()
     args.problems = [s for s in args.problems.split(",") if s]
     for name in args.problems:
         if name not in PROBLEMS:
@@ -231,3 +247,110 @@ def write(path, payload):
     with open(path, "w") as f:
         json.dump(payload, f, indent=2)
         f.write("\n")
+
+
+# ---------------------------------------------------------------- server mode (interleaved.py)
+# The protocol goes over the original stdout; everything else the process prints (our progress
+# lines, library warnings, even C-level writes to fd 1) goes to stderr.
+_PROTO = None
+
+
+def _claim_stdout():
+    global _PROTO
+    if _PROTO is not None:
+        return
+    sys.stdout.flush()
+    fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    _PROTO = os.fdopen(fd, "w", buffering=1)
+
+
+def _reply(obj):
+    _PROTO.write(json.dumps(obj) + "\n")
+    _PROTO.flush()
+
+
+def block_calls(call, seconds, lo=5, hi=20000):
+    """Calls per block for about `seconds` of calls: the median of 5 calls, clamped to lo..hi."""
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        call()
+        ts.append(time.perf_counter() - t0)
+    one = statistics.median(ts)
+    return int(min(hi, max(lo, round(seconds / max(one, 1e-9))))), one
+
+
+def serve(library, dtype, calls, info=None, block_seconds=0.15, warmup=20):
+    """Answer timing requests on stdin/stdout, one JSON object a line, until EOF or "quit".
+
+    `calls` maps a key ("problem", or "problem/variant") to a zero-argument function doing one
+    synchronized control step. Each is warmed up here (`warmup` untimed calls) and its default
+    block size set to about `block_seconds` of calls (5..20000 calls). Then the server says
+
+        {"ready": true, "library": ..., "dtype": ..., "keys": {key: {"calls": n,
+         "first_call_s": ...}}, "info": {...}}
+
+    and answers
+
+        {"problem": P, "variant": V (optional), "dtype": D (optional, checked), "calls": n
+         (optional, default: the key's block size), "times": true (optional)}
+
+    with one block of n timed calls, timed as common.measure times them (perf_counter around
+    each call; the block's value is the median of its calls):
+
+        {"key": ..., "calls": n, "median_s": ..., "mean_s": ..., "min_s": ..., "max_s": ...,
+         "block_s": wall time of the block, "times_s": [...] (if asked)}
+
+    {"cmd": "ping"} answers {"pong": true}; {"cmd": "quit"} (or EOF) ends the server. An error
+    answers {"error": "..."} and the server goes on.
+    """
+    if _PROTO is None:
+        _claim_stdout()
+    keys = {}
+    for key, call in calls.items():
+        t0 = time.perf_counter()
+        for _ in range(warmup):
+            call()
+        warm_s = time.perf_counter() - t0
+        n, one = block_calls(call, block_seconds)
+        keys[key] = dict(calls=n, call_s_estimate=one, warmup_calls=warmup, warmup_s=warm_s)
+        print(f"  [{library} {dtype}] {key}: warm ({warmup} calls, {warm_s:.2f} s), "
+              f"{one * 1e3:.3f} ms/call -> {n} calls per block", flush=True)
+    _reply(dict(ready=True, library=library, dtype=dtype, keys=keys, info=info or {},
+                machine=environment(), block_seconds=block_seconds))
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            req = json.loads(line)
+            cmd = req.get("cmd")
+            if cmd == "quit":
+                _reply(dict(bye=True))
+                break
+            if cmd == "ping":
+                _reply(dict(pong=True, loadavg=list(os.getloadavg())))
+                continue
+            if req.get("dtype", dtype) != dtype:
+                raise ValueError(f"this server runs {dtype}, not {req['dtype']}")
+            key = req["problem"] + (f"/{req['variant']}" if req.get("variant") else "")
+            if key not in calls:
+                raise KeyError(f"unknown key {key!r}; this server has {sorted(calls)}")
+            call = calls[key]
+            n = int(req.get("calls") or keys[key]["calls"])
+            ts = []
+            b0 = time.perf_counter()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                call()
+                ts.append(time.perf_counter() - t0)
+            block_s = time.perf_counter() - b0
+            out = dict(key=key, calls=n, median_s=statistics.median(ts),
+                       mean_s=sum(ts) / n, min_s=min(ts), max_s=max(ts), block_s=block_s)
+            if req.get("times"):
+                out["times_s"] = ts
+            _reply(out)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            _reply(dict(error=f"{type(e).__name__}: {e}"))
