@@ -80,7 +80,67 @@ pub struct Controller {
     initial_plan: Option<Vec<f64>>,
 }
 
+/// `(state_dim, control_dim)` of a Python model, both at least 1.
+fn dims(state_dim: i64, control_dim: i64) -> PyResult<(usize, usize)> {
+    match (usize::try_from(state_dim), usize::try_from(control_dim)) {
+        (Ok(nx), Ok(nu)) if nx > 0 && nu > 0 => Ok((nx, nu)),
+        _ => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "state_dim and control_dim must be at least 1 (got {state_dim} and {control_dim})"
+        ))),
+    }
+}
+
+/// The config of a Python model: the core's defaults with the caller's settings, in float64
+/// (its callbacks get float64 arrays).
+fn python_config(
+    preset: Option<&str>,
+    config: Option<&Bound<'_, PyAny>>,
+    settings: Option<&Bound<'_, PyDict>>,
+    control_dim: usize,
+) -> PyResult<MppiConfig> {
+    let config = build_config(
+        &MppiConfig::default(),
+        preset,
+        config,
+        settings,
+        control_dim,
+    )?;
+    if config.precision != mppi::Precision::F64 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "precision = \"f32\" applies to the built-in models' rollouts; a Python model gets \
+             float64 arrays (leave precision at \"f64\", or use numpy float32 inside your \
+             callbacks)",
+        ));
+    }
+    Ok(config)
+}
+
 impl Controller {
+    /// The controller of a model of Python callables.
+    fn python_model(
+        callbacks: Callbacks,
+        config: MppiConfig,
+        state_dim: usize,
+        control_dim: usize,
+    ) -> PyResult<Self> {
+        let model = PyModel::new(
+            callbacks,
+            state_dim,
+            control_dim,
+            config.horizon,
+            config.discount,
+        );
+        let core = Core::from_objective(model, &config).map_err(|e| mppi_err(&e))?;
+        Ok(Controller {
+            inner: Mutex::new(Inner::Python(Box::new(core))),
+            config,
+            state_dim,
+            control_dim,
+            task: None,
+            initial_plan: None,
+        })
+    }
+
     /// The controller, or a `RuntimeError` if another thread is using it (never a hang).
     fn lock(&self) -> PyResult<MutexGuard<'_, Inner>> {
         match self.inner.try_lock() {
@@ -131,54 +191,45 @@ impl Controller {
                 )));
             }
         }
-        let (Ok(state_dim), Ok(control_dim)) =
-            (usize::try_from(state_dim), usize::try_from(control_dim))
-        else {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "state_dim and control_dim must be at least 1 (got {state_dim} and \
-                 {control_dim})"
-            )));
+        let (state_dim, control_dim) = dims(state_dim, control_dim)?;
+        let config = python_config(preset, config, settings, control_dim)?;
+        let callbacks = Callbacks::Steps {
+            dynamics: dynamics.unbind(),
+            cost: cost.unbind(),
+            terminal: terminal_cost.map(Bound::unbind),
         };
-        if state_dim == 0 || control_dim == 0 {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "state_dim and control_dim must be at least 1 (got {state_dim} and \
-                 {control_dim})"
+        Self::python_model(callbacks, config, state_dim, control_dim)
+    }
+
+    /// A controller for a model that rolls out whole plans itself:
+    /// `rollout(x0, U) -> costs` with `x0: (state_dim,)`, `U: (K, horizon, control_dim)` and
+    /// `costs: (K,)`, all float64, called once per iteration with every sample (a JAX or
+    /// torch model, a simulator with its own batch rollout). The `discount` key does not apply:
+    /// the costs are the totals the function returns.
+    #[staticmethod]
+    #[pyo3(signature = (rollout, config=None, *, state_dim, control_dim, preset=None, **settings))]
+    fn from_rollout(
+        rollout: Bound<'_, PyAny>,
+        config: Option<&Bound<'_, PyAny>>,
+        state_dim: i64,
+        control_dim: i64,
+        preset: Option<&str>,
+        settings: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        if !rollout.is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "rollout must be callable, got a {}",
+                rollout.get_type().name()?
             )));
         }
-        let config = build_config(
-            &MppiConfig::default(),
-            preset,
-            config,
-            settings,
-            control_dim,
-        )?;
-        if config.precision != mppi::Precision::F64 {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "precision = \"f32\" applies to the built-in models' rollouts; a Python model \
-                 gets float64 arrays (leave precision at \"f64\", or use numpy float32 inside \
-                 your callbacks)",
-            ));
-        }
-        let model = PyModel::new(
-            Callbacks {
-                dynamics: dynamics.unbind(),
-                cost: cost.unbind(),
-                terminal: terminal_cost.map(Bound::unbind),
-            },
-            state_dim,
-            control_dim,
-            config.horizon,
-            config.discount,
-        );
-        let core = Core::from_objective(model, &config).map_err(|e| mppi_err(&e))?;
-        Ok(Controller {
-            inner: Mutex::new(Inner::Python(Box::new(core))),
+        let (state_dim, control_dim) = dims(state_dim, control_dim)?;
+        let config = python_config(preset, config, settings, control_dim)?;
+        Self::python_model(
+            Callbacks::Trajectory(rollout.unbind()),
             config,
             state_dim,
             control_dim,
-            task: None,
-            initial_plan: None,
-        })
+        )
     }
 
     /// A controller for the built-in task `task` (see `mppi.tasks()`), with the task's tuned

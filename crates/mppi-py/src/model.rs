@@ -6,6 +6,9 @@
 //!
 //! `J_k = Σ_{t<T} γᵗ cost(x_t, u_t, t)_k + γᵀ terminal_cost(x_T)_k`, `x_{t+1} = dynamics(x_t, u_t)`.
 //!
+//! A model that rolls out whole plans itself instead gives `rollout(x0, U) -> (K,)`, called
+//! once per iteration with every plan (`U: (K, T, nu)`).
+//!
 //! A callback that raises stops the iteration: the exception is kept and re-raised by the
 //! controller's `act`, unchanged (type, message, traceback). A callback that returns the wrong
 //! shape or dtype raises a `ValueError` / `TypeError` that names it. NaN or infinite costs are
@@ -21,13 +24,19 @@ use pyo3::prelude::*;
 use crate::convert::{float64_array, shape_text};
 
 /// The Python callables of a model.
-pub struct Callbacks {
-    /// `dynamics(x: (K, nx), u: (K, nu)) -> (K, nx)`.
-    pub dynamics: Py<PyAny>,
-    /// `cost(x: (K, nx), u: (K, nu), t: int) -> (K,)`.
-    pub cost: Py<PyAny>,
-    /// `terminal_cost(x: (K, nx)) -> (K,)`, optional.
-    pub terminal: Option<Py<PyAny>>,
+pub enum Callbacks {
+    /// One call of each per time step, on the whole batch.
+    Steps {
+        /// `dynamics(x: (K, nx), u: (K, nu)) -> (K, nx)`.
+        dynamics: Py<PyAny>,
+        /// `cost(x: (K, nx), u: (K, nu), t: int) -> (K,)`.
+        cost: Py<PyAny>,
+        /// `terminal_cost(x: (K, nx)) -> (K,)`, optional.
+        terminal: Option<Py<PyAny>>,
+    },
+    /// `rollout(x0: (nx,), U: (K, T, nu)) -> (K,)`: one call per iteration, whole plans in,
+    /// their total costs out (a model that rolls out a horizon itself: JAX, torch, ...).
+    Trajectory(Py<PyAny>),
 }
 
 /// A [`StateObjective`] whose dynamics and costs are Python callables, evaluated batch-wide.
@@ -70,6 +79,20 @@ impl PyModel {
     /// Costs of `K = costs.len()` plans, with the interpreter attached.
     fn rollout(&self, py: Python<'_>, decisions: &[f64], costs: &mut [f64]) -> PyResult<()> {
         let (k, nx, nu, horizon) = (costs.len(), self.state_dim, self.control_dim, self.horizon);
+        let (dynamics, cost, terminal) = match &self.callbacks {
+            Callbacks::Steps {
+                dynamics,
+                cost,
+                terminal,
+            } => (dynamics, cost, terminal),
+            Callbacks::Trajectory(rollout) => {
+                let x0 = PyArray1::from_slice(py, &self.state);
+                let plans = PyArray1::from_slice(py, decisions).reshape([k, horizon, nu])?;
+                let c = rollout.bind(py).call1((&x0, &plans))?;
+                costs.fill(0.0);
+                return accumulate(&c, "rollout(x0, U)", k, 1.0, costs);
+            }
+        };
         let mut x0 = Vec::with_capacity(k * nx);
         for _ in 0..k {
             x0.extend_from_slice(&self.state);
@@ -86,14 +109,14 @@ impl PyModel {
                 row.copy_from_slice(&plan[t * nu..(t + 1) * nu]);
             }
             let u_arr = PyArray1::from_slice(py, &u).reshape([k, nu])?.into_any();
-            let c = self.callbacks.cost.bind(py).call1((&x, &u_arr, t))?;
+            let c = cost.bind(py).call1((&x, &u_arr, t))?;
             accumulate(&c, "cost(x, u, t)", k, weight, costs)?;
-            let next = self.callbacks.dynamics.bind(py).call1((&x, &u_arr))?;
+            let next = dynamics.bind(py).call1((&x, &u_arr))?;
             check_states(&next, k, nx)?;
             x = next;
             weight *= self.discount;
         }
-        if let Some(terminal) = &self.callbacks.terminal {
+        if let Some(terminal) = terminal {
             let c = terminal.bind(py).call1((&x,))?;
             accumulate(&c, "terminal_cost(x)", k, weight, costs)?;
         }

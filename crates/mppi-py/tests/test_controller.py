@@ -12,15 +12,8 @@ from conftest import pendulum_cost, pendulum_dynamics
 
 
 def small(**kw):
-    return mppi.Controller(
-        pendulum_dynamics,
-        pendulum_cost,
-        state_dim=2,
-        control_dim=1,
-        samples=64,
-        horizon=10,
-        **kw,
-    )
+    settings = {"samples": 64, "horizon": 10, **kw}
+    return mppi.Controller(pendulum_dynamics, pendulum_cost, state_dim=2, control_dim=1, **settings)
 
 
 # ------------------------------------------------------------------ numpy round trips
@@ -428,3 +421,48 @@ def test_ctrl_c_stops_a_long_episode():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "interrupted after" in done.stdout, done.stdout + done.stderr
     assert float(done.stdout.split()[-1]) < 5.0
+
+
+def pendulum_rollout(x0, plans):
+    """The pendulum model rolled out over whole plans: x0 (2,), plans (K, T, 1) -> (K,)."""
+    k, horizon, _ = plans.shape
+    x = np.broadcast_to(x0, (k, 2)).copy()
+    total = np.zeros(k)
+    for t in range(horizon):
+        u = plans[:, t, :]
+        total += pendulum_cost(x, u, t)
+        x = pendulum_dynamics(x, u)
+    return total
+
+
+def test_a_whole_plan_rollout_is_called_once_per_iteration():
+    calls = []
+
+    def rollout(x0, plans):
+        calls.append((x0.shape, plans.shape))
+        return pendulum_rollout(x0, plans)
+
+    settings = dict(samples=100, horizon=12, iterations=3, seed=8)
+    ctrl = mppi.Controller.from_rollout(rollout, state_dim=2, control_dim=1, **settings)
+    steps = small(**settings)
+    u = ctrl.act([np.pi, 0.0])
+    assert calls == [((2,), (100, 12, 1))] * 3
+    # the same model as per-step callbacks: the same costs and the same control
+    np.testing.assert_array_equal(u, steps.act([np.pi, 0.0]))
+    np.testing.assert_array_equal(ctrl.costs, steps.costs)
+
+
+def test_a_whole_plan_rollout_that_misbehaves():
+    with pytest.raises(TypeError, match="rollout must be callable"):
+        mppi.Controller.from_rollout(None, state_dim=2, control_dim=1)
+    ctrl = mppi.Controller.from_rollout(lambda x0, U: np.zeros(5), state_dim=2, control_dim=1, samples=16)
+    with pytest.raises(ValueError, match=r"rollout\(x0, U\) must return one cost per sample, shape \(16,\)"):
+        ctrl.act([0.0, 0.0])
+
+    def boom(x0, U):
+        raise Boom("rollout failed")
+
+    with pytest.raises(Boom):
+        mppi.Controller.from_rollout(boom, state_dim=2, control_dim=1).act([0.0, 0.0])
+    nan = mppi.Controller.from_rollout(lambda x0, U: np.full(U.shape[0], np.nan), state_dim=2, control_dim=1, samples=16)
+    assert np.isfinite(nan.act([0.0, 0.0])).all() and nan.report["iterations"][0]["kept_plan"]

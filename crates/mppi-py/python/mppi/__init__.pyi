@@ -20,6 +20,8 @@ _Dynamics = Callable[[_FloatArray, _FloatArray], _FloatArray]
 _RunningCost = Callable[[_FloatArray, _FloatArray, int], _FloatArray]
 #: `terminal_cost(x) -> c`: x (K, nx) -> (K,), float64.
 _TerminalCost = Callable[[_FloatArray], _FloatArray]
+#: `rollout(x0, U) -> costs`: x0 (nx,), U (K, T, nu) -> (K,), float64.
+_Rollout = Callable[[_FloatArray, _FloatArray], _FloatArray]
 
 #: What the loaded native module was compiled for: "x86-64-v3" or "baseline".
 build_target: str
@@ -53,6 +55,17 @@ class Controller:
         **settings: Any,
     ) -> "Controller":
         """A controller for a model written in Python (batched numpy callables)."""
+    @staticmethod
+    def from_rollout(
+        rollout: _Rollout,
+        config: Optional[_Config] = None,
+        *,
+        state_dim: int,
+        control_dim: int,
+        preset: Optional[str] = None,
+        **settings: Any,
+    ) -> "Controller":
+        """A controller for a model that rolls out whole plans: called once per iteration."""
     @staticmethod
     def for_task(
         task: str,
