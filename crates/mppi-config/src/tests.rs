@@ -321,6 +321,64 @@ fn validation_errors_name_the_key() {
 }
 
 #[test]
+fn smoothing_keys_are_set_and_checked_like_the_others() {
+    let cfg = with_sets(&[
+        "smoothing.max_step_change=0.2",
+        "smoothing.max_step_accel=[0.05]",
+        "smoothing.savgol_window=9",
+        "smoothing.savgol_order=3",
+    ])
+    .expect("valid");
+    assert_eq!(cfg.smoothing.max_step_change, Some(vec![0.2]));
+    assert_eq!(cfg.smoothing.max_step_accel, Some(vec![0.05]));
+    assert_eq!(
+        (cfg.smoothing.savgol_window, cfg.smoothing.savgol_order),
+        (9, 3)
+    );
+    // absent from every layer: off, as in the base
+    assert!(with_sets(&[]).unwrap().smoothing.is_off());
+    for (arg, key, text) in [
+        (
+            "smoothing.savgol_window=4",
+            "smoothing.savgol_window",
+            "must be odd and at least 3 (got 4)",
+        ),
+        (
+            "smoothing.savgol_window=27",
+            "smoothing.savgol_window",
+            "at most horizon = 25",
+        ),
+        (
+            "smoothing.max_step_change=0",
+            "smoothing.max_step_change",
+            "> 0",
+        ),
+        (
+            "smoothing.max_step_accel=[0.1, 0.2]",
+            "smoothing.max_step_accel",
+            "has 2 entries",
+        ),
+        (
+            "smoothing.max_step_change=\"x\"",
+            "smoothing.max_step_change",
+            "number",
+        ),
+        ("smoothing.savgol_window=-1", "smoothing.savgol_window", ""),
+    ] {
+        let msg = err(&[arg]);
+        assert!(msg.contains(&format!("`{key}`")), "{arg}: {msg}");
+        assert!(msg.contains(text), "{arg}: {msg}");
+    }
+    let order = err(&["smoothing.savgol_window=5", "smoothing.savgol_order=5"]);
+    assert!(order.contains("`smoothing.savgol_order`"), "{order}");
+    let typo = err(&["smoothing.savgol_windw=5"]);
+    assert!(
+        typo.contains("did you mean `smoothing.savgol_window`?"),
+        "{typo}"
+    );
+}
+
+#[test]
 fn malformed_set_arguments() {
     assert!(parse_set("samples").is_err());
     assert!(parse_set("=3").is_err());
@@ -385,6 +443,8 @@ fn every_key_is_described_and_every_description_is_a_key() {
                 };
                 cfg.weighting.temperature = temperature;
                 cfg.weighting.elites = Some(5);
+                cfg.smoothing.max_step_change = Some(vec![0.1]);
+                cfg.smoothing.max_step_accel = Some(vec![0.05]);
                 cfg.proposal = ProposalConfig::new(kind).resolved();
                 if kind == ProposalKind::Categorical {
                     cfg.proposal.categories = Some(vec![-1.0, 1.0]);

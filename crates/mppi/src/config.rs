@@ -14,6 +14,8 @@
 //! elites = 64
 //! [update]                # the step rule (crate::update)
 //! step_size = 1.0
+//! [smoothing]             # smooth executed controls (crate::smoothing); off by default
+//! max_step_change = 0.2   # |u_t - u_(t-1)| per control step
 //! ```
 //!
 //! A config comes from a TOML file, `--set section.key=value` flags, Python or code; the
@@ -356,6 +358,124 @@ impl UpdateConfig {
     }
 }
 
+/// The `[smoothing]` section: smooth executed controls (Nav2's and pytorch-mppi's smoothing).
+/// Off by default; then results are bit-identical to a config without the section.
+///
+/// After each control step's optimization, [`crate::Controller::act`] replaces the plan by
+/// (1) its Savitzky–Golay smoothing (`savgol_window`, `savgol_order`: a least-squares
+/// polynomial of degree `q` over a sliding window of `w` steps, the asymmetric-window fit at
+/// both ends of the plan), then (2) its projection, forward in time from the previously
+/// executed controls `u_{−1}, u_{−2}`, onto `|u_t − u_{t−1}| ≤ max_step_change` and
+/// `|u_t − 2u_{t−1} + u_{t−2}| ≤ max_step_accel`, together with (3) the control bounds (with
+/// an acceleration limit, no faster towards a bound than it can stop before it, so all three
+/// hold at every step). The returned control is the first entry of that plan, and the plan
+/// is written back into the proposal's mean, so it also warm-starts the next step. The
+/// limits are **per control step**
+/// (the core does not know the control period): a rate limit of `R` units/s is
+/// `max_step_change = R·dt`, an acceleration limit of `A` units/s² is `max_step_accel = A·dt²`
+/// (`Task::dt()` of `mppi-tasks` gives `dt`). See [`crate::smoothing`] for the math.
+///
+/// ```
+/// use mppi::MppiConfig;
+/// let cfg: MppiConfig = toml::from_str("[smoothing]\nmax_step_change = 0.1\nsavgol_window = 5").unwrap();
+/// assert_eq!(cfg.smoothing.max_step_change, Some(vec![0.1]));
+/// assert_eq!(cfg.smoothing.savgol_order, 2);
+/// let err = MppiConfig { smoothing: mppi::SmoothingConfig { savgol_window: 4, ..Default::default() }, ..MppiConfig::default() };
+/// assert!(err.validate(1).unwrap_err().to_string().contains("smoothing.savgol_window"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmoothingConfig {
+    /// Largest change of a control per control step, `|u_t − u_{t−1}|`, in control units per
+    /// step (one value for every component, or one per component; each finite and `> 0`).
+    /// Absent: no rate limit.
+    #[serde(
+        deserialize_with = "opt_scalar_or_vec",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_step_change: Option<Vec<f64>>,
+    /// Largest second difference of a control, `|u_t − 2u_{t−1} + u_{t−2}|`, in control units
+    /// per step² (same forms). Absent: no acceleration limit.
+    #[serde(
+        deserialize_with = "opt_scalar_or_vec",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_step_accel: Option<Vec<f64>>,
+    /// Savitzky–Golay window in control steps: odd, from 3 to `horizon`; 0 = off.
+    pub savgol_window: usize,
+    /// Savitzky–Golay polynomial order, below `savgol_window` (default 2).
+    pub savgol_order: usize,
+}
+
+impl Default for SmoothingConfig {
+    fn default() -> Self {
+        SmoothingConfig {
+            max_step_change: None,
+            max_step_accel: None,
+            savgol_window: 0,
+            savgol_order: 2,
+        }
+    }
+}
+
+impl SmoothingConfig {
+    /// Whether every part of the section is off (the default).
+    #[must_use]
+    pub fn is_off(&self) -> bool {
+        self.savgol_window == 0 && self.max_step_change.is_none() && self.max_step_accel.is_none()
+    }
+
+    /// Check the section for `m` controls and a plan of `horizon` steps.
+    pub fn validate(&self, m: usize, horizon: usize) -> Result<(), MppiError> {
+        for (key, limit) in [
+            ("smoothing.max_step_change", &self.max_step_change),
+            ("smoothing.max_step_accel", &self.max_step_accel),
+        ] {
+            let Some(given) = limit else { continue };
+            let v = per_dim(key, given, m)?;
+            if let Some((i, x)) = v
+                .iter()
+                .enumerate()
+                .find(|(_, x)| !(x.is_finite() && **x > 0.0))
+            {
+                let which = if given.len() == 1 {
+                    String::new()
+                } else {
+                    format!("entry {i} ")
+                };
+                return Err(MppiError::config(
+                    key,
+                    format!(
+                        "{which}must be a finite number > 0 (control units per control step), got {x}"
+                    ),
+                ));
+            }
+        }
+        let (w, q) = (self.savgol_window, self.savgol_order);
+        if w != 0 {
+            if w < 3 || w.is_multiple_of(2) {
+                return Err(MppiError::config(
+                    "smoothing.savgol_window",
+                    format!("must be odd and at least 3 (got {w}), or 0 for off"),
+                ));
+            }
+            if w > horizon {
+                return Err(MppiError::config(
+                    "smoothing.savgol_window",
+                    format!("must be at most horizon = {horizon} (got {w})"),
+                ));
+            }
+            if q >= w {
+                return Err(MppiError::config(
+                    "smoothing.savgol_order",
+                    format!("must be below savgol_window = {w} (got {q})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Every setting of the MPPI / EM loop and the receding-horizon controller: the loop's own
 /// keys at the top, then one section per stage.
 ///
@@ -422,6 +542,9 @@ pub struct MppiConfig {
     pub weighting: WeightingConfig,
     /// How the M-step result becomes the next parameters.
     pub update: UpdateConfig,
+    /// Smoothing of the executed plan: Savitzky–Golay, rate and acceleration limits (off by
+    /// default).
+    pub smoothing: SmoothingConfig,
 }
 
 impl Default for MppiConfig {
@@ -444,6 +567,7 @@ impl Default for MppiConfig {
             schedule: ScheduleConfig::Constant,
             weighting: WeightingConfig::default(),
             update: UpdateConfig::default(),
+            smoothing: SmoothingConfig::default(),
         }
     }
 }
@@ -835,6 +959,7 @@ impl MppiConfig {
         self.schedule.validate()?;
         let temperature = self.weighting.validate(self.samples)?;
         self.update.validate()?;
+        self.smoothing.validate(m, self.horizon)?;
         self.check_memory(m)?;
         Ok(Validated {
             samples: self.samples,

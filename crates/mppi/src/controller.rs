@@ -10,6 +10,7 @@ use crate::error::{MppiError, check_len};
 use crate::objective::{Cost, Dynamics, Objective, RolloutObjective};
 use crate::planner::{Deadline, IterStats, Observer, Planner, Stages, Status};
 use crate::proposal::Proposal;
+use crate::smoothing::Smoother;
 
 /// What one control step did.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -95,6 +96,8 @@ pub struct Controller<O> {
     started: bool,
     action: Vec<f64>,
     report: StepReport,
+    /// The `[smoothing]` stage; `None` when it is off.
+    smoother: Option<Smoother>,
 }
 
 impl<D: Dynamics, C: Cost> Controller<RolloutObjective<D, C>> {
@@ -169,6 +172,7 @@ impl<O: StateObjective> Controller<O> {
         )?;
         let mut planner = Planner::with_stages(config, stages)?;
         planner.prepare(&objective);
+        let smoother = Smoother::from_config(config, m)?;
         let capacity = config.iterations.max(planner.iterations_at(0));
         Ok(Controller {
             planner,
@@ -185,10 +189,18 @@ impl<O: StateObjective> Controller<O> {
                 iterations: Vec::with_capacity(capacity),
                 planning_time: Duration::ZERO,
             },
+            smoother,
         })
     }
 
     /// Plan from `state` and return the control to apply now (the plan's first control).
+    ///
+    /// With a `[smoothing]` section the optimized plan is then smoothed (Savitzky–Golay),
+    /// limited forward from the previously returned controls (`|u_t − u_{t−1}|`,
+    /// `|u_t − 2u_{t−1} + u_{t−2}|` per step) and clamped into the bounds; the returned
+    /// control is the first entry of that plan, which is written back into the proposal's
+    /// mean (so [`Controller::plan`] and the next warm start are the smoothed plan, or the
+    /// family's projection of it) and so differs from the EM mean. See [`crate::smoothing`].
     ///
     /// Errors if `state` has the wrong length or a non-finite entry. If every sampled cost is
     /// non-finite the previous (shifted) plan is kept and the report says so. With
@@ -226,12 +238,20 @@ impl<O: StateObjective> Controller<O> {
             deadline,
             &mut recording,
         )?;
+        let m = self.action.len();
+        if let Some(smoother) = &mut self.smoother {
+            // SG, limits from the executed history, bounds; the smoothed plan warm-starts
+            let plan = smoother.smooth(self.planner.mean())?;
+            self.planner.set_mean(plan)?;
+            self.action.copy_from_slice(&plan[..m]);
+            smoother.record(&self.action);
+        } else {
+            self.action.copy_from_slice(&self.planner.mean()[..m]);
+        }
         self.report.status = outcome.status;
         self.report.planning_time = start.elapsed();
         self.report.step = self.step;
         self.step += 1;
-        let m = self.action.len();
-        self.action.copy_from_slice(&self.planner.mean()[..m]);
         Ok(&self.action)
     }
 
@@ -259,11 +279,36 @@ impl<O: StateObjective> Controller<O> {
     pub fn set_plan(&mut self, plan: &[f64]) -> Result<(), MppiError> {
         self.planner.set_mean(plan)
     }
-    /// Forget the plan and the step counter.
+    /// Forget the plan, the step counter and the executed controls that the smoothing limits
+    /// start from.
     pub fn reset(&mut self) {
         self.planner.reset();
         self.step = 0;
         self.started = false;
+        if let Some(smoother) = &mut self.smoother {
+            smoother.reset();
+        }
+    }
+    /// The smoothing stage (`None` when `[smoothing]` is off): the executed controls the
+    /// next plan is limited from, the last smoothed plan.
+    #[must_use]
+    pub fn smoother(&self) -> Option<&Smoother> {
+        self.smoother.as_ref()
+    }
+    /// Change the planning budget of every later `act` (what `deadline_ms` sets; `None`: no
+    /// deadline). The first iteration always runs, so a step may still take longer.
+    pub fn set_deadline(&mut self, budget: Option<Duration>) {
+        self.deadline = budget;
+    }
+    /// Advance the warm start by `steps` control steps without planning: the plan (and the
+    /// proposal's per-step parameters) shift `steps` times, as `act` shifts once before it
+    /// plans. For loops whose consecutive plans start more than one step apart, e.g. a
+    /// real-time planner that skipped ticks: shift `gap − 1` steps, then `act`. The step
+    /// counter (and so the random streams of the next `act`) does not change.
+    pub fn skip_steps(&mut self, steps: usize) {
+        for _ in 0..steps {
+            self.planner.shift(self.planner.shift_fill());
+        }
     }
 }
 

@@ -184,6 +184,22 @@ pub const KEYS: &[(&str, &str)] = &[
         "update.safeguard",
         "accept an accelerated step only if it beats EM on the surrogate",
     ),
+    (
+        "smoothing.max_step_change",
+        "largest |u_t - u_(t-1)| per control step, per dimension (scalar or list; a rate limit R/s is R*dt; absent: none)",
+    ),
+    (
+        "smoothing.max_step_accel",
+        "largest |u_t - 2u_(t-1) + u_(t-2)| per control step^2 (an acceleration limit A/s^2 is A*dt^2; absent: none)",
+    ),
+    (
+        "smoothing.savgol_window",
+        "Savitzky-Golay smoothing of the plan: window in steps, odd, 3 ..= horizon (0: off)",
+    ),
+    (
+        "smoothing.savgol_order",
+        "Savitzky-Golay polynomial order, below savgol_window",
+    ),
 ];
 
 /// The description of the key at `path`, if it is one.

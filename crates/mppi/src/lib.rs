@@ -73,13 +73,15 @@ pub mod planner;
 pub mod proposal;
 pub mod rng;
 pub mod schedule;
+pub mod smoothing;
 pub mod testing;
 pub mod update;
 pub mod weights;
 
 pub use config::{
     Acceleration, CovarianceBlock, DiagnosticsLevel, MppiConfig, Precision, ProposalConfig,
-    ProposalKind, ScheduleConfig, ShiftFill, TemperatureConfig, UpdateConfig, WeightingConfig,
+    ProposalKind, ScheduleConfig, ShiftFill, SmoothingConfig, TemperatureConfig, UpdateConfig,
+    WeightingConfig,
 };
 pub use controller::{Controller, StateObjective, StepReport};
 pub use error::MppiError;
