@@ -91,6 +91,15 @@ pub trait Dynamics: Send + Sync {
     /// One step: write `F(x, u)` into `next`. Slices have lengths `n`, `m`, `n`.
     fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]);
 
+    /// How much work one step is, in units of a small hand-written ODE step (tens of
+    /// nanoseconds). The planner hands rollouts to its threads only when `K · T` times this
+    /// reaches [`crate::planner::PARALLEL_MIN_SAMPLE_STEPS`]; a physics engine's step, hundreds of times
+    /// dearer, says so here so that a few dozen samples already run in parallel. The default
+    /// is 1. It changes only where rollouts run, never their results.
+    fn work_per_step(&self) -> f64 {
+        1.0
+    }
+
     /// One step for a block of `lanes` samples in SoA layout (`x[i * lanes + l]`).
     ///
     /// `tmp` has at least `2n + m` entries of scratch. The default gathers each lane and calls
@@ -281,6 +290,7 @@ macro_rules! forward_impls {
         impl<D: Dynamics + ?Sized> Dynamics for $ptr {
             fn state_dim(&self) -> usize { (**self).state_dim() }
             fn control_dim(&self) -> usize { (**self).control_dim() }
+            fn work_per_step(&self) -> f64 { (**self).work_per_step() }
             fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]) { (**self).step(x, u, next) }
             fn step_block(&self, lanes: usize, x: &[f64], u: &[f64], next: &mut [f64], tmp: &mut [f64]) {
                 (**self).step_block(lanes, x, u, next, tmp)
@@ -338,6 +348,11 @@ pub trait Objective: Send + Sync {
     /// Scratch entries needed by one call of `evaluate` on `lanes` samples.
     fn scratch_len(&self, _lanes: usize) -> usize {
         0
+    }
+    /// Work of one sample-step relative to a small ODE step ([`Dynamics::work_per_step`]):
+    /// decides whether an iteration is big enough to run on the planner's threads. Default 1.
+    fn work_per_sample_step(&self) -> f64 {
+        1.0
     }
     /// Costs of `costs.len()` decision vectors stored row-major in `decisions`
     /// (`decisions.len() == costs.len() * dim`). NaN or infinite costs are allowed: they get
@@ -663,6 +678,10 @@ impl<D: Dynamics, C: Cost> RolloutObjective<D, C> {
 impl<D: Dynamics, C: Cost> Objective for RolloutObjective<D, C> {
     fn dim(&self) -> usize {
         self.horizon * self.dynamics.control_dim()
+    }
+
+    fn work_per_sample_step(&self) -> f64 {
+        self.dynamics.work_per_step()
     }
 
     fn scratch_len(&self, lanes: usize) -> usize {

@@ -45,8 +45,9 @@ use crate::schedule::{ReverseStep, Schedule};
 use crate::update::{Step as UpdateStep, StepRule, Update};
 use crate::weights::{Softmax, WeightStats, Weighting};
 
-/// Below this many sample-steps per iteration (`K · T`) the blocks run on the calling thread
-/// even with `threads > 1`: handing them to the pool costs more than it saves (pendulum,
+/// Below this many sample-steps per iteration (`K · T`, weighted by
+/// [`crate::Objective::work_per_sample_step`]) the blocks run on the calling thread even with
+/// `threads > 1`: handing them to the pool costs more than it saves (pendulum,
 /// `T = 15`, `K = 100`: 9 µs on one thread, 24 µs on two).
 pub const PARALLEL_MIN_SAMPLE_STEPS: usize = 4096;
 
@@ -749,7 +750,8 @@ impl Planner {
         };
         let chunk = BLOCK_LANES * d;
         // waking the pool costs more than it saves on tiny problems (results are the same)
-        let parallel = self.cfg.samples * self.cfg.horizon >= PARALLEL_MIN_SAMPLE_STEPS;
+        let work = (self.cfg.samples * self.cfg.horizon) as f64 * objective.work_per_sample_step();
+        let parallel = work >= PARALLEL_MIN_SAMPLE_STEPS as f64;
         match &self.pool {
             Some(pool) if parallel => pool.install(|| {
                 self.samples
