@@ -33,7 +33,7 @@ use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::criterion::{Criterion, Tail};
 use crate::ode::Ode;
-use crate::{Outcome, Task};
+use crate::{BodySegment, Outcome, ReferenceBand, Task};
 
 /// Gravity in m/s².
 pub const G: f64 = 9.8;
@@ -194,6 +194,35 @@ impl Task for Acrobot {
     }
     fn control_names(&self) -> &'static [&'static str] {
         &["torque"]
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        &["rad", "rad", "rad/s", "rad/s"]
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        &["N·m"]
+    }
+    /// The upright balance point `θ₁ = π`, `θ₂ = 0` (success is a tip height ≥ 1.8 m).
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        vec![
+            ReferenceBand::target(0, std::f64::consts::PI, "upright θ₁ = π"),
+            ReferenceBand::target(1, 0.0, "upright θ₂ = 0"),
+        ]
+    }
+    /// The two links from the shoulder at the origin (`θ₁ = 0` hangs down).
+    fn body_segments(&self, x: &[f64]) -> Vec<BodySegment> {
+        let (t1, t2) = match x {
+            [t1, t2, ..] => (*t1, *t2),
+            _ => (f64::NAN, f64::NAN),
+        };
+        let elbow = [L1 * t1.sin(), -L1 * t1.cos()];
+        let tip = [
+            elbow[0] + L2 * (t1 + t2).sin(),
+            elbow[1] - L2 * (t1 + t2).cos(),
+        ];
+        vec![
+            BodySegment::new([0.0, 0.0], elbow, 0.06),
+            BodySegment::new(elbow, tip, 0.06),
+        ]
     }
     fn dt(&self) -> f64 {
         DT

@@ -29,7 +29,7 @@ use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::criterion::{Criterion, Tail};
 use crate::ode::Ode;
-use crate::{Outcome, Task, wrap_angle};
+use crate::{BodySegment, Outcome, ReferenceBand, Task, wrap_angle};
 
 /// Gravity in m/s².
 pub const G: f64 = 9.8;
@@ -176,6 +176,38 @@ impl Task for CartPole {
     }
     fn control_names(&self) -> &'static [&'static str] {
         &["force"]
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        &["m", "rad", "m/s", "rad/s"]
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        &["N"]
+    }
+    /// The success criterion's bands: the track `|x| ≤ 2.4` m and `|θ| < 0.2` rad (wrapped).
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        vec![
+            ReferenceBand::new(0, -TRACK_LIMIT, TRACK_LIMIT, "track |x| ≤ 2.4 m"),
+            ReferenceBand::new(
+                1,
+                -SUCCESS_ANGLE,
+                SUCCESS_ANGLE,
+                "success: |θ| < 0.2 rad (wrapped)",
+            ),
+        ]
+    }
+    /// The rail (thin, to the ends of the track), the cart and the pole (full length
+    /// `2 l`; `θ = 0` up, positive `θ` leans right).
+    fn body_segments(&self, x: &[f64]) -> Vec<BodySegment> {
+        let (p, th) = match x {
+            [p, th, ..] => (*p, *th),
+            _ => (f64::NAN, f64::NAN),
+        };
+        let pole = 2.0 * HALF_LENGTH;
+        vec![
+            BodySegment::new([-TRACK_LIMIT, -0.15], [TRACK_LIMIT, -0.15], 0.0),
+            BodySegment::new([p - 0.2, 0.0], [p + 0.2, 0.0], 0.12),
+            BodySegment::new([p, 0.0], [p + pole * th.sin(), pole * th.cos()], 0.03),
+        ]
     }
     fn dt(&self) -> f64 {
         DT

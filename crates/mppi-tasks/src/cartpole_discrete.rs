@@ -15,7 +15,7 @@ use mppi::{Cost, Dynamics, MppiConfig, ProposalKind};
 
 use crate::cartpole::{Balanced, CartPole, CartPoleModel, DT, MAX_FORCE};
 use crate::criterion::Criterion;
-use crate::{Outcome, Task};
+use crate::{BodySegment, Outcome, ReferenceBand, Task};
 
 /// The force values the controller may apply, in N.
 pub const FORCES: [f64; 3] = [-MAX_FORCE, 0.0, MAX_FORCE];
@@ -36,6 +36,18 @@ impl Task for CartPoleDiscrete {
     }
     fn control_names(&self) -> &'static [&'static str] {
         CartPole.control_names()
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        CartPole.state_units()
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        CartPole.control_units()
+    }
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        CartPole.reference_bands()
+    }
+    fn body_segments(&self, x: &[f64]) -> Vec<BodySegment> {
+        CartPole.body_segments(x)
     }
     fn dt(&self) -> f64 {
         DT

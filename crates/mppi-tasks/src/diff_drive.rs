@@ -38,7 +38,7 @@ use mppi::{Cost, Dynamics, MppiConfig};
 use crate::criterion::{Arrival, Criterion, LastState};
 use crate::geometry::{Costmap, LETHAL, Shape};
 use crate::navigation::{goal_distance, position};
-use crate::{Circle, Outcome, Scene, Task};
+use crate::{Circle, Outcome, ReferenceBand, Scene, Task};
 
 /// Time step in seconds.
 pub const DT: f64 = 0.02;
@@ -340,6 +340,20 @@ impl Task for DiffDrive {
     }
     fn control_names(&self) -> &'static [&'static str] {
         &["v", "omega"]
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        &["m", "m", "rad"]
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        &["m/s", "rad/s"]
+    }
+    /// The goal region's extent on each coordinate (success: within 0.15 m of the goal).
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        let (gx, gy) = self.model.goal;
+        vec![
+            ReferenceBand::new(0, gx - GOAL_RADIUS, gx + GOAL_RADIUS, "goal ± 0.15 m"),
+            ReferenceBand::new(1, gy - GOAL_RADIUS, gy + GOAL_RADIUS, "goal ± 0.15 m"),
+        ]
     }
     fn dt(&self) -> f64 {
         DT

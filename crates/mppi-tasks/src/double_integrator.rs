@@ -26,7 +26,7 @@ use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::criterion::Criterion;
 use crate::navigation::{GoalCriterion, collision_flags, goal_cost, in_collision, with_collision};
-use crate::{Circle, Scene, Task};
+use crate::{Circle, ReferenceBand, Scene, Task};
 
 /// Time step in seconds.
 pub const DT: f64 = 0.05;
@@ -276,6 +276,20 @@ impl Task for DoubleIntegrator {
     }
     fn control_names(&self) -> &'static [&'static str] {
         &["ax", "ay"]
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        &["m", "m", "m/s", "m/s"]
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        &["m/s²", "m/s²"]
+    }
+    /// The goal region's extent on each coordinate (success: within 0.3 m of the goal).
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        let (gx, gy) = self.model.goal;
+        vec![
+            ReferenceBand::new(0, gx - GOAL_RADIUS, gx + GOAL_RADIUS, "goal ± 0.3 m"),
+            ReferenceBand::new(1, gy - GOAL_RADIUS, gy + GOAL_RADIUS, "goal ± 0.3 m"),
+        ]
     }
     fn dt(&self) -> f64 {
         DT

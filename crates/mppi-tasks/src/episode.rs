@@ -25,7 +25,8 @@ pub struct RolloutSnapshot {
     pub step: usize,
     /// States along the optimized plan (`T + 1` rows).
     pub plan: Vec<Vec<f64>>,
-    /// States along a few sampled rollouts (each `T + 1` rows).
+    /// States along the sampled rollouts of the largest weights, heaviest first (each `T + 1`
+    /// rows).
     pub samples: Vec<Vec<Vec<f64>>>,
 }
 
@@ -36,7 +37,7 @@ pub struct EpisodeOptions {
     pub steps: usize,
     /// Capture sampled rollouts every this many steps (0 = never).
     pub rollout_every: usize,
-    /// How many sampled rollouts per capture.
+    /// How many sampled rollouts per capture (those of the largest weights).
     pub rollouts_per_capture: usize,
     /// Initial state; `None` uses the task's.
     pub initial_state: Option<Vec<f64>>,
@@ -364,10 +365,9 @@ pub fn run_controller_episode<S: EpisodeSink + ?Sized>(
             let count = options
                 .rollouts_per_capture
                 .min(ctrl.planner().num_samples());
-            let stride = (ctrl.planner().num_samples() / count.max(1)).max(1);
             let mut samples = Vec::with_capacity(count);
-            for i in 0..count {
-                ctrl.sample_rollout(i * stride, &mut buf)?;
+            for i in heaviest(ctrl.planner().weights(), count) {
+                ctrl.sample_rollout(i, &mut buf)?;
                 samples.push(rows(&buf));
             }
             rollouts.push(RolloutSnapshot {
@@ -418,6 +418,15 @@ pub fn run_controller_episode<S: EpisodeSink + ?Sized>(
         stats,
         outcome: criterion.outcome(),
     })
+}
+
+/// Indices of the `count` largest weights, heaviest first (ties and NaN by index); the first
+/// `count` indices when there are no weights.
+fn heaviest(weights: &[f64], count: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
+    order.truncate(count);
+    order
 }
 
 /// The kept rows, column by column; the control columns are one row shorter once the final
@@ -544,6 +553,13 @@ mod tests {
         }
         record.push_final(steps, vec![steps as f64]);
         record.rows
+    }
+
+    #[test]
+    fn captures_take_the_heaviest_samples() {
+        assert_eq!(heaviest(&[0.1, 0.5, 0.2, 0.2], 3), vec![1, 2, 3]);
+        assert_eq!(heaviest(&[0.1, 0.5], 5), vec![1, 0]);
+        assert!(heaviest(&[], 3).is_empty());
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod cartpole_discrete;
 pub mod criterion;
 pub mod diff_drive;
 pub mod double_integrator;
+pub mod drawing;
 pub mod episode;
 pub mod geometry;
 mod navigation;
@@ -34,6 +35,7 @@ mod ode;
 pub mod pendulum;
 pub mod quadrotor;
 pub mod racing;
+pub mod realtime;
 pub mod reference;
 #[cfg(test)]
 mod test_support;
@@ -42,9 +44,14 @@ pub mod two_routes;
 pub mod unicycle;
 
 pub use criterion::{Criterion, judge};
+pub use drawing::{BodySegment, ReferenceBand};
 pub use episode::{
     DEFAULT_RECORD_ROWS, Episode, EpisodeError, EpisodeOptions, EpisodeSink, EpisodeStats,
     Progress, RolloutSnapshot, StepRecord, run_controller_episode, run_episode, run_episode_with,
+};
+pub use realtime::{
+    PlanRecord, RealtimeError, RealtimeOptions, RealtimeRun, RealtimeSettings, TickRecord,
+    TimingStats, run_realtime, run_realtime_with,
 };
 
 /// A circular obstacle in the plane.
@@ -103,6 +110,26 @@ pub trait Task: Send + Sync {
     fn state_names(&self) -> &'static [&'static str];
     /// Names of the control components.
     fn control_names(&self) -> &'static [&'static str];
+    /// Units of the state components, one per component (`"rad"`, `"m/s"`, `""` for a
+    /// dimensionless one), for CSV headers and plot axes; empty when unknown.
+    fn state_units(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Units of the control components, one per component (`"N"`, `"N·m"`, ...); empty when
+    /// unknown.
+    fn control_units(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The success bands (or target values) of state components that plots draw: e.g. the
+    /// pendulum's angle within 0.1 rad of upright. Empty by default.
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        Vec::new()
+    }
+    /// The system in state `x` as capsules in the drawing plane (metres, `x` right, `y` up),
+    /// for animations; empty for a task that is not drawn this way.
+    fn body_segments(&self, _x: &[f64]) -> Vec<BodySegment> {
+        Vec::new()
+    }
     /// Time step of the plant in seconds.
     fn dt(&self) -> f64;
     /// The planner's settings that make this task succeed.

@@ -17,7 +17,7 @@ use mppi::objective::{soa_rows, soa_rows_mut};
 use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::criterion::{Criterion, Tail};
-use crate::{Outcome, Task, wrap_angle};
+use crate::{BodySegment, Outcome, ReferenceBand, Task, wrap_angle};
 
 /// Gravity of Pendulum-v1.
 pub const G: f64 = 10.0;
@@ -141,6 +141,29 @@ impl Task for Pendulum {
     }
     fn control_names(&self) -> &'static [&'static str] {
         &["torque"]
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        &["rad", "rad/s"]
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        &["N·m"]
+    }
+    /// The success criterion's bands: `|θ| < 0.1` rad (wrapped) and `|θ̇| < 0.5` rad/s.
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        vec![
+            ReferenceBand::new(0, -0.1, 0.1, "success: |θ| < 0.1 rad (wrapped)"),
+            ReferenceBand::new(1, -0.5, 0.5, "success: |dθ/dt| < 0.5 rad/s"),
+        ]
+    }
+    /// The rod from the pivot at the origin; `θ = 0` points up, positive `θ` turns
+    /// counter-clockwise (gymnasium's rendering).
+    fn body_segments(&self, x: &[f64]) -> Vec<BodySegment> {
+        let th = x.first().copied().unwrap_or(f64::NAN);
+        vec![BodySegment::new(
+            [0.0, 0.0],
+            [-L * th.sin(), L * th.cos()],
+            0.05,
+        )]
     }
     fn dt(&self) -> f64 {
         DT

@@ -31,7 +31,7 @@ use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::criterion::{Criterion, Tail};
 use crate::ode::Ode;
-use crate::{Circle, Outcome, Scene, Task};
+use crate::{BodySegment, Circle, Outcome, ReferenceBand, Scene, Task};
 
 /// Gravity in m/s².
 pub const G: f64 = 9.81;
@@ -187,6 +187,53 @@ impl Task for Quadrotor {
     }
     fn control_names(&self) -> &'static [&'static str] {
         &["thrust_left", "thrust_right"]
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        &["m", "m", "rad", "m/s", "m/s", "rad/s"]
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        &["N", "N"]
+    }
+    /// The goal's tolerance on each coordinate (success: within 0.1 m of `(2, 1)`).
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        vec![
+            ReferenceBand::new(
+                0,
+                GOAL.0 - SUCCESS_RADIUS,
+                GOAL.0 + SUCCESS_RADIUS,
+                "goal x = 2 ± 0.1 m",
+            ),
+            ReferenceBand::new(
+                1,
+                GOAL.1 - SUCCESS_RADIUS,
+                GOAL.1 + SUCCESS_RADIUS,
+                "goal z = 1 ± 0.1 m",
+            ),
+        ]
+    }
+    /// In the x–z plane: the body bar between the rotors (tilted by `θ`, counter-clockwise),
+    /// a mast along the thrust axis at each rotor, and the rotors.
+    fn body_segments(&self, x: &[f64]) -> Vec<BodySegment> {
+        let (px, pz, th) = match x {
+            [px, pz, th, ..] => (*px, *pz, *th),
+            _ => (f64::NAN, f64::NAN, f64::NAN),
+        };
+        let (s, c) = th.sin_cos();
+        let left = [px - ARM * c, pz - ARM * s];
+        let right = [px + ARM * c, pz + ARM * s];
+        let mast = 0.07;
+        let up = [-s * mast, c * mast];
+        let mut out = vec![BodySegment::new(left, right, 0.03)];
+        for end in [left, right] {
+            let top = [end[0] + up[0], end[1] + up[1]];
+            out.push(BodySegment::new(end, top, 0.0));
+            out.push(BodySegment::new(
+                [top[0] - 0.08 * c, top[1] - 0.08 * s],
+                [top[0] + 0.08 * c, top[1] + 0.08 * s],
+                0.012,
+            ));
+        }
+        out
     }
     fn dt(&self) -> f64 {
         DT

@@ -33,7 +33,7 @@ use mppi::{BLOCK_LANES, Cost, Dynamics, MppiConfig};
 use crate::criterion::Criterion;
 use crate::geometry::ClosedPolyline;
 use crate::navigation::position;
-use crate::{Outcome, Scene, Task};
+use crate::{Outcome, ReferenceBand, Scene, Task};
 
 /// Time step in seconds.
 pub const DT: f64 = 0.05;
@@ -226,6 +226,20 @@ impl Task for Racing {
     }
     fn control_names(&self) -> &'static [&'static str] {
         &["accel", "steer"]
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        &["m", "m", "rad", "m/s"]
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        &["m/s²", "rad"]
+    }
+    /// The cost's speed target [`V_REF`].
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        vec![ReferenceBand::target(
+            3,
+            V_REF,
+            "speed target 12 m/s (cost)",
+        )]
     }
     fn dt(&self) -> f64 {
         DT

@@ -24,7 +24,7 @@ use mppi::{Cost, Dynamics, MppiConfig, ProposalKind};
 
 use crate::criterion::Criterion;
 use crate::double_integrator::DoubleIntegrator;
-use crate::{Circle, Scene, Task};
+use crate::{Circle, ReferenceBand, Scene, Task};
 
 /// Start position.
 pub const START: (f64, f64) = (0.0, 8.0);
@@ -85,6 +85,15 @@ impl Task for TwoRoutes {
     }
     fn control_names(&self) -> &'static [&'static str] {
         self.task.control_names()
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        self.task.state_units()
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        self.task.control_units()
+    }
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        self.task.reference_bands()
     }
     fn dt(&self) -> f64 {
         self.task.dt()

@@ -24,7 +24,7 @@ use mppi::{Cost, Dynamics, MppiConfig};
 
 use crate::criterion::Criterion;
 use crate::navigation::{GoalCriterion, collision_flags, goal_cost, in_collision, with_collision};
-use crate::{Circle, Scene, Task};
+use crate::{Circle, ReferenceBand, Scene, Task};
 
 /// Time step in seconds.
 pub const DT: f64 = 0.05;
@@ -232,6 +232,27 @@ impl Task for Unicycle {
     }
     fn control_names(&self) -> &'static [&'static str] {
         &["accel", "omega"]
+    }
+    fn state_units(&self) -> &'static [&'static str] {
+        &["m", "m", "rad", "m/s"]
+    }
+    fn control_units(&self) -> &'static [&'static str] {
+        &["m/s²", "rad/s"]
+    }
+    /// The goal region's extent on each coordinate and the stopping speed (success: within
+    /// 0.3 m of the goal with `|v| < 0.3` m/s).
+    fn reference_bands(&self) -> Vec<ReferenceBand> {
+        let (gx, gy) = self.model.goal;
+        vec![
+            ReferenceBand::new(0, gx - GOAL_RADIUS, gx + GOAL_RADIUS, "goal ± 0.3 m"),
+            ReferenceBand::new(1, gy - GOAL_RADIUS, gy + GOAL_RADIUS, "goal ± 0.3 m"),
+            ReferenceBand::new(
+                3,
+                -GOAL_SPEED,
+                GOAL_SPEED,
+                "stopped at the goal: |v| < 0.3 m/s",
+            ),
+        ]
     }
     fn dt(&self) -> f64 {
         DT
