@@ -37,7 +37,7 @@ use crate::alloc_count::{self, Counts};
 use crate::cli::BenchArgs;
 use crate::commands::{create_out_dir, find_task, print_stdout};
 use crate::error::CliError;
-use crate::plots::{PlotLine, register_font, write_line_plot};
+use crate::plots::{PlotLine, register_font, write_line_plot_with_bars};
 use crate::theory::table;
 
 /// One benchmark problem: a task at a size.
@@ -739,6 +739,26 @@ fn curve(measurements: &[Measurement], variable: &str, threads: usize) -> Vec<(f
     points
 }
 
+/// `(size, min ms, max ms)` over the timed blocks of one thread count of a sweep, sorted by
+/// size (the error bars of [`curve`]).
+fn spread(measurements: &[Measurement], variable: &str, threads: usize) -> Vec<(f64, f64, f64)> {
+    let mut bars: Vec<(f64, f64, f64)> = measurements
+        .iter()
+        .filter(|m| m.threads == threads)
+        .map(|m| (swept(m, variable) as f64, m.min_ms, m.max_ms))
+        .collect();
+    bars.sort_by(|a, b| a.0.total_cmp(&b.0));
+    bars
+}
+
+/// The error bars of the measured curves of [`sweep_lines`], in the same order.
+fn sweep_bars(s: &Sweep, threads: &[usize]) -> Vec<Vec<(f64, f64, f64)>> {
+    threads
+        .iter()
+        .map(|&n| spread(&s.measurements, &s.variable, n))
+        .collect()
+}
+
 fn sweep(
     task: &str,
     variable: &str,
@@ -1213,7 +1233,10 @@ fn sweep_lines(s: &Sweep, threads: &[usize], log_log: bool) -> Vec<PlotLine> {
     let mut lines: Vec<PlotLine> = threads
         .iter()
         .map(|&n| PlotLine {
-            label: format!("{n} thread{}", plural(n)),
+            label: format!(
+                "{n} thread{} (median; bars: min–max over blocks)",
+                plural(n)
+            ),
             points: curve(&s.measurements, &s.variable, n),
             reference: false,
         })
@@ -1253,7 +1276,7 @@ fn sweep_lines(s: &Sweep, threads: &[usize], log_log: bool) -> Vec<PlotLine> {
 
 /// Write `bench_scaling_k` (log-log) and `bench_scaling_t` (linear axes) as PNG and SVG.
 pub fn write_bench_plots(dir: &Path, r: &BenchReport) -> anyhow::Result<Vec<PathBuf>> {
-    let mut written = write_line_plot(
+    let mut written = write_line_plot_with_bars(
         dir,
         "bench_scaling_k",
         &format!(
@@ -1261,11 +1284,12 @@ pub fn write_bench_plots(dir: &Path, r: &BenchReport) -> anyhow::Result<Vec<Path
             r.k_sweep.task, r.k_sweep.fixed
         ),
         "samples K (log)",
-        "median time per step, ms (log)",
+        "median time per step [ms] (log)",
         true,
         &sweep_lines(&r.k_sweep, &r.threads, true),
+        &sweep_bars(&r.k_sweep, &r.threads),
     )?;
-    written.extend(write_line_plot(
+    written.extend(write_line_plot_with_bars(
         dir,
         "bench_scaling_t",
         &format!(
@@ -1273,9 +1297,10 @@ pub fn write_bench_plots(dir: &Path, r: &BenchReport) -> anyhow::Result<Vec<Path
             r.t_sweep.task, r.t_sweep.fixed
         ),
         "horizon T",
-        "median time per step, ms",
+        "median time per step [ms]",
         false,
         &sweep_lines(&r.t_sweep, &r.threads, false),
+        &sweep_bars(&r.t_sweep, &r.threads),
     )?);
     Ok(written)
 }

@@ -175,6 +175,41 @@ fn parse_steps(s: &str) -> Result<usize, String> {
     )
 }
 
+/// A finite number from a flag; `what` says what is valid.
+fn parse_number(s: &str, what: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("not a finite number; expected {what}")),
+    }
+}
+
+/// `--rate`: a finite number of Hz > 0.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let what = "a rate in Hz > 0, e.g. `--rate 100`";
+    match parse_number(s, what)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err(format!("must be > 0; expected {what}")),
+    }
+}
+
+/// `--deadline`: a finite number of milliseconds > 0.
+fn parse_deadline(s: &str) -> Result<f64, String> {
+    let what = "a planning budget in ms > 0, e.g. `--deadline 5`";
+    match parse_number(s, what)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err(format!("must be > 0; expected {what}")),
+    }
+}
+
+/// `--latency`: a finite number of milliseconds >= 0.
+fn parse_latency(s: &str) -> Result<f64, String> {
+    let what = "a latency in ms >= 0, e.g. `--latency 20`";
+    match parse_number(s, what)? {
+        v if v >= 0.0 => Ok(v),
+        _ => Err(format!("must be >= 0; expected {what}")),
+    }
+}
+
 /// Options of `mppi theory`.
 #[derive(Debug, Args)]
 #[command(after_help = "Experiments (docs/theory.md sections in brackets):\n  \
@@ -268,15 +303,50 @@ pub struct RunArgs {
           allow_negative_numbers = true)]
     pub threads: Option<usize>,
 
-    /// Write trajectory.csv, diagnostics.csv, summary.json, episode.json and PNG + SVG plots
-    /// (states, controls, cost, diagnostics and, for planar tasks, path) into DIR (created if
-    /// missing; existing files are overwritten).
+    /// Write trajectory.csv, diagnostics.csv, summary.json, episode.json, PNG + SVG plots
+    /// (states, controls, cost, diagnostics and, for planar tasks, path) and the animation
+    /// episode.gif into DIR (created if missing; existing files are overwritten).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
+
+    /// With --out: do not write the animation episode.gif.
+    #[arg(long)]
+    pub no_animation: bool,
 
     /// Exit with status 1 if the episode does not meet the task's success criterion.
     #[arg(long)]
     pub require_success: bool,
+
+    /// Run the plant in real time: the plant ticks at a fixed rate against the wall clock
+    /// (one tick = one control period = the task's dt of simulated time) while the planner
+    /// plans on its own thread, with a deadline and latency compensation; a plan that is late
+    /// is a missed deadline and the plant executes the shifted previous plan. Prints the
+    /// timing (rate achieved, planning time, misses, jitter); with --out also writes
+    /// timing.csv, timing.json and timing.png. Not bit-reproducible (timing decides what the
+    /// planner sees). --steps sets the number of ticks.
+    #[arg(long)]
+    pub realtime: bool,
+
+    /// With --realtime: ticks per second of wall-clock time, > 0 (default: 1/dt of the task,
+    /// i.e. real time; another rate runs the simulation rate·dt times faster than real time).
+    #[arg(long, value_name = "HZ", requires = "realtime", value_parser = parse_rate,
+          allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+
+    /// With --realtime: planning budget per plan in milliseconds of wall-clock time, > 0
+    /// (default: `deadline_ms` of the config if set, else 80% of the period). The first EM
+    /// iteration always runs.
+    #[arg(long, value_name = "MS", requires = "realtime", value_parser = parse_deadline,
+          allow_negative_numbers = true)]
+    pub deadline: Option<f64>,
+
+    /// With --realtime: latency to compensate in milliseconds of wall-clock time, >= 0 and
+    /// shorter than the horizon (horizon ticks): the planner plans from the state predicted
+    /// this much later (rounded up to whole ticks) with the controls already committed
+    /// (default: one period).
+    #[arg(long, value_name = "MS", requires = "realtime", value_parser = parse_latency,
+          allow_negative_numbers = true)]
+    pub latency: Option<f64>,
 
     /// Do not show the progress bar.
     #[arg(long, short = 'q')]
@@ -315,6 +385,51 @@ mod tests {
         };
         assert_eq!(args.set, vec!["a=1", "b=2"]);
         assert_eq!(args.steps, Some(5));
+    }
+
+    #[test]
+    fn realtime_flags() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["mppi", "run", "pendulum"];
+            all.extend_from_slice(args);
+            match Cli::try_parse_from(all) {
+                Ok(Cli {
+                    command: Command::Run(args),
+                }) => Ok(args),
+                Ok(_) => Err("not run".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let args = parse(&[
+            "--realtime",
+            "--rate",
+            "100",
+            "--deadline",
+            "2.5",
+            "--latency",
+            "0",
+        ])
+        .expect("parses");
+        assert!(args.realtime);
+        assert_eq!(
+            (args.rate, args.deadline, args.latency),
+            (Some(100.0), Some(2.5), Some(0.0))
+        );
+        for bad in [
+            &["--realtime", "--rate", "0"][..],
+            &["--realtime", "--rate", "-3"],
+            &["--realtime", "--rate", "NaN"],
+            &["--realtime", "--rate", "inf"],
+            &["--realtime", "--deadline", "0"],
+            &["--realtime", "--latency", "-1"],
+            &["--rate", "100"],
+            &["--deadline", "5"],
+            &["--latency", "5"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let e = parse(&["--rate", "100"]).expect_err("needs --realtime");
+        assert!(e.contains("--realtime"), "{e}");
     }
 
     #[test]

@@ -8,16 +8,21 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mppi::{DiagnosticsLevel, MppiConfig, MppiError};
 use mppi_tasks::{
-    EpisodeError, EpisodeOptions, EpisodeSink, StepRecord, Task, all_tasks, run_controller_episode,
-    task_by_name, task_names,
+    EpisodeError, EpisodeOptions, EpisodeSink, StepRecord, Task, run_controller_episode,
 };
+
+use crate::registry::{all_tasks, task_by_name, task_names};
 
 use crate::cli::{Cli, Command, ConfigArgs, RunArgs, TheoryArgs};
 use crate::error::CliError;
 use crate::output::{CsvWriter, RunSummary, write_data_files};
-use crate::plots::{register_font, rollout_interval, write_plots, write_theory_plots};
+use crate::plots::{register_font, write_plots, write_theory_plots};
 use crate::theory::{render, write_theory_files};
 use mppi_config::{Overrides, build_config, render_config};
+
+/// `mppi run --realtime` (`src/commands/realtime.rs`; a child of this module, so it shares
+/// its helpers).
+mod realtime;
 
 /// Sampled rollouts drawn per capture in the path plot.
 const ROLLOUTS_PER_CAPTURE: usize = 10;
@@ -110,9 +115,10 @@ pub fn tasks_table() -> String {
 
 /// Look a task up, or explain which names exist.
 pub(crate) fn find_task(name: &str) -> Result<Box<dyn Task>, CliError> {
-    task_by_name(name).ok_or_else(|| {
+    task_by_name(name)?.ok_or_else(|| {
         CliError::usage(format!(
-            "unknown task `{name}`; valid tasks: {} (see `mppi tasks`)",
+            "unknown task `{name}`; valid tasks: {} (see `mppi tasks`), or a MuJoCo task file \
+             `*.toml`",
             task_names().join(", ")
         ))
     })
@@ -230,9 +236,14 @@ pub(crate) fn create_out_dir(dir: &Path) -> Result<(), CliError> {
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let task = find_task(&args.task)?;
     let control_dim = task.dynamics().control_dim();
-    // full diagnostics unless the user sets `diagnostics` (file or --set layers override it)
+    // full diagnostics unless the user sets `diagnostics` (file or --set layers override it);
+    // in real time the task's own level, as full diagnostics cost planning time
     let base = MppiConfig {
-        diagnostics: DiagnosticsLevel::Full,
+        diagnostics: if args.realtime {
+            task.default_config().diagnostics
+        } else {
+            DiagnosticsLevel::Full
+        },
         ..task.default_config()
     };
     let config = build_config(
@@ -260,7 +271,11 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let capture = out.is_some() && task.scene().is_some();
     let options = EpisodeOptions {
         steps,
-        rollout_every: if capture { rollout_interval(steps) } else { 0 },
+        rollout_every: if capture {
+            crate::animate::capture_interval(steps, !args.no_animation)
+        } else {
+            0
+        },
         rollouts_per_capture: ROLLOUTS_PER_CAPTURE,
         ..EpisodeOptions::default()
     };
@@ -293,11 +308,15 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             (ctrl, config, None)
         }
     };
+    if args.realtime {
+        bar.finish_and_clear();
+        return realtime::run(task.as_ref(), ctrl, &config, args, steps, out);
+    }
     let started = Instant::now();
     let result = run_controller_episode(task.as_ref(), ctrl, &options, &mut sink);
     let wall = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let episode = match result {
+    let mut episode = match result {
         Ok(episode) => episode,
         Err(EpisodeError::Sink(e)) => return Err(e),
         Err(EpisodeError::Mppi(e)) => {
@@ -320,9 +339,18 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let outcome = task.success(&episode);
     let summary = RunSummary::new(task.as_ref(), &config, &episode, &outcome, wall);
     if let Some(dir) = out {
-        write_data_files(dir, &episode, &summary).map_err(|e| CliError::from_anyhow(&e))?;
+        if !args.no_animation {
+            crate::animate::write_animation(dir, task.as_ref(), &episode)
+                .map_err(|e| CliError::from_anyhow(&e))?;
+        }
         write_plots(dir, task.as_ref(), &config, &episode)
             .map_err(|e| CliError::from_anyhow(&e))?;
+        // episode.json keeps the captures the path plot draws, not every frame's
+        episode.rollouts = crate::plots::scene::plotted_captures(&episode.rollouts)
+            .into_iter()
+            .cloned()
+            .collect();
+        write_data_files(dir, &episode, &summary).map_err(|e| CliError::from_anyhow(&e))?;
         if let Some(model) = denoiser {
             crate::diffusion::write_denoising_plots(
                 dir,

@@ -7,6 +7,7 @@
 //! run time (or an unmet `--require-success`).
 
 mod alloc_count;
+mod animate;
 mod bench;
 mod cli;
 mod commands;
@@ -14,6 +15,7 @@ mod diffusion;
 mod error;
 mod output;
 mod plots;
+mod registry;
 mod theory;
 
 use std::process::ExitCode;

@@ -287,6 +287,37 @@ pub fn control_names(task: &dyn Task, m: usize) -> Vec<String> {
         .collect()
 }
 
+/// Unit of component `i` from a task's unit list (`""` when unknown or dimensionless).
+fn component_unit(units: &[&'static str], i: usize) -> &'static str {
+    units.get(i).copied().unwrap_or("")
+}
+
+/// Units of the `n` state components (`""` when unknown or dimensionless).
+#[must_use]
+pub fn state_units(task: &dyn Task, n: usize) -> Vec<&'static str> {
+    (0..n)
+        .map(|i| component_unit(task.state_units(), i))
+        .collect()
+}
+
+/// Units of the `m` control components (`""` when unknown or dimensionless).
+#[must_use]
+pub fn control_units(task: &dyn Task, m: usize) -> Vec<&'static str> {
+    (0..m)
+        .map(|i| component_unit(task.control_units(), i))
+        .collect()
+}
+
+/// `name [unit]`, or `name` without a unit.
+#[must_use]
+pub fn with_unit(name: &str, unit: &str) -> String {
+    if unit.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} [{unit}]")
+    }
+}
+
 /// Quote a CSV field if needed.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -296,12 +327,20 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Header of `trajectory.csv` for a task with `n` states and `m` controls.
+/// Header of `trajectory.csv` for a task with `n` states and `m` controls: a column with a
+/// unit is `name [unit]` (`time [s]`, `theta [rad]`), a dimensionless one just `name`.
 #[must_use]
 pub fn trajectory_header(task: &dyn Task, n: usize, m: usize) -> String {
-    let mut header = vec!["step".to_string(), "time".to_string()];
-    header.extend(state_names(task, n));
-    header.extend(control_names(task, m));
+    let mut header = vec!["step".to_string(), "time [s]".to_string()];
+    let states = state_names(task, n).into_iter().zip(state_units(task, n));
+    let controls = control_names(task, m)
+        .into_iter()
+        .zip(control_units(task, m));
+    header.extend(
+        states
+            .chain(controls)
+            .map(|(name, unit)| with_unit(&name, unit)),
+    );
     header.push("stage_cost".to_string());
     header
         .iter()
@@ -483,6 +522,33 @@ mod tests {
         assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
     }
 
+    #[test]
+    fn headers_carry_units() {
+        for task in mppi_tasks::all_tasks() {
+            let d = task.dynamics();
+            let (n, m) = (d.state_dim(), d.control_dim());
+            let header = trajectory_header(task.as_ref(), n, m);
+            let cols: Vec<&str> = header.split(',').collect();
+            assert_eq!(cols.len(), 2 + n + m + 1, "{header}");
+            assert_eq!(&cols[..2], ["step", "time [s]"]);
+            assert_eq!(cols[cols.len() - 1], "stage_cost");
+            for (i, col) in cols[2..2 + n].iter().enumerate() {
+                let unit = task.state_units()[i];
+                assert_eq!(*col, with_unit(task.state_names()[i], unit), "{header}");
+                assert_eq!(col.ends_with(']'), !unit.is_empty(), "{header}");
+            }
+        }
+        let cartpole = mppi_tasks::task_by_name("cartpole").expect("cartpole");
+        assert_eq!(
+            trajectory_header(cartpole.as_ref(), 4, 1),
+            "step,time [s],x [m],theta [rad],x_dot [m/s],theta_dot [rad/s],force [N],stage_cost"
+        );
+        // a column past the task's names and units: a generic name, no unit
+        let header = trajectory_header(cartpole.as_ref(), 5, 1);
+        assert!(header.contains(",x4,force [N],"), "{header}");
+        assert_eq!(with_unit("k", ""), "k");
+    }
+
     /// Run `steps` steps of a small pendulum, streaming the CSV rows into memory.
     fn streamed(steps: usize, record_rows: usize) -> (Episode, String, String) {
         let task = mppi_tasks::task_by_name("pendulum").expect("pendulum exists");
@@ -519,7 +585,10 @@ mod tests {
         let (episode, traj, diag) = streamed(4, 100);
         let lines: Vec<&str> = traj.lines().collect();
         assert_eq!(lines.len(), 1 + 5);
-        assert_eq!(lines[0], "step,time,theta,theta_dot,torque,stage_cost");
+        assert_eq!(
+            lines[0],
+            "step,time [s],theta [rad],theta_dot [rad/s],torque [N·m],stage_cost"
+        );
         assert!(lines[1].starts_with("0,0,3.14159"), "{}", lines[1]);
         assert!(lines[5].starts_with("4,0.2,"), "{}", lines[5]);
         assert!(lines[5].ends_with(",,"), "{}", lines[5]);

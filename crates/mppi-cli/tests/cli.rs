@@ -153,12 +153,14 @@ fn run_pendulum_writes_every_output() {
             assert!(text.contains("<svg"), "{name}");
         }
     }
-    // pendulum has no scene, so no path plot
+    // pendulum has no scene, so no path plot; it draws itself, so an animation
     assert!(!dir.join("path.png").exists());
+    let gif = std::fs::read(dir.join("episode.gif")).expect("episode.gif");
+    assert!(gif.len() > 1000 && gif.starts_with(b"GIF89a"));
 
     let traj = csv_rows(&dir.join("trajectory.csv"));
     assert_eq!(
-        traj[0], "step,time,theta,theta_dot,torque,stage_cost",
+        traj[0], "step,time [s],theta [rad],theta_dot [rad/s],torque [N·m],stage_cost",
         "trajectory header"
     );
     assert_eq!(traj.len(), 1 + 201, "header + steps + 1 states");
@@ -1225,5 +1227,50 @@ fn controller_errors_leave_no_output_directory() {
         "keep me"
     );
     assert_eq!(std::fs::read_dir(&existing).expect("dir").count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--no-animation` writes everything but `episode.gif`; a planar task's animation is written.
+#[test]
+fn no_animation_skips_the_gif() {
+    let dir = temp_dir("no-animation");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let o = mppi(&[
+        "run",
+        "pendulum",
+        "--steps",
+        "5",
+        "--quiet",
+        "--no-animation",
+        "--out",
+        &dir_arg,
+    ]);
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    assert!(dir.join("states.png").exists());
+    assert!(!dir.join("episode.gif").exists());
+    let planar = dir.join("planar");
+    let planar_arg = planar.to_string_lossy().into_owned();
+    let o = mppi(&[
+        "run",
+        "racing",
+        "--steps",
+        "20",
+        "--quiet",
+        "--set",
+        "samples=64",
+        "--out",
+        &planar_arg,
+    ]);
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    let gif = std::fs::read(planar.join("episode.gif")).expect("episode.gif");
+    assert!(gif.len() > 1000 && gif.starts_with(b"GIF89a"));
+    assert!(planar.join("path.png").exists());
+    // episode.json keeps only the captures the path plot draws
+    let episode: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(planar.join("episode.json")).expect("episode.json"),
+    )
+    .expect("valid JSON");
+    let captures = episode["rollouts"].as_array().map_or(0, Vec::len);
+    assert!((1..=5).contains(&captures), "{captures} captures");
     let _ = std::fs::remove_dir_all(&dir);
 }
