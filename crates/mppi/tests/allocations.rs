@@ -1,6 +1,5 @@
 //! The planner's iterations, and a controller with `[smoothing]` on, allocate nothing once they
-//! have seen the objective (1 thread, every
-//! thread counted). The task-level version, with 2 threads and every task, is
+//! have seen the objective (1 thread, every thread counted). The task-level version, with 2 threads and every task, is
 //! `crates/mppi-tasks/tests/allocations.rs`; this one keeps the guarantee inside the core
 //! crate's own suite (mutation testing showed nothing there would notice a planner that
 //! reallocated its scratch every iteration).
