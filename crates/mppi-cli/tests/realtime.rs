@@ -76,6 +76,7 @@ fn realtime_run_writes_the_timing() {
         "trajectory.csv",
         "summary.json",
         "states.png",
+        "episode.gif",
     ] {
         let path = dir.join(name);
         let len = std::fs::metadata(&path)
@@ -122,4 +123,20 @@ fn realtime_options_are_checked() {
         let o = mppi(&args);
         assert_clean_error(&o, 2, needles);
     }
+}
+
+#[test]
+fn a_mujoco_task_runs_in_real_time() {
+    let dir = std::env::temp_dir().join(format!("mppi-rt-mujoco-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_mppi"))
+        .args(["run", "mj-reacher", "--realtime", "--steps", "25", "--quiet", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    let csv = std::fs::read_to_string(dir.join("timing.csv")).expect("timing.csv");
+    assert_eq!(csv.lines().count(), 1 + 25, "one row per tick:\n{csv}");
+    let trajectory = std::fs::read_to_string(dir.join("trajectory.csv")).expect("trajectory");
+    assert!(trajectory.starts_with("step,time [s],q.shoulder [rad],q.wrist [rad]"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

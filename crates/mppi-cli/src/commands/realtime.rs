@@ -95,6 +95,11 @@ pub(crate) fn run(
         write_trajectory(dir, task, &episode).map_err(|e| CliError::from_anyhow(&e))?;
         write_data_files(dir, &episode, &summary).map_err(|e| CliError::from_anyhow(&e))?;
         write_plots(dir, task, config, &episode).map_err(|e| CliError::from_anyhow(&e))?;
+        if !args.no_animation {
+            // the bodies (or the path and plans) as they moved; no sampled rollouts in real time
+            crate::animate::write_animation(dir, task, &episode)
+                .map_err(|e| CliError::from_anyhow(&e))?;
+        }
         write_timing_files(dir, task, &run).map_err(|e| CliError::from_anyhow(&e))?;
     }
     let mut text = summary.render(out);
