@@ -129,7 +129,15 @@ fn realtime_options_are_checked() {
 fn a_mujoco_task_runs_in_real_time() {
     let dir = std::env::temp_dir().join(format!("mppi-rt-mujoco-{}", std::process::id()));
     let o = Command::new(env!("CARGO_BIN_EXE_mppi"))
-        .args(["run", "mj-reacher", "--realtime", "--steps", "25", "--quiet", "--out"])
+        .args([
+            "run",
+            "mj-reacher",
+            "--realtime",
+            "--steps",
+            "25",
+            "--quiet",
+            "--out",
+        ])
         .arg(&dir)
         .output()
         .expect("runs");
