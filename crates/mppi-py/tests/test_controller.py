@@ -411,6 +411,9 @@ def test_ctrl_c_stops_a_long_episode():
 
     code = (
         "import os, signal, threading, time, mppi\n"
+        # a process started in the background (`cmd &` without job control) inherits SIGINT
+        # ignored, and Python then installs no KeyboardInterrupt handler
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
         "start = time.perf_counter()\n"
         "try:\n"
