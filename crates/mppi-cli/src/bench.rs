@@ -8,9 +8,10 @@
 //! enough (≥ 20 ms) that the clock's resolution does not matter. A block's time per step is its
 //! duration over its call count; the report gives the median over blocks and their min–max.
 //!
-//! Every fixed problem is measured with float64 rollouts and with float32 rollouts
+//! Every fixed problem is measured with float64 rollouts, with float32 rollouts
 //! (`precision = "f32"`: state, dynamics and running costs in single precision, as the peers
-//! run; samples, weights and the M-step stay float64). The sweeps are float64.
+//! run; samples, weights and the M-step stay float64), and with float32 rollouts and the fast
+//! normal generator (`normals = "fast"`, float32 Box–Muller). The sweeps are float64.
 //!
 //! Next to the library, the same method times the hand-fused reference kernel of each fixed
 //! problem (`mppi_tasks::reference`: the same math, in the same precision, and the same random
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mppi::{DiagnosticsLevel, MppiConfig, MppiError, Precision};
+use mppi::{DiagnosticsLevel, MppiConfig, MppiError, Normals, Precision};
 use mppi_tasks::reference::{ReferenceKernel, ReferenceProblem};
 use mppi_tasks::{Task, controller};
 use serde::Serialize;
@@ -53,12 +54,14 @@ struct Problem {
     horizon: usize,
     /// Rollout precision.
     precision: Precision,
+    /// Standard-normal generator.
+    normals: Normals,
 }
 
 impl Problem {
     /// A float64 problem.
     fn new(task: &'static str, samples: usize, horizon: usize) -> Self {
-        Self::in_precision(task, samples, horizon, Precision::F64)
+        Self::in_precision(task, samples, horizon, Precision::F64, Normals::Exact)
     }
 
     fn in_precision(
@@ -66,10 +69,13 @@ impl Problem {
         samples: usize,
         horizon: usize,
         precision: Precision,
+        normals: Normals,
     ) -> Self {
-        let suffix = match precision {
-            Precision::F64 => "",
-            Precision::F32 => " f32",
+        let suffix = match (precision, normals) {
+            (Precision::F64, Normals::Exact) => "",
+            (Precision::F32, Normals::Exact) => " f32",
+            (Precision::F64, Normals::Fast) => " fast normals",
+            (Precision::F32, Normals::Fast) => " f32 fast normals",
         };
         Problem {
             label: format!("{task} T={horizon} K={samples}{suffix}"),
@@ -77,7 +83,16 @@ impl Problem {
             samples,
             horizon,
             precision,
+            normals,
         }
+    }
+}
+
+/// `"exact"` or `"fast"`.
+fn normals_name(n: Normals) -> &'static str {
+    match n {
+        Normals::Exact => "exact",
+        Normals::Fast => "fast",
     }
 }
 
@@ -125,7 +140,12 @@ impl Suite {
         let problems = sizes
             .iter()
             .flat_map(|&(task, k, t)| {
-                [Precision::F64, Precision::F32].map(|p| Problem::in_precision(task, k, t, p))
+                [
+                    (Precision::F64, Normals::Exact),
+                    (Precision::F32, Normals::Exact),
+                    (Precision::F32, Normals::Fast),
+                ]
+                .map(|(p, n)| Problem::in_precision(task, k, t, p, n))
             })
             .collect();
         let (k_max, t_values, t_samples): (usize, &[usize], usize) = if quick {
@@ -173,6 +193,8 @@ pub struct Measurement {
     pub horizon: usize,
     /// Rollout precision: `"f64"` or `"f32"`.
     pub precision: String,
+    /// Standard-normal generator: `"exact"` or `"fast"`.
+    pub normals: String,
     /// Rollout threads.
     pub threads: usize,
     /// Calls per timed block.
@@ -483,6 +505,7 @@ fn problem_config(task: &dyn Task, problem: &Problem, threads: usize) -> MppiCon
         samples: problem.samples,
         horizon: problem.horizon,
         precision: problem.precision,
+        normals: problem.normals,
         threads,
         iterations: 1,
         diagnostics: DiagnosticsLevel::Basic,
@@ -616,6 +639,7 @@ fn measurement(problem: &Problem, threads: usize, timed: Timed) -> Measurement {
         samples: problem.samples,
         horizon: problem.horizon,
         precision: precision_name(problem.precision).to_string(),
+        normals: normals_name(problem.normals).to_string(),
         threads,
         calls_per_block,
         median_ms,
@@ -954,7 +978,11 @@ fn problem_rows(measurements: &[Measurement]) -> Vec<Vec<String>> {
                 m.task.clone(),
                 m.samples.to_string(),
                 m.horizon.to_string(),
-                m.precision.clone(),
+                if m.normals == "fast" {
+                    format!("{} fast", m.precision)
+                } else {
+                    m.precision.clone()
+                },
                 m.threads.to_string(),
                 fmt_ms(m.median_ms),
                 range_text(m),
@@ -1316,6 +1344,7 @@ mod tests {
             samples,
             horizon,
             precision: "f64".into(),
+            normals: "exact".into(),
             threads,
             calls_per_block: 1,
             median_ms: ms,
@@ -1461,8 +1490,8 @@ mod tests {
         let ks: Vec<usize> = full.k_sweep.iter().map(|p| p.samples).collect();
         assert_eq!(ks, [128, 256, 512, 1024, 2048, 4096, 8192, 16384]);
         assert!(full.k_sweep.iter().all(|p| p.horizon == 100));
-        // five problems, each in float64 and float32
-        assert_eq!(full.problems.len(), 10);
+        // five problems, each in float64, float32 and float32 with fast normals
+        assert_eq!(full.problems.len(), 15);
         assert!(Suite::new(true).len() < full.len());
         // every fixed problem has a reference kernel, in its precision
         let labels = |s: &Suite| -> Vec<String> {

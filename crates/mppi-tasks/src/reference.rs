@@ -61,8 +61,8 @@ use mppi::fastmath::Real;
 use mppi::gaussian::GaussianNoise;
 use mppi::rng::BlockRng;
 use mppi::{
-    BLOCK_LANES, MppiConfig, MppiError, Precision, ProposalKind, ScheduleConfig, ShiftFill,
-    TemperatureConfig,
+    BLOCK_LANES, MppiConfig, MppiError, Normals, Precision, ProposalKind, ScheduleConfig,
+    ShiftFill, TemperatureConfig,
 };
 
 use crate::geometry::{Costmap, LETHAL};
@@ -175,6 +175,8 @@ enum Model {
 #[derive(Debug, Clone)]
 struct Settings {
     seed: u64,
+    /// The standard-normal generator, as the library's `normals`.
+    normals: Normals,
     m: usize,
     /// `T · m`.
     dim: usize,
@@ -329,6 +331,7 @@ impl ReferenceKernel {
             model,
             settings: Settings {
                 seed: config.seed,
+                normals: config.normals,
                 m,
                 dim,
                 scale,
@@ -577,7 +580,8 @@ fn rollouts_pendulum<R: Real>(
     let p0 = s.dim_params(0);
     for (b, block, cost) in blocks(samples, costs, s.dim) {
         let lanes = cost.len();
-        let mut rng = BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes);
+        let mut rng =
+            BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes).with_normals(s.normals);
         rng.normal_rows(block);
         let mut th = [R::c(x0[0]); BLOCK_LANES];
         let mut thd = [R::c(x0[1]); BLOCK_LANES];
@@ -643,7 +647,8 @@ fn rollouts_double_integrator<R: Real>(
     let dt = R::c(DT);
     for (b, block, cost) in blocks(samples, costs, s.dim) {
         let lanes = cost.len();
-        let mut rng = BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes);
+        let mut rng =
+            BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes).with_normals(s.normals);
         rng.normal_rows(block);
         let mut px = [R::c(x0[0]); BLOCK_LANES];
         let mut py = [R::c(x0[1]); BLOCK_LANES];
@@ -702,7 +707,8 @@ fn rollouts_unicycle<R: Real>(
     let dt = R::c(DT);
     for (b, block, cost) in blocks(samples, costs, s.dim) {
         let lanes = cost.len();
-        let mut rng = BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes);
+        let mut rng =
+            BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes).with_normals(s.normals);
         rng.normal_rows(block);
         let mut px = [R::c(x0[0]); BLOCK_LANES];
         let mut py = [R::c(x0[1]); BLOCK_LANES];
@@ -761,7 +767,8 @@ fn rollouts_diff_drive<R: Real>(
     let (gx, gy, dt) = (R::c(goal.0), R::c(goal.1), R::c(DT));
     for (b, block, cost) in blocks(samples, costs, s.dim) {
         let lanes = cost.len();
-        let mut rng = BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes);
+        let mut rng =
+            BlockRng::new(s.seed, step, iteration, b * BLOCK_LANES, lanes).with_normals(s.normals);
         rng.normal_rows(block);
         let mut px = [R::c(x0[0]); BLOCK_LANES];
         let mut py = [R::c(x0[1]); BLOCK_LANES];

@@ -1,9 +1,9 @@
 //! The hand-fused reference kernels (`mppi_tasks::reference`) compute exactly what the library
 //! computes: for every benchmark problem, the library controller and the reference kernel run
 //! side by side in closed loop and must produce bit-identical plans and costs at every step,
-//! with float64 and with float32 rollouts.
+//! with float64 and with float32 rollouts, and with both normal generators.
 
-use mppi::{MppiConfig, Precision, ShiftFill};
+use mppi::{MppiConfig, Normals, Precision, ShiftFill};
 use mppi::{ProposalConfig, TemperatureConfig, UpdateConfig, WeightingConfig};
 use mppi_tasks::reference::{ReferenceKernel, ReferenceProblem};
 use mppi_tasks::{Task, controller, task_by_name};
@@ -14,7 +14,8 @@ fn assert_identical(problem: ReferenceProblem, config: &MppiConfig, steps: usize
     assert_identical_from(problem, config, steps, None);
 }
 
-/// [`assert_identical`] from `x0` (or the task's initial state), in both precisions; returns
+/// [`assert_identical`] from `x0` (or the task's initial state), in both precisions and, in
+/// `f32`, with both normal generators; returns
 /// how many sampled costs were at least 1000 (a collision or a lethal cell) over all steps.
 fn assert_identical_from(
     problem: ReferenceProblem,
@@ -22,16 +23,21 @@ fn assert_identical_from(
     steps: usize,
     x0: Option<Vec<f64>>,
 ) -> usize {
-    [Precision::F64, Precision::F32]
-        .into_iter()
-        .map(|precision| {
-            let config = MppiConfig {
-                precision,
-                ..config.clone()
-            };
-            assert_identical_in(problem, &config, steps, x0.clone())
-        })
-        .sum()
+    [
+        (Precision::F64, Normals::Exact),
+        (Precision::F32, Normals::Exact),
+        (Precision::F32, Normals::Fast),
+    ]
+    .into_iter()
+    .map(|(precision, normals)| {
+        let config = MppiConfig {
+            precision,
+            normals,
+            ..config.clone()
+        };
+        assert_identical_in(problem, &config, steps, x0.clone())
+    })
+    .sum()
 }
 
 fn assert_identical_in(
@@ -51,11 +57,12 @@ fn assert_identical_in(
         let u = library.act(&x).expect("act").to_vec();
         let plan = reference.step(&x).to_vec();
         let what = format!(
-            "{} K={} T={} {:?} step {step}",
+            "{} K={} T={} {:?} {:?} normals step {step}",
             problem.task_name(),
             config.samples,
             config.horizon,
-            config.precision
+            config.precision,
+            config.normals
         );
         let costs = library.planner().costs();
         penalized += costs.iter().filter(|c| **c >= 1000.0).count();

@@ -30,6 +30,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "rollout precision: f64 | f32 (samples and weights stay f64)",
     ),
     (
+        "normals",
+        "standard-normal generator: exact (f64 ziggurat) | fast (f32 ziggurat, ~2x faster)",
+    ),
+    (
         "diagnostics",
         "basic | full (KL step, M-step gain and gap, contraction)",
     ),

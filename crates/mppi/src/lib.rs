@@ -79,9 +79,9 @@ pub mod update;
 pub mod weights;
 
 pub use config::{
-    Acceleration, CovarianceBlock, DiagnosticsLevel, MppiConfig, Precision, ProposalConfig,
-    ProposalKind, ScheduleConfig, ShiftFill, SmoothingConfig, TemperatureConfig, UpdateConfig,
-    WeightingConfig,
+    Acceleration, CovarianceBlock, DiagnosticsLevel, MppiConfig, Normals, Precision,
+    ProposalConfig, ProposalKind, ScheduleConfig, ShiftFill, SmoothingConfig, TemperatureConfig,
+    UpdateConfig, WeightingConfig,
 };
 pub use controller::{Controller, StateObjective, StepReport};
 pub use error::MppiError;

@@ -596,7 +596,8 @@ impl Planner {
                 ctx.step,
                 ctx.iteration,
                 self.cfg.samples as u64,
-            );
+            )
+            .with_normals(self.cfg.normals);
             self.proposal.sample(&mut rng, &mut self.new_plan);
             self.proposal.prepare(ctx)?;
         } else {
@@ -732,12 +733,13 @@ impl Planner {
         let d = self.dim;
         self.sampled_plan.copy_from_slice(&self.plan);
         let gamma = self.cfg.control_cost_gamma;
-        let seed = self.cfg.seed;
+        let (seed, normals) = (self.cfg.seed, self.cfg.normals);
         let (proposal, plan) = (self.proposal.as_ref(), &self.plan);
         let per_block = self.scratch_per_block;
         let block = |b: usize, ((((us, eps), costs), scratch), soa): BlockParts<'_>| {
             let lanes = costs.len();
-            let mut rng = BlockRng::new(seed, step, iteration, b * BLOCK_LANES, lanes);
+            let mut rng =
+                BlockRng::new(seed, step, iteration, b * BLOCK_LANES, lanes).with_normals(normals);
             if !proposal.sample_block(&mut rng, us, soa) && want_rows {
                 proposal::soa_to_rows(lanes, soa, us);
             }
