@@ -10,9 +10,20 @@ fn run_default(task: &dyn Task, seed: u64) -> (bool, String, f64) {
 
 /// An episode with the task's defaults, `seed` and rollouts in `precision`.
 fn run_in(task: &dyn Task, seed: u64, precision: mppi::Precision) -> (bool, String, f64) {
+    run_with(task, seed, precision, mppi::Normals::Exact)
+}
+
+/// [`run_in`] with the normal generator `normals`.
+fn run_with(
+    task: &dyn Task,
+    seed: u64,
+    precision: mppi::Precision,
+    normals: mppi::Normals,
+) -> (bool, String, f64) {
     let mut config = task.default_config();
     config.seed = seed;
     config.precision = precision;
+    config.normals = normals;
     let options = EpisodeOptions {
         steps: task.default_steps(),
         ..EpisodeOptions::default()
@@ -95,6 +106,21 @@ fn every_registered_task_succeeds_with_float32_rollouts() {
         assert!(
             success,
             "{} failed with f32 rollouts (seed 0, total cost {cost:.3}): {message}",
+            task.name()
+        );
+    }
+}
+
+/// The fast normal generator (`normals = "fast"`, float32 Box–Muller) with float32 rollouts
+/// solves every task too.
+#[test]
+fn every_registered_task_succeeds_with_fast_normals() {
+    for task in all_tasks() {
+        let (success, message, cost) =
+            run_with(task.as_ref(), 0, mppi::Precision::F32, mppi::Normals::Fast);
+        assert!(
+            success,
+            "{} failed with f32 rollouts and fast normals (seed 0, total cost {cost:.3}): {message}",
             task.name()
         );
     }

@@ -2,7 +2,9 @@
 //! the same layouts agreeing bit for bit, deterministic on any number of threads, and a
 //! controller that still converges.
 
-use mppi::{Controller, Cost, Dynamics, MppiConfig, Objective, Precision, RolloutObjective};
+use mppi::{
+    Controller, Cost, Dynamics, MppiConfig, Normals, Objective, Precision, RolloutObjective,
+};
 use mppi::{ProposalConfig, WeightingConfig};
 
 /// A damped point mass in the plane: `x = (px, py, vx, vy)`, `u = (ax, ay)`, with a `sin` so
@@ -154,6 +156,33 @@ fn float32_controller_converges_and_is_deterministic_across_threads() {
     };
     let (_, plans64) = closed_loop(&f64_cfg, 3);
     assert_ne!(bits(&plans64), bits(&plans1[..plans64.len()]));
+}
+
+#[test]
+fn fast_normals_converge_and_are_deterministic_across_threads() {
+    let fast = |threads| MppiConfig {
+        normals: Normals::Fast,
+        ..config(threads)
+    };
+    let (x1, plans1) = closed_loop(&fast(1), 120);
+    let (x2, plans2) = closed_loop(&fast(2), 120);
+    let bits = |v: &[f64]| v.iter().map(|c| c.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&plans1), bits(&plans2), "threads 1 vs 2");
+    assert_eq!(bits(&x1), bits(&x2), "threads 1 vs 2");
+    let miss = (x1[0] - 1.0).hypot(x1[1] + 1.0);
+    assert!(miss < 0.05, "final position {x1:?}");
+    // the setting is honored: other random numbers than the exact generator's
+    let (_, exact) = closed_loop(&config(1), 3);
+    assert_ne!(bits(&exact), bits(&plans1[..exact.len()]));
+}
+
+#[test]
+fn normals_is_a_config_key() {
+    let cfg: MppiConfig = toml::from_str("normals = \"fast\"").expect("valid");
+    assert_eq!(cfg.normals, Normals::Fast);
+    assert_eq!(MppiConfig::default().normals, Normals::Exact);
+    let err = toml::from_str::<MppiConfig>("normals = \"quick\"").expect_err("invalid");
+    assert!(err.to_string().contains("exact"), "{err}");
 }
 
 #[test]

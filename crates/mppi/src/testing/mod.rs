@@ -32,7 +32,7 @@ use std::fmt;
 use crate::config::ShiftFill;
 use crate::objective::{BLOCK_LANES, Cost, Dynamics};
 use crate::proposal::{Context, Proposal, rows_to_soa};
-use crate::rng::BlockRng;
+use crate::rng::{BlockRng, Normals};
 
 /// The first property a checked stage fails, and what was measured.
 ///

@@ -10,18 +10,29 @@ fn sample_count(d: usize) -> usize {
 
 /// The streams of the check: iteration `k` of step 0 of `seed`, sample `i` in lane
 /// `i % BLOCK_LANES` of block `i / BLOCK_LANES`, as the planner lays them out.
-fn block_rng(seed: u64, iteration: u64, block: usize, n: usize) -> BlockRng {
+fn block_rng(seed: u64, iteration: u64, block: usize, n: usize, normals: Normals) -> BlockRng {
     let first = block * BLOCK_LANES;
-    BlockRng::new(seed, 0, iteration, first, (n - first).min(BLOCK_LANES))
+    BlockRng::new(seed, 0, iteration, first, (n - first).min(BLOCK_LANES)).with_normals(normals)
 }
 
 /// `n` samples (row-major) drawn with [`Proposal::sample`] from the lanes of the planner's
 /// blocks; each row is filled with NaN first, so an entry `sample` does not write shows.
 fn draw_rows(p: &dyn Proposal, seed: u64, iteration: u64, n: usize) -> Vec<f64> {
+    draw_rows_with(p, seed, iteration, n, Normals::Exact)
+}
+
+/// [`draw_rows`] with the normal generator `normals`.
+fn draw_rows_with(
+    p: &dyn Proposal,
+    seed: u64,
+    iteration: u64,
+    n: usize,
+    normals: Normals,
+) -> Vec<f64> {
     let d = p.dim();
     let mut rows = vec![f64::NAN; n * d];
     for (b, block) in rows.chunks_mut(BLOCK_LANES * d).enumerate() {
-        let rng = block_rng(seed, iteration, b, n);
+        let rng = block_rng(seed, iteration, b, n, normals);
         for (l, u) in block.chunks_exact_mut(d).enumerate() {
             let mut lane = rng.lane(l);
             p.sample(&mut lane, u);
@@ -60,10 +71,22 @@ fn check_blocks(
     want: &[f64],
     label: &str,
 ) -> Result<(), ConformanceError> {
+    check_blocks_with(p, seed, iteration, want, label, Normals::Exact)
+}
+
+/// [`check_blocks`] with the normal generator `normals` (`want` drawn with it).
+fn check_blocks_with(
+    p: &dyn Proposal,
+    seed: u64,
+    iteration: u64,
+    want: &[f64],
+    label: &str,
+    normals: Normals,
+) -> Result<(), ConformanceError> {
     let (name, d) = (p.name(), p.dim());
     let n = want.len() / d;
     for (b, want_rows) in want.chunks(BLOCK_LANES * d).enumerate() {
-        let mut rng = block_rng(seed, iteration, b, n);
+        let mut rng = block_rng(seed, iteration, b, n, normals);
         let lanes = rng.lanes();
         let mut rows = vec![f64::NAN; lanes * d];
         let mut soa = vec![f64::NAN; lanes * d];
@@ -268,8 +291,11 @@ pub fn check_proposal(proposal: &dyn Proposal, seed: u64) -> Result<(), Conforma
         );
     }
 
-    // 5. sample_block
+    // 5. sample_block, with either normal generator
     check_blocks(p.as_ref(), seed, 0, &rows, "own spread")?;
+    let fast = draw_rows_with(p.as_ref(), seed, 0, n, Normals::Fast);
+    check_samples_finite(name, "fast normals", &fast, d)?;
+    check_blocks_with(p.as_ref(), seed, 0, &fast, "fast normals", Normals::Fast)?;
 
     // 6. a schedule's spread
     let spread: Vec<f64> = (0..horizon).map(|t| 0.5 + 0.25 * (t % 3) as f64).collect();
