@@ -218,6 +218,9 @@ pub struct Measurement {
     pub allocations: u64,
     /// Their sizes, summed, in bytes.
     pub allocated_bytes: u64,
+    /// EM iterations of the timed steps that ran on the thread pool (the others ran on the
+    /// calling thread: `parallel = "auto"` measures which is faster).
+    pub pool_iterations: u64,
     /// The hand-fused reference kernel on the same problem, 1 thread (`null` where none was
     /// timed).
     pub reference: Option<ReferenceTiming>,
@@ -520,12 +523,14 @@ struct Timed {
     block_ms: Vec<f64>,
     /// The heap allocations counted on every thread during the blocks.
     counts: Counts,
+    /// EM iterations run on a thread pool during the blocks.
+    pool_iterations: u64,
 }
 
 /// Warm `call` up (at least [`WARMUP_CALLS`] calls and `plan.warmup`), then time
 /// `plan.blocks` blocks of back-to-back calls, each long enough to last `plan.min_block`,
 /// counting the allocations during the blocks.
-fn time_blocks<E>(plan: &Plan, mut call: impl FnMut() -> Result<(), E>) -> Result<Timed, E> {
+fn time_blocks<E>(plan: &Plan, mut call: impl FnMut() -> Result<u64, E>) -> Result<Timed, E> {
     let mut timed = time_interleaved(plan, &mut [&mut call])?;
     Ok(timed.remove(0))
 }
@@ -533,10 +538,11 @@ fn time_blocks<E>(plan: &Plan, mut call: impl FnMut() -> Result<(), E>) -> Resul
 /// [`time_blocks`] for several calls at once, with their blocks interleaved (a block of the
 /// first, then of the second, ...), so that slow phases of a shared machine fall on all of
 /// them alike and their ratio stays meaningful. Each call's allocations are counted during its
-/// own blocks only.
+/// own blocks only. A call returns how many of its EM iterations ran on a thread pool; those
+/// of the timed blocks are summed.
 fn time_interleaved<E>(
     plan: &Plan,
-    calls: &mut [&mut dyn FnMut() -> Result<(), E>],
+    calls: &mut [&mut dyn FnMut() -> Result<u64, E>],
 ) -> Result<Vec<Timed>, E> {
     // the controllers are built: let their pools' workers start (and a previous measurement's
     // workers exit) before anything is counted
@@ -557,17 +563,19 @@ fn time_interleaved<E>(
     }
     let mut block_ms = vec![Vec::with_capacity(plan.blocks); calls.len()];
     let mut counts = vec![Counts::default(); calls.len()];
+    let mut pooled = vec![0u64; calls.len()];
     for _ in 0..plan.blocks {
-        for (((call, n), times), counted) in calls
+        for ((((call, n), times), counted), pooled) in calls
             .iter_mut()
             .zip(&calls_per_block)
             .zip(&mut block_ms)
             .zip(&mut counts)
+            .zip(&mut pooled)
         {
             let window = alloc_count::Window::open();
             let t = Instant::now();
             for _ in 0..*n {
-                call()?;
+                *pooled += call()?;
             }
             let elapsed = t.elapsed();
             *counted += window.close();
@@ -578,11 +586,15 @@ fn time_interleaved<E>(
         .into_iter()
         .zip(block_ms)
         .zip(counts)
-        .map(|((calls_per_block, block_ms), counts)| Timed {
-            calls_per_block,
-            block_ms,
-            counts,
-        })
+        .zip(pooled)
+        .map(
+            |(((calls_per_block, block_ms), counts), pool_iterations)| Timed {
+                calls_per_block,
+                block_ms,
+                counts,
+                pool_iterations,
+            },
+        )
         .collect())
 }
 
@@ -604,7 +616,7 @@ fn time_steps(
     let x = task.initial_state();
     let timed = time_blocks(plan, || {
         black_box(ctrl.act(black_box(&x))?[0]);
-        Ok(())
+        Ok(pool_iterations(&ctrl))
     })?;
     Ok(measurement(problem, threads, timed))
 }
@@ -624,12 +636,22 @@ fn build_controller(
     Ok(ctrl)
 }
 
+/// How many EM iterations of the controller's last step ran on its thread pool.
+fn pool_iterations(ctrl: &mppi_tasks::TaskController) -> u64 {
+    ctrl.report()
+        .iterations
+        .iter()
+        .filter(|i| i.parallel)
+        .count() as u64
+}
+
 /// A [`Measurement`] from its timed blocks.
 fn measurement(problem: &Problem, threads: usize, timed: Timed) -> Measurement {
     let Timed {
         calls_per_block,
         block_ms,
         counts,
+        pool_iterations,
     } = timed;
     let (median_ms, min_ms, max_ms) = block_stats(&block_ms);
     let work = (problem.samples * problem.horizon) as f64;
@@ -651,6 +673,7 @@ fn measurement(problem: &Problem, threads: usize, timed: Timed) -> Measurement {
         block_ms,
         allocations: counts.allocations,
         allocated_bytes: counts.bytes,
+        pool_iterations,
         reference: None,
         ratio_to_reference: None,
     }
@@ -671,16 +694,16 @@ fn measure_with_reference(
     let config = problem_config(task.as_ref(), problem, 1);
     let mut kernel = ReferenceKernel::new(kind, &config).map_err(|e| bench_error(problem, &e))?;
     let x = task.initial_state();
-    let mut library = || -> Result<(), CliError> {
+    let mut library = || -> Result<u64, CliError> {
         let plan = ctrl
             .act(black_box(&x))
             .map_err(|e| bench_error(problem, &e))?;
         black_box(plan[0]);
-        Ok(())
+        Ok(pool_iterations(&ctrl))
     };
-    let mut reference = || -> Result<(), CliError> {
+    let mut reference = || -> Result<u64, CliError> {
         black_box(kernel.step(black_box(&x))[0]);
-        Ok(())
+        Ok(0)
     };
     let mut timed = time_interleaved(plan, &mut [&mut library, &mut reference])?;
     let reference = timed.pop().expect("two timings");
@@ -1356,6 +1379,7 @@ mod tests {
             timed_steps: 1,
             allocations: 0,
             allocated_bytes: 0,
+            pool_iterations: 0,
             reference: None,
             ratio_to_reference: None,
         }
@@ -1454,6 +1478,7 @@ mod tests {
             timed_steps: steps,
             allocations,
             allocated_bytes: 1520 * allocations,
+            pool_iterations: 0,
             ..m(1000, 30, threads, 0.1)
         };
         let rows = [
@@ -1501,10 +1526,11 @@ mod tests {
                 .collect()
         };
         let full_refs = labels(&full);
-        assert_eq!(full_refs.len(), 10);
+        assert_eq!(full_refs.len(), 15);
         assert_eq!(full_refs[0], "pendulum T=30 K=1000");
         assert_eq!(full_refs[1], "pendulum T=30 K=1000 f32");
-        assert_eq!(full_refs[8], "diff_drive T=100 K=2048");
+        assert_eq!(full_refs[2], "pendulum T=30 K=1000 f32 fast normals");
+        assert_eq!(full_refs[12], "diff_drive T=100 K=2048");
         assert_eq!(labels(&Suite::new(true)), full_refs);
         let machine = machine();
         assert!(machine.logical_cores >= 1);

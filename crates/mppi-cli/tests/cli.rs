@@ -763,13 +763,12 @@ fn theory_quick_prints_tables_and_writes_files() {
 const INJECTOR_BLOCK_BYTES: u64 = 8 * (1 + 63 * 3);
 
 /// The bench's allocation counts are measured, and are what is known: a timed control step
-/// allocates nothing on 1 thread, nor on 2 threads where the rollouts stay on the caller (`K·T`
-/// below the planner's threshold); above it each step hands one job to rayon's queue, which
-/// allocates a 1520 B block per 63 jobs, so `steps` timed steps make between
-/// `floor(steps / 63)` and `ceil(steps / 63)` allocations. The run is long enough that some rows
-/// must show one: a count that was not measured fails.
+/// allocates nothing on 1 thread, nor where its rollouts ran on the caller (`parallel = "auto"`
+/// keeps them there when the pool is not faster, and the report says which); each iteration
+/// handed to the pool is one job in rayon's queue, which allocates a 1520 B block per 63 jobs,
+/// so `p` pool iterations make between `floor(p / 63)` and `ceil(p / 63)` allocations. The run
+/// is long enough that some rows must show one: a count that was not measured fails.
 fn check_bench_allocations(out: &str, json: &serde_json::Value) {
-    let threshold = mppi::planner::PARALLEL_MIN_SAMPLE_STEPS as u64;
     let rows: Vec<&serde_json::Value> = json["problems"]
         .as_array()
         .expect("problems")
@@ -788,14 +787,12 @@ fn check_bench_allocations(out: &str, json: &serde_json::Value) {
     for row in &rows {
         let (threads, steps) = (int(row, "threads"), int(row, "timed_steps"));
         let (allocations, bytes) = (int(row, "allocations"), int(row, "allocated_bytes"));
+        let pooled = int(row, "pool_iterations");
         let blocks = row["block_ms"].as_array().expect("blocks").len() as u64;
         assert_eq!(steps, int(row, "calls_per_block") * blocks, "{row}");
-        let parallel = threads > 1 && int(row, "samples") * int(row, "horizon") >= threshold;
-        let (low, high) = if parallel {
-            (steps / 63, steps.div_ceil(63))
-        } else {
-            (0, 0)
-        };
+        assert!(threads > 1 || pooled == 0, "{row}");
+        assert!(pooled <= steps, "one iteration per step: {row}");
+        let (low, high) = (pooled / 63, pooled.div_ceil(63));
         known += low;
         let label = format!("{} with {threads} thread(s)", row["problem"]);
         assert!(
@@ -812,7 +809,7 @@ fn check_bench_allocations(out: &str, json: &serde_json::Value) {
     }
     assert!(
         known >= 1,
-        "no 2-thread row timed 63 parallel steps: the run cannot show a count"
+        "no 2-thread row timed 63 steps on the pool: the run cannot show a count"
     );
     // the report's totals and the printed lines are those sums
     let totals = json["allocations"].as_array().expect("allocation totals");

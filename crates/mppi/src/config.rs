@@ -31,6 +31,7 @@ use crate::diffusion::{Ve, Vp};
 use crate::error::MppiError;
 pub use crate::proposal::config::ProposalConfig;
 use crate::schedule::{Constant, Dial, DialExp, Schedule};
+pub use crate::split::Parallel;
 use crate::weights::Temperature;
 
 /// The `[schedule]` section: how the spread and the temperature change between iterations.
@@ -533,9 +534,12 @@ pub struct MppiConfig {
     )]
     pub seed: u64,
     /// Worker threads for rollouts (1 = run on the calling thread), at most the machine's
-    /// cores. Problems below [`crate::planner::PARALLEL_MIN_SAMPLE_STEPS`] sample-steps run on
-    /// the calling thread anyway. Results do not depend on it.
+    /// cores. Results do not depend on it.
     pub threads: usize,
+    /// With `threads > 1`: `auto` measures the pool against the calling thread on the problem
+    /// and uses the faster (so more threads are never slower), `always` hands every iteration
+    /// to the pool. See [`crate::split`].
+    pub parallel: Parallel,
     /// Rollout precision of a [`crate::Controller`]: `f64` or `f32` (see [`Precision`]).
     pub precision: Precision,
     /// Standard-normal generator: `exact` or `fast` (see [`Normals`]).
@@ -576,6 +580,7 @@ impl Default for MppiConfig {
             shift_fill: ShiftFill::Last,
             seed: 0,
             threads: 1,
+            parallel: Parallel::Auto,
             precision: Precision::F64,
             normals: Normals::Exact,
             diagnostics: DiagnosticsLevel::Basic,
@@ -773,6 +778,7 @@ pub(crate) struct Validated {
     pub seed: u64,
     pub normals: Normals,
     pub threads: usize,
+    pub parallel: Parallel,
     pub elites: Option<usize>,
     pub acceleration: Acceleration,
     pub momentum: f64,
@@ -995,6 +1001,7 @@ impl MppiConfig {
             seed: self.seed,
             normals: self.normals,
             threads: self.threads,
+            parallel: self.parallel,
             elites: self.weighting.elites,
             acceleration: self.update.acceleration,
             momentum: self.update.momentum,

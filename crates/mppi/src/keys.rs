@@ -26,6 +26,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "rollout threads, at most the machine's cores (results do not depend on it)",
     ),
     (
+        "parallel",
+        "with threads > 1: auto (measure the pool against one thread, use the faster) | always",
+    ),
+    (
         "precision",
         "rollout precision: f64 | f32 (samples and weights stay f64)",
     ),

@@ -74,6 +74,7 @@ pub mod proposal;
 pub mod rng;
 pub mod schedule;
 pub mod smoothing;
+pub mod split;
 pub mod testing;
 pub mod update;
 pub mod weights;
@@ -91,6 +92,7 @@ pub use objective::{
 pub use planner::{Deadline, IterStats, Observer, Outcome, Planner, Stages, Status};
 pub use proposal::{Context, Proposal};
 pub use schedule::{Annealing, ReverseStep, Schedule};
+pub use split::Parallel;
 pub use update::{StepRule, Update};
 pub use weights::{
     Softmax, Temperature, WeightStats, Weighting, compute_weights, compute_weights_elite,

@@ -92,10 +92,11 @@ pub trait Dynamics: Send + Sync {
     fn step(&self, x: &[f64], u: &[f64], next: &mut [f64]);
 
     /// How much work one step is, in units of a small hand-written ODE step (tens of
-    /// nanoseconds). The planner hands rollouts to its threads only when `K · T` times this
-    /// reaches [`crate::planner::PARALLEL_MIN_SAMPLE_STEPS`]; a physics engine's step, hundreds of times
-    /// dearer, says so here so that a few dozen samples already run in parallel. The default
-    /// is 1. It changes only where rollouts run, never their results.
+    /// nanoseconds). With `threads > 1` the planner keeps problems whose `K · T` times this is
+    /// below [`crate::split::MIN_WORK`] on the calling thread without measuring the pool; a
+    /// physics engine's step, hundreds of times dearer, says so here so that a few dozen
+    /// samples are still measured. The default is 1. It changes only where rollouts run,
+    /// never their results.
     fn work_per_step(&self) -> f64 {
         1.0
     }

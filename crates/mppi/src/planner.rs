@@ -42,14 +42,9 @@ use crate::objective::{BLOCK_LANES, Objective};
 use crate::proposal::{self, Context, Proposal};
 use crate::rng::{BlockRng, sample_rng};
 use crate::schedule::{ReverseStep, Schedule};
+use crate::split::Split;
 use crate::update::{Step as UpdateStep, StepRule, Update};
 use crate::weights::{Softmax, WeightStats, Weighting};
-
-/// Below this many sample-steps per iteration (`K · T`, weighted by
-/// [`crate::Objective::work_per_sample_step`]) the blocks run on the calling thread even with
-/// `threads > 1`: handing them to the pool costs more than it saves (pendulum,
-/// `T = 15`, `K = 100`: 9 µs on one thread, 24 µs on two).
-pub const PARALLEL_MIN_SAMPLE_STEPS: usize = 4096;
 
 /// Diagnostics of one EM iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
@@ -87,6 +82,9 @@ pub struct IterStats {
     /// `‖θ_{k+1} − θ_k‖ / ‖θ_k − θ_{k−1}‖` within a control step (NaN on its first iteration
     /// or without full diagnostics): the local contraction rate of docs/theory.md §C.3.
     pub contraction: f64,
+    /// True when this iteration's samples were drawn and evaluated on the thread pool, false
+    /// when on the calling thread (see [`crate::split`]; the results are the same).
+    pub parallel: bool,
 }
 
 impl IterStats {
@@ -107,6 +105,7 @@ impl IterStats {
             q_gain: f64::NAN,
             mstep_gap: f64::NAN,
             contraction: f64::NAN,
+            parallel: false,
         }
     }
 }
@@ -282,6 +281,8 @@ pub struct Planner {
     scratch: Vec<f64>,
     scratch_per_block: usize,
     pool: Option<rayon::ThreadPool>,
+    /// Where the rollouts of the next iteration run (measured under `parallel = "auto"`).
+    split: Split,
     last: IterStats,
 }
 
@@ -385,6 +386,7 @@ impl Planner {
             last_step_norm: f64::NAN,
             scratch: Vec::new(),
             scratch_per_block: 0,
+            split: Split::new(cfg.parallel, pool.is_some()),
             pool,
             last: IterStats::default(),
             cfg,
@@ -541,7 +543,8 @@ impl Planner {
 
         let full = self.cfg.diagnostics == DiagnosticsLevel::Full;
         let needs_log_densities = full || self.update.safeguarded();
-        self.sample_and_evaluate(objective, step, iteration, needs_log_densities)?;
+        result.parallel =
+            self.sample_and_evaluate(objective, step, iteration, needs_log_densities)?;
 
         result.weights =
             self.weighting
@@ -715,14 +718,14 @@ impl Planner {
     }
 
     /// Sample, clamp, evaluate: one fused pass per block of samples, or the whole batch at
-    /// once for an objective that asks for it.
+    /// once for an objective that asks for it. Returns whether the blocks ran on the pool.
     fn sample_and_evaluate<O: Objective + ?Sized>(
         &mut self,
         objective: &O,
         step: u64,
         iteration: u64,
         needs_log_densities: bool,
-    ) -> Result<(), MppiError> {
+    ) -> Result<bool, MppiError> {
         let batch = objective.evaluates_batch();
         // row-major samples only where something reads them
         let want_rows = batch
@@ -751,9 +754,10 @@ impl Planner {
             }
         };
         let chunk = BLOCK_LANES * d;
-        // waking the pool costs more than it saves on tiny problems (results are the same)
+        // the pool or the caller, whichever is faster here (results are the same)
         let work = (self.cfg.samples * self.cfg.horizon) as f64 * objective.work_per_sample_step();
-        let parallel = work >= PARALLEL_MIN_SAMPLE_STEPS as f64;
+        let parallel = self.split.choose(work);
+        let started = Instant::now();
         match &self.pool {
             Some(pool) if parallel => pool.install(|| {
                 self.samples
@@ -775,6 +779,7 @@ impl Planner {
                 .enumerate()
                 .for_each(|(b, parts)| block(b, parts)),
         }
+        self.split.record(parallel, started.elapsed());
         self.rows_valid = want_rows;
         if batch {
             // the whole batch in one call (a neural, Python or GPU objective), then the
@@ -792,7 +797,7 @@ impl Planner {
                 );
             }
         }
-        Ok(())
+        Ok(parallel && self.pool.is_some())
     }
 
     /// Make `samples` (row-major) hold the last samples, transposing the blocks if needed.

@@ -1125,18 +1125,18 @@ fn h4_planner_full_diagnostics_mstep_gain_and_gap() {
 #[test]
 fn planner_determinism_and_nan_costs_for_every_family() {
     for (case, _) in available("planner", table()) {
-        // K·T above PARALLEL_MIN_SAMPLE_STEPS, so two threads really split the blocks, and K
-        // not a multiple of 32, so the last block is short
+        // K not a multiple of 32, so the last block is short; the two-thread run hands every
+        // iteration to the pool (`parallel = always`), so two threads really split the blocks
         let cfg = MppiConfig {
             samples: 1000,
             ..case.cfg.clone()
         };
-        assert!(cfg.samples * cfg.horizon >= mppi::planner::PARALLEL_MIN_SAMPLE_STEPS);
         let one = closed_loop(&cfg, false).0;
         let again = closed_loop(&cfg, false).0;
         let two = closed_loop(
             &MppiConfig {
                 threads: 2,
+                parallel: mppi::Parallel::Always,
                 ..cfg.clone()
             },
             false,

@@ -155,9 +155,9 @@ fn control_cost_with_a_non_gaussian_proposal_is_an_error() {
     Planner::new(&cfg, 1).unwrap();
 }
 
-/// Kills `Planner::assemble: > → <, ==, >=` on `threads`: with `threads = 2` and a problem
-/// above `PARALLEL_MIN_SAMPLE_STEPS` the samples are evaluated on two pool threads, never on
-/// the caller; with `threads = 1` all on the calling thread.
+/// Kills `Planner::assemble: > → <, ==, >=` on `threads`: with `threads = 2` and
+/// `parallel = always` the samples are evaluated on the pool's threads, never on the caller,
+/// and the report says so; with `threads = 1` all on the calling thread.
 #[test]
 fn threads_decide_where_samples_are_evaluated() {
     let seen: Mutex<HashSet<ThreadId>> = Mutex::new(HashSet::new());
@@ -173,11 +173,12 @@ fn threads_decide_where_samples_are_evaluated() {
             horizon: 32,
             iterations: 3,
             threads,
+            parallel: mppi::Parallel::Always,
             ..config()
         };
-        assert!(cfg.samples * cfg.horizon >= mppi::planner::PARALLEL_MIN_SAMPLE_STEPS);
         let mut p = Planner::new(&cfg, 1).unwrap();
-        p.optimize(&objective, 0, &mut ()).unwrap();
+        let outcome = p.optimize(&objective, 0, &mut ()).unwrap();
+        assert_eq!(outcome.last.parallel, threads > 1);
         let ids = seen.lock().unwrap().clone();
         println!(
             "threads = {threads}: evaluated on {} thread(s), caller among them: {}",
@@ -191,6 +192,43 @@ fn threads_decide_where_samples_are_evaluated() {
             assert!(!ids.is_empty() && ids.len() <= 2, "{} threads", ids.len());
         }
     }
+}
+
+/// `parallel = "auto"` measures before it decides: the first iteration warms the pool up, then
+/// the caller and the pool alternate until each has `split::TRIALS` timed iterations, and the
+/// report says where each ran; the plans are those of one thread throughout.
+#[test]
+fn auto_split_measures_both_and_changes_no_result() {
+    let objective = FnObjective::new(32, |u: &[f64]| u.iter().map(|v| v * v).sum());
+    let run = |threads| {
+        let cfg = MppiConfig {
+            samples: 512,
+            horizon: 32,
+            iterations: 1,
+            threads,
+            ..config()
+        };
+        let mut p = Planner::new(&cfg, 1).unwrap();
+        let mut wheres = Vec::new();
+        let mut means = Vec::new();
+        for step in 0..12 {
+            let outcome = p.optimize(&objective, step, &mut ()).unwrap();
+            wheres.push(outcome.last.parallel);
+            means.extend_from_slice(p.mean());
+        }
+        (wheres, means)
+    };
+    let (one_where, one) = run(1);
+    let (two_where, two) = run(2);
+    assert!(one_where.iter().all(|p| !p));
+    let trials = mppi::split::TRIALS as usize;
+    let calibration = &two_where[..1 + 2 * trials];
+    assert!(calibration[0], "the warm-up runs on the pool");
+    assert_eq!(calibration.iter().filter(|p| **p).count(), 1 + trials);
+    // after the measurement one mode only
+    assert!(two_where[1 + 2 * trials..].windows(2).all(|w| w[0] == w[1]));
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&one), bits(&two));
 }
 
 /// Kills `Planner::reset → ()`: reset returns the distribution and the plan to their initial

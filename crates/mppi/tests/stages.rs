@@ -450,7 +450,7 @@ impl Objective for CountingBatch {
 
 #[test]
 fn a_batch_objective_is_called_once_per_iteration_with_every_sample() {
-    // N·T = 6000 ≥ PARALLEL_MIN_SAMPLE_STEPS: the batch run samples on two threads, the
+    // N·T = 6000 ≥ split::MIN_WORK: the batch run may sample on two threads, the
     // block run on one; N is not a multiple of the block size
     let (n, t_len, iterations) = (300, 20, 5);
     let cfg = |threads| MppiConfig {
