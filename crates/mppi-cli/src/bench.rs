@@ -390,31 +390,36 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
 
     let references = suite.reference_problems();
     let bar = progress_bar(suite.len() * threads.len() + references.len(), args.quiet);
-    // a problem's reference kernel is timed together with the library at the first thread
-    // count (1 by default), their blocks interleaved, so that both see the same machine state
+    // a problem's thread counts and its reference kernel are timed together, their blocks
+    // interleaved, so that all see the same machine state and their ratios stay meaningful
     type Timings = Vec<(String, ReferenceTiming)>;
     let run = |problems: &[Problem],
                with_reference: bool|
      -> Result<(Vec<Measurement>, Timings), CliError> {
         let (mut all, mut timings) = (vec![], vec![]);
-        for (i, &n) in threads.iter().enumerate() {
-            for p in problems {
-                if with_reference && i == 0 && references.contains(p) {
-                    bar.set_message(format!(
-                        "{}, {n} thread{} and reference kernel",
-                        p.label,
-                        plural(n)
-                    ));
-                    let (m, r) = measure_with_reference(p, n, &plan)?;
-                    all.push(m);
-                    timings.push((p.label.clone(), r));
-                    bar.inc(2);
+        for p in problems {
+            let reference = with_reference && references.contains(p);
+            bar.set_message(format!(
+                "{}, {} thread{}{}",
+                p.label,
+                threads
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                plural(*threads.last().unwrap_or(&1)),
+                if reference {
+                    " and reference kernel"
                 } else {
-                    bar.set_message(format!("{}, {n} thread{}", p.label, plural(n)));
-                    all.push(measure(p, n, &plan)?);
-                    bar.inc(1);
+                    ""
                 }
+            ));
+            let (measured, r) = measure_problem(p, &threads, reference, &plan)?;
+            all.extend(measured);
+            if let Some(r) = r {
+                timings.push((p.label.clone(), r));
             }
+            bar.inc((threads.len() + usize::from(reference)) as u64);
         }
         Ok((all, timings))
     };
@@ -496,12 +501,6 @@ fn progress_bar(total: usize, quiet: bool) -> ProgressBar {
     bar
 }
 
-/// Time `Controller::act` on `problem` with `threads` threads.
-fn measure(problem: &Problem, threads: usize, plan: &Plan) -> Result<Measurement, CliError> {
-    let task = find_task(problem.task)?;
-    time_steps(task.as_ref(), problem, threads, plan).map_err(|e| bench_error(problem, &e))
-}
-
 /// The task's default config at the problem's size, as every measurement uses it.
 fn problem_config(task: &dyn Task, problem: &Problem, threads: usize) -> MppiConfig {
     MppiConfig {
@@ -527,17 +526,10 @@ struct Timed {
     pool_iterations: u64,
 }
 
-/// Warm `call` up (at least [`WARMUP_CALLS`] calls and `plan.warmup`), then time
-/// `plan.blocks` blocks of back-to-back calls, each long enough to last `plan.min_block`,
-/// counting the allocations during the blocks.
-fn time_blocks<E>(plan: &Plan, mut call: impl FnMut() -> Result<u64, E>) -> Result<Timed, E> {
-    let mut timed = time_interleaved(plan, &mut [&mut call])?;
-    Ok(timed.remove(0))
-}
-
-/// [`time_blocks`] for several calls at once, with their blocks interleaved (a block of the
-/// first, then of the second, ...), so that slow phases of a shared machine fall on all of
-/// them alike and their ratio stays meaningful. Each call's allocations are counted during its
+/// Warm every call up (at least [`WARMUP_CALLS`] calls and `plan.warmup`), then time
+/// `plan.blocks` rounds of one block of back-to-back calls per call (each block long enough to
+/// last `plan.min_block`), interleaved (a block of the first, then of the second, ...), so that
+/// slow phases of a shared machine fall on all of them alike and their ratio stays meaningful. Each call's allocations are counted during its
 /// own blocks only. A call returns how many of its EM iterations ran on a thread pool; those
 /// of the timed blocks are summed.
 fn time_interleaved<E>(
@@ -605,22 +597,6 @@ fn block_stats(block_ms: &[f64]) -> (f64, f64, f64) {
     (median(&sorted), sorted[0], sorted[sorted.len() - 1])
 }
 
-/// Build the controller, warm it up and time the blocks.
-fn time_steps(
-    task: &dyn Task,
-    problem: &Problem,
-    threads: usize,
-    plan: &Plan,
-) -> Result<Measurement, MppiError> {
-    let mut ctrl = build_controller(task, problem, threads)?;
-    let x = task.initial_state();
-    let timed = time_blocks(plan, || {
-        black_box(ctrl.act(black_box(&x))?[0]);
-        Ok(pool_iterations(&ctrl))
-    })?;
-    Ok(measurement(problem, threads, timed))
-}
-
 /// The controller a measurement times: the task's default config at the problem's size, and
 /// the task's initial plan.
 fn build_controller(
@@ -679,46 +655,73 @@ fn measurement(problem: &Problem, threads: usize, timed: Timed) -> Measurement {
     }
 }
 
-/// Time the library (`threads` threads) and the reference kernel of `problem` (1 thread) with
-/// interleaved blocks.
-fn measure_with_reference(
+/// Time `Controller::act` on `problem` at every thread count of `threads` and, with
+/// `reference`, its reference kernel (1 thread), with their blocks interleaved.
+fn measure_problem(
     problem: &Problem,
-    threads: usize,
+    threads: &[usize],
+    reference: bool,
     plan: &Plan,
-) -> Result<(Measurement, ReferenceTiming), CliError> {
+) -> Result<(Vec<Measurement>, Option<ReferenceTiming>), CliError> {
     let task = find_task(problem.task)?;
-    let kind = ReferenceProblem::from_task_name(problem.task)
-        .ok_or_else(|| CliError::runtime(format!("`{}` has no reference kernel", problem.task)))?;
-    let mut ctrl =
-        build_controller(task.as_ref(), problem, threads).map_err(|e| bench_error(problem, &e))?;
-    let config = problem_config(task.as_ref(), problem, 1);
-    let mut kernel = ReferenceKernel::new(kind, &config).map_err(|e| bench_error(problem, &e))?;
+    let mut ctrls = threads
+        .iter()
+        .map(|&n| build_controller(task.as_ref(), problem, n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bench_error(problem, &e))?;
+    let mut kernel = if reference {
+        let kind = ReferenceProblem::from_task_name(problem.task).ok_or_else(|| {
+            CliError::runtime(format!("`{}` has no reference kernel", problem.task))
+        })?;
+        let config = problem_config(task.as_ref(), problem, 1);
+        Some(ReferenceKernel::new(kind, &config).map_err(|e| bench_error(problem, &e))?)
+    } else {
+        None
+    };
     let x = task.initial_state();
-    let mut library = || -> Result<u64, CliError> {
-        let plan = ctrl
-            .act(black_box(&x))
-            .map_err(|e| bench_error(problem, &e))?;
-        black_box(plan[0]);
-        Ok(pool_iterations(&ctrl))
-    };
-    let mut reference = || -> Result<u64, CliError> {
-        black_box(kernel.step(black_box(&x))[0]);
-        Ok(0)
-    };
-    let mut timed = time_interleaved(plan, &mut [&mut library, &mut reference])?;
-    let reference = timed.pop().expect("two timings");
-    let library = timed.pop().expect("two timings");
-    let (median_ms, min_ms, max_ms) = block_stats(&reference.block_ms);
-    Ok((
-        measurement(problem, threads, library),
+    type Call<'a> = Box<dyn FnMut() -> Result<u64, CliError> + 'a>;
+    let mut calls: Vec<Call<'_>> = ctrls
+        .iter_mut()
+        .map(|ctrl| {
+            let x = &x;
+            Box::new(move || {
+                let plan = ctrl
+                    .act(black_box(x))
+                    .map_err(|e| bench_error(problem, &e))?;
+                black_box(plan[0]);
+                Ok(pool_iterations(ctrl))
+            }) as Call<'_>
+        })
+        .collect();
+    if let Some(kernel) = kernel.as_mut() {
+        let x = &x;
+        calls.push(Box::new(move || {
+            black_box(kernel.step(black_box(x))[0]);
+            Ok(0)
+        }));
+    }
+    let mut refs: Vec<&mut dyn FnMut() -> Result<u64, CliError>> =
+        calls.iter_mut().map(|c| c.as_mut() as _).collect();
+    let mut timed = time_interleaved(plan, &mut refs)?;
+    drop(refs);
+    drop(calls);
+    let reference = kernel.is_some().then(|| {
+        let r = timed.pop().expect("the reference's timing");
+        let (median_ms, min_ms, max_ms) = block_stats(&r.block_ms);
         ReferenceTiming {
-            calls_per_block: reference.calls_per_block,
+            calls_per_block: r.calls_per_block,
             median_ms,
             min_ms,
             max_ms,
-            block_ms: reference.block_ms,
-        },
-    ))
+            block_ms: r.block_ms,
+        }
+    });
+    let measured = threads
+        .iter()
+        .zip(timed)
+        .map(|(&n, t)| measurement(problem, n, t))
+        .collect();
+    Ok((measured, reference))
 }
 
 /// Give every measurement of a problem with a timed reference kernel that timing, and the
@@ -1130,6 +1133,37 @@ const REFERENCE_NOTE: &str = "reference: the hand-fused kernel of the same math 
      same way in blocks interleaved with the library's; ratio = library median / reference \
      median at 1 thread";
 
+/// What the speed-up lines are (their heading).
+const SPEEDUP_TITLE: &str = "speed-up over the first thread count (its median / this median; the \
+     thread counts' blocks interleaved), and the share of iterations the planner ran on its pool \
+     (parallel = auto: where measured faster)";
+
+/// One line per problem and extra thread count: `pendulum T=30 K=1000: 2 threads 1.08x (pool
+/// 0% of iterations)`.
+fn speedup_lines(problems: &[Measurement], threads: &[usize]) -> Vec<String> {
+    let Some(&first) = threads.first() else {
+        return vec![];
+    };
+    let mut lines = vec![];
+    for base in problems.iter().filter(|m| m.threads == first) {
+        for m in problems
+            .iter()
+            .filter(|m| m.problem == base.problem && m.threads != first)
+        {
+            let share = m.pool_iterations as f64 / m.timed_steps.max(1) as f64;
+            lines.push(format!(
+                "{}: {} thread{} {:.2}x (pool {:.0}% of iterations)",
+                m.problem,
+                m.threads,
+                plural(m.threads),
+                base.median_ms / m.median_ms,
+                100.0 * share.min(1.0)
+            ));
+        }
+    }
+    lines
+}
+
 /// What the allocation counts are (the heading of their lines).
 const ALLOCATIONS_TITLE: &str = "allocations per control step, counted on every thread during \
      the timed steps (warm-up excluded)";
@@ -1183,6 +1217,13 @@ pub fn render(r: &BenchReport) -> String {
         &PROBLEM_NUMERIC,
     ));
     let _ = writeln!(s, "{}", REFERENCE_NOTE);
+    let speedups = speedup_lines(&r.problems, &r.threads);
+    if !speedups.is_empty() {
+        let _ = writeln!(s, "\n{SPEEDUP_TITLE}:");
+        for line in speedups {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
     for (title, sweep) in [("K sweep", &r.k_sweep), ("T sweep", &r.t_sweep)] {
         let _ = writeln!(s, "\n{title}: {}, {}", sweep.task, sweep.fixed);
         let (header, rows) = sweep_rows(sweep, &r.threads);
@@ -1242,6 +1283,15 @@ pub fn markdown(r: &BenchReport) -> String {
             .replace("mppi_tasks::reference", "`mppi_tasks::reference`")
             .replace("\n           ", " ")
     );
+    let speedups = speedup_lines(&r.problems, &r.threads);
+    if !speedups.is_empty() {
+        let mut title = SPEEDUP_TITLE.to_string();
+        title[..1].make_ascii_uppercase();
+        let _ = writeln!(s, "\n{title}:\n");
+        for line in speedups {
+            let _ = writeln!(s, "- {line}");
+        }
+    }
     for (title, sweep, stem) in [
         ("K sweep", &r.k_sweep, "bench_scaling_k"),
         ("T sweep", &r.t_sweep, "bench_scaling_t"),

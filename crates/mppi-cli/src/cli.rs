@@ -60,10 +60,10 @@ diagnostics = basic):\n  \
     T sweep: double_integrator K = 1024, T = 10 ... 200.\n\n\
 Each measurement warms up, then times N blocks of repeated `Controller::act` calls (each block\n\
 at least 20 ms) and reports the median time per step, the min-max over blocks and\n\
-sample-steps/s = K*T/median. The fixed problems and the sweep at K = 2048 also time the\n\
-hand-fused reference kernel (mppi_tasks::reference: same math, same random numbers), its\n\
-blocks interleaved with the library's at the first thread count, and print the ratio\n\
-library / reference. With --out DIR: bench.json, bench.md and PNG + SVG plots\n\
+sample-steps/s = K*T/median. A problem's thread counts are timed together, their blocks\n\
+interleaved, and the speed-up over the first thread count is printed. The fixed problems\n\
+also time the hand-fused reference kernel (mppi_tasks::reference: same math, same random\n\
+numbers) in the same rounds, and print the ratio library / reference. With --out DIR: bench.json, bench.md and PNG + SVG plots\n\
 (bench_scaling_k, bench_scaling_t). Build with --release for meaningful numbers."
 )]
 pub struct BenchArgs {

@@ -3,10 +3,17 @@
 //! Handing a batch to the pool pays a fixed cost (waking the workers, scheduling, cache
 //! traffic) that no static threshold gets right everywhere: a pool round trip measured 9–24 µs
 //! back to back and 30–160 µs after the workers had slept 0.5 ms, and what a sample-step costs
-//! depends on the model. So under [`Parallel::Auto`] the planner measures both: its first
-//! evaluations alternate between the caller and the pool, and it keeps whichever was faster
-//! (the pool only if it saves at least [`MIN_GAIN`]); it measures again every [`RECHECK`]
-//! evaluations, so a change of load or rate is followed. The split never changes the results
+//! depends on the model and on what else the machine runs. So under [`Parallel::Auto`] the
+//! planner measures both: its first evaluations alternate between the caller and the pool, and
+//! it keeps the pool only if the median over the pairs of neighbouring trials of
+//! `pool time / caller time` is below `1 −` [`MIN_GAIN`] (the caller is exactly one thread's
+//! speed; the pool's second core may be a hyperthread of the first or shared with other work);
+//! it measures again after [`RECHECK`] evaluations, so a change of load or rate is followed,
+//! and doubles that interval (up to [`RECHECK_MAX`]) each time the answer stays the same, so
+//! the measuring itself costs next to nothing in the long run.
+//! Ratios of neighbours, because a shared machine's speed drifts between trials; their median,
+//! not the best trial, because the pool's best trial is the one where the other core happened
+//! to be free, not what it will usually get. The split never changes the results
 //! (every sample has its own random stream), only where they are computed.
 
 use std::time::Duration;
@@ -27,17 +34,23 @@ pub enum Parallel {
 }
 
 /// Weighted sample-steps (`K · T ·` [`crate::Objective::work_per_sample_step`]) below which
-/// an iteration stays on the caller: a few microseconds of work, less than a pool round trip.
-pub const MIN_WORK: f64 = 1024.0;
+/// an iteration stays on the caller without measuring: at 5–10 ns a sample-step that is
+/// 40–80 µs, of which a second thread could save half, while a pool round trip costs 10–30 µs
+/// back to back and more after the workers slept.
+pub const MIN_WORK: f64 = 8192.0;
 
 /// Timed evaluations per mode in one measurement.
-pub const TRIALS: u32 = 3;
+pub const TRIALS: u32 = 7;
 
-/// Evaluations between two measurements.
-pub const RECHECK: u32 = 2000;
+/// Evaluations between a measurement and the next, at first.
+pub const RECHECK: u32 = 1000;
 
-/// The pool is kept only if its best time is below `(1 − MIN_GAIN)` times the caller's.
-pub const MIN_GAIN: f64 = 0.05;
+/// The longest interval between two measurements.
+pub const RECHECK_MAX: u32 = 64_000;
+
+/// The pool is kept only if the median ratio of its time to the caller's is below
+/// `1 − MIN_GAIN`.
+pub const MIN_GAIN: f64 = 0.1;
 
 /// The measured choice between the caller and the pool for one planner.
 ///
@@ -66,11 +79,15 @@ pub struct Split {
     decided: Option<bool>,
     /// Evaluations since the decision.
     since: u32,
+    /// Evaluations between the decision and the next measurement.
+    interval: u32,
+    /// The decision of the previous measurement, if any.
+    previous: Option<bool>,
     /// Whether the warm-up evaluation of this measurement is done.
     warm: bool,
-    /// Timed evaluations and best time (seconds) per mode: `[caller, pool]`.
+    /// Timed evaluations and their times (seconds) per mode: `[caller, pool]`.
     trials: [u32; 2],
-    best: [f64; 2],
+    times: [[f64; TRIALS as usize]; 2],
 }
 
 impl Split {
@@ -83,9 +100,11 @@ impl Split {
             work: f64::NAN,
             decided: None,
             since: 0,
+            interval: RECHECK,
+            previous: None,
             warm: false,
             trials: [0; 2],
-            best: [f64::INFINITY; 2],
+            times: [[f64::INFINITY; TRIALS as usize]; 2],
         }
     }
 
@@ -102,13 +121,16 @@ impl Split {
         }
         if self.work.is_nan() || (work - self.work).abs() > 1e-9 * work {
             self.work = work;
+            self.previous = None;
+            self.interval = RECHECK;
             self.restart();
         }
         if let Some(pool) = self.decided {
-            if self.since < RECHECK {
+            if self.since < self.interval {
                 self.since += 1;
                 return pool;
             }
+            self.previous = Some(pool);
             self.restart();
         }
         if !self.warm {
@@ -130,12 +152,33 @@ impl Split {
             return;
         }
         let i = usize::from(pool);
-        self.trials[i] += 1;
-        self.best[i] = self.best[i].min(elapsed.as_secs_f64());
+        if self.trials[i] < TRIALS {
+            self.times[i][self.trials[i] as usize] = elapsed.as_secs_f64();
+            self.trials[i] += 1;
+        }
         if self.trials.iter().all(|t| *t >= TRIALS) {
-            self.decided = Some(self.best[1] < (1.0 - MIN_GAIN) * self.best[0]);
+            let pool = self.median_ratio() < 1.0 - MIN_GAIN;
+            self.interval = if self.previous == Some(pool) {
+                self.interval.saturating_mul(2).min(RECHECK_MAX)
+            } else {
+                RECHECK
+            };
+            self.decided = Some(pool);
             self.since = 0;
         }
+    }
+
+    /// The median over the measurement's trial pairs of `pool time / caller time` (infinite
+    /// until it has all its trials).
+    #[must_use]
+    pub fn median_ratio(&self) -> f64 {
+        let mut ratios = [0.0; TRIALS as usize];
+        for ((r, pool), caller) in ratios.iter_mut().zip(&self.times[1]).zip(&self.times[0]) {
+            *r = pool / caller;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let r = ratios[ratios.len() / 2];
+        if r.is_nan() { f64::INFINITY } else { r }
     }
 
     /// The decision in force, if measured: `Some(true)` for the pool.
@@ -144,18 +187,11 @@ impl Split {
         self.decided
     }
 
-    /// Best measured times (seconds) on the caller and on the pool in the current or last
-    /// measurement (infinite where not measured yet).
-    #[must_use]
-    pub fn best_times(&self) -> [f64; 2] {
-        self.best
-    }
-
     fn restart(&mut self) {
         self.decided = None;
         self.since = 0;
         self.trials = [0; 2];
-        self.best = [f64::INFINITY; 2];
+        self.times = [[f64::INFINITY; TRIALS as usize]; 2];
     }
 }
 
@@ -200,13 +236,13 @@ mod tests {
             &mut split,
             1e5,
             warm_and_trials,
-            |p| if p { 0.97 } else { 1.0 },
+            |p| if p { 0.93 } else { 1.0 },
         );
         assert_eq!(split.decision(), Some(false));
     }
 
     #[test]
-    fn the_best_of_the_trials_counts_not_an_outlier() {
+    fn the_median_of_the_trials_counts_not_an_outlier() {
         let mut split = Split::new(Parallel::Auto, true);
         let mut k = 0;
         // one pool trial is hit by a 10x outlier; the others are faster than the caller
@@ -236,6 +272,37 @@ mod tests {
         // another problem size starts over
         split.choose(2e5);
         assert_eq!(split.decision(), None);
+    }
+
+    #[test]
+    fn the_interval_doubles_while_the_answer_stays() {
+        let mut split = Split::new(Parallel::Auto, true);
+        let n = 1 + 2 * TRIALS as usize;
+        let trials = 2 * TRIALS as usize;
+        let caller_faster = |p: bool| if p { 2.0 } else { 1.0 };
+        run(&mut split, 1e5, n, caller_faster);
+        // measured again after RECHECK, then after 2 RECHECK, 4 RECHECK, ...
+        let mut interval = RECHECK as usize;
+        for _ in 0..4 {
+            let modes = run(&mut split, 1e5, interval + trials, caller_faster);
+            assert!(modes[..interval].iter().all(|p| !p));
+            assert_eq!(
+                modes[interval..].iter().filter(|p| **p).count(),
+                TRIALS as usize
+            );
+            interval *= 2;
+        }
+        // an answer that flips starts again from RECHECK
+        let modes = run(&mut split, 1e5, interval + trials, |p| {
+            if p { 0.5 } else { 1.0 }
+        });
+        assert_eq!(split.decision(), Some(true));
+        assert!(modes[interval + trials - 1]);
+        let modes = run(&mut split, 1e5, RECHECK as usize + 1, |p| {
+            if p { 0.5 } else { 1.0 }
+        });
+        assert!(modes[..RECHECK as usize].iter().all(|p| *p));
+        assert!(!modes[RECHECK as usize], "measuring again after RECHECK");
     }
 
     #[test]

@@ -211,7 +211,7 @@ fn auto_split_measures_both_and_changes_no_result() {
         let mut p = Planner::new(&cfg, 1).unwrap();
         let mut wheres = Vec::new();
         let mut means = Vec::new();
-        for step in 0..12 {
+        for step in 0..24 {
             let outcome = p.optimize(&objective, step, &mut ()).unwrap();
             wheres.push(outcome.last.parallel);
             means.extend_from_slice(p.mean());
