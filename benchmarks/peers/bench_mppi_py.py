@@ -235,7 +235,9 @@ def self_check():
 
 
 def settings(spec):
-    """The keyword settings of both variants: the problem's size and the peers' parameters."""
+    """The keyword settings of both variants: the problem's size and the peers' parameters.
+    `MPPI_NORMALS=fast` in the environment selects the fast normal generator."""
+    extra = {"normals": os.environ["MPPI_NORMALS"]} if os.environ.get("MPPI_NORMALS") else {}
     return dict(
         samples=spec["K"],
         horizon=spec["T"],
@@ -245,6 +247,7 @@ def settings(spec):
         weighting={"temperature": {"kind": "fixed", "lambda": spec["lam"]}},
         u_min=list(spec["u_min"]),
         u_max=list(spec["u_max"]),
+        **extra,
     )
 
 

@@ -1,6 +1,6 @@
 //! Repeat one control step of a benchmark problem, library or reference kernel, for profiling
-//! (a development aid): `step_profile <task> <lib|lib32|ref|ref32> [steps] [samples] [horizon]`
-//! (`lib32`, `ref32`: float32 rollouts), e.g.
+//! (a development aid): `step_profile <task> <lib|lib32|lib32f|ref|ref32|ref32f> [steps]
+//! [samples] [horizon]` (`…32`: float32 rollouts; `…32f`: and the fast normals), e.g.
 //! `valgrind --tool=callgrind target/release/examples/step_profile double_integrator lib 20 4096 50`.
 use mppi_tasks::reference::{ReferenceKernel, ReferenceProblem};
 use mppi_tasks::{controller, task_by_name};
@@ -14,10 +14,15 @@ fn main() {
     let config = mppi::MppiConfig {
         samples: arg(4, defaults.samples),
         horizon: arg(5, defaults.horizon),
-        precision: if args[2].ends_with("32") {
+        precision: if args[2].contains("32") {
             mppi::Precision::F32
         } else {
             mppi::Precision::F64
+        },
+        normals: if args[2].ends_with('f') {
+            mppi::Normals::Fast
+        } else {
+            mppi::Normals::Exact
         },
         ..defaults
     };
