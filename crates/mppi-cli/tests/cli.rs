@@ -1296,5 +1296,9 @@ fn the_one_millisecond_pendulum_config_swings_up_below_355() {
         costs.push(cost);
     }
     costs.sort_by(f64::total_cmp);
-    assert!(costs[2] <= 355.0, "median cost {} (all: {costs:?})", costs[2]);
+    assert!(
+        costs[2] <= 355.0,
+        "median cost {} (all: {costs:?})",
+        costs[2]
+    );
 }
