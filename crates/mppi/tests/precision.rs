@@ -108,7 +108,6 @@ fn float32_rows_and_blocks_agree_bit_for_bit() {
         obj.evaluate_block(&[], soa, &mut j, &mut scratch);
         from_blocks.extend(j);
     }
-    let bits = |v: &[f64]| v.iter().map(|c| c.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&from_rows), bits(&from_blocks));
 }
 
@@ -140,40 +139,47 @@ fn closed_loop(cfg: &MppiConfig, steps: usize) -> (Vec<f64>, Vec<f64>) {
     (x, plans)
 }
 
-#[test]
-fn float32_controller_converges_and_is_deterministic_across_threads() {
-    let (x1, plans1) = closed_loop(&config(1), 120);
-    let (x2, plans2) = closed_loop(&config(2), 120);
-    let bits = |v: &[f64]| v.iter().map(|c| c.to_bits()).collect::<Vec<_>>();
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|c| c.to_bits()).collect()
+}
+
+/// Closed loop with `cfg(1)` and `cfg(2)` (the pool forced, so that the blocks really split):
+/// the same plans and states bit for bit, and the target reached. Returns the plans.
+fn converges_identically_on_1_and_2_threads(cfg: impl Fn(usize) -> MppiConfig) -> Vec<f64> {
+    let (x1, plans1) = closed_loop(&cfg(1), 120);
+    let two = MppiConfig {
+        parallel: mppi::Parallel::Always,
+        ..cfg(2)
+    };
+    let (x2, plans2) = closed_loop(&two, 120);
     assert_eq!(bits(&plans1), bits(&plans2), "threads 1 vs 2");
     assert_eq!(bits(&x1), bits(&x2), "threads 1 vs 2");
     let miss = (x1[0] - 1.0).hypot(x1[1] + 1.0);
     assert!(miss < 0.05, "final position {x1:?}");
+    plans1
+}
+
+#[test]
+fn float32_controller_converges_and_is_deterministic_across_threads() {
+    let plans = converges_identically_on_1_and_2_threads(config);
     // and the float32 plans are not the float64 ones (the setting is honored)
     let f64_cfg = MppiConfig {
         precision: Precision::F64,
         ..config(1)
     };
     let (_, plans64) = closed_loop(&f64_cfg, 3);
-    assert_ne!(bits(&plans64), bits(&plans1[..plans64.len()]));
+    assert_ne!(bits(&plans64), bits(&plans[..plans64.len()]));
 }
 
 #[test]
 fn fast_normals_converge_and_are_deterministic_across_threads() {
-    let fast = |threads| MppiConfig {
+    let plans = converges_identically_on_1_and_2_threads(|threads| MppiConfig {
         normals: Normals::Fast,
         ..config(threads)
-    };
-    let (x1, plans1) = closed_loop(&fast(1), 120);
-    let (x2, plans2) = closed_loop(&fast(2), 120);
-    let bits = |v: &[f64]| v.iter().map(|c| c.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&plans1), bits(&plans2), "threads 1 vs 2");
-    assert_eq!(bits(&x1), bits(&x2), "threads 1 vs 2");
-    let miss = (x1[0] - 1.0).hypot(x1[1] + 1.0);
-    assert!(miss < 0.05, "final position {x1:?}");
+    });
     // the setting is honored: other random numbers than the exact generator's
     let (_, exact) = closed_loop(&config(1), 3);
-    assert_ne!(bits(&exact), bits(&plans1[..exact.len()]));
+    assert_ne!(bits(&exact), bits(&plans[..exact.len()]));
 }
 
 #[test]
