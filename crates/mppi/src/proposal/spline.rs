@@ -57,11 +57,11 @@ use nalgebra::DMatrix;
 use crate::config::ShiftFill;
 use crate::error::{MppiError, check_finite, check_len};
 use crate::gaussian::GaussianNoise;
-use crate::rng::SampleRng;
+use crate::rng::{BlockRng, SampleRng};
 
 use super::{
     Context, Proposal, clamp_plan, clamped_zero_row, fill_rows, set_clamped_mean, shift_rows,
-    step_log_det, step_mahalanobis, weighted_sum,
+    step_log_det, step_mahalanobis, weighted_sum, weighted_sum_blocks,
 };
 
 /// Gaussian over `K` knots, linearly interpolated to a `T`-step plan (`family = "spline"`).
@@ -451,6 +451,66 @@ impl Proposal for SplineGaussian {
             }
         }
         clamp_plan(u, &self.u_min, &self.u_max);
+    }
+    /// Draws across lanes into `soa`: the knot normals of every lane first (into `rows`, used
+    /// as scratch), then the operations of `sample` in its order with the lanes innermost, so
+    /// each lane gets exactly what `sample` draws from its stream.
+    fn sample_block(&self, rng: &mut BlockRng, rows: &mut [f64], soa: &mut [f64]) -> bool {
+        let (lanes, m) = (rng.lanes(), self.m);
+        let l = self.noise.cholesky();
+        // knot k, dimension j of lane `lane` at z[(k m + j) lanes + lane]: the order of `sample`
+        let z = &mut rows[..self.knots * m * lanes];
+        rng.normal_rows(z);
+        if self.scaled {
+            for (r, zr) in z.chunks_exact_mut(lanes).enumerate() {
+                let s = self.knot_spread[r / m];
+                zr.iter_mut().for_each(|v| *v *= s);
+            }
+        }
+        for (t, step) in soa.chunks_exact_mut(m * lanes).enumerate() {
+            let i = self.segment[t];
+            let (a, b) = (
+                self.basis[t * self.knots + i],
+                self.basis[t * self.knots + i + 1],
+            );
+            for (j, row) in step.chunks_exact_mut(lanes).enumerate() {
+                row.fill(a * self.mean[i * m + j] + b * self.mean[(i + 1) * m + j]);
+            }
+        }
+        for k in 0..self.knots {
+            let (first, last) = self.knot_rows[k];
+            for j in 0..m {
+                let zr = &z[(k * m + j) * lanes..(k * m + j + 1) * lanes];
+                for t in first..last {
+                    let b = self.basis[t * self.knots + k];
+                    if b == 0.0 {
+                        continue;
+                    }
+                    for i in j..m {
+                        let c = b * l[i * m + j];
+                        let row = &mut soa[(t * m + i) * lanes..(t * m + i + 1) * lanes];
+                        for (v, zv) in row.iter_mut().zip(zr) {
+                            *v += c * zv;
+                        }
+                    }
+                }
+            }
+        }
+        for (r, row) in soa.chunks_exact_mut(lanes).enumerate() {
+            let (lo, hi) = (self.u_min[r % m], self.u_max[r % m]);
+            row.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
+        }
+        false
+    }
+    fn fits_blocks(&self) -> bool {
+        true
+    }
+    /// [`Proposal::fit`] from the block layout: the same weighted sum, then the projection.
+    fn fit_blocks(&mut self, blocks: &[f64], weights: &[f64], out: &mut [f64]) -> bool {
+        let acc = &mut self.plan_scratch;
+        weighted_sum_blocks(blocks, weights, acc);
+        project(&self.pinv, self.horizon, self.m, acc, out);
+        true
     }
     /// The knot density `log N(B⁺u; μ, I_K ⊗ Σ_u)` (the U-space density is degenerate); with
     /// a spread, of `N(B⁺u; μ, diag(σ_k²) ⊗ Σ_u)`.
