@@ -528,14 +528,7 @@ impl BlockRng {
         let out = &mut out[..n];
         let z = &*ZIGGURAT;
         // Fast path across lanes: generator step, layer lookup, inner-rectangle test.
-        for l in 0..n {
-            self.bits[l] = xoshiro_step(
-                &mut self.s0[l],
-                &mut self.s1[l],
-                &mut self.s2[l],
-                &mut self.s3[l],
-            );
-        }
+        self.step_all();
         // a rejection flag per lane (u64, the width the vector loop stores, so reading them
         // back forwards from the store buffer), checked four lanes at a time
         let mut flags = [0u64; BLOCK_LANES];
