@@ -66,7 +66,9 @@ fn sample_seed(prefix: u64, sample: u64) -> u64 {
 /// The generator for one sample of one iteration of one control step.
 #[must_use]
 pub fn sample_rng(seed: u64, step: u64, iteration: u64, sample: u64) -> SampleRng {
-    SampleRng::seed_from_u64(stream_seed(seed, step, iteration, sample))
+    let mut rng = SampleRng::seed_from_u64(stream_seed(seed, step, iteration, sample));
+    rng.index = sample;
+    rng
 }
 
 /// The four xoshiro256++ state words for a 64-bit seed (SplitMix64 expansion, never all zero).
@@ -218,9 +220,26 @@ pub struct SampleRng {
     normals: Normals,
     /// [`Normals::Fast`]: the second normal of the last draw's pair (`f32` bits), not used yet.
     pending: Option<u32>,
+    /// Which sample of its iteration this stream draws ([`SampleRng::sample_index`]).
+    index: u64,
 }
 
 impl SampleRng {
+    /// The index of the sample of its iteration this stream belongs to (`sample` of
+    /// [`sample_rng`], `first + l` for lane `l` of a [`BlockRng`]; 0 for a generator seeded
+    /// directly). A proposal that puts fixed members at given places of the batch (TD-MPC2's
+    /// policy rollouts among the Gaussian samples) reads it in [`crate::Proposal::sample`].
+    ///
+    /// ```
+    /// use mppi::rng::{BlockRng, sample_rng};
+    /// assert_eq!(sample_rng(1, 2, 3, 40).sample_index(), 40);
+    /// assert_eq!(BlockRng::new(1, 2, 3, 64, 8).lane(5).sample_index(), 69);
+    /// ```
+    #[must_use]
+    pub fn sample_index(&self) -> u64 {
+        self.index
+    }
+
     /// The next 64 random bits.
     #[inline]
     pub fn next_bits(&mut self) -> u64 {
@@ -358,6 +377,7 @@ impl SeedableRng for SampleRng {
             s,
             normals: Normals::Exact,
             pending: None,
+            index: 0,
         }
     }
     /// SplitMix64 expansion of `state` into the four state words.
@@ -366,6 +386,7 @@ impl SeedableRng for SampleRng {
             s: expand_seed(state),
             normals: Normals::Exact,
             pending: None,
+            index: 0,
         }
     }
 }
@@ -387,6 +408,8 @@ impl SeedableRng for SampleRng {
 #[derive(Debug, Clone)]
 pub struct BlockRng {
     lanes: usize,
+    /// The sample index of lane 0.
+    first: usize,
     s0: [u64; BLOCK_LANES],
     s1: [u64; BLOCK_LANES],
     s2: [u64; BLOCK_LANES],
@@ -412,6 +435,7 @@ impl BlockRng {
         );
         let mut block = BlockRng {
             lanes,
+            first,
             s0: [0; BLOCK_LANES],
             s1: [0; BLOCK_LANES],
             s2: [0; BLOCK_LANES],
@@ -459,6 +483,7 @@ impl BlockRng {
             s: [self.s0[l], self.s1[l], self.s2[l], self.s3[l]],
             normals: self.normals,
             pending: self.has_pending[l].then_some(self.pending[l].to_bits()),
+            index: (self.first + l) as u64,
         }
     }
 
