@@ -15,7 +15,9 @@
 //! blocks, or any black box, per block or batch-wide); the [`Planner`] runs the loop until its
 //! iteration count, a deadline or an observer stops it; the [`Controller`] closes the loop
 //! around a state. A proposal or a model of your own checks itself against the contracts the
-//! loop relies on with the conformance suite in [`testing`].
+//! loop relies on with the conformance suite in [`testing`]. [`policy_search`] optimizes a
+//! feedback policy with the same weighting: parameter-space MPPI (the [`Planner`] over the
+//! policy's parameters) and EM policy search (weighted maximum likelihood on noisy rollouts).
 //!
 //! ```
 //! use mppi::{Controller, Cost, Dynamics, MppiConfig, ProposalConfig, WeightingConfig};
@@ -70,6 +72,7 @@ pub mod guided;
 pub mod keys;
 pub mod objective;
 pub mod planner;
+pub mod policy_search;
 pub mod proposal;
 pub mod rng;
 pub mod schedule;
