@@ -1,6 +1,6 @@
 """Our MJCF models (crates/mppi-mujoco/models) have dm_control's suite dynamics.
 
-For cartpole, acrobot, reacher, cheetah and hopper this checks, against
+For cartpole, acrobot, reacher, cheetah, hopper and pendulum this checks, against
 ``dm_control.suite.load(domain, task).physics`` (dm_control 1.0.50, MuJoCo 3.17.0):
 
 * sizes, joint/actuator/sensor names and order, ctrlrange, gear, timestep,
@@ -53,11 +53,12 @@ TASKS = {
     "reacher": "easy",
     "cheetah": "run",
     "hopper": "hop",
+    "pendulum": "swingup",
 }
 DOMAINS = list(TASKS)
 
 # Physics steps per control step in the dm_control task (control_timestep / timestep).
-N_SUB_STEPS = {"cartpole": 1, "acrobot": 1, "reacher": 1, "cheetah": 1, "hopper": 4}
+N_SUB_STEPS = {"cartpole": 1, "acrobot": 1, "reacher": 1, "cheetah": 1, "hopper": 4, "pendulum": 1}
 
 # Joint names in qpos order and actuator names in ctrl order (also documented in models/README.md).
 JOINTS = {
@@ -66,6 +67,7 @@ JOINTS = {
     "reacher": ["shoulder", "wrist"],
     "cheetah": ["rootx", "rootz", "rooty", "bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"],
     "hopper": ["rootx", "rootz", "rooty", "waist", "hip", "knee", "ankle"],
+    "pendulum": ["hinge"],
 }
 ACTUATORS = {
     "cartpole": ["slide"],
@@ -73,6 +75,7 @@ ACTUATORS = {
     "reacher": ["shoulder", "wrist"],
     "cheetah": ["bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"],
     "hopper": ["waist", "hip", "knee", "ankle"],
+    "pendulum": ["torque"],
 }
 
 # Model fields that only matter for drawing (or are bookkeeping) and may differ.
@@ -306,6 +309,8 @@ def reward(domain, task, m, d):
         speed = d.sensor("torso_subtreelinvel").data[0]
         hopping = tolerance(speed, 2, np.inf, margin=1, kind="linear", value_at_margin=0.5)
         return float(standing * hopping)
+    if domain == "pendulum":  # swingup: the pole within 8 degrees of upright
+        return float(tolerance(d.xmat[m.body("pole").id, 8], np.cos(np.deg2rad(8)), 1))
     raise ValueError(domain)
 
 
@@ -412,15 +417,16 @@ def test_replay_csv_selftest(domain, tmp_path):
     m, states, times, controls = simulate_for_csv(domain, k, 150, seed=5 + DOMAINS.index(domain), target_xy=target)
     path = tmp_path / f"{domain}.csv"
     write_csv(path, m, states, times, controls, units=DOMAINS.index(domain) % 2 == 0)
-    assert replay.replay_csv(path, domain, target_xy=target) <= 1e-12
-    assert replay.replay_csv(path, domain, target_xy=target, resync=True) <= 1e-12
+    task = TASKS[domain]
+    assert replay.replay_csv(path, domain, target_xy=target, task=task) <= 1e-12
+    assert replay.replay_csv(path, domain, target_xy=target, task=task, resync=True) <= 1e-12
 
     # a wrong control must show up
     controls_bad = controls.copy()
     controls_bad[10, 0] = -controls_bad[10, 0] if abs(controls_bad[10, 0]) > 0.1 else 0.9
     bad = tmp_path / f"{domain}_bad.csv"
     write_csv(bad, m, states, times, controls_bad)
-    assert replay.replay_csv(bad, domain, target_xy=target) > 1e-6
+    assert replay.replay_csv(bad, domain, target_xy=target, task=task) > 1e-6
 
 
 def test_replay_csv_parsing_details(tmp_path):
