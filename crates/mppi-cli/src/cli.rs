@@ -48,6 +48,12 @@ pub enum Command {
     /// Guided diffusion planning: collect expert windows and train a denoiser, then plan with
     /// it (`mppi run <task> --denoiser FILE`).
     Diffusion(crate::diffusion::DiffusionArgs),
+    /// Train a TD-MPC2-style agent whose planner is the EM loop in latent space, with one
+    /// member of the PO-MPC family of policy updates (V0, V∞, VTD, Vλ, Vλ̃).
+    Learn(crate::learn::LearnArgs),
+    /// Learn a feedback policy (linear or MLP) for a task with the EM loop: EM policy search
+    /// or parameter-space MPPI; writes policy.json, a learning curve and the closed-loop run.
+    PolicySearch(crate::policy_search::PolicySearchArgs),
 }
 
 /// Options of `mppi bench`.

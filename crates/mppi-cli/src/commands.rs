@@ -36,6 +36,8 @@ pub fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Theory(args) => theory(&args),
         Command::Bench(args) => crate::bench::bench(&args),
         Command::Diffusion(args) => crate::diffusion::diffusion(&args),
+        Command::Learn(args) => crate::learn::learn(&args),
+        Command::PolicySearch(args) => crate::policy_search::policy_search(&args),
     }
 }
 

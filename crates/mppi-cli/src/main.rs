@@ -13,8 +13,10 @@ mod cli;
 mod commands;
 mod diffusion;
 mod error;
+mod learn;
 mod output;
 mod plots;
+mod policy_search;
 mod registry;
 mod theory;
 

@@ -16,11 +16,14 @@
 
 use std::path::Path;
 
+pub mod agent;
 pub mod dataset;
+pub mod env;
 pub mod model;
 pub mod plan;
 
 pub use dataset::{CollectSettings, Dataset};
+pub use env::{Env, make_env};
 pub use model::{TrainReport, TrainSettings, TrainedDenoiser};
 pub use plan::{Energy, Guidance, PlanSettings, denoising_snapshots, guided_controller};
 
@@ -44,6 +47,42 @@ pub enum LearnError {
     /// A dataset or checkpoint file could not be read or written.
     #[error("{0}")]
     Checkpoint(String),
+}
+
+/// A `[d_in, d_out]` linear layer with weights and bias `U(−k, k)`, `k = 1/√d_in` (burn's
+/// default), drawn from `rng` (zero if `zero`): burn's own generator is global and shared by
+/// threads, so its initialization would not be a function of the seed.
+pub(crate) fn seeded_linear(
+    d_in: usize,
+    d_out: usize,
+    mut rng: mppi::rng::SampleRng,
+    zero: bool,
+    device: &burn::tensor::Device,
+) -> burn::nn::Linear {
+    use burn::module::Param;
+    use burn::tensor::{Tensor, TensorData};
+    let k = 1.0 / (d_in as f64).sqrt();
+    let mut draw = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                if zero {
+                    0.0
+                } else {
+                    (k * (2.0 * rng.uniform() - 1.0)) as f32
+                }
+            })
+            .collect()
+    };
+    let mut layer = burn::nn::LinearConfig::new(d_in, d_out).init(device);
+    layer.weight = Param::from_tensor(Tensor::<2>::from_data(
+        TensorData::new(draw(d_in * d_out), [d_in, d_out]),
+        device,
+    ));
+    layer.bias = Some(Param::from_tensor(Tensor::<1>::from_data(
+        TensorData::new(draw(d_out), [d_out]),
+        device,
+    )));
+    layer
 }
 
 pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), LearnError> {

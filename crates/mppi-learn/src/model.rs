@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::module::{Module, Param};
-use burn::nn::{Linear, LinearConfig};
+use burn::module::Module;
+use burn::nn::Linear;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -105,27 +105,15 @@ pub struct EpsNet {
     output: Linear,
 }
 
-/// A `[d_in, d_out]` linear layer with weights and bias `U(−k, k)`, `k = 1/√d_in` (burn's
-/// default), drawn from our own stream: burn's generator is global and shared by threads, so
-/// its initialization would not be a function of the seed.
+/// The denoiser's layer `layer`, seeded.
 fn linear(d_in: usize, d_out: usize, seed: u64, layer: u64, device: &Device) -> Linear {
-    let mut rng = sample_rng(seed, u64::MAX, layer, 0);
-    let k = 1.0 / (d_in as f64).sqrt();
-    let mut draw = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| (k * (2.0 * rng.uniform() - 1.0)) as f32)
-            .collect()
-    };
-    let mut layer = LinearConfig::new(d_in, d_out).init(device);
-    layer.weight = Param::from_tensor(Tensor::<2>::from_data(
-        TensorData::new(draw(d_in * d_out), [d_in, d_out]),
+    crate::seeded_linear(
+        d_in,
+        d_out,
+        sample_rng(seed, u64::MAX, layer, 0),
+        false,
         device,
-    ));
-    layer.bias = Some(Param::from_tensor(Tensor::<1>::from_data(
-        TensorData::new(draw(d_out), [d_out]),
-        device,
-    )));
-    layer
+    )
 }
 
 impl EpsNet {
