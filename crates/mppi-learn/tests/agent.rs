@@ -341,44 +341,59 @@ fn every_variant_improves_over_a_random_policy_in_2000_steps() {
     }
 }
 
-/// The same seed gives the same run, and a run resumed from its checkpoint ends exactly where
-/// the uninterrupted run does.
+/// The same seed gives the same run; a run resumed from a checkpoint written mid-run, or
+/// extended from the checkpoint its end left, ends exactly where the uninterrupted run does.
 #[test]
 fn training_is_deterministic_and_checkpoints_resume_exactly() {
-    let dir = std::env::temp_dir().join(format!("mppi-agent-ckpt-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let base = std::env::temp_dir().join(format!("mppi-agent-ckpt-{}", std::process::id()));
+    let (mid, end) = (base.join("mid"), base.join("end"));
+    let _ = std::fs::remove_dir_all(&base);
+    let json = |x: &dyn erased::Json| x.json();
+    let env = || make_env("cartpole-swingup").unwrap();
+    // the uninterrupted run, twice; the first also checkpoints (at step 500 and at its end)
     let mut a = trainer("vtilde", 1000, 5);
-    a.train(Some(&dir), |_| {}).unwrap();
+    let mut copied = false;
+    a.train(Some(&mid), |p| {
+        if let mppi_learn::agent::Progress::Checkpoint(500) = p {
+            copy_dir(&mid, &end);
+            copied = true;
+        }
+    })
+    .unwrap();
+    assert!(copied, "a checkpoint at step 500");
     let mut b = trainer("vtilde", 1000, 5);
     b.train(None, |_| {}).unwrap();
     let (sa, sb) = (a.summary("vtilde"), b.summary("vtilde"));
     // compared as JSON: NaN (no update yet) is not equal to itself
-    let json = |x: &dyn erased::Json| x.json();
     assert_eq!(json(&sa.evals), json(&sb.evals));
     assert_eq!(json(&a.episodes().to_vec()), json(&b.episodes().to_vec()));
-    // the checkpoint was written at the end of the first episode (step 500)
-    let mut c = Trainer::resume(
-        &dir,
-        make_env("cartpole-swingup").unwrap(),
-        make_env("cartpole-swingup").unwrap(),
-        None,
-    )
-    .unwrap();
+    // resumed from the mid-run checkpoint
+    let mut c = Trainer::resume(&end, env(), env(), None).unwrap();
     assert_eq!(c.step(), 500);
     c.train(None, |_| {}).unwrap();
     assert_eq!(json(&c.summary("vtilde").evals), json(&sa.evals));
     assert_eq!(json(&c.episodes().to_vec()), json(&a.episodes().to_vec()));
+    // a run of 500 steps extended to 1000 from the checkpoint at its end
+    let _ = std::fs::remove_dir_all(&end);
+    let mut d = trainer("vtilde", 500, 5);
+    d.train(Some(&end), |_| {}).unwrap();
+    let mut e = Trainer::resume(&end, env(), env(), Some(1000)).unwrap();
+    e.train(None, |_| {}).unwrap();
+    // the same training (episodes, returns, losses); its evaluations differ, because the
+    // 500-step run evaluated at its end and evaluation episodes are drawn per round
+    assert_eq!(json(&e.episodes().to_vec()), json(&a.episodes().to_vec()));
     // a checkpoint of another environment is refused
-    assert!(
-        Trainer::resume(
-            &dir,
-            make_env("pendulum-swingup").unwrap(),
-            make_env("pendulum-swingup").unwrap(),
-            None
-        )
-        .is_err()
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    let other = || make_env("pendulum-swingup").unwrap();
+    assert!(Trainer::resume(&end, other(), other(), None).is_err());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
 }
 
 mod erased {

@@ -42,7 +42,8 @@ pub struct RunSettings {
     pub eval_every: usize,
     /// Episodes per evaluation.
     pub eval_episodes: usize,
-    /// Write a checkpoint at the first episode end after every this many steps (0: never).
+    /// Write a checkpoint at the first episode end after every this many steps, and at the
+    /// end of the run (0: never).
     pub checkpoint_every: usize,
 }
 
@@ -401,6 +402,13 @@ impl Trainer {
             let record = self.evaluate()?;
             progress(Progress::Eval(&record));
             self.state.evals.push(record);
+        }
+        // a finished run leaves a checkpoint too, so `resume` with more steps extends it
+        if let Some(dir) = checkpoint_dir
+            && self.run.checkpoint_every > 0
+        {
+            self.save(dir)?;
+            progress(Progress::Checkpoint(self.state.step));
         }
         Ok(())
     }
