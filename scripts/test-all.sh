@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 echo "== cargo test --workspace --release --locked --exclude mppi-py"
 # mppi-py is tested through Python below (a Rust test binary of it would link libpython)
 cargo test --workspace --release --locked --exclude mppi-py
+# the env tracer for test_envs_match_dm_control.py, built here with the tests' artifacts (after the
+# wheel build below, the same command recompiled mppi-learn for minutes)
+cargo build --release --locked -p mppi-learn --example env_trace; export MPPI_ENV_TRACE="$PWD/target/release/examples/env_trace"  # for test_envs_match_dm_control.py
 
 PYTHON="${PYTHON:-python3}"
 VENV=target/py-venv
@@ -25,7 +28,6 @@ echo "== pip install ./crates/mppi-py[test] (builds the wheel)"
 echo "== pip install -r crates/mppi-mujoco/tests/python/requirements.txt (MuJoCo 3.17.0, dm_control)"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r crates/mppi-mujoco/tests/python/requirements.txt
-cargo build --release --locked -p mppi-learn --example env_trace; export MPPI_ENV_TRACE="$PWD/target/release/examples/env_trace"  # for test_envs_match_dm_control.py
 echo "== pytest crates/mppi-py/tests crates/mppi-mujoco/tests/python"
 # The MuJoCo tests check our MJCF models against dm_control's and replay trajectories of the
 # `mppi` binary the cargo tests above built (target/release/mppi) in dm_control's physics.
