@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mppi_learn::agent::{
-    AgentSettings, EvalRecord, PolicySettings, Progress, RunSettings, Summary, Trainer, VARIANTS,
+    AgentSettings, EvalRecord, PolicySettings, Progress, RunSettings, Summary, Trainer,
 };
-use mppi_learn::env::env_names;
 use mppi_learn::make_env;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -148,16 +147,13 @@ fn user_table(args: &LearnArgs) -> Result<toml::Table, CliError> {
 
 /// `mppi learn`.
 pub fn learn(args: &LearnArgs) -> Result<(), CliError> {
-    let make = |name: &str| {
-        make_env(name).map_err(|e| {
-            CliError::usage(format!("{e}\n(environments: {})", env_names().join(", ")))
-        })
-    };
+    // the errors of `make_env` and `variant` list the valid names themselves
+    let make = |name: &str| make_env(name).map_err(|e| CliError::usage(e.to_string()));
     let env = make(&args.env)?;
     let eval_env = make(&args.env)?;
     let user = user_table(args)?;
-    let preset = PolicySettings::variant(&args.variant)
-        .map_err(|e| CliError::usage(format!("{e} ({})", VARIANTS.join(", "))))?;
+    let preset =
+        PolicySettings::variant(&args.variant).map_err(|e| CliError::usage(e.to_string()))?;
     let agent: AgentSettings = section("agent", &AgentSettings::default(), &user)?;
     let policy: PolicySettings = section("policy", &preset, &user)?;
     let mut run: RunSettings = section("run", &RunSettings::default(), &user)?;
@@ -168,6 +164,11 @@ pub fn learn(args: &LearnArgs) -> Result<(), CliError> {
         run.seed = s;
     }
     let settings = Settings { agent, policy, run };
+    // bad settings fail before anything is written
+    let usage = |e: mppi_learn::LearnError| CliError::usage(e.to_string());
+    settings.agent.validate().map_err(usage)?;
+    settings.policy.validate().map_err(usage)?;
+    settings.run.validate().map_err(usage)?;
     let text = toml::to_string(&settings).map_err(|e| CliError::runtime(e.to_string()))?;
     if args.print_config {
         print!("{text}");
