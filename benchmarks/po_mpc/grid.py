@@ -7,8 +7,9 @@ then write the results table (benchmarks/po_mpc/table.py).
         --config configs/po-mpc-small.toml --steps 10000 --parallel 2
 
 Each cell writes DIR/<task>/<variant>/seed<k>/ (summary.json, eval.csv, plots, checkpoint/);
-a cell whose summary.json exists is skipped, and an unfinished one resumes from its
-checkpoint, so a stopped grid continues where it was.
+a cell whose summary.json has --steps steps is skipped, and any other one resumes from its
+checkpoint, so a stopped grid continues where it was, and a finished one is extended to a
+larger --steps (from the checkpoint written at the end of each run).
 """
 
 import argparse
@@ -28,7 +29,8 @@ TASKS = ["pendulum-swingup", "cartpole-swingup"]
 def run_cell(binary, task, variant, seed, steps, config, out, extra):
     """Train one cell (resuming if a checkpoint exists); returns (cell, seconds, status)."""
     cell = Path(out) / task / variant / f"seed{seed}"
-    if (cell / "summary.json").exists():
+    summary = cell / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("steps", 0) >= steps:
         return str(cell), 0.0, "done before"
     cmd = [binary, "learn", task, "--variant", variant, "--seed", str(seed),
            "--steps", str(steps), "--out", str(cell), "--quiet"]
@@ -40,8 +42,10 @@ def run_cell(binary, task, variant, seed, steps, config, out, extra):
         cmd.append("--resume")
     cell.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    # One thread per cell: cells are the parallelism, and results do not depend on threads.
+    env = {**os.environ, "RAYON_NUM_THREADS": os.environ.get("RAYON_NUM_THREADS", "1")}
     with open(cell / "log.txt", "w") as log:
-        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     return str(cell), time.time() - start, "ok" if rc == 0 else f"exit {rc}"
 
 

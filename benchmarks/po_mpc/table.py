@@ -120,7 +120,8 @@ def render(root, budgets=None):
     common = min(s["steps"] for d in data.values() for ss in d.values() for s in ss)
     lines += ["", f"Mechanism rows at {common} steps (KL(π‖planner): mean over the training decisions "
               f"of steps {int(0.8 * common)}–{common}; Q̂ − G: the evaluation at {common} steps, "
-              "first half of each episode; steps/s: whole run, with updates, without evaluations):",
+              "first half of each episode; steps/s: whole run, with updates, without evaluations, per "
+              "wall-clock second and, where recorded, per process CPU second):",
               "", header, sep]
     for task in sorted(data):
         d = data[task]
@@ -131,6 +132,10 @@ def render(root, budgets=None):
         lines.append(f"| {task} | KL(π‖planner) | " + " | ".join(kl) + " |")
         lines.append(f"| {task} | Q̂ − G | " + " | ".join(gap) + " |")
         lines.append(f"| {task} | steps/s | " + " | ".join(sps) + " |")
+        if any(s.get("steps_per_cpu_second") for ss in d.values() for s in ss):
+            cps = [fmt(*mean_ci([s.get("steps_per_cpu_second") for s in d.get(v, [])]), digits=1)
+                   for v in variants]
+            lines.append(f"| {task} | steps/CPU-s | " + " | ".join(cps) + " |")
     seeds = sorted({len(ss) for d in data.values() for ss in d.values()})
     lines += ["", f"Seeds per cell: {seeds}; t-quantiles t(0.975, n−1) (n = 3: 4.30)."]
     return "\n".join(lines) + "\n"

@@ -82,6 +82,12 @@ LITE_OVERRIDES = dict(
     max_std=2,            # 2
     batch_size=128,       # 256
 )
+# the sizes of this repository's PO-MPC grid, configs/po-mpc-small.toml (`--sizes small`),
+# with its 1000 seed steps (upstream would take 2500 for a 500-decision episode)
+SMALL_OVERRIDES = dict(LITE_OVERRIDES, latent_dim=16, mlp_dim=64, enc_dim=64, num_samples=64,
+                       num_pi_trajs=4, num_elites=8, iterations=2, batch_size=32)
+SMALL_SEED_STEPS = 1000
+SIZES = {"lite": LITE_OVERRIDES, "small": SMALL_OVERRIDES}
 # everything else (lr 3e-4, enc_lr_scale 0.3, rho 0.5, tau 0.01, coefficients 20/0.1/0.1,
 # grad clip 20, dropout 0.01, entropy 1e-4, log_std range [-10, 2], discount heuristic) is
 # upstream's config.yaml. seed_steps = max(1000, 5*episode_length) = 2500 is set by upstream's
@@ -97,6 +103,9 @@ def parse_args():
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--eval-episodes", type=int, default=2)
     p.add_argument("--out", required=True)
+    p.add_argument("--sizes", choices=sorted(SIZES), default="lite",
+                   help="lite: theory-spec G.5 TD-MPC2-lite; small: configs/po-mpc-small.toml "
+                        "(the PO-MPC grid's sizes, 1000 seed steps unless --seed-steps)")
     p.add_argument("--src", default=os.environ.get("TDMPC2_SRC", "/tmp/tdmpc2"),
                    help="work tree of nicklashansen/tdmpc2 (see setup.sh)")
     p.add_argument("--max-wall-s", type=float, default=0.0,
@@ -281,8 +290,8 @@ def main():
     cfg.save_agent = False
     cfg.save_csv = False
     cfg.enable_wandb = False
-    cfg.exp_name = "tdmpc2-lite"
-    for k, v in LITE_OVERRIDES.items():
+    cfg.exp_name = f"tdmpc2-{args.sizes}"
+    for k, v in SIZES[args.sizes].items():
         cfg[k] = v
     # parse_cfg asks hydra for the launch directory (only used for upstream's log dir)
     hydra.utils.get_original_cwd = lambda: os.path.abspath(args.out)
@@ -292,6 +301,8 @@ def main():
     env = make_env(cfg)  # sets obs_shape, action_dim, episode_length, seed_steps
     if args.seed_steps is not None:
         cfg.seed_steps = args.seed_steps
+    elif args.sizes == "small":
+        cfg.seed_steps = SMALL_SEED_STEPS
     agent = TDMPC2(cfg)
     buffer = Buffer(cfg)
     # REPLAY: upstream sizes the storage min(buffer_size, steps) rows, but an episode stores 501
@@ -382,6 +393,7 @@ def main():
         task=args.task, seed=args.seed, steps=args.steps, steps_done=train_steps,
         stopped_early=stopped_early, stopped_hard=stopped_hard, threads=args.threads, compile=bool(args.compile),
         eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+        size_preset=args.sizes,
         sizes={k: getattr(cfg, k) for k in LITE_OVERRIDES},
         other_cfg={k: getattr(cfg, k) for k in (
             "lr", "enc_lr_scale", "rho", "tau", "consistency_coef", "reward_coef", "value_coef",

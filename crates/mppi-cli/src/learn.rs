@@ -232,13 +232,14 @@ pub fn learn(args: &LearnArgs) -> Result<(), CliError> {
     let summary = trainer.summary(&args.variant);
     write_records(&out, &trainer, &summary)?;
     println!(
-        "{} {}: final return {:.1} after {} steps ({:.1} steps/s with updates), KL(π‖planner) {:.3}, \
-         Q̂ − G {:.2}\nwritten to {}",
+        "{} {}: final return {:.1} after {} steps ({:.1} steps/s with updates, {:.1} per CPU second), \
+         KL(π‖planner) {:.3}, Q̂ − G {:.2}\nwritten to {}",
         args.env,
         args.variant,
         summary.final_return,
         summary.steps,
         summary.steps_per_second,
+        summary.steps_per_cpu_second,
         summary.kl_planner,
         summary.q_gap,
         out.display()

@@ -65,6 +65,9 @@ fn learn_writes_records_plots_and_checkpoints_and_resumes() {
             .as_f64()
             .is_some_and(|r| (0.0..=1000.0).contains(&r))
     );
+    // CPU time is read from /proc (Linux, where CI runs) and carried through the checkpoint
+    let cpu = summary["train_cpu_seconds"].as_f64().unwrap();
+    assert!(cpu > 0.0 && summary["steps_per_cpu_second"].as_f64().unwrap() > 0.0);
     // extend the finished run
     let resumed = mppi(&[
         "learn",
@@ -84,6 +87,7 @@ fn learn_writes_records_plots_and_checkpoints_and_resumes() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["steps"], 700);
+    assert!(summary["train_cpu_seconds"].as_f64().unwrap() > cpu);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -139,6 +139,9 @@ struct RunState {
     episodes: Vec<EpisodeRecord>,
     evals: Vec<EvalRecord>,
     train_seconds: f64,
+    /// Process CPU seconds of training (absent in checkpoints written before it existed).
+    #[serde(default)]
+    train_cpu_seconds: f64,
     next_checkpoint: usize,
     next_eval: usize,
 }
@@ -198,6 +201,13 @@ pub struct Summary {
     /// Seconds of training (without evaluations).
     #[serde(deserialize_with = "super::math::f64_or_nan")]
     pub train_seconds: f64,
+    /// Process CPU seconds (user + system, all threads) of training without evaluations: the
+    /// rate to compare on a shared machine, where wall-clock time depends on the load.
+    #[serde(default, deserialize_with = "super::math::f64_or_nan")]
+    pub train_cpu_seconds: f64,
+    /// Agent steps per process CPU second, with updates, without evaluations.
+    #[serde(default, deserialize_with = "super::math::f64_or_nan")]
+    pub steps_per_cpu_second: f64,
 }
 
 impl Trainer {
@@ -235,6 +245,7 @@ impl Trainer {
                 episodes: Vec::new(),
                 evals: Vec::new(),
                 train_seconds: 0.0,
+                train_cpu_seconds: 0.0,
                 next_checkpoint: run.checkpoint_every,
                 next_eval: if run.eval_every > 0 {
                     run.eval_every
@@ -290,7 +301,7 @@ impl Trainer {
         let length = self.env.episode_length();
         let seed = self.run.seed;
         while self.state.step < self.run.steps {
-            let started = Instant::now();
+            let (started, started_cpu) = (Instant::now(), process_cpu_seconds());
             let mut obs = vec![0.0; o];
             self.env
                 .reset(stream_seed(seed, self.state.episode, 1, 0), &mut obs)?;
@@ -301,7 +312,7 @@ impl Trainer {
             let mut loss_sum = UpdateStats::default();
             let mut updates = 0usize;
             let mut inference = self.learner.inference();
-            let mut eval_seconds = 0.0;
+            let (mut eval_seconds, mut eval_cpu) = (0.0, 0.0);
             for _ in 0..length {
                 if self.state.step >= self.run.steps {
                     break;
@@ -353,9 +364,10 @@ impl Trainer {
                 }
                 progress(Progress::Step(self.state.step));
                 if self.state.step >= self.state.next_eval {
-                    let t = Instant::now();
+                    let (t, cpu) = (Instant::now(), process_cpu_seconds());
                     let record = self.evaluate()?;
                     eval_seconds += t.elapsed().as_secs_f64();
+                    eval_cpu += process_cpu_seconds() - cpu;
                     progress(Progress::Eval(&record));
                     self.state.evals.push(record);
                     self.state.next_eval = if self.run.eval_every > 0 {
@@ -383,6 +395,7 @@ impl Trainer {
                 self.replay.push(ep)?;
             }
             self.state.train_seconds += started.elapsed().as_secs_f64() - eval_seconds;
+            self.state.train_cpu_seconds += process_cpu_seconds() - started_cpu - eval_cpu;
             if let Some(dir) = checkpoint_dir
                 && self.run.checkpoint_every > 0
                 && self.state.step >= self.state.next_checkpoint
@@ -538,6 +551,8 @@ impl Trainer {
             q_gap: last.map_or(f64::NAN, |e| e.q_gap),
             steps_per_second: self.state.step as f64 / self.state.train_seconds.max(1e-9),
             train_seconds: self.state.train_seconds,
+            train_cpu_seconds: self.state.train_cpu_seconds,
+            steps_per_cpu_second: self.state.step as f64 / self.state.train_cpu_seconds.max(1e-9),
         }
     }
 
@@ -761,4 +776,27 @@ fn q_hat(inference: &Inference, obs: &[f32], action: &[f64]) -> f64 {
 #[must_use]
 pub fn default_out_dir(env: &str, variant: &str, seed: u64) -> PathBuf {
     PathBuf::from("out/learn").join(format!("{env}_{variant}_seed{seed}"))
+}
+
+/// CPU seconds (user + system, all threads) this process has used, from `/proc/self/stat`
+/// in clock ticks of 1/100 s (Linux's `USER_HZ`); 0 where that file does not exist, so the
+/// CPU-time fields then read 0 and their rates are meaningless rather than an error.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // after the command name in parentheses: field 14 (utime) and 15 (stime) of the line
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
