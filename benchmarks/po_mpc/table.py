@@ -5,6 +5,10 @@ mechanism rows (KL(pi || planner) on fresh states, value overestimation Q-hat - 
 training throughput.
 
     python3 benchmarks/po_mpc/table.py benchmarks/results/po-mpc/grid-small [--budgets 5000,10000]
+        [--peer benchmarks/results/po-mpc/tdmpc2-peer --peer-prefix small-]
+
+`--peer` adds a column for the official TD-MPC2 runs of benchmarks/peers/tdmpc2 (directories
+`<prefix><task>-s<seed>` with eval.csv and summary.json), and their throughput.
 """
 
 import argparse
@@ -18,7 +22,9 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
         9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
 ORDER = ["v0", "vinf", "vinf-reanalyze", "vtd", "vlambda-0.1", "vlambda-1", "vtilde"]
 NAMES = {"v0": "V0 (λ=0, TD-MPC2)", "vinf": "V∞ (BMPC)", "vinf-reanalyze": "V∞ + reanalyze",
-         "vtd": "VTD (TD-M(PC)²)", "vlambda-0.1": "Vλ=0.1", "vlambda-1": "Vλ=1", "vtilde": "Vλ̃ (λ=1)"}
+         "vtd": "VTD (TD-M(PC)²)", "vlambda-0.1": "Vλ=0.1", "vlambda-1": "Vλ=1", "vtilde": "Vλ̃ (λ=1)",
+         "tdmpc2-official": "TD-MPC2 official"}
+PEER = "tdmpc2-official"
 
 
 def t975(df):
@@ -64,6 +70,26 @@ def load(root):
     return out
 
 
+def load_peer(root, prefix, tasks):
+    """{task: [summary-like dict]} of official TD-MPC2 runs `<root>/<prefix><task>-s<seed>`."""
+    out = {}
+    for task in tasks:
+        for cell in sorted(Path(root).glob(f"{prefix}{task}-s*")):
+            if not (cell / "summary.json").exists() or not (cell / "eval.csv").exists():
+                continue
+            s = json.loads((cell / "summary.json").read_text())
+            rows = [r.split(",") for r in (cell / "eval.csv").read_text().splitlines()[1:] if r]
+            rates = s.get("agent_steps_per_second", {})
+            out.setdefault(task, []).append({
+                "steps": s.get("steps_done", s.get("steps", 0)),
+                "evals": [{"step": int(r[0]), "mean": float(r[1])} for r in rows],
+                "steps_per_second": rates.get("overall_excl_eval"),
+                "steps_per_cpu_second": rates.get("overall_excl_eval_cpu"),
+                "_cell": str(cell),
+            })
+    return out
+
+
 def eval_at(summary, budget):
     """The last evaluation record at or before `budget` steps."""
     best = None
@@ -80,6 +106,8 @@ def kl_at(cell, budget):
         return None
     rows = path.read_text().splitlines()
     head = rows[0].split(",")
+    if "kl_planner" not in head:
+        return None
     i_step, i_kl = head.index("step"), head.index("kl_planner")
     vals = []
     for r in rows[1:]:
@@ -98,10 +126,15 @@ def at_budget(summary, budget):
     return e["mean"] if e and e.get("mean") is not None else None
 
 
-def render(root, budgets=None):
+def render(root, budgets=None, peer=None, peer_prefix="small-"):
     data = load(root)
     if not data:
         return f"no summary.json under {root}\n"
+    # the mechanism rows at the largest budget every cell of ours reached
+    common = min(s["steps"] for d in data.values() for ss in d.values() for s in ss)
+    if peer:
+        for task, runs in load_peer(peer, peer_prefix, list(data)).items():
+            data[task][PEER] = runs
     variants = [v for v in ORDER if any(v in d for d in data.values())]
     variants += sorted({v for d in data.values() for v in d} - set(variants))
     if budgets is None:
@@ -116,8 +149,6 @@ def render(root, budgets=None):
         for b in budgets:
             cells = [fmt(*mean_ci([at_budget(s, b) for s in data[task].get(v, [])])) for v in variants]
             lines.append(f"| {task} | {b} | " + " | ".join(cells) + " |")
-    # the mechanism rows at the largest budget every cell reached
-    common = min(s["steps"] for d in data.values() for ss in d.values() for s in ss)
     lines += ["", f"Mechanism rows at {common} steps (KL(π‖planner): mean over the training decisions "
               f"of steps {int(0.8 * common)}–{common}; Q̂ − G: the evaluation at {common} steps, "
               "first half of each episode; steps/s: whole run, with updates, without evaluations, per "
@@ -136,7 +167,7 @@ def render(root, budgets=None):
             cps = [fmt(*mean_ci([s.get("steps_per_cpu_second") for s in d.get(v, [])]), digits=1)
                    for v in variants]
             lines.append(f"| {task} | steps/CPU-s | " + " | ".join(cps) + " |")
-    seeds = sorted({len(ss) for d in data.values() for ss in d.values()})
+    seeds = sorted({len(ss) for d in data.values() for v, ss in d.items() if v != PEER})
     lines += ["", f"Seeds per cell: {seeds}; t-quantiles t(0.975, n−1) (n = 3: 4.30)."]
     return "\n".join(lines) + "\n"
 
@@ -145,9 +176,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("root")
     p.add_argument("--budgets", default=None)
+    p.add_argument("--peer", default=None, help="directory of official TD-MPC2 runs (a column)")
+    p.add_argument("--peer-prefix", default="small-", help="their run directories' prefix")
     args = p.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
-    sys.stdout.write(render(args.root, budgets))
+    sys.stdout.write(render(args.root, budgets, args.peer, args.peer_prefix))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 //! The networks of the TD-MPC2-style agent (docs/theory.md §G.2) on burn: every hidden layer
-//! is `Linear → LayerNorm → Mish`; the encoder and the latent dynamics end in SimNorm; reward
+//! is `Linear → LayerNorm → Mish`; the encoder and the latent dynamics end in
+//! `Linear → LayerNorm → SimNorm` (TD-MPC2's normalized output layer); weights start as
+//! `N(0, 0.02²)` and biases at zero, as in TD-MPC2; reward
 //! and Q heads output logits over the two-hot bins (their last layers start at zero, so they
 //! first predict 0); the policy outputs the mean and log-std of a tanh-squashed Gaussian, and
 //! the intermediate prior `π̃` those of a plain Gaussian in action space.
@@ -7,9 +9,9 @@
 //! Every tensor is `[rows, features]`: time and batch are flattened into rows.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use mppi::rng::sample_rng;
 
 use super::settings::AgentSettings;
@@ -45,17 +47,30 @@ impl NormedLinear {
     }
 }
 
-/// A multilayer perceptron: hidden [`NormedLinear`] layers and a plain linear output.
+/// A multilayer perceptron: hidden [`NormedLinear`] layers and a linear output, optionally
+/// layer-normalized (the encoder's and the dynamics' outputs, before SimNorm).
 #[derive(Module, Debug)]
 pub struct Mlp {
     hidden: Vec<NormedLinear>,
     output: Linear,
+    output_norm: Option<LayerNorm>,
+}
+
+/// How an [`Mlp`]'s output layer starts and ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// A plain linear layer.
+    Linear,
+    /// A linear layer whose weights start at zero (the reward and Q heads first predict 0).
+    Zero,
+    /// A linear layer followed by LayerNorm (what SimNorm is applied to).
+    Normed,
 }
 
 impl Mlp {
-    /// `sizes = [in, hidden..., out]`; weights `U(−1/√in, 1/√in)` drawn from the stream
-    /// `(seed, tag)`, the output layer zero if `zero_output`.
-    fn new(sizes: &[usize], seed: u64, tag: u64, zero_output: bool, device: &Device) -> Self {
+    /// `sizes = [in, hidden..., out]`; weights `N(0, 0.02²)` drawn from the stream
+    /// `(seed, tag)`, biases zero.
+    fn new(sizes: &[usize], seed: u64, tag: u64, output: Output, device: &Device) -> Self {
         let n = sizes.len() - 1;
         let hidden = (0..n - 1)
             .map(|i| NormedLinear {
@@ -70,15 +85,20 @@ impl Mlp {
                 norm: LayerNormConfig::new(sizes[i + 1]).init(device),
             })
             .collect();
-        let output = linear(
+        let output_layer = linear(
             sizes[n - 1],
             sizes[n],
             seed,
             tag * 16 + n as u64,
-            zero_output,
+            output == Output::Zero,
             device,
         );
-        Mlp { hidden, output }
+        Mlp {
+            hidden,
+            output: output_layer,
+            output_norm: (output == Output::Normed)
+                .then(|| LayerNormConfig::new(sizes[n]).init(device)),
+        }
     }
 
     /// The network on rows `x`.
@@ -87,11 +107,19 @@ impl Mlp {
         for layer in &self.hidden {
             h = layer.forward(h);
         }
-        self.output.forward(h)
+        let out = self.output.forward(h);
+        match &self.output_norm {
+            Some(norm) => norm.forward(out),
+            None => out,
+        }
     }
 }
 
-/// A seeded linear layer (stream `(seed, −2, stream)`), zero if `zero`.
+/// TD-MPC2's initial weight scale: `N(0, 0.02²)` (its truncation at ±2 never binds).
+const INIT_STD: f64 = 0.02;
+
+/// A seeded linear layer (stream `(seed, −2, stream)`): weights `N(0, 0.02²)`, or zero if
+/// `zero`; biases zero.
 fn linear(
     d_in: usize,
     d_out: usize,
@@ -100,13 +128,23 @@ fn linear(
     zero: bool,
     device: &Device,
 ) -> Linear {
-    crate::seeded_linear(
-        d_in,
-        d_out,
-        sample_rng(seed, u64::MAX - 1, stream, 0),
-        zero,
+    let mut rng = sample_rng(seed, u64::MAX - 1, stream, 0);
+    let weights: Vec<f32> = (0..d_in * d_out)
+        .map(|_| {
+            if zero {
+                0.0
+            } else {
+                (INIT_STD * rng.normal()) as f32
+            }
+        })
+        .collect();
+    let mut layer = LinearConfig::new(d_in, d_out).init(device);
+    layer.weight = Param::from_tensor(Tensor::<2>::from_data(
+        TensorData::new(weights, [d_in, d_out]),
         device,
-    )
+    ));
+    layer.bias = Some(Param::from_tensor(Tensor::<1>::zeros([d_out], device)));
+    layer
 }
 
 /// Encoder, latent dynamics, reward and the Q ensemble: what the world-model loss trains.
@@ -142,11 +180,25 @@ impl WorldModel {
         let (l, h) = (s.latent, s.mlp);
         let za = l + act_dim;
         WorldModel {
-            encoder: Mlp::new(&[obs_dim, s.encoder_hidden, l], seed, 1, false, device),
-            dynamics: Mlp::new(&[za, h, h, l], seed, 2, false, device),
-            reward: Mlp::new(&[za, h, h, s.bins], seed, 3, true, device),
+            encoder: Mlp::new(
+                &[obs_dim, s.encoder_hidden, l],
+                seed,
+                1,
+                Output::Normed,
+                device,
+            ),
+            dynamics: Mlp::new(&[za, h, h, l], seed, 2, Output::Normed, device),
+            reward: Mlp::new(&[za, h, h, s.bins], seed, 3, Output::Zero, device),
             qs: (0..s.num_q)
-                .map(|k| Mlp::new(&[za, h, h, s.bins], seed, 4 + k as u64, true, device))
+                .map(|k| {
+                    Mlp::new(
+                        &[za, h, h, s.bins],
+                        seed,
+                        4 + k as u64,
+                        Output::Zero,
+                        device,
+                    )
+                })
                 .collect(),
         }
     }
@@ -181,7 +233,7 @@ impl PolicyNet {
                 &[s.latent, s.mlp, s.mlp, 2 * act_dim],
                 seed,
                 tag,
-                false,
+                Output::Linear,
                 device,
             ),
         }
