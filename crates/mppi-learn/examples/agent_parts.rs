@@ -11,21 +11,7 @@ use mppi_learn::agent::latent::LatentPlanner;
 use mppi_learn::agent::learner::Learner;
 use mppi_learn::agent::replay::{Batch, Episode, Replay};
 use mppi_learn::agent::{AgentSettings, PolicySettings};
-
-/// CPU seconds (user + system) of this process so far, from /proc/self/stat (0 elsewhere).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // the fields after the command name in parentheses: utime and stime are the 12th and 13th
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    if f.len() < 13 {
-        return 0.0;
-    }
-    (f[11] + f[12]) / 100.0
-}
+use mppi_learn::process_cpu_seconds;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<usize> = std::env::args()
@@ -58,22 +44,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut batch = Batch::default();
     let n = 40;
-    let (start, cpu) = (Instant::now(), cpu_seconds());
+    let (start, cpu) = (Instant::now(), process_cpu_seconds());
     for _ in 0..n {
         replay.sample(s.batch, &mut rng, &mut batch)?;
         learner.update(&batch, &mut rng)?;
     }
     let update_ms = start.elapsed().as_secs_f64() * 1e3 / n as f64;
-    let update_cpu = (cpu_seconds() - cpu) * 1e3 / n as f64;
+    let update_cpu = (process_cpu_seconds() - cpu) * 1e3 / n as f64;
     let inference = learner.inference();
     let mut planner = LatentPlanner::new(&s, m, 0)?;
     let obs = vec![0.1f32; o];
-    let (start, cpu) = (Instant::now(), cpu_seconds());
+    let (start, cpu) = (Instant::now(), process_cpu_seconds());
     for k in 0..n {
         planner.decide(&inference, &obs, k as u64, true)?;
     }
     let plan_ms = start.elapsed().as_secs_f64() * 1e3 / n as f64;
-    let plan_cpu = (cpu_seconds() - cpu) * 1e3 / n as f64;
+    let plan_cpu = (process_cpu_seconds() - cpu) * 1e3 / n as f64;
     let z = inference.encode(&obs, 1);
     let plans: Vec<f64> = (0..s.samples * s.horizon * m)
         .map(|_| rng.uniform() * 2.0 - 1.0)

@@ -99,3 +99,32 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
         LearnError::Checkpoint(format!("`{}` is not a valid file: {e}", path.display()))
     })
 }
+
+/// CPU seconds (user + system, all threads) this process has used, from `/proc/self/stat`
+/// in clock ticks of 1/100 s (Linux's `USER_HZ`); 0 where that file does not exist (the
+/// rates computed from it are then NaN, not an error). On a shared machine CPU time is the
+/// fair measure of speed: wall-clock time depends on the other load.
+///
+/// ```
+/// let t = mppi_learn::process_cpu_seconds();
+/// assert!(t >= 0.0);
+/// ```
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // after the command name in parentheses: field 14 (utime) and 15 (stime) of the line
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}

@@ -301,7 +301,7 @@ impl Trainer {
         let length = self.env.episode_length();
         let seed = self.run.seed;
         while self.state.step < self.run.steps {
-            let (started, started_cpu) = (Instant::now(), process_cpu_seconds());
+            let (started, started_cpu) = (Instant::now(), crate::process_cpu_seconds());
             let mut obs = vec![0.0; o];
             self.env
                 .reset(stream_seed(seed, self.state.episode, 1, 0), &mut obs)?;
@@ -364,10 +364,10 @@ impl Trainer {
                 }
                 progress(Progress::Step(self.state.step));
                 if self.state.step >= self.state.next_eval {
-                    let (t, cpu) = (Instant::now(), process_cpu_seconds());
+                    let (t, cpu) = (Instant::now(), crate::process_cpu_seconds());
                     let record = self.evaluate()?;
                     eval_seconds += t.elapsed().as_secs_f64();
-                    eval_cpu += process_cpu_seconds() - cpu;
+                    eval_cpu += crate::process_cpu_seconds() - cpu;
                     progress(Progress::Eval(&record));
                     self.state.evals.push(record);
                     self.state.next_eval = if self.run.eval_every > 0 {
@@ -395,7 +395,7 @@ impl Trainer {
                 self.replay.push(ep)?;
             }
             self.state.train_seconds += started.elapsed().as_secs_f64() - eval_seconds;
-            self.state.train_cpu_seconds += process_cpu_seconds() - started_cpu - eval_cpu;
+            self.state.train_cpu_seconds += crate::process_cpu_seconds() - started_cpu - eval_cpu;
             if let Some(dir) = checkpoint_dir
                 && self.run.checkpoint_every > 0
                 && self.state.step >= self.state.next_checkpoint
@@ -552,7 +552,11 @@ impl Trainer {
             steps_per_second: self.state.step as f64 / self.state.train_seconds.max(1e-9),
             train_seconds: self.state.train_seconds,
             train_cpu_seconds: self.state.train_cpu_seconds,
-            steps_per_cpu_second: self.state.step as f64 / self.state.train_cpu_seconds.max(1e-9),
+            steps_per_cpu_second: if self.state.train_cpu_seconds > 0.0 {
+                self.state.step as f64 / self.state.train_cpu_seconds
+            } else {
+                f64::NAN
+            },
         }
     }
 
@@ -776,27 +780,4 @@ fn q_hat(inference: &Inference, obs: &[f32], action: &[f64]) -> f64 {
 #[must_use]
 pub fn default_out_dir(env: &str, variant: &str, seed: u64) -> PathBuf {
     PathBuf::from("out/learn").join(format!("{env}_{variant}_seed{seed}"))
-}
-
-/// CPU seconds (user + system, all threads) this process has used, from `/proc/self/stat`
-/// in clock ticks of 1/100 s (Linux's `USER_HZ`); 0 where that file does not exist, so the
-/// CPU-time fields then read 0 and their rates are meaningless rather than an error.
-fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // after the command name in parentheses: field 14 (utime) and 15 (stime) of the line
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
