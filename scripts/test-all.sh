@@ -13,9 +13,11 @@ cd "$(dirname "$0")/.."
 echo "== cargo test --workspace --release --locked --exclude mppi-py"
 # mppi-py is tested through Python below (a Rust test binary of it would link libpython)
 cargo test --workspace --release --locked --exclude mppi-py
-# the env tracer for test_envs_match_dm_control.py, built here with the tests' artifacts (after the
-# wheel build below, the same command recompiled mppi-learn for minutes)
-cargo build --release --locked -p mppi-learn --example env_trace; export MPPI_ENV_TRACE="$PWD/target/release/examples/env_trace"  # for test_envs_match_dm_control.py
+# the env tracer for test_envs_match_dm_control.py: the same package selection as the tests
+# above, so the same features and their artifacts (`-p mppi-learn` alone resolves other
+# features and recompiled mppi-mujoco and mppi-learn for 6 minutes)
+cargo build --release --locked --workspace --exclude mppi-py --example env_trace
+export MPPI_ENV_TRACE="$PWD/target/release/examples/env_trace"  # for test_envs_match_dm_control.py
 
 PYTHON="${PYTHON:-python3}"
 VENV=target/py-venv
