@@ -3,8 +3,8 @@
 installed (a cluster with `--address auto`, or this machine), else on a local process pool,
 then write the results table (benchmarks/po_mpc/table.py).
 
-    python3 benchmarks/po_mpc/grid.py --out benchmarks/results/po-mpc/grid-small \
-        --config configs/po-mpc-small.toml --steps 10000 --parallel 2
+    python3 benchmarks/po_mpc/grid.py --out benchmarks/results/po-mpc/grid-small-25k \
+        --config configs/po-mpc-small.toml --steps 25000 --parallel 2
 
 Each cell writes DIR/<task>/<variant>/seed<k>/ (summary.json, eval.csv, plots, checkpoint/);
 a cell whose summary.json has --steps steps is skipped, and any other one resumes from its

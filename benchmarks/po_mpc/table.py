@@ -4,7 +4,7 @@ cells = mean evaluation return ± 95% t-interval over seeds at each budget; belo
 mechanism rows (KL(pi || planner) on fresh states, value overestimation Q-hat - G) and the
 training throughput.
 
-    python3 benchmarks/po_mpc/table.py benchmarks/results/po-mpc/grid-small [--budgets 5000,10000]
+    python3 benchmarks/po_mpc/table.py benchmarks/results/po-mpc/grid-small-25k [--budgets 5000,10000]
         [--peer benchmarks/results/po-mpc/tdmpc2-peer --peer-prefix small-]
 
 `--peer` adds a column for the official TD-MPC2 runs of benchmarks/peers/tdmpc2 (directories
