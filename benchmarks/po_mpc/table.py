@@ -130,8 +130,8 @@ def render(root, budgets=None, peer=None, peer_prefix="small-"):
     data = load(root)
     if not data:
         return f"no summary.json under {root}\n"
-    # the mechanism rows at the largest budget every cell of ours reached
-    common = min(s["steps"] for d in data.values() for ss in d.values() for s in ss)
+    # the mechanism rows of each task at the largest budget every cell of ours reached
+    common = {task: min(s["steps"] for ss in d.values() for s in ss) for task, d in data.items()}
     if peer:
         for task, runs in load_peer(peer, peer_prefix, list(data)).items():
             data[task][PEER] = runs
@@ -149,19 +149,20 @@ def render(root, budgets=None, peer=None, peer_prefix="small-"):
         for b in budgets:
             cells = [fmt(*mean_ci([at_budget(s, b) for s in data[task].get(v, [])])) for v in variants]
             lines.append(f"| {task} | {b} | " + " | ".join(cells) + " |")
-    lines += ["", f"Mechanism rows at {common} steps (KL(π‖planner): mean over the training decisions "
-              f"of steps {int(0.8 * common)}–{common}; Q̂ − G: the evaluation at {common} steps, "
+    lines += ["", "Mechanism rows at each task's budget B (KL(π‖planner): mean over the training decisions "
+              "of steps 0.8 B–B; Q̂ − G: the evaluation at B steps, "
               "first half of each episode; steps/s: whole run, with updates, without evaluations, per "
               "wall-clock second and, where recorded, per process CPU second):",
               "", header, sep]
     for task in sorted(data):
         d = data[task]
-        kl = [fmt(*mean_ci([kl_at(s["_cell"], common) for s in d.get(v, [])]), digits=2) for v in variants]
-        gap = [fmt(*mean_ci([(eval_at(s, common) or {}).get("q_gap") for s in d.get(v, [])]), digits=1)
+        b = common[task]
+        kl = [fmt(*mean_ci([kl_at(s["_cell"], b) for s in d.get(v, [])]), digits=2) for v in variants]
+        gap = [fmt(*mean_ci([(eval_at(s, b) or {}).get("q_gap") for s in d.get(v, [])]), digits=1)
                for v in variants]
         sps = [fmt(*mean_ci([s.get("steps_per_second") for s in d.get(v, [])]), digits=1) for v in variants]
-        lines.append(f"| {task} | KL(π‖planner) | " + " | ".join(kl) + " |")
-        lines.append(f"| {task} | Q̂ − G | " + " | ".join(gap) + " |")
+        lines.append(f"| {task} | KL(π‖planner) at {b} | " + " | ".join(kl) + " |")
+        lines.append(f"| {task} | Q̂ − G at {b} | " + " | ".join(gap) + " |")
         lines.append(f"| {task} | steps/s | " + " | ".join(sps) + " |")
         if any(s.get("steps_per_cpu_second") for ss in d.values() for s in ss):
             cps = [fmt(*mean_ci([s.get("steps_per_cpu_second") for s in d.get(v, [])]), digits=1)
